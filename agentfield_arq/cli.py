@@ -1,0 +1,178 @@
+"""The `agentfield-arq` command: run (the whole system), api, worker, demo-agent, redis."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from agentfield_arq.embedded import EmbeddedRedis, free_port
+from agentfield_arq.errors import ConfigurationError
+from agentfield_arq.settings import Settings, from_env
+from agentfield_arq.supervisor import Child, Supervisor, child_env, python_module
+
+logger = logging.getLogger("agentfield_arq")
+
+READY_TIMEOUT_S = 60.0
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from arq.worker import run_worker
+
+    from workers.settings import worker_settings
+
+    run_worker(worker_settings(settings))
+    return 0
+
+
+def _demo_agent(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agentfield_arq.demo import create_demo_app
+
+    base_url = f"http://127.0.0.1:{args.port}"
+    app = create_demo_app(settings.resolved_public_url, base_url)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    return 0
+
+
+def _redis(settings: Settings, args: argparse.Namespace) -> int:
+    server = EmbeddedRedis(Path(settings.data_dir) / "redis")
+    print(server.start(), flush=True)
+    try:
+        assert server.process is not None
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    embedded = None
+    redis_url = settings.redis_url
+    if not redis_url:
+        embedded = EmbeddedRedis(Path(settings.data_dir) / "redis")
+        redis_url = embedded.start()
+        logger.info("embedded valkey-server at %s (data in %s)", redis_url, embedded.data_dir)
+    env = child_env({"AGENTFIELD_ARQ_REDIS_URL": redis_url})
+    agent_port = free_port()
+    children = [Child("api", python_module("agentfield_arq", "api"))]
+    children += [
+        Child(f"worker-{n}", python_module("agentfield_arq", "worker"))
+        for n in range(1, settings.workers + 1)
+    ]
+    children.append(
+        Child(
+            "demo-agent", python_module("agentfield_arq", "demo-agent", "--port", str(agent_port))
+        )
+    )
+    supervisor = Supervisor(children, env)
+    supervisor.install_signal_handlers()
+    try:
+        supervisor.start()
+        if _wait_ready(settings, supervisor):
+            print(walkthrough(settings.resolved_public_url, settings.workers), flush=True)
+        supervisor.supervise()
+    finally:
+        supervisor.stop()
+        if embedded is not None:
+            embedded.stop()
+            logger.info("embedded valkey-server stopped")
+    return 0
+
+
+def _wait_ready(settings: Settings, supervisor: Supervisor) -> bool:
+    url = settings.resolved_public_url
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline and not supervisor.stopping.is_set():
+        try:
+            nodes = httpx.get(f"{url}/api/v1/nodes", timeout=1.0).json()
+            if {"finance", "research", "analytics"} <= {n["id"] for n in nodes["nodes"]}:
+                return True
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        supervisor.stopping.wait(0.2)
+    logger.error("the system did not become ready within %.0fs", READY_TIMEOUT_S)
+    return False
+
+
+def walkthrough(url: str, workers: int) -> str:
+    """The ready-to-paste curl commands printed once the system is up."""
+    return f"""
+agentfield-arq is up: API {url}, {workers} workers, demo nodes finance/research/analytics.
+
+# queue an execution (answers 202 at once), with a webhook
+curl -s -X POST {url}/api/v1/execute/async/finance.deep_analysis \\
+  -H 'Content-Type: application/json' \\
+  -d '{{"input": {{"quarter": "Q3"}},
+       "webhook": {{"url": "http://127.0.0.1:9/hook", "secret": "s3cret"}}}}'
+
+# poll it (paste the execution_id from above)
+curl -s {url}/api/v1/executions/EXECUTION_ID
+
+# batch status of several ids in one call
+curl -s -X POST {url}/api/v1/executions/batch-status \\
+  -H 'Content-Type: application/json' -d '{{"execution_ids": ["ID1", "ID2", "ID3"]}}'
+
+# synchronous execute: waits for the result
+curl -s -X POST {url}/api/v1/execute/research.market_trends \\
+  -H 'Content-Type: application/json' -d '{{"input": {{"quarter": "Q3"}}}}'
+
+Ctrl-C stops everything.
+"""
+
+
+COMMANDS = {
+    "run": (_run, "start Redis (embedded unless a URL is set), the API, workers and demo agents"),
+    "api": (_api, "serve the HTTP API with uvicorn"),
+    "worker": (_worker, "run one arq worker process"),
+    "demo-agent": (_demo_agent, "serve the demo agent nodes"),
+    "redis": (_redis, "run the embedded valkey-server in the data folder and print its URL"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `agentfield-arq` console script."""
+    parser = argparse.ArgumentParser(prog="agentfield-arq", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if name == "demo-agent":
+            command.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args(argv)
+    try:
+        settings = from_env()
+    except ConfigurationError as exc:
+        print(f"agentfield-arq: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s [{args.command}] %(name)s: %(message)s",
+    )
+    # Per-request lines of these libraries drown ours (which name every execution_id).
+    for noisy in ("httpx", "arq.worker"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    handler = COMMANDS[args.command][0]
+    return handler(settings, args)

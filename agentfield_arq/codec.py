@@ -1,0 +1,77 @@
+"""Encoders, decoders, identifiers and clocks shared by every module (built once, reused)."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+json_encoder = msgspec.json.Encoder()
+raw_decoder = msgspec.json.Decoder(msgspec.Raw)
+any_decoder = msgspec.json.Decoder()
+msgpack_encoder = msgspec.msgpack.Encoder()
+msgpack_decoder = msgspec.msgpack.Decoder()
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def encode(value: Any) -> bytes:
+    """Encode any msgspec-supported value as compact JSON."""
+    return json_encoder.encode(value)
+
+
+def decode(data: bytes | str, kind: Any = Any) -> Any:
+    """Decode JSON into `kind`; raises `msgspec.ValidationError`/`DecodeError` on bad input."""
+    return msgspec.json.decode(data, type=kind)
+
+
+def canonical_json(data: bytes) -> bytes:
+    """Compact re-encoding of a JSON document, so equal values compare equal as bytes.
+
+    Raises `msgspec.DecodeError` when `data` is not JSON.
+    """
+    return json_encoder.encode(any_decoder.decode(data))
+
+
+def arq_serialize(obj: dict[str, Any]) -> bytes:
+    """arq job serializer: msgpack, never pickle."""
+    return msgpack_encoder.encode(obj)
+
+
+def arq_deserialize(data: bytes) -> dict[str, Any]:
+    """arq job deserializer: msgpack, never pickle."""
+    value: dict[str, Any] = msgpack_decoder.decode(data)
+    return value
+
+
+def now_ms() -> int:
+    """Wall-clock unix time in milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def rfc3339(ms: int) -> str:
+    """Format unix milliseconds as RFC 3339 UTC with millisecond precision."""
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def new_id(prefix: str, ms: int | None = None) -> str:
+    """A URL-safe id that sorts by creation time: `prefix_` + 10 chars of time + 16 of randomness.
+
+    The time part is the unix millisecond in Crockford base32 (as in ULID), so ids from different
+    API replicas interleave by creation time; 80 random bits make collisions negligible.
+    """
+    stamp = now_ms() if ms is None else ms
+    chars = []
+    for _ in range(10):
+        chars.append(_CROCKFORD[stamp & 31])
+        stamp >>= 5
+    rand = int.from_bytes(os.urandom(10), "big")
+    tail = []
+    for _ in range(16):
+        tail.append(_CROCKFORD[rand & 31])
+        rand >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}{''.join(tail)}"

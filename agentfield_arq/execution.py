@@ -1,0 +1,186 @@
+"""Submitting executions and applying agents' reports: the rules, independent of HTTP."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+import msgspec
+
+from agentfield_arq import webhooks
+from agentfield_arq.codec import canonical_json, encode, new_id, now_ms, rfc3339
+from agentfield_arq.errors import (
+    ExecutionNotFound,
+    InvalidRequest,
+    InvalidTarget,
+    InvalidTransition,
+)
+from agentfield_arq.models import (
+    TERMINAL_STATUSES,
+    Accepted,
+    CallbackRequest,
+    ExecuteRequest,
+    Status,
+    normalise_status,
+)
+from agentfield_arq.queue import RUN_EXECUTION, job_payload
+from agentfield_arq.store import ExecutionStore, NewExecution, Outcome, Transition
+
+logger = logging.getLogger(__name__)
+
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")
+_HEADER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Request headers kept on the execution and forwarded to the agent, with their hash field names.
+FORWARDED_HEADERS = {
+    "x-parent-execution-id": "parent_execution_id",
+    "x-session-id": "session_id",
+    "x-actor-id": "actor_id",
+}
+MAX_ERROR_CHARS = 2000
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """Split `node_id.name`; anything else is InvalidTarget."""
+    node_id, dot, name = target.partition(".")
+    if not dot or not _NODE_ID.fullmatch(node_id) or not _NAME.fullmatch(name):
+        raise InvalidTarget(
+            f"target '{target[:200]}' is not of the form node_id.name "
+            "(letters, digits, '_' and '-' on each side of one '.')"
+        )
+    return node_id, name
+
+
+def _header_id(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None or value == "":
+        return None
+    if not _HEADER_ID.fullmatch(value):
+        raise InvalidRequest(f"header {name}: at most 64 characters of [A-Za-z0-9_.:-]")
+    return value
+
+
+async def submit(
+    store: ExecutionStore,
+    target: str,
+    request: ExecuteRequest,
+    headers: Mapping[str, str],
+    execution_id: str | None = None,
+) -> Accepted:
+    """Validate, store and enqueue one execution; durable in Redis when this returns.
+
+    A caller that must watch the execution before it exists passes a fresh `new_id("exec")`.
+    """
+    node_id, name = parse_target(target)
+    run_id = (
+        _header_id(headers, "x-run-id") or _header_id(headers, "x-workflow-id") or new_id("run")
+    )
+    created = now_ms()
+    execution_id = execution_id or new_id("exec", created)
+    fields = {
+        "execution_id": execution_id,
+        "run_id": run_id,
+        "target": target,
+        "node_id": node_id,
+        "name": name,
+        "input": encode(request.input).decode(),
+        "created_at": rfc3339(created),
+        "created_ms": str(created),
+    }
+    if request.context is not None:
+        fields["context"] = encode(request.context).decode()
+    for header, field in FORWARDED_HEADERS.items():
+        value = _header_id(headers, header)
+        if value is not None:
+            fields[field] = value
+    webhook_error = None
+    if request.webhook is not None:
+        try:
+            spec = webhooks.validate(request.webhook)
+        except webhooks.InvalidWebhook as exc:
+            webhook_error = str(exc)
+        else:
+            fields["webhook_url"] = spec.url
+            fields["webhook_headers"] = encode(spec.headers).decode()
+            if spec.secret:
+                fields["webhook_secret"] = spec.secret
+    deadline = created + int(store.settings.execution_deadline_s * 1000)
+    kind = await store.create(
+        NewExecution(
+            execution_id=execution_id,
+            node_id=node_id,
+            name=name,
+            enqueue_ms=created,
+            deadline_ms=deadline,
+            job_payload=job_payload(RUN_EXECUTION, execution_id, created),
+            fields=fields,
+        )
+    )
+    logger.info("queued execution_id=%s target=%s run_id=%s", execution_id, target, run_id)
+    return Accepted(
+        execution_id=execution_id,
+        run_id=run_id,
+        workflow_id=run_id,
+        status=Status.QUEUED,
+        target=target,
+        type=kind,
+        created_at=fields["created_at"],
+        enqueued_at=fields["created_at"],
+        webhook_registered="webhook_url" in fields,
+        webhook_error=webhook_error,
+    )
+
+
+async def apply_callback(
+    store: ExecutionStore, execution_id: str, report: CallbackRequest
+) -> bytes:
+    """Apply an agent's status report; returns the execution's status document."""
+    status = normalise_status(report.status)
+    if status is None:
+        raise InvalidRequest(f"status: unknown status '{report.status[:64]}'")
+    now = now_ms()
+    if status in TERMINAL_STATUSES:
+        error = report.error or report.error_message
+        if status is not Status.SUCCEEDED and not error:
+            error = f"agent reported {status}"
+        transition = await store.finish(
+            execution_id,
+            status,
+            rfc3339(now),
+            now,
+            error=truncate(error) if error else None,
+            result=_result_of(report) if status is Status.SUCCEEDED else None,
+            duration_ms=_duration(report.duration_ms),
+        )
+    else:
+        transition = await store.progress(execution_id, status, rfc3339(now), now, report.progress)
+    doc = _settled(execution_id, status, transition)
+    logger.info("callback execution_id=%s status=%s", execution_id, status)
+    return doc
+
+
+def _settled(execution_id: str, status: str, transition: Transition) -> bytes:
+    if transition.outcome is Outcome.MISSING:
+        raise ExecutionNotFound(f"execution '{execution_id}' not found")
+    if transition.doc is None:
+        raise InvalidTransition(
+            f"execution '{execution_id}' is {transition.status}; cannot change it to {status}"
+        )
+    return transition.doc
+
+
+def _result_of(report: CallbackRequest) -> bytes:
+    """A succeeded report without a result (or with `null`) succeeded with a null result."""
+    return b"null" if report.result is msgspec.UNSET else canonical_json(bytes(report.result))
+
+
+def _duration(value: float | None) -> int | None:
+    if value is None or value < 0:
+        return None
+    return int(value)
+
+
+def truncate(text: str) -> str:
+    """Cap an error message so that records stay small."""
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

@@ -1,0 +1,83 @@
+"""Every Redis key the project uses, spelled once, and the TTLs and limits that go with them.
+
+Operators can read any of these with `redis-cli` (see the README); the prefix is configurable so
+that several deployments can share one Redis.
+"""
+
+from __future__ import annotations
+
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+
+# How long an arq job payload may wait in the queue before arq itself expires it (arq's default).
+JOB_PAYLOAD_TTL_MS = 86_400_000
+# A non-terminal record outlives its deadline by this much, so that the sweep always sees it.
+NON_TERMINAL_GRACE_S = 3600
+# Node records are kept this long after their last heartbeat, then forgotten.
+NODE_TTL_S = 7 * 86_400
+# Telemetry events are informational; keep a bounded tail of them.
+TELEMETRY_MAXLEN = 10_000
+
+
+class Keys:
+    """Builds every key from one configurable prefix."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def execution(self, execution_id: str) -> str:
+        """Hash: the execution's request and scheduling facts (HGETALL-readable)."""
+        return f"{self.prefix}:exec:{execution_id}"
+
+    def status_doc(self, execution_id: str) -> str:
+        """String: the JSON status document the API returns as is (GET / MGET)."""
+        return f"{self.prefix}:exec:{execution_id}:status"
+
+    @property
+    def deadlines(self) -> str:
+        """Sorted set: non-terminal execution ids scored by deadline (unix ms)."""
+        return f"{self.prefix}:deadlines"
+
+    @property
+    def events(self) -> str:
+        """Stream (capped): one entry per lifecycle change of any execution."""
+        return f"{self.prefix}:events"
+
+    @property
+    def telemetry(self) -> str:
+        """Stream (capped): SDK telemetry, recorded but never authoritative."""
+        return f"{self.prefix}:telemetry"
+
+    @property
+    def queue(self) -> str:
+        """arq's queue (sorted set of job ids scored by run time)."""
+        return f"{self.prefix}:queue"
+
+    @property
+    def nodes(self) -> str:
+        """Set: ids of registered nodes."""
+        return f"{self.prefix}:nodes"
+
+    def node(self, node_id: str) -> str:
+        """Hash: one node's registration, base URL and last heartbeat."""
+        return f"{self.prefix}:node:{node_id}"
+
+    def node_targets(self, node_id: str) -> str:
+        """Hash: name -> "reasoner" | "skill" for one node; what makes a target valid."""
+        return f"{self.prefix}:node:{node_id}:targets"
+
+    @staticmethod
+    def arq_job(job_id: str) -> str:
+        """arq's job payload key (arq does not prefix it per queue)."""
+        return job_key_prefix + job_id
+
+    @staticmethod
+    def arq_in_progress(job_id: str) -> str:
+        """arq's lock that says a worker holds the job."""
+        return in_progress_key_prefix + job_id
+
+    @staticmethod
+    def arq_retry(job_id: str) -> str:
+        """arq's try counter for a job."""
+        return retry_key_prefix + job_id

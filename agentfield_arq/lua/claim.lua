@@ -1,0 +1,30 @@
+-- A worker takes an execution to invoke its agent: queued -> running, or running -> running for a
+-- retry or after a crashed worker (attempt + 1). An execution waiting for its agent's callback,
+-- or already terminal, is not claimed.
+-- KEYS: exec hash, status doc, events
+-- ARGV: now_iso, now_ms, stream_maxlen
+local flat = redis.call('HGETALL', KEYS[1])
+local h = {}
+for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+if not h.status then return {'missing'} end
+if TERMINAL[h.status] then return {'terminal', h.status} end
+if h.phase == 'awaiting_callback' then return {'awaiting', h.status} end
+local attempt = tostring(tonumber(h.attempt or '0') + 1)
+local set = {'status', 'running', 'phase', 'invoking', 'attempt', attempt}
+if not h.started_at then
+  set[#set + 1] = 'started_at'; set[#set + 1] = ARGV[1]
+  set[#set + 1] = 'started_ms'; set[#set + 1] = ARGV[2]
+  h.started_at = ARGV[1]
+end
+redis.call('HSET', KEYS[1], unpack(set))
+if h.status == 'queued' then
+  h.status = 'running'
+  redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'execution_id', h.execution_id,
+    'status', 'running')
+end
+h.attempt = attempt
+h.status = 'running'
+local out = {'ok'}
+for k, v in pairs(h) do out[#out + 1] = k; out[#out + 1] = v end
+return out

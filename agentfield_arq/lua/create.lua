@@ -1,0 +1,24 @@
+-- Create an execution and enqueue its arq job in one atomic step, if the target exists.
+-- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events
+-- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
+--       stream_maxlen, then field/value pairs of the hash
+local kind = redis.call('HGET', KEYS[1], ARGV[1])
+if not kind then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_node'} end
+  return {'no_name'}
+end
+local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
+local h = {type = kind, status = 'queued'}
+for i = 9, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+  h[ARGV[i]] = ARGV[i + 1]
+end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('SET', KEYS[3], build_doc(h, nil), 'EX', ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+redis.call('SET', KEYS[6], ARGV[6], 'PX', ARGV[7])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[8], '*', 'execution_id', ARGV[2], 'status', 'queued')
+return {'ok', kind}

@@ -1,0 +1,32 @@
+-- Make an execution terminal, once. A repeated identical update is a no-op; any other update of
+-- a terminal execution is a conflict. The worker fences on its attempt, the sweep on the deadline.
+-- KEYS: exec hash, status doc, deadlines, events
+-- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
+--       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive)
+local h = hmget(KEYS[1], DOC_FIELDS)
+if not h.status then return {'missing'} end
+local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
+if TERMINAL[h.status] then
+  if h.digest == digest then return {'noop', redis.call('GET', KEYS[2])} end
+  return {'conflict', h.status}
+end
+if ARGV[6] ~= '' and h.attempt ~= ARGV[6] then return {'stale', h.status} end
+if ARGV[7] == '1' and tonumber(h.deadline_ms) > tonumber(ARGV[3]) then return {'not_due', h.status} end
+local outcome = {completed_at = ARGV[2]}
+if ARGV[10] ~= '' then
+  outcome.duration_ms = tonumber(ARGV[10])
+elseif h.started_ms then
+  outcome.duration_ms = tonumber(ARGV[3]) - tonumber(h.started_ms)
+end
+if ARGV[8] ~= '' then outcome.error = ARGV[8] end
+if ARGV[9] ~= '' then outcome.result = ARGV[9] end
+h.status = ARGV[1]
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'digest', digest, 'completed_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'phase')
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local doc = build_doc(h, outcome)
+redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
+redis.call('ZREM', KEYS[3], h.execution_id)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'execution_id', h.execution_id,
+  'status', ARGV[1])
+return {'ok', doc}

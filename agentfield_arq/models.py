@@ -1,0 +1,183 @@
+"""Typed shapes: statuses, request bodies, and the records kept in Redis."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+
+class Status(enum.StrEnum):
+    """The lifecycle of an execution; the last four are terminal."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMEOUT})
+
+_ALIASES = {
+    "success": Status.SUCCEEDED,
+    "successful": Status.SUCCEEDED,
+    "completed": Status.SUCCEEDED,
+    "complete": Status.SUCCEEDED,
+    "done": Status.SUCCEEDED,
+    "ok": Status.SUCCEEDED,
+    "error": Status.FAILED,
+    "failure": Status.FAILED,
+    "errored": Status.FAILED,
+    "canceled": Status.CANCELLED,
+    "cancel": Status.CANCELLED,
+    "timed_out": Status.TIMEOUT,
+    "in_progress": Status.RUNNING,
+    "processing": Status.RUNNING,
+    "wait": Status.QUEUED,
+    "waiting": Status.QUEUED,
+}
+
+
+def normalise_status(word: str) -> Status | None:
+    """Map a status word as AgentField does (`completed` -> succeeded); None if unknown."""
+    key = word.strip().lower().replace("-", "_").replace(" ", "_")
+    if key in _ALIASES:
+        return _ALIASES[key]
+    try:
+        return Status(key)
+    except ValueError:
+        return None
+
+
+class TargetKind(enum.StrEnum):
+    """What a target names on its node."""
+
+    REASONER = "reasoner"
+    SKILL = "skill"
+
+
+# ---------------------------------------------------------------------------- request bodies
+
+
+class WebhookSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where and how to announce an execution's end (validated by `webhooks.validate`)."""
+
+    url: str
+    secret: str | None = None
+    headers: dict[str, str] = {}
+
+
+class ExecuteRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /execute[/async]/{target}`.
+
+    `webhook` is decoded loosely: an invalid webhook must not reject the execution.
+    Unknown top-level fields are tolerated because AgentField's SDK may send more than these.
+    """
+
+    input: dict[str, Any]
+    context: dict[str, Any] | None = None
+    webhook: Any = None
+
+
+class BatchStatusRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of `POST /executions/batch-status`."""
+
+    execution_ids: list[str]
+
+
+class CallbackRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /executions/{id}/status`, sent by agents; extra fields are tolerated."""
+
+    status: str
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: str | None = None
+    error_message: str | None = None
+    duration_ms: int | float | None = None
+    completed_at: str | None = None
+    progress: Any = None
+
+
+class TargetSpec(msgspec.Struct, kw_only=True):
+    """One reasoner or skill as a node declares it; other fields are kept in the raw record."""
+
+    id: str
+    input_schema: Any = None
+    output_schema: Any = None
+    tags: list[str] = []
+
+
+class NodeRegistration(msgspec.Struct, kw_only=True):
+    """Body of `POST /nodes/register`: AgentField's node record, unknown fields accepted."""
+
+    id: str
+    base_url: str
+    version: str = ""
+    reasoners: list[TargetSpec] = []
+    skills: list[TargetSpec] = []
+
+
+class HeartbeatRequest(msgspec.Struct, kw_only=True):
+    """Optional body of `POST /nodes/{id}/heartbeat`."""
+
+    status: str | None = None
+    timestamp: str | None = None
+
+
+class TelemetryEvent(msgspec.Struct, kw_only=True):
+    """Body of `POST /workflow/executions/events`; only a few fields are looked at."""
+
+    execution_id: str | None = None
+    status: str | None = None
+    workflow_id: str | None = None
+    run_id: str | None = None
+
+
+# ---------------------------------------------------------------------------- answers
+
+
+class Accepted(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The 202 answer of execute async."""
+
+    execution_id: str
+    run_id: str
+    workflow_id: str
+    status: str
+    target: str
+    type: str
+    created_at: str
+    enqueued_at: str
+    webhook_registered: bool
+    webhook_error: str | None = None
+
+
+class SyncResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The 200 answer of execute sync."""
+
+    execution_id: str
+    run_id: str
+    status: str
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error_message: str | None = None
+    duration_ms: int | None = None
+    finished_at: str | None = None
+    webhook_registered: bool = False
+
+
+class ExecutionDoc(msgspec.Struct, kw_only=True):
+    """The stored status document as read back (the Lua scripts write it)."""
+
+    execution_id: str
+    run_id: str
+    status: str
+    target: str = ""
+    type: str = ""
+    created_at: str = ""
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    webhook_registered: bool = False

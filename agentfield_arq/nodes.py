@@ -1,0 +1,130 @@
+"""The node registry: which agents exist, where they listen, and whether they are alive."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+
+from agentfield_arq.codec import any_decoder, now_ms, rfc3339
+from agentfield_arq.errors import InvalidRequest, NodeNotFound
+from agentfield_arq.execution import parse_target
+from agentfield_arq.keys import NODE_TTL_S, Keys
+from agentfield_arq.models import NodeRegistration, TargetKind
+from agentfield_arq.settings import Settings
+from agentfield_arq.store import load_script
+
+logger = logging.getLogger(__name__)
+
+STOPPED = "stopped"
+
+
+class NodeRegistry:
+    """Registration, heartbeats and lookups of agent nodes."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
+        self.settings = settings
+        self._heartbeat = load_script(redis, "heartbeat")
+
+    async def register(self, body: bytes, node: NodeRegistration) -> str:
+        """Store a node's record (all its fields, known or not); returns its base URL."""
+        parse_target(f"{node.id}.x")  # the node id must be usable in targets
+        base_url = _check_base_url(node.base_url)
+        targets: dict[str, str] = {r.id: TargetKind.REASONER for r in node.reasoners}
+        targets.update({s.id: TargetKind.SKILL for s in node.skills})
+        for name in targets:
+            parse_target(f"{node.id}.{name}")
+        now = now_ms()
+        k = self.keys
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.delete(k.node_targets(node.id))
+            if targets:
+                tx.hset(k.node_targets(node.id), mapping=targets)
+                tx.expire(k.node_targets(node.id), NODE_TTL_S)
+            tx.hset(
+                k.node(node.id),
+                mapping={
+                    "id": node.id,
+                    "base_url": base_url,
+                    "version": node.version,
+                    "record": body,
+                    "registered_at": rfc3339(now),
+                    "last_heartbeat_ms": now,
+                    "last_heartbeat_at": rfc3339(now),
+                    "agent_status": "ready",
+                },
+            )
+            tx.expire(k.node(node.id), NODE_TTL_S)
+            tx.sadd(k.nodes, node.id)
+            await tx.execute()
+        logger.info("registered node_id=%s base_url=%s targets=%d", node.id, base_url, len(targets))
+        return base_url
+
+    async def heartbeat(self, node_id: str, status: str | None) -> str:
+        """Refresh a node's lease; returns the time recorded."""
+        now = now_ms()
+        stamp = rfc3339(now)
+        k = self.keys
+        found = await self._heartbeat(
+            keys=[k.node(node_id), k.node_targets(node_id)],
+            args=[now, stamp, NODE_TTL_S, status or ""],
+        )
+        if not found:
+            raise NodeNotFound(f"node '{node_id}' is not registered")
+        return stamp
+
+    async def stop(self, node_id: str) -> None:
+        """The node said goodbye: keep its record, report it inactive until it registers again."""
+        await self.heartbeat(node_id, STOPPED)
+
+    async def base_url(self, node_id: str) -> str | None:
+        """Where the node listens now (it may have re-registered since the execution was queued)."""
+        url: bytes | None = await self.redis.hget(self.keys.node(node_id), "base_url")  # type: ignore[misc]  # redis-py's async stubs
+        return url.decode() if url else None
+
+    async def get(self, node_id: str) -> dict[str, Any]:
+        """One node's record as the API shows it."""
+        raw = await self.redis.hgetall(self.keys.node(node_id))  # type: ignore[misc]  # redis-py's async stubs
+        if not raw:
+            raise NodeNotFound(f"node '{node_id}' is not registered")
+        return self._view(raw)
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every registered node, forgetting ids whose records have expired."""
+        ids = sorted(i.decode() for i in await self.redis.smembers(self.keys.nodes))  # type: ignore[misc]  # redis-py's async stubs
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node_id in ids:
+                pipe.hgetall(self.keys.node(node_id))
+            records = await pipe.execute()
+        gone = [node_id for node_id, raw in zip(ids, records, strict=True) if not raw]
+        if gone:
+            await self.redis.srem(self.keys.nodes, *gone)  # type: ignore[misc]  # redis-py's async stubs
+        return [self._view(raw) for raw in records if raw]
+
+    def _view(self, raw: dict[bytes, bytes]) -> dict[str, Any]:
+        fields = {k.decode(): v for k, v in raw.items()}
+        view: dict[str, Any] = any_decoder.decode(fields["record"])
+        last = int(fields["last_heartbeat_ms"])
+        agent_status = fields.get("agent_status", b"").decode()
+        alive = agent_status != STOPPED and now_ms() - last <= self.settings.node_lease_s * 1000
+        view.update(
+            id=fields["id"].decode(),
+            base_url=fields["base_url"].decode(),
+            registered_at=fields["registered_at"].decode(),
+            last_heartbeat=fields["last_heartbeat_at"].decode(),
+            status="active" if alive else "inactive",
+            health_status="healthy" if alive else "inactive",
+            agent_status=agent_status,
+        )
+        return view
+
+
+def _check_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("base_url: must be an http(s) URL with a host")
+    return url.rstrip("/")

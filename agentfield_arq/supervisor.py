@@ -1,0 +1,122 @@
+"""A small process supervisor for the run command: start children, restart the ones that die
+(with a growing delay), and stop them all in order on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 10.0
+RESTART_MAX_DELAY_S = 30.0
+HEALTHY_AFTER_S = 30.0
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: have the kernel SIGTERM the child if the supervisor itself is killed."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+    failures: int = field(default=0)
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start (or restart) the process in a session of its own, so Ctrl-C reaches only us."""
+        self.process = subprocess.Popen(
+            self.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent
+        )
+        self.started_at = time.monotonic()
+        logger.info("started %s pid=%d", self.name, self.process.pid)
+
+
+class Supervisor:
+    """Keeps children alive until `stop` is called from a signal handler."""
+
+    def __init__(self, children: list[Child], env: dict[str, str]) -> None:
+        self.children = children
+        self.env = env
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        """Start every child."""
+        for child in self.children:
+            child.start(self.env)
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT and SIGTERM ask for an orderly stop."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: self.stopping.set())
+
+    def supervise(self) -> None:
+        """Restart dead children until asked to stop, then stop them all."""
+        while not self.stopping.wait(0.5):
+            now = time.monotonic()
+            for child in self.children:
+                self._check(child, now)
+        self.stop()
+
+    def _check(self, child: Child, now: float) -> None:
+        process = child.process
+        if process is not None and process.poll() is None:
+            if now - child.started_at > HEALTHY_AFTER_S:
+                child.failures = 0
+            return
+        if process is not None:
+            child.failures += 1
+            delay = min(RESTART_MAX_DELAY_S, 0.5 * 2 ** (child.failures - 1))
+            logger.error(
+                "%s pid=%d exited with code %s; restarting in %.1fs",
+                child.name, process.pid, process.returncode, delay,
+            )  # fmt: skip
+            child.process = None
+            child.next_start = now + delay
+            return
+        if now >= child.next_start:
+            child.restarts += 1
+            child.start(self.env)
+
+    def stop(self) -> None:
+        """SIGTERM every child, wait, then SIGKILL the ones that linger."""
+        running = [c for c in self.children if c.process and c.process.poll() is None]
+        for child in running:
+            assert child.process is not None
+            child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in running:
+            assert child.process is not None
+            try:
+                child.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s pid=%d did not stop; killing it", child.name, child.process.pid)
+                child.process.kill()
+                child.process.wait()
+            logger.info("stopped %s", child.name)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """argv for running `python -m module args` with this interpreter."""
+    return [sys.executable, "-m", module, *args]
+
+
+def child_env(overrides: dict[str, str]) -> dict[str, str]:
+    """The environment children inherit, with our overrides."""
+    return {**os.environ, **overrides}

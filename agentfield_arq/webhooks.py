@@ -1,0 +1,57 @@
+"""Webhook registrations: what a caller may ask for, checked before it is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from agentfield_arq.models import WebhookSpec
+
+MAX_SECRET_CHARS = 4096
+MAX_HEADERS = 20
+MAX_HEADER_CHARS = 512
+MAX_URL_CHARS = 2048
+
+
+class InvalidWebhook(ValueError):
+    """The webhook block is unusable; the execution still runs without it."""
+
+
+def validate(raw: Any) -> WebhookSpec:
+    """Check a webhook block against the contract; raises InvalidWebhook naming the field."""
+    try:
+        spec = msgspec.convert(raw, WebhookSpec)
+    except msgspec.ValidationError as exc:
+        raise InvalidWebhook(f"webhook: {exc}") from exc
+    _check_url(spec.url)
+    if spec.secret is not None and len(spec.secret) > MAX_SECRET_CHARS:
+        raise InvalidWebhook(f"webhook.secret: longer than {MAX_SECRET_CHARS} characters")
+    if len(spec.headers) > MAX_HEADERS:
+        raise InvalidWebhook(f"webhook.headers: more than {MAX_HEADERS} headers")
+    for name, value in spec.headers.items():
+        if not name or len(name) > MAX_HEADER_CHARS or len(value) > MAX_HEADER_CHARS:
+            raise InvalidWebhook(
+                f"webhook.headers: name and value must be 1..{MAX_HEADER_CHARS} characters"
+            )
+        if any(c in name for c in " :\r\n") or any(c in value for c in "\r\n"):
+            raise InvalidWebhook(f"webhook.headers.{name}: not a valid HTTP header")
+    return spec
+
+
+def _check_url(url: str) -> None:
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidWebhook(f"webhook.url: longer than {MAX_URL_CHARS} characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise InvalidWebhook(f"webhook.url: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise InvalidWebhook("webhook.url: scheme must be http or https")
+    if not host:
+        raise InvalidWebhook("webhook.url: has no host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidWebhook("webhook.url: must not embed credentials")

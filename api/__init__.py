@@ -1,0 +1,5 @@
+"""The Starlette API: a thin HTTP adapter over `agentfield_arq`."""
+
+from api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,30 @@
+"""What every route needs, built once per process by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+
+from agentfield_arq.completions import Completions
+from agentfield_arq.nodes import NodeRegistry
+from agentfield_arq.settings import Settings
+from agentfield_arq.store import ExecutionStore
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """The process's shared clients; yielded by the lifespan as typed state."""
+
+    settings: Settings
+    redis: Redis
+    store: ExecutionStore
+    nodes: NodeRegistry
+    completions: Completions
+
+
+def deps(request: Request) -> Deps:
+    """The Deps of the app serving `request`."""
+    value: Deps = request.state.deps
+    return value

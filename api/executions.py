@@ -1,0 +1,139 @@
+"""Execution routes: execute (async and sync), get one, batch status, agent callback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from agentfield_arq.codec import encode, new_id
+from agentfield_arq.completions import RECHECK_S
+from agentfield_arq.errors import ExecutionNotFound, TooManyIds
+from agentfield_arq.execution import apply_callback, submit
+from agentfield_arq.models import (
+    TERMINAL_STATUSES,
+    BatchStatusRequest,
+    CallbackRequest,
+    ExecuteRequest,
+    ExecutionDoc,
+    Status,
+    SyncResult,
+)
+from api.body import read_json
+from api.deps import deps
+from api.errors import error_response
+
+JSON = "application/json"
+_doc_decoder = msgspec.json.Decoder(ExecutionDoc)
+NULL = msgspec.Raw(b"null")
+
+
+def _json(content: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(content, status_code=status, media_type=JSON, headers=headers)
+
+
+async def execute_async(request: Request) -> Response:
+    """Queue an execution and answer 202 at once; it is durable before the answer."""
+    d = deps(request)
+    body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
+    target = request.path_params["target"]
+    accepted = await submit(d.store, target, body, request.headers)
+    return _json(
+        encode(accepted),
+        202,
+        {"X-Execution-ID": accepted.execution_id, "X-Run-ID": accepted.run_id},
+    )
+
+
+async def execute_sync(request: Request) -> Response:
+    """Queue an execution and wait for its end (up to the sync limit), whichever API replica
+    or worker sees it finish."""
+    d = deps(request)
+    body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
+    target = request.path_params["target"]
+    execution_id = new_id("exec")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + d.settings.sync_timeout_s
+    async with d.completions.watch(execution_id) as finished:
+        accepted = await submit(d.store, target, body, request.headers, execution_id)
+        headers = {"X-Execution-ID": execution_id, "X-Run-ID": accepted.run_id}
+        while True:
+            raw = await d.store.get_doc(execution_id)
+            doc = _doc_decoder.decode(raw) if raw else None
+            if doc is not None and doc.status in TERMINAL_STATUSES:
+                return _json(encode(_sync_result(doc)), 200, headers)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return _timed_out(execution_id, accepted.run_id, doc, headers)
+            if finished.done():  # woken, yet not terminal: the record expired; poll slowly
+                await asyncio.sleep(min(remaining, RECHECK_S))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
+
+
+def _sync_result(doc: ExecutionDoc) -> SyncResult:
+    return SyncResult(
+        execution_id=doc.execution_id,
+        run_id=doc.run_id,
+        status=doc.status,
+        result=NULL
+        if doc.status == Status.SUCCEEDED and doc.result is msgspec.UNSET
+        else doc.result,
+        error_message=doc.error,
+        duration_ms=doc.duration_ms,
+        finished_at=doc.completed_at,
+        webhook_registered=doc.webhook_registered,
+    )
+
+
+def _timed_out(
+    execution_id: str, run_id: str, doc: ExecutionDoc | None, headers: dict[str, str]
+) -> Response:
+    response = error_response(
+        504,
+        "sync_timeout",
+        "execution did not finish within the sync limit; it carries on and can be polled",
+        execution_id=execution_id,
+        run_id=run_id,
+        status=doc.status if doc else "queued",
+    )
+    response.headers.update(headers)
+    return response
+
+
+async def get_one(request: Request) -> Response:
+    """One execution's status document, as stored."""
+    execution_id = request.path_params["execution_id"]
+    doc = await deps(request).store.get_doc(execution_id)
+    if doc is None:
+        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
+    return _json(doc)
+
+
+async def batch_status(request: Request) -> Response:
+    """Many executions' documents in one MGET, keyed by id; unknown ids say `not_found`."""
+    d = deps(request)
+    body = await read_json(request, BatchStatusRequest, d.settings.max_body_bytes)
+    ids = list(dict.fromkeys(body.execution_ids))
+    if len(ids) > d.settings.batch_max_ids:
+        raise TooManyIds(
+            f"execution_ids: at most {d.settings.batch_max_ids} ids per request, got {len(ids)}"
+        )
+    docs = await d.store.get_docs(ids)
+    parts = []
+    for execution_id, doc in zip(ids, docs, strict=True):
+        key = encode(execution_id)
+        value = doc or encode({"execution_id": execution_id, "status": "not_found"})
+        parts.append(key + b":" + value)
+    return _json(b"{" + b",".join(parts) + b"}")
+
+
+async def callback(request: Request) -> Response:
+    """An agent reports progress or the outcome of an execution it accepted."""
+    d = deps(request)
+    report = await read_json(request, CallbackRequest, d.settings.max_body_bytes)
+    doc = await apply_callback(d.store, request.path_params["execution_id"], report)
+    return _json(doc)

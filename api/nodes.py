@@ -1,0 +1,68 @@
+"""Node routes: register, heartbeat, shutdown, lifecycle status, list, get."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from agentfield_arq.codec import encode
+from agentfield_arq.models import HeartbeatRequest, NodeRegistration
+from api.body import decode, read_body, read_json
+from api.deps import deps
+
+JSON = "application/json"
+
+
+def _json(value: object, status: int = 200) -> Response:
+    return Response(encode(value), status_code=status, media_type=JSON)
+
+
+async def register(request: Request) -> Response:
+    """A node announces itself; the whole record is kept, unknown fields included."""
+    d = deps(request)
+    body = await read_body(request, d.settings.max_body_bytes)
+    node = decode(body, NodeRegistration)
+    base_url = await d.nodes.register(body, node)
+    return _json(
+        {
+            "success": True,
+            "message": f"node '{node.id}' registered",
+            "node_id": node.id,
+            "resolved_base_url": base_url,
+        },
+        201,
+    )
+
+
+async def heartbeat(request: Request) -> Response:
+    """Refresh the node's lease; the body is optional."""
+    d = deps(request)
+    beat = await read_json(request, HeartbeatRequest, d.settings.max_body_bytes, optional=True)
+    stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status)
+    return _json({"success": True, "message": "heartbeat received", "timestamp": stamp})
+
+
+async def lifecycle(request: Request) -> Response:
+    """The SDK's lifecycle update (`PATCH /nodes/{id}/status`): recorded like a heartbeat."""
+    d = deps(request)
+    beat = await read_json(request, HeartbeatRequest, d.settings.max_body_bytes, optional=True)
+    stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status)
+    return _json({"success": True, "message": "status updated", "timestamp": stamp})
+
+
+async def shutdown(request: Request) -> Response:
+    """The node says goodbye: it is kept, marked stopped, and reported inactive."""
+    d = deps(request)
+    await d.nodes.stop(request.path_params["node_id"])
+    return _json({"success": True, "message": "shutdown recorded"})
+
+
+async def list_nodes(request: Request) -> Response:
+    """Every registered node with its liveness."""
+    found = await deps(request).nodes.list()
+    return _json({"nodes": found, "count": len(found)})
+
+
+async def get_node(request: Request) -> Response:
+    """One node's record with its liveness."""
+    return _json(await deps(request).nodes.get(request.path_params["node_id"]))

@@ -1,0 +1,28 @@
+"""arq job functions; each is a few lines over `agentfield_arq.runner.Runner`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import Retry
+
+from agentfield_arq.runner import Runner
+
+
+def _runner(ctx: dict[str, Any]) -> Runner:
+    runner: Runner = ctx["runner"]
+    return runner
+
+
+async def run_execution(ctx: dict[str, Any], execution_id: str) -> None:
+    """Invoke the execution's agent once; a transient failure is retried by arq after a backoff."""
+    runner = _runner(ctx)
+    last_try = ctx["job_try"] >= runner.settings.max_job_tries
+    delay = await runner.run(execution_id, last_try=last_try)
+    if delay is not None:
+        raise Retry(defer=delay)
+
+
+async def sweep_deadlines(ctx: dict[str, Any]) -> int:
+    """Periodic: overdue running or queued executions become `timeout`."""
+    return await _runner(ctx).sweep()

@@ -1,0 +1,74 @@
+"""arq WorkerSettings built from our Settings (read by the entry point, never at import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from arq import cron, func
+from arq.connections import RedisSettings
+
+from agentfield_arq.codec import arq_deserialize, arq_serialize
+from agentfield_arq.keys import Keys
+from agentfield_arq.nodes import NodeRegistry
+from agentfield_arq.queue import RUN_EXECUTION, SWEEP_DEADLINES
+from agentfield_arq.runner import Runner
+from agentfield_arq.settings import Settings
+from agentfield_arq.store import ExecutionStore
+from workers.jobs import run_execution, sweep_deadlines
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `arq.worker.Worker` (or `run_worker`) serving our queue."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        redis = ctx["redis"]
+        ctx["http"] = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.agent_timeout_s),
+            limits=httpx.Limits(max_connections=settings.worker_concurrency),
+        )
+        ctx["runner"] = Runner(
+            ExecutionStore(redis, settings),
+            NodeRegistry(redis, settings),
+            ctx["http"],
+            settings,
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "http" in ctx:
+            await ctx["http"].aclose()
+
+    sweep_seconds = set(range(0, 60, settings.sweep_interval_s))
+    return {
+        "functions": [
+            func(
+                run_execution,
+                name=RUN_EXECUTION,
+                timeout=settings.job_timeout_s,
+                keep_result=0,
+                max_tries=settings.max_job_tries,
+            )
+        ],
+        "cron_jobs": [
+            cron(
+                sweep_deadlines,
+                name=f"{SWEEP_DEADLINES}:{settings.key_prefix}",
+                second=sweep_seconds,
+                microsecond=0,
+                timeout=60,
+                keep_result=0,
+                run_at_startup=False,
+            )
+        ],
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": Keys(settings.key_prefix).queue,
+        "job_serializer": arq_serialize,
+        "job_deserializer": arq_deserialize,
+        "max_jobs": settings.worker_concurrency,
+        "poll_delay": settings.worker_poll_delay_s,
+        "keep_result": 0,
+        "handle_signals": True,
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "health_check_interval": 30,
+    }
