@@ -59,7 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def job_timeout_s(self) -> float:
         """An arq job never outlives its agent call by more than a small margin."""
-        return self.agent_timeout_s + 5.0
+        return self.agent_timeout_s + 2.0
 
     @property
     def recovery_bound_s(self) -> float:

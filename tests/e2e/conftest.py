@@ -1,0 +1,161 @@
+"""End-to-end harness: real processes (uvicorn API, arq workers, the test agent) on 127.0.0.1.
+
+Each test module gets its own system with its own key prefix on the session's Redis, so modules
+do not see each other's executions and no flush is needed while processes run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agentfield_arq.embedded import EmbeddedRedis, free_port
+from agentfield_arq.models import TERMINAL_STATUSES
+from tests.e2e.agent_app import registration
+
+READY_TIMEOUT_S = 30.0
+_prefixes = itertools.count(1)
+
+
+class System:
+    """The processes of one deployment and an HTTP client for its API."""
+
+    def __init__(self, redis_url: str, logs: Path, **settings: Any) -> None:
+        self.redis_url = redis_url
+        self.logs = logs
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.agent_port = free_port()
+        self.agent_url = f"http://127.0.0.1:{self.agent_port}"
+        self.prefix = f"e2e{next(_prefixes)}"
+        self.env = {
+            **os.environ,
+            "AGENTFIELD_ARQ_REDIS_URL": redis_url,
+            "AGENTFIELD_ARQ_KEY_PREFIX": self.prefix,
+            "AGENTFIELD_ARQ_API_PORT": str(self.api_port),
+            **{f"AGENTFIELD_ARQ_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.http = httpx.Client(base_url=self.api_url, timeout=30.0)
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start `python args...` with this system's environment, logging to a file."""
+        with (self.logs / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, *args], env=self.env, stdout=log, stderr=log
+            )
+        self.processes[name] = process
+        return process
+
+    def start_api(self) -> None:
+        """Start the API and wait until it answers its health check."""
+        self.spawn("api", "-m", "agentfield_arq", "api")
+        self._wait_http(f"{self.api_url}/api/v1/health")
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        """Start one arq worker process."""
+        return self.spawn(name, "-m", "agentfield_arq", "worker")
+
+    def start_agent(self, node_id: str = "e2e") -> None:
+        """Start the test agent and register it as `node_id`."""
+        self.spawn("agent", "-m", "tests.e2e.agent_app", "--port", str(self.agent_port),
+                   "--api", self.api_url)  # fmt: skip
+        self._wait_http(f"{self.agent_url}/health")
+        answer = self.http.post(
+            "/api/v1/nodes/register", json=registration(node_id, self.agent_url)
+        )
+        assert answer.status_code == 201, answer.text
+
+    def _wait_http(self, url: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{url} did not come up; logs in {self.logs}")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process, as a crash would."""
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL)."""
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        self.http.close()
+
+    # ------------------------------------------------------------------ helpers used by tests
+
+    def submit(self, target: str, body: dict[str, Any] | None = None, **kw: Any) -> str:
+        """Queue an execution; returns its id."""
+        answer = self.http.post(f"/api/v1/execute/async/{target}", json=body or {"input": {}}, **kw)
+        assert answer.status_code == 202, answer.text
+        execution_id: str = answer.json()["execution_id"]
+        return execution_id
+
+    def wait(self, execution_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
+        """Poll one execution until it is terminal (or fail the test at the timeout)."""
+        deadline = time.monotonic() + timeout_s
+        doc: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            doc = self.http.get(f"/api/v1/executions/{execution_id}").json()
+            if doc.get("status") in TERMINAL_STATUSES:
+                return doc
+            time.sleep(0.05)
+        raise AssertionError(f"{execution_id} not terminal after {timeout_s}s: {doc}")
+
+    def agent_calls(self, execution_id: str) -> dict[str, int]:
+        """How the test agent saw this execution (calls, peak concurrency, in flight)."""
+        stats: dict[str, int] = httpx.get(f"{self.agent_url}/calls/{execution_id}").json()
+        return stats
+
+
+@pytest.fixture(scope="module")
+def e2e_redis(redis_server: EmbeddedRedis) -> str:
+    """The session's Redis; e2e modules isolate themselves by key prefix, not by flushing."""
+    return redis_server.url
+
+
+@pytest.fixture(scope="module")
+def system(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """API + one worker + the test agent registered as node `e2e`, short timeouts."""
+    deployment = System(
+        e2e_redis,
+        tmp_path_factory.mktemp("logs"),
+        agent_timeout_s=2,
+        agent_max_attempts=3,
+        agent_retry_base_s=0.05,
+        agent_retry_max_s=0.2,
+        sync_timeout_s=3,
+        sweep_interval_s=1,
+        worker_poll_delay_s=0.02,
+    )
+    try:
+        deployment.start_api()
+        deployment.start_worker()
+        deployment.start_agent()
+        yield deployment
+    finally:
+        deployment.stop()
