@@ -55,7 +55,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 name=f"{SWEEP_DEADLINES}:{settings.key_prefix}",
                 second=sweep_seconds,
                 microsecond=0,
-                timeout=60,
+                # arq sizes every job's in-progress lock on its longest timeout, so this one
+                # must not exceed run_execution's or crash recovery slows down.
+                timeout=settings.job_timeout_s,
                 keep_result=0,
                 run_at_startup=False,
             )

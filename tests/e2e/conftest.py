@@ -48,11 +48,11 @@ class System:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.http = httpx.Client(base_url=self.api_url, timeout=30.0)
 
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         """Start `python args...` with this system's environment, logging to a file."""
         with (self.logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, *args], env=self.env, stdout=log, stderr=log
+                [sys.executable, *args], env={**self.env, **env}, stdout=log, stderr=log
             )
         self.processes[name] = process
         return process
@@ -61,6 +61,15 @@ class System:
         """Start the API and wait until it answers its health check."""
         self.spawn("api", "-m", "agentfield_arq", "api")
         self._wait_http(f"{self.api_url}/api/v1/health")
+
+    def start_replica(self, name: str, **settings: str) -> str:
+        """Start another API process on the same Redis; returns its URL."""
+        port = free_port()
+        env = {f"AGENTFIELD_ARQ_{k.upper()}": v for k, v in settings.items()}
+        self.spawn(name, "-m", "agentfield_arq", "api", AGENTFIELD_ARQ_API_PORT=str(port), **env)
+        url = f"http://127.0.0.1:{port}"
+        self._wait_http(f"{url}/api/v1/health", any_status=True)
+        return url
 
     def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
         """Start one arq worker process."""
@@ -76,14 +85,15 @@ class System:
         )
         assert answer.status_code == 201, answer.text
 
-    def _wait_http(self, url: str) -> None:
+    def _wait_http(self, url: str, *, any_status: bool = False) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
+                status: int | None = httpx.get(url, timeout=5.0).status_code
             except httpx.HTTPError:
-                pass
+                status = None
+            if status == 200 or (any_status and status is not None):
+                return
             time.sleep(0.05)
         raise AssertionError(f"{url} did not come up; logs in {self.logs}")
 

@@ -1,0 +1,57 @@
+"""A worker killed with SIGKILL mid-execution loses nothing: another worker picks the execution
+up after arq's in-progress lock lapses, and the agent never runs it twice at once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agentfield_arq.settings import from_env
+from tests.e2e.conftest import System
+
+AGENT_TIMEOUT_S = 2
+
+
+@pytest.fixture(scope="module")
+def crashing(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    deployment = System(
+        e2e_redis,
+        tmp_path_factory.mktemp("logs"),
+        agent_timeout_s=AGENT_TIMEOUT_S,
+        worker_poll_delay_s=0.02,
+    )
+    try:
+        deployment.start_api()
+        deployment.start_agent()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def _wait_for_call(system: System, execution_id: str) -> None:
+    deadline = time.monotonic() + 20
+    while system.agent_calls(execution_id)["in_flight"] == 0:
+        assert time.monotonic() < deadline, "the worker never called the agent"
+        time.sleep(0.02)
+
+
+def test_a_sigkilled_worker_s_execution_is_finished_by_another_within_the_bound(
+    crashing: System,
+) -> None:
+    crashing.start_worker("doomed")
+    execution_id = crashing.submit("e2e.block")
+    _wait_for_call(crashing, execution_id)
+    crashing.kill("doomed")
+    killed_at = time.monotonic()
+    crashing.start_worker("rescuer")
+    bound = from_env({}, agent_timeout_s=AGENT_TIMEOUT_S, worker_poll_delay_s=0.02)
+    doc = crashing.wait(execution_id, timeout_s=bound.recovery_bound_s + 10)
+    recovered_in = time.monotonic() - killed_at
+    assert doc["status"] == "succeeded"
+    assert doc["result"] == {"calls": 2}
+    assert recovered_in <= bound.recovery_bound_s + 5
+    calls = crashing.agent_calls(execution_id)
+    assert calls["calls"] == 2
+    assert calls["peak"] == 1

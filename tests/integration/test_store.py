@@ -1,0 +1,208 @@
+"""The Lua transitions against a real Redis: atomic, final once terminal, readable by people."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from agentfield_arq.codec import now_ms, rfc3339
+from agentfield_arq.errors import TargetNotFound
+from agentfield_arq.execution import submit
+from agentfield_arq.keys import Keys
+from agentfield_arq.models import ExecuteRequest, NodeRegistration, TargetSpec
+from agentfield_arq.nodes import NodeRegistry
+from agentfield_arq.settings import Settings
+from agentfield_arq.store import ExecutionStore, Outcome
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def store(redis_client: Redis, settings: Settings) -> ExecutionStore:
+    nodes = NodeRegistry(redis_client, settings)
+    node = NodeRegistration(
+        id="finance",
+        base_url="http://127.0.0.1:9",
+        reasoners=[TargetSpec(id="deep_analysis")],
+        skills=[TargetSpec(id="add")],
+    )
+    await nodes.register(b'{"id": "finance"}', node)
+    return ExecutionStore(redis_client, settings)
+
+
+async def _queued(store: ExecutionStore, target: str = "finance.deep_analysis") -> str:
+    accepted = await submit(store, target, ExecuteRequest(input={"quarter": "Q3"}), {})
+    return accepted.execution_id
+
+
+def _now() -> tuple[str, int]:
+    ms = now_ms()
+    return rfc3339(ms), ms
+
+
+async def test_submit_writes_hash_status_document_and_arq_job_together(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
+    execution_id = await _queued(store)
+    k = store.keys
+    fields = await store.get_fields(execution_id)
+    assert fields["status"] == "queued"
+    assert fields["target"] == "finance.deep_analysis"
+    assert json.loads(fields["input"]) == {"quarter": "Q3"}
+    doc = json.loads(await store.get_doc(execution_id) or b"")
+    assert doc["status"] == "queued"
+    assert doc["type"] == "reasoner"
+    assert await redis_client.zscore(k.queue, execution_id) is not None
+    assert await redis_client.exists(k.arq_job(execution_id)) == 1
+    assert await redis_client.zscore(k.deadlines, execution_id) is not None
+    assert await redis_client.ttl(k.execution(execution_id)) > 0
+    assert await redis_client.ttl(k.status_doc(execution_id)) > 0
+
+
+async def test_a_skill_target_is_stored_with_type_skill(store: ExecutionStore) -> None:
+    execution_id = await _queued(store, "finance.add")
+    assert (await store.get_fields(execution_id))["type"] == "skill"
+
+
+async def test_an_unknown_node_or_name_writes_nothing(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
+    before = await redis_client.dbsize()
+    with pytest.raises(TargetNotFound, match="node 'nobody'"):
+        await _queued(store, "nobody.deep_analysis")
+    with pytest.raises(TargetNotFound, match="no reasoner or skill 'nothing'"):
+        await _queued(store, "finance.nothing")
+    assert await redis_client.dbsize() == before
+
+
+async def test_claim_moves_queued_to_running_and_counts_attempts(store: ExecutionStore) -> None:
+    execution_id = await _queued(store)
+    first = await store.claim(execution_id, *_now())
+    assert first.outcome is Outcome.OK
+    assert first.fields["attempt"] == "1"
+    assert first.fields["input"] == '{"quarter":"Q3"}'
+    second = await store.claim(execution_id, *_now())
+    assert second.fields["attempt"] == "2"
+    assert second.fields["started_at"] == first.fields["started_at"]
+    doc = json.loads(await store.get_doc(execution_id) or b"")
+    assert doc["status"] == "running"
+    assert doc["started_at"] == first.fields["started_at"]
+
+
+async def test_terminal_is_final_and_an_identical_repeat_is_a_no_op(store: ExecutionStore) -> None:
+    execution_id = await _queued(store)
+    await store.claim(execution_id, *_now())
+    done = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":1}')
+    assert done.outcome is Outcome.OK
+    assert done.doc is not None
+    assert json.loads(done.doc)["result"] == {"x": 1}
+    again = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":1}')
+    assert again.outcome is Outcome.NOOP
+    assert again.doc == done.doc
+    other = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":2}')
+    assert other.outcome is Outcome.CONFLICT
+    failed = await store.finish(execution_id, "failed", *_now(), error="late")
+    assert failed.outcome is Outcome.CONFLICT
+    assert json.loads(await store.get_doc(execution_id) or b"")["result"] == {"x": 1}
+
+
+async def test_a_stale_worker_attempt_cannot_settle_the_execution(store: ExecutionStore) -> None:
+    execution_id = await _queued(store)
+    await store.claim(execution_id, *_now())
+    await store.claim(execution_id, *_now())  # another worker took over: attempt 2
+    stale = await store.finish(execution_id, "succeeded", *_now(), result=b"1", attempt="1")
+    assert stale.outcome is Outcome.STALE
+    current = await store.finish(execution_id, "succeeded", *_now(), result=b"2", attempt="2")
+    assert current.outcome is Outcome.OK
+
+
+async def test_any_json_result_is_kept_byte_for_byte(store: ExecutionStore) -> None:
+    for result in (b"null", b'[1,"two",null]', b'"words"', b"12345678901234567890"):
+        execution_id = await _queued(store)
+        await store.finish(execution_id, "succeeded", *_now(), result=result)
+        doc = await store.get_doc(execution_id) or b""
+        assert doc.endswith(b',"result":' + result + b"}")
+
+
+async def test_terminal_records_expire_after_the_retention(
+    store: ExecutionStore, redis_client: Redis, settings: Settings
+) -> None:
+    execution_id = await _queued(store)
+    await store.finish(execution_id, "cancelled", *_now(), error="cancelled by test")
+    k = store.keys
+    for key in (k.execution(execution_id), k.status_doc(execution_id)):
+        ttl = await redis_client.ttl(key)
+        assert settings.retention_s - 5 <= ttl <= settings.retention_s
+    assert await redis_client.zscore(k.deadlines, execution_id) is None
+
+
+async def test_the_result_is_stored_once_not_in_the_hash(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
+    execution_id = await _queued(store)
+    big = b'"' + b"x" * 10_000 + b'"'
+    await store.finish(execution_id, "succeeded", *_now(), result=big)
+    fields = await redis_client.hgetall(store.keys.execution(execution_id))
+    assert all(len(v) < 1000 for v in fields.values())
+
+
+async def test_racing_finishers_leave_exactly_one_outcome(store: ExecutionStore) -> None:
+    execution_id = await _queued(store)
+    await store.claim(execution_id, *_now())
+    outcomes = await asyncio.gather(
+        store.finish(execution_id, "succeeded", *_now(), result=b"1", attempt="1"),
+        store.finish(execution_id, "cancelled", *_now(), error="cancelled"),
+        store.finish(execution_id, "timeout", *_now(), error="late"),
+        store.finish(execution_id, "failed", *_now(), error="boom"),
+    )
+    assert [o.outcome for o in outcomes].count(Outcome.OK) == 1
+    winner = next(o for o in outcomes if o.outcome is Outcome.OK)
+    assert await store.get_doc(execution_id) == winner.doc
+
+
+async def test_the_sweep_only_times_out_executions_past_their_deadline(
+    store: ExecutionStore,
+) -> None:
+    execution_id = await _queued(store)
+    not_due = await store.finish(execution_id, "timeout", *_now(), only_if_overdue=True)
+    assert not_due.outcome is Outcome.NOT_DUE
+    fields = await store.get_fields(execution_id)
+    later = int(fields["deadline_ms"]) + 1
+    assert await store.overdue(later, 10) == [execution_id]
+    due = await store.finish(execution_id, "timeout", rfc3339(later), later, only_if_overdue=True)
+    assert due.outcome is Outcome.OK
+    assert await store.overdue(later, 10) == []
+
+
+async def test_every_transition_is_appended_to_the_capped_event_stream(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
+    execution_id = await _queued(store)
+    await store.claim(execution_id, *_now())
+    await store.finish(execution_id, "succeeded", *_now(), result=b"1")
+    entries = await redis_client.xrange(Keys("t").events)
+    statuses = [e[1][b"status"] for e in entries if e[1][b"execution_id"] == execution_id.encode()]
+    assert statuses == [b"queued", b"running", b"succeeded"]
+
+
+async def test_batch_read_is_one_mget_in_the_order_asked(store: ExecutionStore) -> None:
+    ids = [await _queued(store) for _ in range(3)]
+    docs = await store.get_docs([ids[2], "exec_unknown", ids[0]])
+    assert json.loads(docs[0] or b"")["execution_id"] == ids[2]
+    assert docs[1] is None
+    assert json.loads(docs[2] or b"")["execution_id"] == ids[0]
+
+
+async def test_a_progress_report_starts_a_queued_execution_but_cannot_revive_a_terminal_one(
+    store: ExecutionStore,
+) -> None:
+    execution_id = await _queued(store)
+    started = await store.progress(execution_id, "running", *_now(), {"pct": 10})
+    assert started.outcome is Outcome.OK
+    assert json.loads(started.doc or b"")["status"] == "running"
+    await store.finish(execution_id, "succeeded", *_now(), result=b"1")
+    late = await store.progress(execution_id, "running", *_now())
+    assert late.outcome is Outcome.CONFLICT

@@ -1,0 +1,44 @@
+"""Settings come from AGENTFIELD_ARQ_* variables only, and bad ones fail loudly."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentfield_arq.errors import ConfigurationError
+from agentfield_arq.settings import Settings, from_env
+
+
+def test_defaults_apply_when_no_variable_is_set() -> None:
+    settings = from_env({})
+    assert settings == Settings()
+    assert settings.retention_s == 86_400
+    assert settings.sync_timeout_s == 90.0
+
+
+def test_variables_are_converted_to_their_field_types() -> None:
+    settings = from_env({"AGENTFIELD_ARQ_API_PORT": "9000", "AGENTFIELD_ARQ_SYNC_TIMEOUT_S": "2.5"})
+    assert settings.api_port == 9000
+    assert settings.sync_timeout_s == 2.5
+
+
+def test_an_unknown_variable_fails_with_its_name() -> None:
+    with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_RETENTION"):
+        from_env({"AGENTFIELD_ARQ_RETENTION": "5"})
+
+
+def test_a_malformed_variable_fails_with_its_name() -> None:
+    with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_API_PORT"):
+        from_env({"AGENTFIELD_ARQ_API_PORT": "eighty"})
+
+
+def test_a_non_positive_limit_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_BATCH_MAX_IDS"):
+        from_env({"AGENTFIELD_ARQ_BATCH_MAX_IDS": "0"})
+
+
+def test_other_variables_are_ignored() -> None:
+    assert from_env({"PATH": "/bin", "AGENTFIELD_SERVER": "x"}) == Settings()
+
+
+def test_the_default_recovery_bound_after_a_worker_crash_is_under_a_minute() -> None:
+    assert Settings().recovery_bound_s < 60

@@ -1,0 +1,23 @@
+"""The arq worker is configured for bounded crash recovery and msgpack payloads."""
+
+from __future__ import annotations
+
+from arq.worker import Worker
+
+from agentfield_arq.codec import arq_deserialize, arq_serialize
+from agentfield_arq.settings import from_env
+from workers.settings import worker_settings
+
+
+def test_no_job_timeout_exceeds_the_execution_job_timeout() -> None:
+    settings = from_env({}, redis_url="redis://127.0.0.1:1/0")
+    worker = Worker(**worker_settings(settings))
+    assert worker.in_progress_timeout_s == settings.job_timeout_s + 10
+    assert settings.recovery_bound_s < 60
+
+
+def test_jobs_are_msgpack_not_pickle() -> None:
+    kwargs = worker_settings(from_env({}, redis_url="redis://127.0.0.1:1/0"))
+    assert kwargs["job_serializer"] is arq_serialize
+    assert kwargs["job_deserializer"] is arq_deserialize
+    assert arq_serialize({"a": ("x",)})[:1] != b"\x80"  # pickle's protocol marker
