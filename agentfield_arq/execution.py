@@ -39,6 +39,7 @@ FORWARDED_HEADERS = {
     "x-actor-id": "actor_id",
 }
 MAX_ERROR_CHARS = 2000
+CANCELLED_ERROR = "cancelled by request"
 
 
 def parse_target(target: str) -> tuple[str, str]:
@@ -158,6 +159,19 @@ async def apply_callback(
     doc = _settled(execution_id, status, transition)
     logger.info("callback execution_id=%s status=%s", execution_id, status)
     return doc
+
+
+async def cancel(store: ExecutionStore, execution_id: str) -> bytes:
+    """Cancel an execution that has not ended; cancelling a cancelled one is a no-op.
+
+    A worker already calling the agent finishes its call, but its outcome is discarded.
+    """
+    now = now_ms()
+    transition = await store.finish(
+        execution_id, Status.CANCELLED, rfc3339(now), now, error=CANCELLED_ERROR
+    )
+    logger.info("cancel execution_id=%s: %s", execution_id, transition.outcome)
+    return _settled(execution_id, Status.CANCELLED, transition)
 
 
 def _settled(execution_id: str, status: str, transition: Transition) -> bytes:

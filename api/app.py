@@ -33,6 +33,9 @@ def routes() -> list[Route]:
         Route(
             f"{PREFIX}/executions/{{execution_id}}/status", executions.callback, methods=["POST"]
         ),
+        Route(
+            f"{PREFIX}/executions/{{execution_id}}/cancel", executions.cancel_one, methods=["POST"]
+        ),
         Route(f"{PREFIX}/nodes/register", nodes.register, methods=["POST"]),
         Route(f"{PREFIX}/nodes", nodes.register, methods=["POST"]),
         Route(f"{PREFIX}/nodes", nodes.list_nodes, methods=["GET"]),

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from agentfield_arq.codec import encode, new_id
 from agentfield_arq.completions import RECHECK_S
 from agentfield_arq.errors import ExecutionNotFound, TooManyIds
-from agentfield_arq.execution import apply_callback, submit
+from agentfield_arq.execution import apply_callback, cancel, submit
 from agentfield_arq.models import (
     TERMINAL_STATUSES,
     BatchStatusRequest,
@@ -136,4 +136,10 @@ async def callback(request: Request) -> Response:
     d = deps(request)
     report = await read_json(request, CallbackRequest, d.settings.max_body_bytes)
     doc = await apply_callback(d.store, request.path_params["execution_id"], report)
+    return _json(doc)
+
+
+async def cancel_one(request: Request) -> Response:
+    """Cancel an execution that has not ended yet (409 if it ended otherwise)."""
+    doc = await cancel(deps(request).store, request.path_params["execution_id"])
     return _json(doc)
