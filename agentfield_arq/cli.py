@@ -50,9 +50,9 @@ def _demo_agent(settings: Settings, args: argparse.Namespace) -> int:
 
     from agentfield_arq.demo import create_demo_app
 
-    base_url = f"http://127.0.0.1:{args.port}"
+    base_url = args.base_url or f"http://127.0.0.1:{args.port}"
     app = create_demo_app(settings.resolved_public_url, base_url)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -69,12 +69,52 @@ def _redis(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _redis_cli(settings: Settings, args: argparse.Namespace) -> int:
+    import redis
+
+    url_file = Path(settings.data_dir) / "redis.url"
+    url = settings.redis_url or (url_file.read_text().strip() if url_file.exists() else "")
+    if not url:
+        print(
+            "agentfield-arq: no Redis: set AGENTFIELD_ARQ_REDIS_URL or start `run`", file=sys.stderr
+        )
+        return 2
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        _print_reply(client.execute_command(*args.words))  # type: ignore[no-untyped-call]
+    except redis.RedisError as exc:
+        print(f"(error) {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
+def _print_reply(reply: object, indent: str = "") -> None:
+    """Print a reply the way redis-cli does: one numbered line per element."""
+    if isinstance(reply, dict):
+        reply = [x for pair in reply.items() for x in pair]
+    if isinstance(reply, list | tuple):
+        if not reply:
+            print(f"{indent}(empty array)")
+        for n, item in enumerate(reply, 1):
+            if isinstance(item, list | tuple | dict):
+                print(f"{indent}{n})")
+                _print_reply(item, indent + "   ")
+            else:
+                print(f"{indent}{n}) {item!r}" if isinstance(item, str) else f"{indent}{n}) {item}")
+        return
+    print(f"{indent}{reply!r}" if isinstance(reply, str) else f"{indent}{reply}")
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     embedded = None
     redis_url = settings.redis_url
     if not redis_url:
         embedded = EmbeddedRedis(Path(settings.data_dir) / "redis")
         redis_url = embedded.start()
+        # Operators find the embedded server here (its port is picked at each start).
+        (Path(settings.data_dir) / "redis.url").write_text(redis_url + "\n")
         logger.info("embedded valkey-server at %s (data in %s)", redis_url, embedded.data_dir)
     env = child_env({"AGENTFIELD_ARQ_REDIS_URL": redis_url})
     agent_port = free_port()
@@ -150,6 +190,7 @@ COMMANDS = {
     "worker": (_worker, "run one arq worker process"),
     "demo-agent": (_demo_agent, "serve the demo agent nodes"),
     "redis": (_redis, "run the embedded valkey-server in the data folder and print its URL"),
+    "redis-cli": (_redis_cli, "send one command to the system's Redis and print the reply"),
 }
 
 
@@ -159,8 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text)
+        if name == "redis-cli":
+            command.add_argument("words", nargs="+", help="e.g. HGETALL af:exec:<id>")
         if name == "demo-agent":
+            command.add_argument("--host", default="127.0.0.1")
             command.add_argument("--port", type=int, default=8001)
+            command.add_argument("--base-url", help="the URL the control plane calls it on")
     args = parser.parse_args(argv)
     try:
         settings = from_env()

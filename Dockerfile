@@ -1,0 +1,15 @@
+# One image for every role: the command picks api, worker or demo-agent (see compose.yaml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY agentfield_arq ./agentfield_arq
+COPY api ./api
+COPY workers ./workers
+RUN pip install . && useradd --system --uid 10001 agentfield
+
+USER agentfield
+EXPOSE 8080
+CMD ["agentfield-arq", "api"]
