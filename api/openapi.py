@@ -82,6 +82,17 @@ _OPERATIONS: list[tuple[str, str, str, type | None, dict[int, tuple[str, type | 
     ),
     (
         "post",
+        "/api/v1/executions/{execution_id}/cancel",
+        "Cancel an execution that has not ended",
+        None,
+        {
+            200: ("the execution, cancelled", ExecutionDoc),
+            404: ("unknown id", ErrorBody),
+            409: ("already ended otherwise", ErrorBody),
+        },
+    ),
+    (
+        "post",
         "/api/v1/nodes/register",
         "Register an agent node",
         NodeRegistration,
