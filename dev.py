@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -46,7 +47,13 @@ def _exec(argv: list[str]) -> int:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(VENV)
-    return subprocess.call(argv, cwd=ROOT, env=env)
+    child = subprocess.Popen(argv, cwd=ROOT, env=env)
+    # Ctrl-C reaches the child too (same process group): let it shut down in order, and wait.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _test(args: list[str]) -> int:

@@ -14,6 +14,8 @@ from pathlib import Path
 import redis
 from redis.exceptions import RedisError
 
+from agentfield_arq.supervisor import die_with_parent
+
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
@@ -69,6 +71,10 @@ class EmbeddedRedis:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 cwd=self.data_dir,
+                # Stopped by us after the processes that use it, not by the terminal's Ctrl-C,
+                # and by the kernel if we die without stopping it.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
             if self._wait_ready():
                 logger.info("embedded redis pid=%d at %s", self.process.pid, self.url)

@@ -19,7 +19,7 @@ RESTART_MAX_DELAY_S = 30.0
 HEALTHY_AFTER_S = 30.0
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: have the kernel SIGTERM the child if the supervisor itself is killed."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -42,7 +42,7 @@ class Child:
     def start(self, env: dict[str, str]) -> None:
         """Start (or restart) the process in a session of its own, so Ctrl-C reaches only us."""
         self.process = subprocess.Popen(
-            self.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent
+            self.argv, env=env, start_new_session=True, preexec_fn=die_with_parent
         )
         self.started_at = time.monotonic()
         logger.info("started %s pid=%d", self.name, self.process.pid)
