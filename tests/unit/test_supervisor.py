@@ -1,0 +1,29 @@
+"""The run command's supervisor restarts a child that dies, after a growing delay."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from agentfield_arq.supervisor import Child, Supervisor
+
+
+def test_a_dead_child_is_restarted_after_its_delay() -> None:
+    child = Child("crasher", [sys.executable, "-c", "raise SystemExit(3)"])
+    supervisor = Supervisor([child], dict(os.environ))
+    supervisor.start()
+    assert child.process is not None
+    first_pid = child.process.pid
+    assert child.process.wait(30) == 3
+    supervisor._check(child, now=100.0)
+    assert child.process is None
+    assert child.next_start == 100.5
+    supervisor._check(child, now=100.2)
+    assert child.process is None
+    supervisor._check(child, now=100.6)
+    assert child.process is not None
+    assert child.process.pid != first_pid
+    assert child.restarts == 1
+    child.process.wait(30)
+    supervisor._check(child, now=200.0)
+    assert child.next_start == 201.0  # the second failure in a row waits twice as long
