@@ -1,5 +1,43 @@
-"""agentfield-arq: a Redis-backed deferred-execution control plane for AgentField-style agents."""
+"""agentfield-arq: a Redis-backed deferred-execution control plane for AgentField-style agents,
+and the SDK to write agents (`Agent`) and callers (`AsyncClient`, `Client`) for it."""
+
+from agentfield_arq.agent import Agent
+from agentfield_arq.answers import Execution, Submitted, WebhookEvent
+from agentfield_arq.client import AsyncClient, Client
+from agentfield_arq.context import ExecutionContext, current
+from agentfield_arq.errors import (
+    AgentFieldArqError,
+    ApiError,
+    ClientError,
+    ControlPlaneUnreachable,
+    ExecutionCancelled,
+    ExecutionError,
+    ExecutionFailed,
+    ExecutionNotFound,
+    ExecutionTimedOut,
+    WaitTimeout,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "Agent",
+    "AgentFieldArqError",
+    "ApiError",
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "ControlPlaneUnreachable",
+    "Execution",
+    "ExecutionCancelled",
+    "ExecutionContext",
+    "ExecutionError",
+    "ExecutionFailed",
+    "ExecutionNotFound",
+    "ExecutionTimedOut",
+    "Submitted",
+    "WaitTimeout",
+    "WebhookEvent",
+    "__version__",
+    "current",
+]

@@ -2,17 +2,26 @@
 
 AgentFieldArqError
 ├── ConfigurationError          a setting is unknown or malformed (start-up only)
-└── ApiError                    carries a snake_case `code`; api/ maps it to an HTTP status
-    ├── InvalidRequest          400: a body, field or header is wrong
-    │   ├── InvalidTarget       400: not `node_id.name`
-    │   └── TooManyIds          400: batch-status asked for more ids than allowed
-    ├── NotFound                404
-    │   ├── ExecutionNotFound   404: no such execution id
-    │   ├── TargetNotFound      404: unknown node or reasoner/skill
-    │   └── NodeNotFound        404: unknown node id
-    ├── InvalidTransition       409: a terminal execution cannot change again
-    ├── PayloadTooLarge         413: the body is over the configured cap
-    └── Unavailable             503: Redis does not answer
+├── ApiError                    carries a snake_case `code`; api/ maps it to an HTTP status,
+│   │                           and the client raises the class of the `code` it was answered
+│   ├── InvalidRequest          400: a body, field or header is wrong
+│   │   ├── InvalidTarget       400: not `node_id.name`
+│   │   └── TooManyIds          400: batch-status asked for more ids than allowed
+│   ├── NotFound                404
+│   │   ├── ExecutionNotFound   404: no such execution id
+│   │   ├── TargetNotFound      404: unknown node or reasoner/skill
+│   │   └── NodeNotFound        404: unknown node id
+│   ├── InvalidTransition       409: a terminal execution cannot change again
+│   ├── PayloadTooLarge         413: the body is over the configured cap
+│   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
+│   └── Unavailable             503: Redis does not answer
+├── ClientError                 the client (or an agent's `app.call`) got no usable answer
+│   ├── ControlPlaneUnreachable no HTTP answer: connection refused or reset, or a timeout
+│   └── WaitTimeout             a wait ran out; the executions carry on and can be polled
+└── ExecutionError              an execution ended without success (`execution_id`, `error`)
+    ├── ExecutionFailed         it ended `failed`
+    ├── ExecutionCancelled      it ended `cancelled`
+    └── ExecutionTimedOut       it ended `timeout` (its deadline passed)
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ class ApiError(AgentFieldArqError):
     """An error with a machine-readable code, shown to callers as `{"error", "code"}`."""
 
     code = "internal_error"
+    # The HTTP status a client was answered with; None when raised inside the control plane.
+    status_code: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -90,7 +101,56 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class NotSupported(ApiError):
+    """An AgentField route (DID, verifiable credentials...) that this control plane lacks."""
+
+    code = "not_supported"
+
+
 class Unavailable(ApiError):
     """A dependency (Redis) does not answer."""
 
     code = "unavailable"
+
+
+class ClientError(AgentFieldArqError):
+    """The client, or an agent's `app.call`, got no usable answer from the control plane."""
+
+
+class ControlPlaneUnreachable(ClientError):
+    """No HTTP answer at all. `request_sent` is False when the connection was never made, so
+    that resending cannot duplicate anything."""
+
+    def __init__(self, message: str, *, request_sent: bool) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+
+
+class WaitTimeout(ClientError):
+    """A wait ran out before these executions ended; they carry on and can still be polled."""
+
+    def __init__(self, message: str, execution_ids: list[str]) -> None:
+        super().__init__(message)
+        self.execution_ids = execution_ids
+
+
+class ExecutionError(AgentFieldArqError):
+    """An execution ended without success; carries its id, terminal status and error."""
+
+    def __init__(self, execution_id: str, status: str, error: str | None) -> None:
+        super().__init__(f"execution {execution_id} {status}: {error or 'no error message'}")
+        self.execution_id = execution_id
+        self.status = status
+        self.error = error
+
+
+class ExecutionFailed(ExecutionError):
+    """The execution ended `failed` (the agent raised, refused the input, or was unreachable)."""
+
+
+class ExecutionCancelled(ExecutionError):
+    """The execution ended `cancelled`."""
+
+
+class ExecutionTimedOut(ExecutionError):
+    """The execution ended `timeout`: its deadline passed before the agent reported."""

@@ -19,6 +19,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.ApiError], int]] = [
     (errors.NotFound, 404),
     (errors.InvalidTransition, 409),
     (errors.PayloadTooLarge, 413),
+    (errors.NotSupported, 501),
     (errors.Unavailable, 503),
 ]
 CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed"}

@@ -1,0 +1,294 @@
+"""Talking to the control plane from Python: `AsyncClient`, and `Client`, its synchronous twin.
+
+    async with AsyncClient("http://127.0.0.1:8080") as client:
+        submitted = await client.execute_async("finance.deep_analysis", {"quarter": "Q3"})
+        value = await client.result(submitted.execution_id)
+
+Answers decode into the Structs of `answers.py`, and error answers raise the classes of
+`errors.py` named by their `code`. Nothing is retried here: whether resending is safe is the
+caller's call (ControlPlaneUnreachable's `request_sent` says whether the request may have
+arrived).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from agentfield_arq import errors
+from agentfield_arq.answers import Execution, Submitted, SyncAnswer, decode, unreachable
+from agentfield_arq.waiter import Waiter
+
+DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
+# Read in this order when no URL is passed; the first is what AgentField's own SDK reads too.
+SERVER_URL_VARIABLES = ("AGENTFIELD_SERVER", "AGENTFIELD_SERVER_URL")
+BATCH_CHUNK = 500
+# The sync route waits on the server (90 s by default); the client must outwait it.
+SYNC_READ_TIMEOUT_S = 150.0
+
+
+def resolve_server_url(explicit: str | None = None) -> str:
+    """The control plane's URL: the argument, else $AGENTFIELD_SERVER, else the local default."""
+    for candidate in (explicit, *(os.environ.get(v) for v in SERVER_URL_VARIABLES)):
+        if candidate:
+            return candidate.rstrip("/")
+    return DEFAULT_SERVER_URL
+
+
+def _execute_request(
+    target: str, input: Mapping[str, Any] | None, webhook: Any, context: Any
+) -> tuple[str, bytes]:
+    body: dict[str, Any] = {"input": dict(input or {})}
+    if webhook is not None:
+        body["webhook"] = webhook
+    if context is not None:
+        body["context"] = context
+    return quote(target, safe=""), msgspec.json.encode(body)
+
+
+def _chunks(ids: Iterable[str]) -> list[list[str]]:
+    unique = list(dict.fromkeys(ids))
+    return [unique[i : i + BATCH_CHUNK] for i in range(0, len(unique), BATCH_CHUNK)]
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+class AsyncClient:
+    """The control plane's API for asyncio code; `transport=` swaps the network out in tests."""
+
+    def __init__(
+        self,
+        server_url: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 30.0,
+        poll_min_s: float = 0.05,
+        poll_max_s: float = 1.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.server_url = resolve_server_url(server_url)
+        self._http = httpx.AsyncClient(
+            base_url=self.server_url,
+            headers={"User-Agent": "agentfield-arq", **(headers or {})},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self._waiter = Waiter(
+            self.batch_status, min_interval_s=poll_min_s, max_interval_s=poll_max_s
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from exc
+
+    async def execute_async(
+        self,
+        target: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        webhook: Any = None,
+        context: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Submitted:
+        """Queue an execution of `node_id.name` with `input`; answers once it is durable."""
+        path, body = _execute_request(target, input, webhook, context)
+        response = await self._send(
+            "POST",
+            f"/api/v1/execute/async/{path}",
+            content=body,
+            headers={**_JSON, **(headers or {})},
+        )
+        return decode(response, Submitted)
+
+    async def execute(
+        self,
+        target: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        webhook: Any = None,
+        context: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Execution:
+        """Run an execution through the sync route; WaitTimeout (with its id) at the server's
+        limit, the execution carrying on."""
+        path, body = _execute_request(target, input, webhook, context)
+        response = await self._send(
+            "POST",
+            f"/api/v1/execute/{path}",
+            content=body,
+            headers={**_JSON, **(headers or {})},
+            timeout=httpx.Timeout(self._http.timeout.connect, read=SYNC_READ_TIMEOUT_S),
+        )
+        return decode(response, SyncAnswer).execution(target)
+
+    async def get(self, execution_id: str) -> Execution:
+        """One execution's state; ExecutionNotFound for an unknown id."""
+        response = await self._send("GET", f"/api/v1/executions/{quote(execution_id, safe='')}")
+        return decode(response, Execution)
+
+    async def batch_status(self, execution_ids: Iterable[str]) -> dict[str, Execution]:
+        """Many executions' states, keyed by id (an unknown id has status `not_found`)."""
+        found: dict[str, Execution] = {}
+        for chunk in _chunks(execution_ids):
+            body = msgspec.json.encode({"execution_ids": chunk})
+            response = await self._send(
+                "POST", "/api/v1/executions/batch-status", content=body, headers=_JSON
+            )
+            found.update(decode(response, dict[str, Execution]))
+        return found
+
+    async def wait(
+        self, execution_ids: Iterable[str], timeout_s: float | None = None
+    ) -> dict[str, Execution]:
+        """Wait until every execution is terminal (or unknown); WaitTimeout at the limit.
+
+        Concurrent waits on one client share a single batch-status poll loop."""
+        return await self._waiter.wait(list(dict.fromkeys(execution_ids)), timeout_s)
+
+    async def result(self, execution_id: str, timeout_s: float | None = None) -> Any:
+        """Wait for one execution; its result, or the ExecutionError its end deserves."""
+        return (await self.wait([execution_id], timeout_s))[execution_id].outcome()
+
+
+class Client:
+    """The same API for code without an event loop; `wait` polls with growing pauses."""
+
+    def __init__(
+        self,
+        server_url: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 30.0,
+        poll_min_s: float = 0.05,
+        poll_max_s: float = 1.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.server_url = resolve_server_url(server_url)
+        self.poll_min_s, self.poll_max_s = poll_min_s, poll_max_s
+        self._http = httpx.Client(
+            base_url=self.server_url,
+            headers={"User-Agent": "agentfield-arq", **(headers or {})},
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from exc
+
+    def execute_async(
+        self,
+        target: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        webhook: Any = None,
+        context: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Submitted:
+        """See AsyncClient.execute_async."""
+        path, body = _execute_request(target, input, webhook, context)
+        response = self._send(
+            "POST",
+            f"/api/v1/execute/async/{path}",
+            content=body,
+            headers={**_JSON, **(headers or {})},
+        )
+        return decode(response, Submitted)
+
+    def execute(
+        self,
+        target: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        webhook: Any = None,
+        context: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Execution:
+        """See AsyncClient.execute."""
+        path, body = _execute_request(target, input, webhook, context)
+        response = self._send(
+            "POST",
+            f"/api/v1/execute/{path}",
+            content=body,
+            headers={**_JSON, **(headers or {})},
+            timeout=httpx.Timeout(self._http.timeout.connect, read=SYNC_READ_TIMEOUT_S),
+        )
+        return decode(response, SyncAnswer).execution(target)
+
+    def get(self, execution_id: str) -> Execution:
+        """See AsyncClient.get."""
+        response = self._send("GET", f"/api/v1/executions/{quote(execution_id, safe='')}")
+        return decode(response, Execution)
+
+    def batch_status(self, execution_ids: Iterable[str]) -> dict[str, Execution]:
+        """See AsyncClient.batch_status."""
+        found: dict[str, Execution] = {}
+        for chunk in _chunks(execution_ids):
+            body = msgspec.json.encode({"execution_ids": chunk})
+            response = self._send(
+                "POST", "/api/v1/executions/batch-status", content=body, headers=_JSON
+            )
+            found.update(decode(response, dict[str, Execution]))
+        return found
+
+    def wait(
+        self, execution_ids: Iterable[str], timeout_s: float | None = None
+    ) -> dict[str, Execution]:
+        """See AsyncClient.wait."""
+        wanted = list(dict.fromkeys(execution_ids))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        done: dict[str, Execution] = {}
+        delay = self.poll_min_s
+        while True:
+            pending = [i for i in wanted if i not in done]
+            done.update((i, e) for i, e in self.batch_status(pending).items() if e.settled)
+            late = [i for i in wanted if i not in done]
+            if not late:
+                return {i: done[i] for i in wanted}
+            pause = delay if deadline is None else min(delay, deadline - time.monotonic())
+            if pause <= 0:
+                raise errors.WaitTimeout(
+                    f"{len(late)} execution(s) not finished after {timeout_s}s", late
+                )
+            time.sleep(pause)
+            delay = min(self.poll_max_s, delay * 1.5)
+
+    def result(self, execution_id: str, timeout_s: float | None = None) -> Any:
+        """See AsyncClient.result."""
+        return self.wait([execution_id], timeout_s)[execution_id].outcome()
