@@ -50,6 +50,11 @@ class Keys:
         return f"{self.prefix}:telemetry"
 
     @property
+    def execution_logs(self) -> str:
+        """Stream (capped): agents' structured execution logs (AgentField SDK), recorded only."""
+        return f"{self.prefix}:execution-logs"
+
+    @property
     def queue(self) -> str:
         """arq's queue (sorted set of job ids scored by run time)."""
         return f"{self.prefix}:queue"

@@ -135,6 +135,12 @@ class TelemetryEvent(msgspec.Struct, kw_only=True):
     run_id: str | None = None
 
 
+class ExecutionLogs(msgspec.Struct, kw_only=True):
+    """Body of `POST /executions/{id}/logs` (AgentField's SDK): a batch of log records."""
+
+    entries: list[dict[str, Any]] = []
+
+
 # ---------------------------------------------------------------------------- answers
 
 

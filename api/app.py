@@ -44,6 +44,10 @@ def routes() -> list[Route]:
         Route(f"{PREFIX}/nodes/{{node_id}}/shutdown", nodes.shutdown, methods=["POST"]),
         Route(f"{PREFIX}/nodes/{{node_id}}/status", nodes.lifecycle, methods=["PATCH", "PUT"]),
         Route(f"{PREFIX}/workflow/executions/events", system.telemetry, methods=["POST"]),
+        Route(
+            f"{PREFIX}/executions/{{execution_id}}/logs", system.execution_logs, methods=["POST"]
+        ),
+        Route(f"{PREFIX}/did/register", system.did_register, methods=["POST"]),
         Route(f"{PREFIX}/health", system.health, methods=["GET"]),
         Route("/health", system.health, methods=["GET"]),
         Route("/openapi.json", openapi.document, methods=["GET"]),

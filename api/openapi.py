@@ -14,6 +14,7 @@ from agentfield_arq.models import (
     CallbackRequest,
     ExecuteRequest,
     ExecutionDoc,
+    ExecutionLogs,
     HeartbeatRequest,
     NodeRegistration,
     SyncResult,
@@ -119,6 +120,20 @@ _OPERATIONS: list[tuple[str, str, str, type | None, dict[int, tuple[str, type | 
         "SDK telemetry (never authoritative)",
         TelemetryEvent,
         {200: ("recorded", None)},
+    ),
+    (
+        "post",
+        "/api/v1/executions/{execution_id}/logs",
+        "An agent's execution log records (AgentField SDK; never authoritative)",
+        ExecutionLogs,
+        {200: ("recorded", None), 400: ("not a JSON object of entries", ErrorBody)},
+    ),
+    (
+        "post",
+        "/api/v1/did/register",
+        "AgentField's DID registration, which agentfield-arq does not offer",
+        None,
+        {501: ("not supported; create AgentField agents with enable_did=False", ErrorBody)},
     ),
     (
         "get",

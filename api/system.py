@@ -1,4 +1,4 @@
-"""Health and SDK telemetry."""
+"""Health, SDK telemetry and execution logs, and the AgentField routes we do not offer."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentfield_arq.codec import encode, now_ms
+from agentfield_arq.errors import NotSupported
 from agentfield_arq.keys import TELEMETRY_MAXLEN
-from agentfield_arq.models import TelemetryEvent
+from agentfield_arq.models import ExecutionLogs, TelemetryEvent
 from api.body import decode, read_body
 from api.deps import deps
 
@@ -49,3 +50,32 @@ async def telemetry(request: Request) -> Response:
     )
     logger.debug("telemetry execution_id=%s status=%s", event.execution_id, event.status)
     return Response(encode({"success": True}), media_type=JSON)
+
+
+async def execution_logs(request: Request) -> Response:
+    """Record an agent's execution log records in a capped stream; never changes an execution."""
+    d = deps(request)
+    body = await read_body(request, d.settings.max_body_bytes)
+    logs = decode(body, ExecutionLogs)
+    execution_id = request.path_params["execution_id"][:100]
+    await d.redis.xadd(
+        d.store.keys.execution_logs,
+        {
+            "execution_id": execution_id,
+            "entries": len(logs.entries),
+            "at_ms": now_ms(),
+            "body": body,
+        },
+        maxlen=TELEMETRY_MAXLEN,
+        approximate=True,
+    )
+    logger.debug("execution logs execution_id=%s entries=%d", execution_id, len(logs.entries))
+    return Response(encode({"success": True}), media_type=JSON)
+
+
+async def did_register(request: Request) -> Response:
+    """AgentField's DID registration: answered 501 with a hint, so SDK agents carry on."""
+    raise NotSupported(
+        "agentfield-arq has no DID or verifiable-credential service; "
+        "create AgentField agents with enable_did=False to skip this call"
+    )
