@@ -1,4 +1,5 @@
-"""Webhook registrations: what a caller may ask for, checked before it is stored."""
+"""Webhooks: what a caller may register (checked before it is stored), and, for receivers,
+`verify` of a delivery's signatures (see `agentfield_arq.signing`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from urllib.parse import urlsplit
 import msgspec
 
 from agentfield_arq.models import WebhookSpec
+from agentfield_arq.signing import InvalidSignature, verify
+
+__all__ = ["InvalidSignature", "InvalidWebhook", "validate", "verify"]
 
 MAX_SECRET_CHARS = 4096
 MAX_HEADERS = 20
