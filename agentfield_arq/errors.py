@@ -2,6 +2,7 @@
 
 AgentFieldArqError
 ├── ConfigurationError          a setting is unknown or malformed (start-up only)
+├── DestinationRefused          a webhook receiver's address is not allowed (SSRF guard)
 ├── ApiError                    carries a snake_case `code`; api/ maps it to an HTTP status,
 │   │                           and the client raises the class of the `code` it was answered
 │   ├── InvalidRequest          400: a body, field or header is wrong
@@ -10,8 +11,11 @@ AgentFieldArqError
 │   ├── NotFound                404
 │   │   ├── ExecutionNotFound   404: no such execution id
 │   │   ├── TargetNotFound      404: unknown node or reasoner/skill
-│   │   └── NodeNotFound        404: unknown node id
+│   │   ├── NodeNotFound        404: unknown node id
+│   │   └── WebhookNotFound     404: the execution has no webhook
 │   ├── InvalidTransition       409: a terminal execution cannot change again
+│   │   ├── ExecutionNotTerminal 409: a webhook is only sent once its execution is terminal
+│   │   └── WebhookBusy         409: the last delivery attempt is still being closed
 │   ├── PayloadTooLarge         413: the body is over the configured cap
 │   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
 │   └── Unavailable             503: Redis does not answer
@@ -33,6 +37,10 @@ class AgentFieldArqError(Exception):
 
 class ConfigurationError(AgentFieldArqError):
     """A setting is unknown or malformed; raised at start-up with the variable's name."""
+
+
+class DestinationRefused(AgentFieldArqError):
+    """A webhook destination resolves to an address the SSRF guard does not allow."""
 
 
 class ApiError(AgentFieldArqError):
@@ -89,10 +97,28 @@ class NodeNotFound(NotFound):
     code = "node_not_found"
 
 
+class WebhookNotFound(NotFound):
+    """The execution was submitted without a (valid) webhook."""
+
+    code = "webhook_not_found"
+
+
 class InvalidTransition(ApiError):
     """The execution is terminal and the update would change it."""
 
     code = "invalid_transition"
+
+
+class ExecutionNotTerminal(InvalidTransition):
+    """A webhook was asked to be sent again before its execution finished."""
+
+    code = "execution_not_terminal"
+
+
+class WebhookBusy(InvalidTransition):
+    """The previous delivery attempt is still being closed by its worker; try again."""
+
+    code = "webhook_busy"
 
 
 class PayloadTooLarge(ApiError):

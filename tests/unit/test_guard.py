@@ -1,0 +1,134 @@
+"""The SSRF guard refuses non-public destinations, checks every resolved address, and connects
+only to an address it checked (no second DNS lookup to rebind)."""
+
+from __future__ import annotations
+
+import ipaddress
+import typing
+
+import httpcore
+import pytest
+
+from agentfield_arq.errors import DestinationRefused
+from agentfield_arq.guard import GuardedBackend, Policy, refusal
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.8.9.10", "loopback"),
+        ("::1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("100.64.0.1", "not globally routable"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("::ffff:169.254.169.254", "link-local"),
+        ("2002:7f00:1::", "loopback"),
+        ("64:ff9b::a00:1", "private"),
+    ],
+)
+def test_non_public_addresses_are_refused_naming_why(address: str, kind: str) -> None:
+    reason = refusal(ipaddress.ip_address(address))
+    assert reason is not None
+    assert kind in reason
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
+def test_public_addresses_pass(address: str) -> None:
+    assert refusal(ipaddress.ip_address(address)) is None
+
+
+def test_a_host_is_refused_if_any_of_its_addresses_is_private() -> None:
+    with pytest.raises(DestinationRefused, match=r"10\.0\.0\.5 is a private"):
+        Policy().check("rebind.example", ["93.184.216.34", "10.0.0.5"])
+
+
+def test_trusted_hosts_and_networks_pass_and_others_do_not() -> None:
+    policy = Policy(allowed="hooks.internal, 10.20.0.0/16,127.0.0.1")
+    assert policy.check("hooks.internal", ["10.99.0.1"]) == ["10.99.0.1"]
+    assert policy.check("HOOKS.internal.", ["10.99.0.1"]) == ["10.99.0.1"]
+    assert policy.check("svc", ["10.20.3.4"]) == ["10.20.3.4"]
+    assert policy.check("127.0.0.1", ["127.0.0.1"]) == ["127.0.0.1"]
+    with pytest.raises(DestinationRefused):
+        policy.check("svc", ["10.21.3.4"])
+    with pytest.raises(DestinationRefused):
+        policy.check("127.0.0.2", ["127.0.0.2"])
+
+
+def test_with_blocking_off_everything_passes() -> None:
+    assert Policy(block_private=False).check("localhost", ["127.0.0.1"]) == ["127.0.0.1"]
+
+
+def test_a_host_without_addresses_is_refused() -> None:
+    with pytest.raises(DestinationRefused, match="did not resolve"):
+        Policy(block_private=False).check("nowhere", [])
+
+
+class _Recorder(httpcore.AsyncNetworkBackend):
+    """Stands in for the real network: records where it was asked to connect."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        self.connected: list[tuple[str, int]] = []
+        self.refuse = refuse
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        self.connected.append((host, port))
+        if host in self.refuse:
+            raise httpcore.ConnectError("refused")
+        return httpcore.AsyncMockStream([])
+
+
+def _resolver(answers: list[list[str]]) -> typing.Callable[[str, int], typing.Awaitable[list[str]]]:
+    async def resolve(host: str, port: int) -> list[str]:
+        return answers.pop(0)
+
+    return resolve
+
+
+async def test_the_backend_connects_to_the_address_it_checked_not_the_host_name() -> None:
+    inner = _Recorder()
+    backend = GuardedBackend(Policy(), _resolver([["93.184.216.34"]]), inner)
+    await backend.connect_tcp("hooks.example.com", 443)
+    assert inner.connected == [("93.184.216.34", 443)]
+
+
+async def test_the_backend_refuses_before_connecting_anywhere() -> None:
+    inner = _Recorder()
+    backend = GuardedBackend(Policy(), _resolver([["93.184.216.34", "127.0.0.1"]]), inner)
+    with pytest.raises(DestinationRefused, match="loopback"):
+        await backend.connect_tcp("rebind.example", 80)
+    assert inner.connected == []
+
+
+async def test_the_backend_tries_the_next_checked_address_when_one_fails() -> None:
+    inner = _Recorder(refuse=frozenset({"2606:4700:4700::1111"}))
+    resolver = _resolver([["2606:4700:4700::1111", "93.184.216.34"]])
+    await GuardedBackend(Policy(), resolver, inner).connect_tcp("dual.example", 80)
+    assert inner.connected == [("2606:4700:4700::1111", 80), ("93.184.216.34", 80)]
+
+
+async def test_a_resolution_failure_is_a_connect_error() -> None:
+    async def fail(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    with pytest.raises(httpcore.ConnectError, match="cannot resolve"):
+        await GuardedBackend(Policy(), fail, _Recorder()).connect_tcp("nxdomain.example", 80)
+
+
+async def test_unix_sockets_are_refused() -> None:
+    with pytest.raises(DestinationRefused):
+        await GuardedBackend(Policy(), inner=_Recorder()).connect_unix_socket("/run/docker.sock")
