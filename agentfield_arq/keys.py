@@ -16,6 +16,8 @@ NON_TERMINAL_GRACE_S = 3600
 NODE_TTL_S = 7 * 86_400
 # Telemetry events are informational; keep a bounded tail of them.
 TELEMETRY_MAXLEN = 10_000
+# Webhook attempt records kept per execution (the newest ones).
+WEBHOOK_EVENTS_MAX = 50
 
 
 class Keys:
@@ -33,6 +35,23 @@ class Keys:
     def status_doc(self, execution_id: str) -> str:
         """String: the JSON status document the API returns as is (GET / MGET)."""
         return f"{self.prefix}:exec:{execution_id}:status"
+
+    def webhook(self, execution_id: str) -> str:
+        """Hash: the webhook delivery of an execution (state, webhook-id, attempts, last error)."""
+        return f"{self.prefix}:exec:{execution_id}:webhook"
+
+    def webhook_events(self, execution_id: str) -> str:
+        """List: one JSON record per delivery attempt, oldest first, capped."""
+        return f"{self.prefix}:exec:{execution_id}:webhook:events"
+
+    def webhook_view(self, execution_id: str) -> str:
+        """String: the JSON object of delivery fields spliced into the status document on read."""
+        return f"{self.prefix}:exec:{execution_id}:webhook:view"
+
+    @property
+    def dead_webhooks(self) -> str:
+        """Sorted set (by member): `{failed_at_ms:013d}:{execution_id}` of dead deliveries."""
+        return f"{self.prefix}:webhooks:dead"
 
     @property
     def deadlines(self) -> str:

@@ -172,8 +172,22 @@ class SyncResult(msgspec.Struct, kw_only=True, omit_defaults=True):
     webhook_registered: bool = False
 
 
+class WebhookEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One delivery attempt as `webhook_events` shows it (the Lua scripts write it)."""
+
+    id: str
+    event_type: str
+    status: str
+    attempt: int
+    http_status: int | None = None
+    error_message: str | None = None
+    duration_ms: int | None = None
+    created_at: str
+
+
 class ExecutionDoc(msgspec.Struct, kw_only=True):
-    """The stored status document as read back (the Lua scripts write it)."""
+    """The stored status document as read back (the Lua scripts write it); the webhook fields
+    appear once a terminal execution's delivery exists."""
 
     execution_id: str
     run_id: str
@@ -187,3 +201,55 @@ class ExecutionDoc(msgspec.Struct, kw_only=True):
     error: str | None = None
     result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     webhook_registered: bool = False
+    webhook_status: str | None = None
+    webhook_next_attempt_at: str | None = None
+    webhook_events: list[WebhookEvent] | None = None
+
+
+# ---------------------------------------------------------------------------- webhooks
+
+
+class WebhookPayload(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The body POSTed to a webhook receiver, as AgentField sends it (plus `run_id`)."""
+
+    event: str
+    execution_id: str
+    workflow_id: str
+    run_id: str
+    status: str
+    target: str
+    type: str
+    duration_ms: int | None = None
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error_message: str | None = None
+    timestamp: str
+
+
+class DeadDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A delivery that ran out of attempts (or was refused or gone), as the dead list shows it."""
+
+    execution_id: str
+    webhook_id: str
+    event_type: str
+    url: str
+    target: str
+    status: str
+    attempts: int
+    last_error: str | None = None
+    last_http_status: int | None = None
+    failed_at: str
+
+
+class DeadPage(msgspec.Struct, kw_only=True):
+    """One page of `GET /webhooks/dead`, newest first; pass `next_cursor` for the next page."""
+
+    deliveries: list[DeadDelivery]
+    next_cursor: str | None = None
+
+
+class Redriven(msgspec.Struct, kw_only=True):
+    """The 202 answer of `POST /executions/{id}/webhook/retry`."""
+
+    execution_id: str
+    webhook_id: str
+    webhook_status: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -49,6 +50,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Nodes.
     node_lease_s: float = 30.0
 
+    # Webhooks. The schedule lists the waits (seconds, comma-separated) before each retry.
+    webhook_timeout_s: float = 10.0
+    webhook_retry_schedule_s: str = "5,30,120,600,1800,3600,10800"
+    webhook_jitter: float = 0.2
+    webhook_retry_after_max_s: float = 3600.0
+    webhook_max_response_bytes: int = 16_384
+    # Refuse loopback, link-local, private and other non-public destinations (SSRF), except
+    # the hosts, IPs or CIDR networks listed (comma-separated) as trusted.
+    webhook_block_private: bool = True
+    webhook_allowed_hosts: str = ""
+
     log_level: str = "INFO"
 
     @property
@@ -62,12 +74,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.agent_timeout_s + 2.0
 
     @property
+    def webhook_job_timeout_s(self) -> float:
+        """A delivery job: one attempt (its own timeout) plus the Redis steps around it."""
+        return self.webhook_timeout_s + 2.0
+
+    @property
+    def webhook_retry_delays_s(self) -> tuple[float, ...]:
+        """The retry schedule as numbers: one wait per retry after the first attempt."""
+        return tuple(
+            float(part) for part in self.webhook_retry_schedule_s.split(",") if part.strip()
+        )
+
+    @property
+    def webhook_max_attempts(self) -> int:
+        """Attempts of one delivery round: the first, then one per wait of the schedule."""
+        return len(self.webhook_retry_delays_s) + 1
+
+    @property
     def recovery_bound_s(self) -> float:
         """How long a job held by a SIGKILLed worker waits before another worker takes it.
 
-        arq keeps its in-progress lock for the job timeout plus 10 s; the poll delay adds to it.
+        arq keeps its in-progress lock for the longest job timeout plus 10 s; the poll delay
+        adds to it.
         """
-        return self.job_timeout_s + 10.0 + self.worker_poll_delay_s
+        longest = max(self.job_timeout_s, self.webhook_job_timeout_s)
+        return longest + 10.0 + self.worker_poll_delay_s
 
 
 _FIELDS: dict[str, Any] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
@@ -117,13 +148,36 @@ def _check(settings: Settings) -> None:
         "sweep_interval_s",
         "max_job_tries",
         "node_lease_s",
+        "webhook_timeout_s",
+        "webhook_retry_after_max_s",
+        "webhook_max_response_bytes",
     )
     for name in positive:
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be > 0")
     if not 1 <= settings.sweep_interval_s <= 59:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}SWEEP_INTERVAL_S must be 1..59")
+    _check_webhooks(settings)
     if settings.max_job_tries < settings.agent_max_attempts:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}MAX_JOB_TRIES must be >= {ENV_PREFIX}AGENT_MAX_ATTEMPTS"
         )
+
+
+def _check_webhooks(settings: Settings) -> None:
+    name = f"{ENV_PREFIX}WEBHOOK_RETRY_SCHEDULE_S"
+    try:
+        delays = settings.webhook_retry_delays_s
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"invalid setting: {name} must be numbers separated by commas"
+        ) from exc
+    if any(not 0 <= delay < math.inf for delay in delays):
+        raise ConfigurationError(f"invalid setting: {name} must hold finite waits >= 0")
+    # A delivery cannot outlive the execution record it is built from.
+    if sum(delays) >= settings.retention_s:
+        raise ConfigurationError(
+            f"invalid setting: {name} adds up to more than {ENV_PREFIX}RETENTION_S"
+        )
+    if not 0 <= settings.webhook_jitter < 1:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}WEBHOOK_JITTER must be 0..1")

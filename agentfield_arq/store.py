@@ -18,6 +18,7 @@ from redis.commands.core import AsyncScript
 from agentfield_arq.codec import encode
 from agentfield_arq.errors import TargetNotFound
 from agentfield_arq.keys import JOB_PAYLOAD_TTL_MS, NON_TERMINAL_GRACE_S, Keys
+from agentfield_arq.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload, webhook_id
 from agentfield_arq.settings import Settings
 
 
@@ -134,6 +135,26 @@ class ExecutionStore:
         )
         return docs
 
+    async def get_view(self, execution_id: str) -> bytes | None:
+        """The status document with its webhook delivery fields, in one MGET, or None."""
+        doc, view = await self.redis.mget(
+            [self.keys.status_doc(execution_id), self.keys.webhook_view(execution_id)]
+        )
+        return None if doc is None else splice(doc, view)
+
+    async def get_views(self, execution_ids: list[str]) -> list[bytes | None]:
+        """`get_view` of many executions in one MGET, in the order asked."""
+        if not execution_ids:
+            return []
+        k = self.keys
+        both = await self.redis.mget(
+            [key for i in execution_ids for key in (k.status_doc(i), k.webhook_view(i))]
+        )
+        return [
+            None if doc is None else splice(doc, view)
+            for doc, view in zip(both[::2], both[1::2], strict=True)
+        ]
+
     async def get_fields(self, execution_id: str) -> dict[str, str]:
         """The execution hash as strings (empty when unknown)."""
         raw = await self.redis.hgetall(self.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
@@ -187,10 +208,22 @@ class ExecutionStore:
         only_if_overdue: bool = False,
         duration_ms: int | None = None,
     ) -> Transition:
-        """Make an execution terminal (once); see finish.lua for the rules."""
+        """Make an execution terminal (once), queueing its webhook delivery if it has one;
+        see finish.lua for the rules."""
         k = self.keys
+        job_id = delivery_job_id(execution_id)
         reply = await self._finish(
-            keys=[k.execution(execution_id), k.status_doc(execution_id), k.deadlines, k.events],
+            keys=[
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.deadlines,
+                k.events,
+                k.webhook(execution_id),
+                k.webhook_events(execution_id),
+                k.webhook_view(execution_id),
+                k.queue,
+                k.arq_job(job_id),
+            ],
             args=[
                 status,
                 now_iso,
@@ -202,6 +235,10 @@ class ExecutionStore:
                 error or "",
                 result if result is not None else b"",
                 "" if duration_ms is None else int(duration_ms),
+                webhook_id(execution_id),
+                job_id,
+                job_payload(DELIVER_WEBHOOK, execution_id, now_ms),
+                self.settings.retention_s * 1000,
             ],
         )
         return _transition(reply)
@@ -216,6 +253,14 @@ class ExecutionStore:
     async def forget_deadline(self, execution_id: str) -> None:
         """Drop a deadline whose execution record no longer exists."""
         await self.redis.zrem(self.keys.deadlines, execution_id)
+
+
+def splice(doc: bytes, view: bytes | None) -> bytes:
+    """Join the members of the webhook view object into the status document object, so that
+    neither (nor the result inside the document) is decoded and encoded again."""
+    if not view:
+        return doc
+    return doc[:-1] + b"," + view[1:]
 
 
 def _transition(reply: list[Any]) -> Transition:

@@ -13,10 +13,11 @@ from starlette.routing import Route
 from agentfield_arq.completions import Completions
 from agentfield_arq.keys import Keys
 from agentfield_arq.nodes import NodeRegistry
+from agentfield_arq.outbox import Outbox
 from agentfield_arq.queue import connect
 from agentfield_arq.settings import Settings
 from agentfield_arq.store import ExecutionStore
-from api import executions, nodes, openapi, system
+from api import executions, nodes, openapi, system, webhooks
 from api.deps import Deps
 from api.errors import HANDLERS
 
@@ -36,6 +37,10 @@ def routes() -> list[Route]:
         Route(
             f"{PREFIX}/executions/{{execution_id}}/cancel", executions.cancel_one, methods=["POST"]
         ),
+        Route(
+            f"{PREFIX}/executions/{{execution_id}}/webhook/retry", webhooks.retry, methods=["POST"]
+        ),
+        Route(f"{PREFIX}/webhooks/dead", webhooks.dead, methods=["GET"]),
         Route(f"{PREFIX}/nodes/register", nodes.register, methods=["POST"]),
         Route(f"{PREFIX}/nodes", nodes.register, methods=["POST"]),
         Route(f"{PREFIX}/nodes", nodes.list_nodes, methods=["GET"]),
@@ -75,6 +80,7 @@ def create_app(settings: Settings) -> Starlette:
                     store=ExecutionStore(redis, settings),
                     nodes=NodeRegistry(redis, settings),
                     completions=completions,
+                    outbox=Outbox(redis, settings),
                 )
             }
         finally:

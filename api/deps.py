@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from agentfield_arq.completions import Completions
 from agentfield_arq.nodes import NodeRegistry
+from agentfield_arq.outbox import Outbox
 from agentfield_arq.settings import Settings
 from agentfield_arq.store import ExecutionStore
 
@@ -22,6 +23,7 @@ class Deps:
     store: ExecutionStore
     nodes: NodeRegistry
     completions: Completions
+    outbox: Outbox
 
 
 def deps(request: Request) -> Deps:

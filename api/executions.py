@@ -105,9 +105,9 @@ def _timed_out(
 
 
 async def get_one(request: Request) -> Response:
-    """One execution's status document, as stored."""
+    """One execution's status document as stored, with its webhook delivery fields."""
     execution_id = request.path_params["execution_id"]
-    doc = await deps(request).store.get_doc(execution_id)
+    doc = await deps(request).store.get_view(execution_id)
     if doc is None:
         raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
     return _json(doc)
@@ -122,7 +122,7 @@ async def batch_status(request: Request) -> Response:
         raise TooManyIds(
             f"execution_ids: at most {d.settings.batch_max_ids} ids per request, got {len(ids)}"
         )
-    docs = await d.store.get_docs(ids)
+    docs = await d.store.get_views(ids)
     parts = []
     for execution_id, doc in zip(ids, docs, strict=True):
         key = encode(execution_id)

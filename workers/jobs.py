@@ -6,6 +6,7 @@ from typing import Any
 
 from arq import Retry
 
+from agentfield_arq.delivery import Deliverer, job_max_tries
 from agentfield_arq.runner import Runner
 
 
@@ -19,6 +20,16 @@ async def run_execution(ctx: dict[str, Any], execution_id: str) -> None:
     runner = _runner(ctx)
     last_try = ctx["job_try"] >= runner.settings.max_job_tries
     delay = await runner.run(execution_id, last_try=last_try)
+    if delay is not None:
+        raise Retry(defer=delay)
+
+
+async def deliver_webhook(ctx: dict[str, Any], execution_id: str) -> None:
+    """One attempt to deliver the execution's webhook; a failed one is retried by arq after
+    the schedule's wait. The agent is never run again."""
+    deliverer: Deliverer = ctx["deliverer"]
+    last_try = ctx["job_try"] >= job_max_tries(deliverer.settings)
+    delay = await deliverer.deliver(execution_id, last_try=last_try)
     if delay is not None:
         raise Retry(defer=delay)
 

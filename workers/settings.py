@@ -9,13 +9,15 @@ from arq import cron, func
 from arq.connections import RedisSettings
 
 from agentfield_arq.codec import arq_deserialize, arq_serialize
+from agentfield_arq.delivery import Deliverer, job_max_tries, webhook_client
 from agentfield_arq.keys import Keys
 from agentfield_arq.nodes import NodeRegistry
-from agentfield_arq.queue import RUN_EXECUTION, SWEEP_DEADLINES
+from agentfield_arq.outbox import Outbox
+from agentfield_arq.queue import DELIVER_WEBHOOK, RUN_EXECUTION, SWEEP_DEADLINES
 from agentfield_arq.runner import Runner
 from agentfield_arq.settings import Settings
 from agentfield_arq.store import ExecutionStore
-from workers.jobs import run_execution, sweep_deadlines
+from workers.jobs import deliver_webhook, run_execution, sweep_deadlines
 
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
@@ -33,10 +35,13 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
             ctx["http"],
             settings,
         )
+        ctx["webhook_http"] = webhook_client(settings)
+        ctx["deliverer"] = Deliverer(Outbox(redis, settings), ctx["webhook_http"], settings)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        if "http" in ctx:
-            await ctx["http"].aclose()
+        for client in ("http", "webhook_http"):
+            if client in ctx:
+                await ctx[client].aclose()
 
     sweep_seconds = set(range(0, 60, settings.sweep_interval_s))
     return {
@@ -47,7 +52,14 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 timeout=settings.job_timeout_s,
                 keep_result=0,
                 max_tries=settings.max_job_tries,
-            )
+            ),
+            func(
+                deliver_webhook,
+                name=DELIVER_WEBHOOK,
+                timeout=settings.webhook_job_timeout_s,
+                keep_result=0,
+                max_tries=job_max_tries(settings),
+            ),
         ],
         "cron_jobs": [
             cron(

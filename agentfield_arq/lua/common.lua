@@ -39,3 +39,48 @@ end
 
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
   'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest'}
+
+-- Webhook deliveries (agentfield_arq/delivery.py). The view is the JSON object of delivery fields
+-- that reads splice into the status document; it is rebuilt from the delivery hash and the list
+-- of attempt records whenever either changes, and expires with the execution.
+local WEBHOOK_EVENT_FIELDS = {'id', 'event_type', 'status', 'attempt', 'http_status',
+  'error_message', 'duration_ms', 'created_at'}
+
+local function expire_like(source, key)
+  local ttl = redis.call('PTTL', source)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+
+local function webhook_view(hash, events, view)
+  local w = hmget(hash, {'state', 'next_attempt_at'})
+  local s = '{"webhook_status":' .. cjson.encode(w.state)
+  if w.next_attempt_at then
+    s = s .. ',"webhook_next_attempt_at":' .. cjson.encode(w.next_attempt_at)
+  end
+  s = s .. ',"webhook_events":[' .. table.concat(redis.call('LRANGE', events, 0, -1), ',') .. ']}'
+  redis.call('SET', view, s)
+  expire_like(hash, view)
+end
+
+-- Append one attempt record (fields in a fixed order, so that people can read them) and keep
+-- only the newest `max_events`.
+local function push_webhook_event(hash, events, max_events, e)
+  local parts = {}
+  for _, name in ipairs(WEBHOOK_EVENT_FIELDS) do
+    if e[name] ~= nil then parts[#parts + 1] = '"' .. name .. '":' .. cjson.encode(e[name]) end
+  end
+  redis.call('RPUSH', events, '{' .. table.concat(parts, ',') .. '}')
+  redis.call('LTRIM', events, -tonumber(max_events), -1)
+  expire_like(hash, events)
+end
+
+-- A delivery that will not be tried again: kept, and indexed by the time it died so that the
+-- dead list pages stably; index entries older than `cutoff_ms` (expired records) are dropped.
+local function mark_webhook_dead(hash, dead, execution_id, now_iso, now_ms, cutoff_ms, err)
+  local member = string.rep('0', 13 - #now_ms) .. now_ms .. ':' .. execution_id
+  redis.call('HSET', hash, 'state', 'failed', 'failed_at', now_iso, 'last_error', err,
+    'dead_member', member)
+  redis.call('HDEL', hash, 'next_attempt_at')
+  redis.call('ZADD', dead, 0, member)
+  redis.call('ZREMRANGEBYLEX', dead, '-', '(' .. string.rep('0', 13 - #cutoff_ms) .. cutoff_ms)
+end

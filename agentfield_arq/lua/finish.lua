@@ -1,8 +1,12 @@
 -- Make an execution terminal, once. A repeated identical update is a no-op; any other update of
 -- a terminal execution is a conflict. The worker fences on its attempt, the sweep on the deadline.
--- KEYS: exec hash, status doc, deadlines, events
+-- With a webhook registered, the delivery and its arq job are created in this same step, so a
+-- terminal execution always has its delivery queued (and a non-terminal one never does).
+-- KEYS: exec hash, status doc, deadlines, events,
+--       webhook hash, webhook events, webhook view, queue, delivery arq job
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
---       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive)
+--       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
+--       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
 local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
@@ -29,4 +33,14 @@ redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
 redis.call('ZREM', KEYS[3], h.execution_id)
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'execution_id', h.execution_id,
   'status', ARGV[1])
+if h.webhook_url and h.webhook_url ~= '' then
+  local event_type = 'execution.failed'
+  if ARGV[1] == 'succeeded' then event_type = 'execution.completed' end
+  redis.call('HSET', KEYS[5], 'state', 'pending', 'webhook_id', ARGV[11],
+    'event_type', event_type, 'attempts', '0', 'round_attempts', '0', 'created_at', ARGV[2])
+  redis.call('EXPIRE', KEYS[5], ARGV[4])
+  webhook_view(KEYS[5], KEYS[6], KEYS[7])
+  redis.call('SET', KEYS[9], ARGV[13], 'PX', ARGV[14])
+  redis.call('ZADD', KEYS[8], ARGV[3], ARGV[12])
+end
 return {'ok', doc}

@@ -1,0 +1,37 @@
+"""Webhook routes: the dead-letter list, and sending an execution's webhook again."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from agentfield_arq.codec import encode, now_ms
+from agentfield_arq.errors import InvalidRequest
+from api.deps import deps
+
+JSON = "application/json"
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidRequest(f"limit: a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+async def dead(request: Request) -> Response:
+    """Deliveries that ran out of attempts (or were refused or gone), newest first; page on with
+    `?cursor=<next_cursor>`."""
+    params = request.query_params
+    page = await deps(request).outbox.dead(_limit(params.get("limit")), params.get("cursor"))
+    return Response(encode(page), media_type=JSON)
+
+
+async def retry(request: Request) -> Response:
+    """Send the execution's webhook again with the same webhook-id, delivered or dead; the
+    agent is not run again. Answers 202: the delivery happens in a worker."""
+    redriven = await deps(request).outbox.redrive(request.path_params["execution_id"], now_ms())
+    return Response(encode(redriven), status_code=202, media_type=JSON)
