@@ -18,6 +18,11 @@ from agentfield_arq.supervisor import Child, Supervisor, child_env, python_modul
 logger = logging.getLogger("agentfield_arq")
 
 READY_TIMEOUT_S = 60.0
+# The seed's agents, started as the programs a user would write (they need a source checkout).
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLE_NODES = ("finance", "research", "analytics", "orchestrator")
+# The secret of the walkthrough's webhook, which the run command's receiver verifies.
+DEMO_WEBHOOK_SECRET = "s3cret"
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
@@ -52,6 +57,16 @@ def _demo_agent(settings: Settings, args: argparse.Namespace) -> int:
 
     base_url = args.base_url or f"http://127.0.0.1:{args.port}"
     app = create_demo_app(settings.resolved_public_url, base_url)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _webhook_receiver(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from agentfield_arq.receiver import create_receiver_app
+
+    app = create_receiver_app(args.secret, say=lambda line: print(line, flush=True))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -116,24 +131,33 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         # Operators find the embedded server here (its port is picked at each start).
         (Path(settings.data_dir) / "redis.url").write_text(redis_url + "\n")
         logger.info("embedded valkey-server at %s (data in %s)", redis_url, embedded.data_dir)
-    env = child_env({"AGENTFIELD_ARQ_REDIS_URL": redis_url})
-    agent_port = free_port()
+    # AGENTFIELD_SERVER tells the agents (ours and AgentField's SDK alike) where the API is.
+    env = child_env(
+        {"AGENTFIELD_ARQ_REDIS_URL": redis_url, "AGENTFIELD_SERVER": settings.resolved_public_url}
+    )
+    # Local receivers are the point of a dev run; deployments keep the SSRF guard on.
+    env.setdefault("AGENTFIELD_ARQ_WEBHOOK_BLOCK_PRIVATE", "false")
+    receiver_port = free_port()
     children = [Child("api", python_module("agentfield_arq", "api"))]
     children += [
         Child(f"worker-{n}", python_module("agentfield_arq", "worker"))
         for n in range(1, settings.workers + 1)
     ]
+    children += [
+        Child(node_id, [sys.executable, str(EXAMPLES / f"{node_id}.py")])
+        for node_id in EXAMPLE_NODES
+    ]
+    receiver = ["--port", str(receiver_port), "--secret", DEMO_WEBHOOK_SECRET]
     children.append(
-        Child(
-            "demo-agent", python_module("agentfield_arq", "demo-agent", "--port", str(agent_port))
-        )
+        Child("webhook-receiver", python_module("agentfield_arq", "webhook-receiver", *receiver))
     )
+    hook_url = f"http://127.0.0.1:{receiver_port}/hook"
     supervisor = Supervisor(children, env)
     supervisor.install_signal_handlers()
     try:
         supervisor.start()
         if _wait_ready(settings, supervisor):
-            print(walkthrough(settings.resolved_public_url, settings.workers), flush=True)
+            print(walkthrough(settings.resolved_public_url, settings.workers, hook_url), flush=True)
         supervisor.supervise()
     finally:
         supervisor.stop()
@@ -149,7 +173,8 @@ def _wait_ready(settings: Settings, supervisor: Supervisor) -> bool:
     while time.monotonic() < deadline and not supervisor.stopping.is_set():
         try:
             nodes = httpx.get(f"{url}/api/v1/nodes", timeout=1.0).json()
-            if {"finance", "research", "analytics"} <= {n["id"] for n in nodes["nodes"]}:
+            active = {n["id"] for n in nodes["nodes"] if n["status"] == "active"}
+            if set(EXAMPLE_NODES) <= active:
                 return True
         except (httpx.HTTPError, ValueError, KeyError):
             pass
@@ -158,16 +183,21 @@ def _wait_ready(settings: Settings, supervisor: Supervisor) -> bool:
     return False
 
 
-def walkthrough(url: str, workers: int) -> str:
+def walkthrough(url: str, workers: int, hook_url: str = "http://127.0.0.1:9/hook") -> str:
     """The ready-to-paste curl commands printed once the system is up."""
     return f"""
-agentfield-arq is up: API {url}, {workers} workers, demo nodes finance/research/analytics.
+agentfield-arq is up: API {url}, {workers} workers, example agents {"/".join(EXAMPLE_NODES)},
+webhook receiver {hook_url} (it verifies both signatures and prints each webhook here).
+
+# the seed's quarterly report: the orchestrator calls three agents at once, combines them
+curl -s -X POST {url}/api/v1/execute/async/orchestrator.generate_quarterly_report \\
+  -H 'Content-Type: application/json' -d '{{"input": {{"quarter": "Q3"}}}}'
 
 # queue an execution (answers 202 at once), with a webhook
 curl -s -X POST {url}/api/v1/execute/async/finance.deep_analysis \\
   -H 'Content-Type: application/json' \\
   -d '{{"input": {{"quarter": "Q3"}},
-       "webhook": {{"url": "http://127.0.0.1:9/hook", "secret": "s3cret"}}}}'
+       "webhook": {{"url": "{hook_url}", "secret": "{DEMO_WEBHOOK_SECRET}"}}}}'
 
 # poll it (paste the execution_id from above)
 curl -s {url}/api/v1/executions/EXECUTION_ID
@@ -185,11 +215,15 @@ Ctrl-C stops everything.
 
 
 COMMANDS = {
-    "run": (_run, "start Redis (embedded unless a URL is set), the API, workers and demo agents"),
+    "run": (
+        _run,
+        "start Redis (embedded unless a URL is set), the API, workers and the example agents",
+    ),
     "api": (_api, "serve the HTTP API with uvicorn"),
     "worker": (_worker, "run one arq worker process"),
     "demo-agent": (_demo_agent, "serve the demo agent nodes"),
     "redis": (_redis, "run the embedded valkey-server in the data folder and print its URL"),
+    "webhook-receiver": (_webhook_receiver, "print webhooks whose signatures verify"),
     "redis-cli": (_redis_cli, "send one command to the system's Redis and print the reply"),
 }
 
@@ -202,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name, help=help_text)
         if name == "redis-cli":
             command.add_argument("words", nargs="+", help="e.g. HGETALL af:exec:<id>")
+        if name == "webhook-receiver":
+            command.add_argument("--host", default="127.0.0.1")
+            command.add_argument("--port", type=int, default=8002)
+            command.add_argument("--secret", required=True, help="the webhook's secret")
         if name == "demo-agent":
             command.add_argument("--host", default="127.0.0.1")
             command.add_argument("--port", type=int, default=8001)

@@ -1,0 +1,35 @@
+"""The demo receiver of the run command accepts verified webhooks and refuses the rest."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from agentfield_arq.receiver import create_receiver_app
+from agentfield_arq.signing import signature_headers
+
+BODY = b'{"event":"execution.completed","execution_id":"exec_1","status":"succeeded"}'
+
+
+async def _post(body: bytes, headers: dict[str, str]) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    app = create_receiver_app("s3cret", say=lines.append)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        answer = await client.post("/hook", content=body, headers=headers)
+    return answer.status_code, lines
+
+
+async def test_a_signed_webhook_is_accepted_and_printed() -> None:
+    status, lines = await _post(BODY, signature_headers("s3cret", "msg_1", int(time.time()), BODY))
+    assert status == 200
+    assert "verified execution.completed exec_1" in lines[0]
+    assert "webhook-id=msg_1" in lines[0]
+
+
+async def test_a_tampered_webhook_is_refused() -> None:
+    headers = signature_headers("s3cret", "msg_1", int(time.time()), BODY)
+    status, lines = await _post(BODY.replace(b"succeeded", b"failed"), headers)
+    assert status == 401
+    assert "REFUSED" in lines[0]
