@@ -23,7 +23,7 @@ STAMP = VENV / ".installed-pyproject-sha256"
 
 USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
-  run     install if needed, then start Redis, the API, two workers and the demo agents
+  run     install if needed, then start Redis, the API, two workers and the example agents
   test    install if needed, then run ruff, mypy and the whole pytest suite
   bench   install if needed (with the bench extras), then run the benchmarks
   shell   install if needed, then run ARGS inside the virtual environment

@@ -1,0 +1,34 @@
+"""A Redis connection whose commands are packed by hiredis (in C) instead of in Python.
+
+redis-py's synchronous client already packs commands with `hiredis.pack_command`; its asyncio
+client still builds each command's bytes in Python, argument by argument. Measured with the
+benchmark (bench/): that packing was 16% of the API's CPU at 4,000 enqueues/s, and 1 ms of the
+batch-status read of 1,000 ids (an MGET of 2,000 keys), which hiredis packs in 0.1 ms. The
+bytes on the wire are identical.
+"""
+
+from __future__ import annotations
+
+import hiredis
+from redis.asyncio.connection import Connection
+from redis.exceptions import DataError
+from redis.typing import EncodableT
+
+
+class PackedConnection(Connection):
+    """`redis.asyncio.Connection` with hiredis' command packer (plain TCP; TLS and Unix-socket
+    URLs keep redis-py's own connection classes)."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        """The command in the Redis protocol, as one buffer."""
+        # As redis-py does: a command name holding its subcommand ("CLIENT SETINFO") is sent
+        # as separate arguments.
+        head = args[0]
+        if isinstance(head, str):
+            args = (*head.encode().split(), *args[1:])
+        elif isinstance(head, bytes) and b" " in head:
+            args = (*head.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # its stub types a 1-tuple
+        except TypeError as exc:  # None, bool, or a type Redis cannot hold
+            raise DataError(str(exc)) from exc
