@@ -40,8 +40,10 @@ class WebhookEvent(msgspec.Struct, kw_only=True):
     id: str = ""
     event_type: str = ""
     status: str = ""
+    attempt: int | None = None
     http_status: int | None = None
     error_message: str | None = None
+    duration_ms: int | None = None
     created_at: str = ""
 
 
@@ -60,6 +62,7 @@ class Execution(msgspec.Struct, kw_only=True):
     completed_at: str | None = None
     duration_ms: int | None = None
     webhook_registered: bool = False
+    webhook_status: str | None = None
     webhook_events: list[WebhookEvent] = []
 
     @property

@@ -111,14 +111,16 @@ class Waiter(Generic[T]):
                 return
             try:
                 found = await self._fetch(ids)
-            except (errors.ControlPlaneUnreachable, errors.Unavailable) as exc:
-                self._failures += 1
-                if self._failures == 1 or self._failures % 10 == 0:
-                    logger.warning("polling %d execution(s) failed, retrying: %s", len(ids), exc)
-                continue
-            except Exception as exc:  # anything else is not transient: fail the waits, not hang
-                logger.error("polling %d execution(s) failed: %s", len(ids), exc)
-                self._resolve_all(exc)
+            except Exception as exc:
+                if _transient(exc):
+                    self._failures += 1
+                    if self._failures == 1 or self._failures % 10 == 0:
+                        logger.warning(
+                            "polling %d execution(s) failed, retrying: %s", len(ids), exc
+                        )
+                else:  # a refusal that asking again will not change: fail the waits, not hang
+                    logger.error("polling %d execution(s) failed: %s", len(ids), exc)
+                    self._resolve_all(exc)
                 continue
             self._failures = 0
             for execution_id, state in found.items():
@@ -151,3 +153,14 @@ class Waiter(Generic[T]):
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             if self._arrived.is_set():
                 deadline = min(deadline, loop.time() + self.min_interval_s)
+
+
+def _transient(exc: Exception) -> bool:
+    """No answer, or a 5xx or 429: the control plane may answer better on the next round."""
+    if isinstance(exc, errors.ControlPlaneUnreachable):
+        return True
+    if isinstance(exc, errors.ApiError):
+        if exc.status_code is None:  # raised in this process, not answered over HTTP
+            return isinstance(exc, errors.Unavailable)
+        return exc.status_code >= 500 or exc.status_code == 429
+    return False

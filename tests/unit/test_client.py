@@ -219,3 +219,19 @@ def test_the_server_url_comes_from_the_argument_then_agentfield_server(
     assert resolve_server_url("http://given") == "http://given"
     monkeypatch.delenv("AGENTFIELD_SERVER")
     assert resolve_server_url() == "http://127.0.0.1:8080"
+
+
+async def test_an_execution_with_webhook_attempts_decodes_them(
+    client: AsyncClient, cp: FakeControlPlane
+) -> None:
+    doc = {"execution_id": "exec_w", "status": "succeeded", "webhook_registered": True,
+           "webhook_status": "retrying",
+           "webhook_events": [{"id": "msg_1.1", "event_type": "execution.completed",
+                               "status": "failed", "attempt": 1, "http_status": 503,
+                               "error_message": "HTTP 503", "duration_ms": 12,
+                               "created_at": "2026-11-26T12:00:00.000Z"}]}  # fmt: skip
+    cp.script("GET", "/api/v1/executions/exec_w", answer(200, doc))
+    execution = await client.get("exec_w")
+    assert execution.webhook_status == "retrying"
+    (event,) = execution.webhook_events
+    assert (event.attempt, event.http_status, event.error_message) == (1, 503, "HTTP 503")

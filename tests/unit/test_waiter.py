@@ -104,3 +104,16 @@ def test_the_interval_backs_off_while_polls_fail() -> None:
     assert shared._delay(0.0) == pytest.approx(0.4)
     shared._failures = 30
     assert shared._delay(0.0) == pytest.approx(5.0)
+
+
+async def test_a_5xx_answer_keeps_the_wait_going_but_a_4xx_ends_it() -> None:
+    overloaded = errors.ApiError("bad gateway")
+    overloaded.status_code = 502
+    refused = errors.TooManyIds("too many")
+    refused.status_code = 400
+    backend = Backend(rounds=1)
+    backend.failures = [overloaded]
+    assert (await waiter(backend).wait(["exec_1"], timeout_s=5))["exec_1"].status == "succeeded"
+    backend.failures = [refused]
+    with pytest.raises(errors.TooManyIds):
+        await waiter(backend).wait(["exec_2"], timeout_s=5)
