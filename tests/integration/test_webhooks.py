@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 
 from agentfield_arq.codec import arq_deserialize, now_ms, rfc3339
 from agentfield_arq.delivery import Deliverer
+from agentfield_arq.embedded import EmbeddedRedis
 from agentfield_arq.errors import (
     ExecutionNotFound,
     ExecutionNotTerminal,
@@ -25,8 +27,8 @@ from agentfield_arq.keys import WEBHOOK_EVENTS_MAX
 from agentfield_arq.models import ExecuteRequest, NodeRegistration, TargetSpec
 from agentfield_arq.nodes import NodeRegistry
 from agentfield_arq.outbox import Attempt, Outbox, Outcome
-from agentfield_arq.queue import DELIVER_WEBHOOK, delivery_job_id
-from agentfield_arq.settings import Settings
+from agentfield_arq.queue import DELIVER_WEBHOOK, connect, delivery_job_id
+from agentfield_arq.settings import Settings, from_env
 from agentfield_arq.signing import verify
 from agentfield_arq.store import ExecutionStore
 
@@ -324,3 +326,32 @@ async def test_delivery_keys_expire_with_the_execution(
                 k.webhook_view(execution_id)):  # fmt: skip
         ttl = await redis_client.ttl(key)
         assert settings.retention_s - 5 <= ttl <= settings.retention_s, key
+
+
+async def test_a_pending_delivery_and_its_job_survive_a_redis_restart(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    config = from_env({}, redis_url=server.start(), key_prefix="t", webhook_retry_schedule_s="1")
+    try:
+        client = connect(config.redis_url)
+        store = ExecutionStore(client, config)
+        node = NodeRegistration(id="finance", base_url="http://127.0.0.1:9",
+                                reasoners=[TargetSpec(id="deep_analysis")])  # fmt: skip
+        await NodeRegistry(client, config).register(b'{"id": "finance"}', node)
+        execution_id = await _terminal(store)
+        await _deliverer(Outbox(client, config), config, Receiver(503)).deliver(execution_id)
+        await client.aclose()
+        server.stop()
+        restarted = msgspec.structs.replace(config, redis_url=server.start())
+        client = connect(restarted.redis_url)
+        store = ExecutionStore(client, restarted)
+        assert (await _view(store, execution_id))["webhook_status"] == "pending"
+        job_id = delivery_job_id(execution_id)
+        assert await client.zscore(store.keys.queue, job_id) is not None
+        assert await client.exists(store.keys.arq_job(job_id)) == 1
+        receiver = Receiver()
+        outbox = Outbox(client, restarted)
+        assert await _deliverer(outbox, restarted, receiver).deliver(execution_id) is None
+        assert (await _view(store, execution_id))["webhook_status"] == "delivered"
+        await client.aclose()
+    finally:
+        server.stop()
