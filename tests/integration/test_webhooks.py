@@ -22,12 +22,13 @@ from agentfield_arq.errors import (
     WebhookBusy,
     WebhookNotFound,
 )
-from agentfield_arq.execution import submit
+from agentfield_arq.execution import cancel, submit
 from agentfield_arq.keys import WEBHOOK_EVENTS_MAX
 from agentfield_arq.models import ExecuteRequest, NodeRegistration, TargetSpec
 from agentfield_arq.nodes import NodeRegistry
 from agentfield_arq.outbox import Attempt, Outbox, Outcome
 from agentfield_arq.queue import DELIVER_WEBHOOK, connect, delivery_job_id
+from agentfield_arq.runner import Runner
 from agentfield_arq.settings import Settings, from_env
 from agentfield_arq.signing import verify
 from agentfield_arq.store import ExecutionStore
@@ -113,6 +114,27 @@ async def test_nothing_is_queued_before_the_end_nor_without_a_webhook(
     for execution_id in (running, plain):
         assert await redis_client.zscore(store.keys.queue, delivery_job_id(execution_id)) is None
         assert "webhook_status" not in await _view(store, execution_id)
+
+
+async def test_a_cancel_and_a_deadline_timeout_announce_execution_failed(
+    store: ExecutionStore, outbox: Outbox, settings: Settings
+) -> None:
+    request = ExecuteRequest(input={}, webhook=HOOK)
+    cancelled = (await submit(store, "finance.deep_analysis", request, {})).execution_id
+    await cancel(store, cancelled)
+    overdue = (await submit(store, "finance.deep_analysis", request, {})).execution_id
+    await store.redis.zadd(store.keys.deadlines, {overdue: 0})
+    await store.redis.hset(store.keys.execution(overdue), "deadline_ms", "0")
+    http = httpx.AsyncClient(transport=httpx.MockTransport(Receiver()))
+    runner = Runner(store, NodeRegistry(store.redis, settings), http, settings)
+    assert await runner.sweep() == 1
+    receiver = Receiver()
+    for execution_id in (cancelled, overdue):
+        await _deliverer(outbox, settings, receiver).deliver(execution_id)
+    bodies = [json.loads(r.content) for r in receiver.requests]
+    assert [(b["event"], b["status"]) for b in bodies] == [
+        ("execution.failed", "cancelled"), ("execution.failed", "timeout")]  # fmt: skip
+    assert all(b["error_message"] for b in bodies)
 
 
 async def test_a_repeated_identical_terminal_update_does_not_queue_a_second_delivery(
