@@ -42,10 +42,21 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
     from arq.worker import run_worker
 
     from workers.settings import worker_settings
 
+    # arq runs on the current event loop; make it uvloop's where uvicorn[standard] installed it,
+    # as uvicorn does for the API (bench/: a worker spent 20% of its CPU in asyncio's socket
+    # writes; with uvloop it needs 17% less CPU per execution).
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows has no uvloop
+        pass
+    else:
+        asyncio.set_event_loop(uvloop.new_event_loop())
     run_worker(worker_settings(settings))
     return 0
 
