@@ -137,11 +137,14 @@ async def callback(request: Request) -> Response:
     """An agent reports progress or the outcome of an execution it accepted."""
     d = deps(request)
     report = await read_json(request, CallbackRequest, d.settings.max_body_bytes)
-    doc = await apply_callback(d.store, request.path_params["execution_id"], report)
-    return _json(doc)
+    execution_id = request.path_params["execution_id"]
+    doc = await apply_callback(d.store, execution_id, report)
+    return _json(await d.store.get_view(execution_id) or doc)
 
 
 async def cancel_one(request: Request) -> Response:
     """Cancel an execution that has not ended yet (409 if it ended otherwise)."""
-    doc = await cancel(deps(request).store, request.path_params["execution_id"])
-    return _json(doc)
+    d = deps(request)
+    execution_id = request.path_params["execution_id"]
+    doc = await cancel(d.store, execution_id)
+    return _json(await d.store.get_view(execution_id) or doc)

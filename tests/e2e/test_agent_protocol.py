@@ -159,3 +159,15 @@ def test_cancel_of_a_finished_execution_is_409(system: System) -> None:
     answer = system.http.post(f"/api/v1/executions/{execution_id}/cancel")
     assert answer.status_code == 409
     assert answer.json()["code"] == "invalid_transition"
+
+
+def test_the_callback_answers_like_get_including_the_webhook_delivery(system: System) -> None:
+    execution_id = system.submit(
+        "e2e.late", {"input": {}, "webhook": {"url": "http://127.0.0.1:9/hook"}}
+    )
+    answer = system.http.post(
+        f"/api/v1/executions/{execution_id}/status", json={"status": "succeeded", "result": 1}
+    )
+    assert answer.status_code == 200
+    assert answer.json()["result"] == 1
+    assert "webhook_status" in answer.json()
