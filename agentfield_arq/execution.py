@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")
 _HEADER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Session and actor ids are the caller's own (an e-mail address, say): any printable text.
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]{1,256}")
 # Request headers kept on the execution and forwarded to the agent, with their hash field names.
 FORWARDED_HEADERS = {
     "x-parent-execution-id": "parent_execution_id",
@@ -57,7 +59,10 @@ def _header_id(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
     if value is None or value == "":
         return None
-    if not _HEADER_ID.fullmatch(value):
+    if name in ("x-session-id", "x-actor-id"):
+        if not _HEADER_TEXT.fullmatch(value):
+            raise InvalidRequest(f"header {name}: at most 256 printable ASCII characters")
+    elif not _HEADER_ID.fullmatch(value):
         raise InvalidRequest(f"header {name}: at most 64 characters of [A-Za-z0-9_.:-]")
     return value
 

@@ -19,6 +19,8 @@ from agentfield_arq.store import load_script
 logger = logging.getLogger(__name__)
 
 STOPPED = "stopped"
+# Statuses in which a node says it cannot take work, whatever its heartbeats.
+DOWN_STATUSES = frozenset({STOPPED, "offline", "stopping", "shutting_down"})
 
 
 class NodeRegistry:
@@ -110,7 +112,10 @@ class NodeRegistry:
         view: dict[str, Any] = any_decoder.decode(fields["record"])
         last = int(fields["last_heartbeat_ms"])
         agent_status = fields.get("agent_status", b"").decode()
-        alive = agent_status != STOPPED and now_ms() - last <= self.settings.node_lease_s * 1000
+        alive = (
+            agent_status not in DOWN_STATUSES
+            and now_ms() - last <= self.settings.node_lease_s * 1000
+        )
         view.update(
             id=fields["id"].decode(),
             base_url=fields["base_url"].decode(),

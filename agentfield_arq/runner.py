@@ -102,11 +102,11 @@ class Runner:
             return
         if 200 <= status < 300:
             await self._succeed(execution_id, attempt, body)
-        elif 400 <= status < 500:
-            text = body[:AGENT_ERROR_BODY_CHARS].decode(errors="replace")
-            await self._fail(execution_id, int(attempt), f"agent answered {status}: {text}")
         else:
-            raise _Transient(f"agent answered {status}")
+            text = body[:AGENT_ERROR_BODY_CHARS].decode(errors="replace")
+            if not 400 <= status < 500:
+                raise _Transient(f"agent answered {status}: {text}")
+            await self._fail(execution_id, int(attempt), f"agent answered {status}: {text}")
 
     async def _post(self, url: str, fields: dict[str, str]) -> tuple[int, bytes]:
         headers = {

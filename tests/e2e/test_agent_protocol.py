@@ -50,7 +50,7 @@ def test_a_5xx_is_retried_a_bounded_number_of_times_then_fails(system: System) -
     execution_id = system.submit("e2e.boom")
     doc = system.wait(execution_id)
     assert doc["status"] == "failed"
-    assert "500" in doc["error"]
+    assert "500: internal trouble" in doc["error"]
     assert system.agent_calls(execution_id)["calls"] == 3  # agent_max_attempts of this system
 
 

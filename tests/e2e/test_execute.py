@@ -41,7 +41,7 @@ def test_run_and_context_headers_are_kept_and_forwarded_to_the_agent(system: Sys
         "X-Run-ID": "run_parent",
         "X-Parent-Execution-ID": "exec_parent",
         "X-Session-ID": "sess-1",
-        "X-Actor-ID": "user-42",
+        "X-Actor-ID": "ada@example.com",
     }
     answer = system.http.post("/api/v1/execute/async/e2e.echo", json={"input": {}}, headers=headers)
     assert answer.json()["run_id"] == "run_parent"
@@ -49,7 +49,7 @@ def test_run_and_context_headers_are_kept_and_forwarded_to_the_agent(system: Sys
     assert seen["x-run-id"] == "run_parent"
     assert seen["x-parent-execution-id"] == "exec_parent"
     assert seen["x-session-id"] == "sess-1"
-    assert seen["x-actor-id"] == "user-42"
+    assert seen["x-actor-id"] == "ada@example.com"
     assert seen["x-execution-id"] == answer.json()["execution_id"]
 
 

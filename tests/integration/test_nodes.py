@@ -48,3 +48,12 @@ async def test_the_list_forgets_nodes_whose_records_expired(
     await redis_client.delete(registry.keys.node("n1"))
     assert await registry.list() == []
     assert await redis_client.smembers(registry.keys.nodes) == set()
+
+
+async def test_a_node_that_reports_itself_offline_is_inactive_despite_heartbeats(
+    redis_client: Redis, settings: Settings
+) -> None:
+    registry = NodeRegistry(redis_client, settings)
+    await registry.register(b'{"id": "n1"}', NodeRegistration(id="n1", base_url="http://a:1"))
+    await registry.heartbeat("n1", "offline")
+    assert (await registry.get("n1"))["status"] == "inactive"
