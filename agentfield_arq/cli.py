@@ -44,9 +44,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
-    from arq.worker import run_worker
-
-    from workers.settings import worker_settings
+    from workers.worker import create_worker
 
     # arq runs on the current event loop; make it uvloop's where uvicorn[standard] installed it,
     # as uvicorn does for the API (bench/: a worker spent 20% of its CPU in asyncio's socket
@@ -57,7 +55,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         pass
     else:
         asyncio.set_event_loop(uvloop.new_event_loop())
-    run_worker(worker_settings(settings))
+    create_worker(settings).run()
     return 0
 
 
