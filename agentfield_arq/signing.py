@@ -28,7 +28,7 @@ SIGNATURE_HEADER = "webhook-signature"
 SECRET_PREFIX = "whsec_"
 DEFAULT_TOLERANCE_S = 300
 
-Scheme = Literal["any", "standard", "agentfield"]
+Scheme = Literal["standard", "agentfield"]
 
 
 class InvalidSignature(ValueError):
@@ -74,21 +74,22 @@ def verify(
     headers: Mapping[str, str],
     secret: str,
     *,
-    scheme: Scheme = "any",
+    scheme: Scheme = "standard",
     tolerance_s: float = DEFAULT_TOLERANCE_S,
     now: float | None = None,
 ) -> Any:
     """Check a received webhook and return its decoded JSON body; raise InvalidSignature if not.
 
-    `scheme="any"` checks the Standard Webhooks signature when its headers are present (it is
-    bound to a timestamp, so a replay is refused after `tolerance_s`), else the AgentField one
-    (which has no timestamp). Ask for `"standard"` to refuse deliveries without a timestamp.
-    Comparisons are constant-time.
+    The default, `"standard"`, checks the Standard Webhooks signature, which is bound to a
+    timestamp, so a replay is refused after `tolerance_s`. `"agentfield"` checks
+    X-AgentField-Signature, which has no timestamp: choose it only for receivers that cannot
+    read the other. There is no "either" mode, since stripping the timestamped headers would
+    then downgrade a delivery to the replayable scheme. Comparisons are constant-time.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
-    if scheme == "standard" or (scheme == "any" and SIGNATURE_HEADER in lowered):
+    if scheme == "standard":
         _verify_standard(body, lowered, secret, tolerance_s, time.time() if now is None else now)
-    elif scheme in ("any", "agentfield"):
+    elif scheme == "agentfield":
         _verify_agentfield(body, lowered, secret)
     else:
         raise ValueError(f"unknown signature scheme {scheme!r}")

@@ -61,8 +61,15 @@ def test_without_a_secret_only_the_id_and_timestamp_are_sent() -> None:
 
 def test_verify_accepts_both_schemes_and_returns_the_decoded_body() -> None:
     headers = signature_headers("s3cret", "msg_1", NOW, BODY)
-    for scheme in ("any", "standard", "agentfield"):
+    for scheme in ("standard", "agentfield"):
         assert verify(BODY, headers, "s3cret", scheme=scheme, now=NOW)["execution_id"] == "exec_1"
+
+
+def test_verify_by_default_refuses_a_delivery_stripped_of_its_timestamped_signature() -> None:
+    headers = signature_headers("s3cret", "msg_1", NOW, BODY)
+    del headers["webhook-signature"]
+    with pytest.raises(InvalidSignature):
+        verify(BODY, headers, "s3cret", now=NOW)
 
 
 def test_verify_reads_header_names_in_any_case() -> None:
@@ -108,6 +115,6 @@ def test_verify_accepts_any_one_of_several_signatures() -> None:
 
 def test_verify_names_the_missing_headers() -> None:
     with pytest.raises(InvalidSignature, match="X-AgentField-Signature"):
-        verify(BODY, {}, "s3cret", now=NOW)
+        verify(BODY, {}, "s3cret", scheme="agentfield", now=NOW)
     with pytest.raises(InvalidSignature, match="webhook-id"):
         verify(BODY, {"x-agentfield-signature": "sha256=00"}, "s3cret", scheme="standard")
