@@ -32,15 +32,15 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from agentfield_arq import errors
+from agentfield_arq.backoff import backoff_s
 from agentfield_arq.client import AsyncClient, resolve_server_url
 from agentfield_arq.context import current
 from agentfield_arq.endpoint import advertised_url, create_app, listen
-from agentfield_arq.execution import parse_target
 from agentfield_arq.models import TargetKind
 from agentfield_arq.presence import Presence
 from agentfield_arq.reporter import Reporter
-from agentfield_arq.runner import backoff_s
 from agentfield_arq.signature import Target, describe
+from agentfield_arq.targets import parse_target
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import msgspec
 
+from agentfield_arq.backoff import backoff_s
 from agentfield_arq.codec import now_ms, rfc3339
-from agentfield_arq.runner import backoff_s
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import msgspec
 
+from agentfield_arq.backoff import backoff_s
 from agentfield_arq.codec import now_ms, rfc3339
 from agentfield_arq.context import ExecutionContext, entered
-from agentfield_arq.runner import backoff_s
 from agentfield_arq.signature import Target
 
 logger = logging.getLogger(__name__)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import random
 
 import httpx
 import msgspec
 
+from agentfield_arq.backoff import backoff_s
 from agentfield_arq.codec import canonical_json, now_ms, rfc3339
 from agentfield_arq.execution import FORWARDED_HEADERS, truncate
 from agentfield_arq.models import Status, TargetKind
@@ -19,14 +19,6 @@ logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
 AGENT_ERROR_BODY_CHARS = 500
-
-
-def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
-    """Delay before retry number `attempt` (1-based): exponential and capped, with jitter over
-    its upper half so that a burst of failures does not retry in lockstep."""
-    ceiling: float = min(cap_s, base_s * 2.0 ** (attempt - 1))
-    jitter: float = (rng or random).random()
-    return ceiling * (0.5 + 0.5 * jitter)
 
 
 class _Transient(Exception):

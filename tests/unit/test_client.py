@@ -65,13 +65,13 @@ async def test_an_unknown_error_code_is_kept_on_a_plain_api_error(
     client: AsyncClient, cp: FakeControlPlane
 ) -> None:
     cp.script(
-        "POST", "/api/v1/execute/async/a.b", answer(429, {"error": "full", "code": "queue_full"})
+        "POST", "/api/v1/execute/async/a.b", answer(429, {"error": "new", "code": "brand_new_code"})
     )
     with pytest.raises(errors.ApiError) as caught:
         await client.execute_async("a.b")
     assert (type(caught.value), caught.value.code, caught.value.status_code) == (
         errors.ApiError,
-        "queue_full",
+        "brand_new_code",
         429,
     )
 

@@ -6,8 +6,8 @@ import pytest
 
 from agentfield_arq.codec import canonical_json, new_id, rfc3339
 from agentfield_arq.errors import InvalidTarget
-from agentfield_arq.execution import parse_target
 from agentfield_arq.models import TERMINAL_STATUSES, Status, normalise_status
+from agentfield_arq.targets import parse_target
 
 
 @pytest.mark.parametrize(
