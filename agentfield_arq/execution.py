@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -12,19 +10,16 @@ import msgspec
 
 from agentfield_arq import webhooks
 from agentfield_arq.codec import canonical_json, encode, new_id, now_ms, rfc3339
-from agentfield_arq.completions import RECHECK_S, Completions
 from agentfield_arq.errors import (
     ExecutionNotFound,
     InvalidRequest,
     InvalidTransition,
-    SyncTimeout,
 )
 from agentfield_arq.models import (
     TERMINAL_STATUSES,
     Accepted,
     CallbackRequest,
     ExecuteRequest,
-    ExecutionDoc,
     Status,
     normalise_status,
 )
@@ -33,7 +28,6 @@ from agentfield_arq.store import ExecutionStore, NewExecution, Outcome, Transiti
 from agentfield_arq.targets import parse_target
 
 logger = logging.getLogger(__name__)
-_doc_decoder = msgspec.json.Decoder(ExecutionDoc)
 
 _HEADER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Session and actor ids are the caller's own (an e-mail address, say): any printable text.
@@ -129,42 +123,6 @@ async def submit(
         webhook_registered="webhook_url" in fields,
         webhook_error=webhook_error,
     )
-
-
-async def execute_and_wait(
-    store: ExecutionStore,
-    completions: Completions,
-    target: str,
-    request: ExecuteRequest,
-    headers: Mapping[str, str],
-) -> tuple[Accepted, ExecutionDoc]:
-    """Submit and wait for the terminal document, whichever replica or worker sees the end.
-
-    Raises SyncTimeout (with the ids to poll) at the sync limit; the execution carries on.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + store.settings.sync_timeout_s
-    execution_id = new_id("exec")
-    async with completions.watch(execution_id) as finished:
-        accepted = await submit(store, target, request, headers, execution_id)
-        while True:
-            raw = await store.get_doc(execution_id)
-            doc = _doc_decoder.decode(raw) if raw else None
-            if doc is not None and doc.status in TERMINAL_STATUSES:
-                return accepted, doc
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise SyncTimeout(
-                    "execution did not finish within the sync limit; it carries on and can be "
-                    "polled",
-                    execution_id=execution_id,
-                    run_id=accepted.run_id,
-                    status=doc.status if doc else Status.QUEUED,
-                )
-            if finished.done():  # woken, yet not terminal: the record expired; poll slowly
-                await asyncio.sleep(min(remaining, RECHECK_S))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
 
 
 async def apply_callback(
