@@ -50,6 +50,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # that much patience covers a control plane that is restarting.
 SUBMIT_PATIENCE_S = 30.0
 CONTROL_PLANE_TIMEOUT_S = 10.0
+# Ten times the control plane's default cap on a submitted body, so that raising that cap rarely
+# needs raising this one; a bigger input is refused (413) before it is read whole.
+MAX_INPUT_BYTES = 10 * 1_048_576
 
 
 class Agent:
@@ -67,6 +70,7 @@ class Agent:
         heartbeat_interval_s: float = 5.0,
         shutdown_timeout_s: float = 30.0,
         call_timeout_s: float | None = None,
+        max_input_bytes: int = MAX_INPUT_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         try:
@@ -84,6 +88,7 @@ class Agent:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.shutdown_timeout_s = shutdown_timeout_s
         self.call_timeout_s = call_timeout_s
+        self.max_input_bytes = max_input_bytes
         self.targets: dict[str, Target] = {}
         self.stopping = False
         self._transport = transport

@@ -3,7 +3,8 @@
 `POST /reasoners/{name}` and `POST /skills/{name}` take the input object as their body. A
 reasoner asked with `X-Execution-ID` (the control plane always sends it) answers 202 and reports
 later; otherwise, and for skills, the answer is the result itself. Input that does not fit the
-signature is refused before anything runs: 422 naming the field (400 when it is not JSON).
+signature is refused before anything runs: 422 naming the field (400 when it is not JSON), 413
+past the agent's `max_input_bytes`, which is read no further.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from agentfield_arq.context import ExecutionContext, entered
+from agentfield_arq.errors import PayloadTooLarge
+from agentfield_arq.limits import read_body
 from agentfield_arq.models import TargetKind
 from agentfield_arq.reporter import settle
 from agentfield_arq.signature import InvalidInput, Target
@@ -40,7 +43,9 @@ def _json(value: Any, status: int = 200) -> Response:
 async def invoke(target: Target, agent: Agent, request: Request) -> Response:
     """Run one reasoner or skill for one request, inline or (reasoners) in the background."""
     try:
-        kwargs = target.bind(await request.body())
+        kwargs = target.bind(await read_body(request, agent.max_input_bytes))
+    except PayloadTooLarge as exc:
+        return _json({"error": exc.message, "code": exc.code}, 413)
     except InvalidInput as exc:
         body = {"error": exc.message, "code": "invalid_input"}
         if exc.field:

@@ -14,19 +14,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from agentfield_arq.errors import PayloadTooLarge
+from agentfield_arq.limits import read_body
 from agentfield_arq.signing import InvalidSignature
 from agentfield_arq.webhooks import verify
 
+# The largest webhook the control plane sends: a 10 MiB result (its default cap) and the rest.
 MAX_BODY_BYTES = 10 * 1_048_576 + 65_536
 
 
-def create_receiver_app(secret: str, say: Callable[[str], None] = print) -> Starlette:
-    """A Starlette app that accepts verified webhooks on any path and refuses others (401)."""
+def create_receiver_app(
+    secret: str, say: Callable[[str], None] = print, *, max_body_bytes: int = MAX_BODY_BYTES
+) -> Starlette:
+    """A Starlette app that accepts verified webhooks on any path and refuses others (401, or
+    413 past `max_body_bytes`)."""
 
     async def receive(request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return JSONResponse({"error": "body too large"}, 413)
+        try:
+            body = await read_body(request, max_body_bytes)
+        except PayloadTooLarge as exc:
+            return JSONResponse({"error": exc.message, "code": exc.code}, 413)
         try:
             # Each scheme on its own, to show that both hold; a real receiver checks one.
             payload = verify(body, request.headers, secret, scheme="standard")

@@ -1,4 +1,5 @@
-"""Reading request bodies with a size cap and decoding them into typed Structs."""
+"""Reading request bodies with a size cap (`read_body`, from the core) and decoding them into
+typed Structs."""
 
 from __future__ import annotations
 
@@ -7,24 +8,12 @@ from typing import TypeVar
 import msgspec
 from starlette.requests import Request
 
-from agentfield_arq.errors import InvalidRequest, PayloadTooLarge
+from agentfield_arq.errors import InvalidRequest
+from agentfield_arq.limits import read_body
+
+__all__ = ["decode", "read_body", "read_json"]
 
 T = TypeVar("T")
-
-
-async def read_body(request: Request, cap: int) -> bytes:
-    """The raw body, refusing (413) anything over `cap` bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise PayloadTooLarge(f"request body is larger than {cap} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise PayloadTooLarge(f"request body is larger than {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def decode(body: bytes, kind: type[T], *, optional: bool = False) -> T:

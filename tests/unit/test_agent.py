@@ -104,6 +104,17 @@ async def test_bad_input_is_a_422_naming_the_field_and_nothing_runs(
     assert cp.requests == []
 
 
+async def test_an_input_over_the_cap_is_a_413_and_nothing_runs(
+    cp: FakeControlPlane, agent: Agent, http: httpx.AsyncClient
+) -> None:
+    agent.max_input_bytes = 64
+    answer = await http.post("/reasoners/deep_analysis", json={"quarter": "Q" * 64}, headers=ASKED)
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
+    assert agent.reporter.in_flight == 0
+    assert cp.requests == []
+
+
 async def test_a_reasoner_that_raises_reports_failed_with_the_error(
     http: httpx.AsyncClient, cp: FakeControlPlane
 ) -> None:

@@ -33,3 +33,12 @@ async def test_a_tampered_webhook_is_refused() -> None:
     status, lines = await _post(BODY.replace(b"succeeded", b"failed"), headers)
     assert status == 401
     assert "REFUSED" in lines[0]
+
+
+async def test_a_body_over_the_cap_is_refused_unread() -> None:
+    app = create_receiver_app("s3cret", say=print, max_body_bytes=len(BODY) - 1)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        answer = await client.post("/hook", content=BODY)
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
