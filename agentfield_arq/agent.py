@@ -38,7 +38,7 @@ from agentfield_arq.context import current
 from agentfield_arq.endpoint import advertised_url, create_app, listen
 from agentfield_arq.models import TargetKind
 from agentfield_arq.presence import Presence
-from agentfield_arq.reporter import Reporter
+from agentfield_arq.reporter import MAX_RESULT_BYTES, Reporter
 from agentfield_arq.signature import Target, describe
 from agentfield_arq.targets import parse_target
 
@@ -71,6 +71,7 @@ class Agent:
         shutdown_timeout_s: float = 30.0,
         call_timeout_s: float | None = None,
         max_input_bytes: int = MAX_INPUT_BYTES,
+        max_result_bytes: int = MAX_RESULT_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         try:
@@ -94,7 +95,7 @@ class Agent:
         self._transport = transport
         self._http = self._new_http()
         self.client = AsyncClient(self.server_url, transport=transport)
-        self.reporter = Reporter(self._http)
+        self.reporter = Reporter(self._http, max_result_bytes=max_result_bytes)
         self._asgi: Starlette | None = None
 
     def _new_http(self) -> httpx.AsyncClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -176,6 +177,59 @@ async def test_the_callback_is_not_retried_when_the_control_plane_refuses_it(
     await http.post("/reasoners/deep_analysis", json={"quarter": "Q2"}, headers=ASKED)
     await cp.until(lambda: agent.reporter.in_flight == 0)
     assert len(cp.sent("POST", path)) == 1
+
+
+async def test_a_result_over_the_agents_cap_is_reported_as_a_failure(
+    http: httpx.AsyncClient, cp: FakeControlPlane, agent: Agent
+) -> None:
+    agent.reporter.max_result_bytes = 16
+    await http.post("/reasoners/deep_analysis", json={"quarter": "Q2"}, headers=ASKED)
+    await cp.until(lambda: agent.reporter.in_flight == 0)
+    (report,) = reports(cp)
+    assert report["status"] == "failed"
+    assert report["error"].startswith("result too large: 26 bytes")
+    assert "result" not in report
+
+
+async def test_a_result_the_control_plane_refuses_with_413_is_reported_as_a_failure(
+    http: httpx.AsyncClient, cp: FakeControlPlane, agent: Agent
+) -> None:
+    path = "/api/v1/executions/exec_1/status"
+    cp.script("POST", path, httpx.Response(413, json={"code": "payload_too_large"}))
+    await http.post("/reasoners/deep_analysis", json={"quarter": "Q2"}, headers=ASKED)
+    await cp.until(lambda: agent.reporter.in_flight == 0)
+    sent, refused = reports(cp)
+    assert (sent["status"], sent["result"]) == ("succeeded", {"quarter": "Q2", "depth": 1})
+    assert refused["status"] == "failed"
+    assert refused["error"] == (
+        "result too large: the control plane refused its 26 bytes (HTTP 413)"
+    )
+    assert "result" not in refused
+
+
+async def test_asking_again_for_an_execution_running_here_answers_202_and_starts_nothing(
+    cp: FakeControlPlane,
+) -> None:
+    app = Agent("n", server_url="http://cp", transport=cp.transport)
+    release = asyncio.Event()
+    runs: list[str] = []
+
+    @app.reasoner
+    async def slow() -> str:
+        runs.append("run")
+        await release.wait()
+        return "done"
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as h:
+        first = await h.post("/reasoners/slow", headers=ASKED)
+        again = await h.post("/reasoners/slow", headers=ASKED)
+        assert (first.status_code, again.status_code) == (202, 202)
+        assert again.json() == {"status": "processing", "execution_id": "exec_1"}
+        assert app.reporter.in_flight == 1
+        release.set()
+        await cp.until(lambda: app.reporter.in_flight == 0)
+    assert runs == ["run"]
+    assert [r["result"] for r in reports(cp)] == ["done"]
 
 
 async def test_an_unknown_target_is_a_404(http: httpx.AsyncClient) -> None:
