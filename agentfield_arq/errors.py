@@ -18,7 +18,9 @@ AgentFieldArqError
 │   │   └── WebhookBusy         409: the last delivery attempt is still being closed
 │   ├── PayloadTooLarge         413: the body is over the configured cap
 │   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
-│   └── Unavailable             503: Redis does not answer
+│   ├── Unavailable             503: Redis does not answer
+│   ├── QueueFull               503: too many executions wait for a worker; retry later
+│   └── SyncTimeout             504: a sync execute reached its limit; the execution carries on
 ├── ClientError                 the client (or an agent's `app.call`) got no usable answer
 │   ├── ControlPlaneUnreachable no HTTP answer: connection refused or reset, or a timeout
 │   └── WaitTimeout             a wait ran out; the executions carry on and can be polled
@@ -50,9 +52,11 @@ class ApiError(AgentFieldArqError):
     # The HTTP status a client was answered with; None when raised inside the control plane.
     status_code: int | None = None
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **details: str) -> None:
         super().__init__(message)
         self.message = message
+        # Extra fields of the error body (e.g. the `execution_id` of a sync timeout).
+        self.details = details
 
 
 class InvalidRequest(ApiError):
@@ -180,3 +184,15 @@ class ExecutionCancelled(ExecutionError):
 
 class ExecutionTimedOut(ExecutionError):
     """The execution ended `timeout`: its deadline passed before the agent reported."""
+
+
+class QueueFull(ApiError):
+    """The queue holds `max_queued` executions: the workers are behind or down."""
+
+    code = "queue_full"
+
+
+class SyncTimeout(ApiError):
+    """A sync execute reached its limit; `details` carry the ids to poll."""
+
+    code = "sync_timeout"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Mapping
@@ -10,16 +12,19 @@ import msgspec
 
 from agentfield_arq import webhooks
 from agentfield_arq.codec import canonical_json, encode, new_id, now_ms, rfc3339
+from agentfield_arq.completions import RECHECK_S, Completions
 from agentfield_arq.errors import (
     ExecutionNotFound,
     InvalidRequest,
     InvalidTransition,
+    SyncTimeout,
 )
 from agentfield_arq.models import (
     TERMINAL_STATUSES,
     Accepted,
     CallbackRequest,
     ExecuteRequest,
+    ExecutionDoc,
     Status,
     normalise_status,
 )
@@ -28,6 +33,7 @@ from agentfield_arq.store import ExecutionStore, NewExecution, Outcome, Transiti
 from agentfield_arq.targets import parse_target
 
 logger = logging.getLogger(__name__)
+_doc_decoder = msgspec.json.Decoder(ExecutionDoc)
 
 _HEADER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Session and actor ids are the caller's own (an e-mail address, say): any printable text.
@@ -40,6 +46,7 @@ FORWARDED_HEADERS = {
 }
 MAX_ERROR_CHARS = 2000
 CANCELLED_ERROR = "cancelled by request"
+MAX_DURATION_MS = 2**31 - 1
 
 
 def _header_id(headers: Mapping[str, str], name: str) -> str | None:
@@ -125,6 +132,42 @@ async def submit(
     )
 
 
+async def execute_and_wait(
+    store: ExecutionStore,
+    completions: Completions,
+    target: str,
+    request: ExecuteRequest,
+    headers: Mapping[str, str],
+) -> tuple[Accepted, ExecutionDoc]:
+    """Submit and wait for the terminal document, whichever replica or worker sees the end.
+
+    Raises SyncTimeout (with the ids to poll) at the sync limit; the execution carries on.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + store.settings.sync_timeout_s
+    execution_id = new_id("exec")
+    async with completions.watch(execution_id) as finished:
+        accepted = await submit(store, target, request, headers, execution_id)
+        while True:
+            raw = await store.get_doc(execution_id)
+            doc = _doc_decoder.decode(raw) if raw else None
+            if doc is not None and doc.status in TERMINAL_STATUSES:
+                return accepted, doc
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise SyncTimeout(
+                    "execution did not finish within the sync limit; it carries on and can be "
+                    "polled",
+                    execution_id=execution_id,
+                    run_id=accepted.run_id,
+                    status=doc.status if doc else Status.QUEUED,
+                )
+            if finished.done():  # woken, yet not terminal: the record expired; poll slowly
+                await asyncio.sleep(min(remaining, RECHECK_S))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
+
+
 async def apply_callback(
     store: ExecutionStore, execution_id: str, report: CallbackRequest
 ) -> bytes:
@@ -182,7 +225,8 @@ def _result_of(report: CallbackRequest) -> bytes:
 
 
 def _duration(value: float | None) -> int | None:
-    if value is None or value < 0:
+    """An agent's own measure, if plausible (0 to about 24 days); else the control plane's."""
+    if value is None or not 0 <= value <= MAX_DURATION_MS:
         return None
     return int(value)
 

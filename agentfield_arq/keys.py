@@ -6,6 +6,8 @@ that several deployments can share one Redis.
 
 from __future__ import annotations
 
+import re
+
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 # How long an arq job payload may wait in the queue before arq itself expires it (arq's default).
@@ -14,10 +16,20 @@ JOB_PAYLOAD_TTL_MS = 86_400_000
 NON_TERMINAL_GRACE_S = 3600
 # Node records are kept this long after their last heartbeat, then forgotten.
 NODE_TTL_S = 7 * 86_400
-# Telemetry events are informational; keep a bounded tail of them.
-TELEMETRY_MAXLEN = 10_000
+# Telemetry and execution logs are informational: a bounded tail of them, each entry capped.
+TELEMETRY_MAXLEN = 2_000
+TELEMETRY_BODY_BYTES = 4096
 # Webhook attempt records kept per execution (the newest ones).
 WEBHOOK_EVENTS_MAX = 50
+
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def safe_id(value: str) -> bool:
+    """Whether an id from a request may be part of a key: no ':' or other separator, so that
+    no id can name another record's key (`fin:targets` is not node `fin`'s target list)."""
+    return _SAFE_ID.fullmatch(value) is not None
 
 
 class Keys:
@@ -89,7 +101,7 @@ class Keys:
 
     def node_targets(self, node_id: str) -> str:
         """Hash: name -> "reasoner" | "skill" for one node; what makes a target valid."""
-        return f"{self.prefix}:node:{node_id}:targets"
+        return f"{self.prefix}:node-targets:{node_id}"
 
     @staticmethod
     def arq_job(job_id: str) -> str:

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 
 from agentfield_arq.codec import any_decoder, now_ms, rfc3339
-from agentfield_arq.errors import InvalidRequest, NodeNotFound
-from agentfield_arq.keys import NODE_TTL_S, Keys
+from agentfield_arq.errors import InvalidRequest, InvalidTarget, NodeNotFound
+from agentfield_arq.keys import NODE_TTL_S, Keys, safe_id
 from agentfield_arq.models import NodeRegistration, TargetKind
 from agentfield_arq.settings import Settings
 from agentfield_arq.store import load_script
@@ -34,7 +34,12 @@ class NodeRegistry:
 
     async def register(self, body: bytes, node: NodeRegistration) -> str:
         """Store a node's record (all its fields, known or not); returns its base URL."""
-        parse_target(f"{node.id}.x")  # the node id must be usable in targets
+        try:
+            parse_target(f"{node.id}.x")  # the node id must be usable in targets
+        except InvalidTarget as exc:
+            raise InvalidRequest(
+                f"id: '{node.id[:128]}' must be 1-128 letters, digits, '_' or '-'"
+            ) from exc
         base_url = _check_base_url(node.base_url)
         targets: dict[str, str] = {r.id: TargetKind.REASONER for r in node.reasoners}
         targets.update({s.id: TargetKind.SKILL for s in node.skills})
@@ -68,6 +73,7 @@ class NodeRegistry:
 
     async def heartbeat(self, node_id: str, status: str | None) -> str:
         """Refresh a node's lease; returns the time recorded."""
+        _check_id(node_id)
         now = now_ms()
         stamp = rfc3339(now)
         k = self.keys
@@ -85,11 +91,14 @@ class NodeRegistry:
 
     async def base_url(self, node_id: str) -> str | None:
         """Where the node listens now (it may have re-registered since the execution was queued)."""
+        if not safe_id(node_id):
+            return None
         url: bytes | None = await self.redis.hget(self.keys.node(node_id), "base_url")  # type: ignore[misc]  # redis-py's async stubs
         return url.decode() if url else None
 
     async def get(self, node_id: str) -> dict[str, Any]:
         """One node's record as the API shows it."""
+        _check_id(node_id)
         raw = await self.redis.hgetall(self.keys.node(node_id))  # type: ignore[misc]  # redis-py's async stubs
         if not raw:
             raise NodeNotFound(f"node '{node_id}' is not registered")
@@ -128,8 +137,24 @@ class NodeRegistry:
         return view
 
 
+def _check_id(node_id: str) -> None:
+    """An id that cannot be a node's (one with ':' could name another key) is simply unknown."""
+    if not safe_id(node_id):
+        raise NodeNotFound(f"node '{node_id[:128]}' is not registered")
+
+
 def _check_base_url(url: str) -> str:
-    parts = urlsplit(url)
+    """Workers append `/reasoners/{name}` to it: a query, fragment or credentials would let a
+    registration point them at any path of any host, so only scheme, host, port, path pass."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise InvalidRequest(f"base_url: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest("base_url: must be an http(s) URL with a host")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise InvalidRequest("base_url: must not have a query or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest("base_url: must not embed credentials")
     return url.rstrip("/")

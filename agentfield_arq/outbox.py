@@ -22,7 +22,7 @@ from agentfield_arq.errors import (
     WebhookBusy,
     WebhookNotFound,
 )
-from agentfield_arq.keys import WEBHOOK_EVENTS_MAX, Keys
+from agentfield_arq.keys import WEBHOOK_EVENTS_MAX, Keys, safe_id
 from agentfield_arq.models import DeadDelivery, DeadPage, Redriven
 from agentfield_arq.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload
 from agentfield_arq.settings import Settings
@@ -150,6 +150,8 @@ class Outbox:
 
     async def redrive(self, execution_id: str, now_ms: int) -> Redriven:
         """Send the webhook again (same webhook-id); see webhook_redrive.lua for the rules."""
+        if not safe_id(execution_id):
+            raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
         k = self.keys
         job_id = delivery_job_id(execution_id)
         reply = await self._redrive(

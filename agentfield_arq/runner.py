@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -80,7 +81,12 @@ class Runner:
         kind = "reasoners" if fields["type"] == TargetKind.REASONER else "skills"
         url = f"{base_url}/{kind}/{fields['name']}"
         try:
-            status, body = await self._post(url, fields)
+            # httpx's timeout bounds each phase (connect, each read); this bounds the whole call,
+            # so a trickling agent cannot outlive the job and leave the execution unsettled.
+            async with asyncio.timeout(self.settings.agent_timeout_s):
+                status, body = await self._post(url, fields)
+        except TimeoutError as exc:
+            raise _Transient("agent timed out (no full answer in time)") from exc
         except httpx.TimeoutException as exc:
             raise _Transient(f"agent timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:

@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retention_s: int = 86_400
     execution_deadline_s: float = 3600.0
     stream_maxlen: int = 10_000
+    max_queued: int = 100_000
 
     # Workers.
     workers: int = 2
@@ -141,6 +142,7 @@ def _check(settings: Settings) -> None:
         "retention_s",
         "execution_deadline_s",
         "stream_maxlen",
+        "max_queued",
         "worker_concurrency",
         "agent_timeout_s",
         "max_result_bytes",

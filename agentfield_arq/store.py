@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from agentfield_arq.codec import encode
-from agentfield_arq.errors import TargetNotFound
-from agentfield_arq.keys import JOB_PAYLOAD_TTL_MS, NON_TERMINAL_GRACE_S, Keys
+from agentfield_arq.errors import QueueFull, TargetNotFound
+from agentfield_arq.keys import JOB_PAYLOAD_TTL_MS, NON_TERMINAL_GRACE_S, Keys, safe_id
 from agentfield_arq.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload, webhook_id
 from agentfield_arq.settings import Settings
 
@@ -101,6 +101,7 @@ class ExecutionStore:
             new.job_payload,
             JOB_PAYLOAD_TTL_MS,
             self.settings.stream_maxlen,
+            self.settings.max_queued,
         ]
         for field, value in new.fields.items():
             args += [field, value]
@@ -119,6 +120,10 @@ class ExecutionStore:
             raise TargetNotFound(f"node '{new.node_id}' is not registered")
         if state == "no_name":
             raise TargetNotFound(f"node '{new.node_id}' has no reasoner or skill '{new.name}'")
+        if state == "queue_full":
+            raise QueueFull(
+                f"{self.settings.max_queued} jobs already wait for a worker; retry later"
+            )
         return _text(reply[1])
 
     async def get_doc(self, execution_id: str) -> bytes | None:
@@ -137,6 +142,8 @@ class ExecutionStore:
 
     async def get_view(self, execution_id: str) -> bytes | None:
         """The status document with its webhook delivery fields, in one MGET, or None."""
+        if not safe_id(execution_id):
+            return None
         doc, view = await self.redis.mget(
             [self.keys.status_doc(execution_id), self.keys.webhook_view(execution_id)]
         )
@@ -147,13 +154,20 @@ class ExecutionStore:
         if not execution_ids:
             return []
         k = self.keys
-        both = await self.redis.mget(
-            [key for i in execution_ids for key in (k.status_doc(i), k.webhook_view(i))]
+        # An id that cannot be an execution's (one with ':') is not looked up at all.
+        wanted = [i for i in execution_ids if safe_id(i)]
+        both = (
+            await self.redis.mget(
+                [key for i in wanted for key in (k.status_doc(i), k.webhook_view(i))]
+            )
+            if wanted
+            else []
         )
-        return [
+        found = iter(
             None if doc is None else splice(doc, view)
             for doc, view in zip(both[::2], both[1::2], strict=True)
-        ]
+        )
+        return [next(found) if safe_id(i) else None for i in execution_ids]
 
     async def get_fields(self, execution_id: str) -> dict[str, str]:
         """The execution hash as strings (empty when unknown)."""
@@ -182,6 +196,8 @@ class ExecutionStore:
         self, execution_id: str, status: str, now_iso: str, now_ms: int, progress: Any = None
     ) -> Transition:
         """A non-terminal report (queued or running) from an agent."""
+        if not safe_id(execution_id):
+            return Transition(outcome=Outcome.MISSING)
         k = self.keys
         reply = await self._progress(
             keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
@@ -210,6 +226,8 @@ class ExecutionStore:
     ) -> Transition:
         """Make an execution terminal (once), queueing its webhook delivery if it has one;
         see finish.lua for the rules."""
+        if not safe_id(execution_id):
+            return Transition(outcome=Outcome.MISSING)
         k = self.keys
         job_id = delivery_job_id(execution_id)
         reply = await self._finish(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +23,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.ApiError], int]] = [
     (errors.PayloadTooLarge, 413),
     (errors.NotSupported, 501),
     (errors.Unavailable, 503),
+    (errors.QueueFull, 503),
+    (errors.SyncTimeout, 504),
 ]
 CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed"}
 
@@ -38,13 +42,28 @@ async def api_error(request: Request, exc: Exception) -> Response:
     """Map the core's error tree to statuses."""
     assert isinstance(exc, errors.ApiError)
     status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
-    return error_response(status, exc.code, exc.message)
+    response = error_response(status, exc.code, exc.message, **exc.details)
+    # An error about one execution (a sync timeout) names it in the headers too.
+    for field, header in (("execution_id", "X-Execution-ID"), ("run_id", "X-Run-ID")):
+        if field in exc.details:
+            response.headers[header] = exc.details[field]
+    return response
 
 
 async def redis_error(request: Request, exc: Exception) -> Response:
-    """Redis did not answer: the request may be retried."""
-    logger.error("redis error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, errors.Unavailable.code, "the state store (Redis) is unavailable")
+    """Redis did not answer (503: retry later), or refused a command (500: our bug)."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        logger.error("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503, errors.Unavailable.code, "the state store (Redis) is unavailable"
+        )
+    return await internal_error(request, exc)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: logged with its traceback, answered in our error shape."""
+    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; see the API's log")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -58,4 +77,5 @@ HANDLERS = {
     errors.ApiError: api_error,
     RedisError: redis_error,
     HTTPException: http_error,
+    Exception: internal_error,
 }

@@ -11,7 +11,7 @@ local function build_doc(h, outcome)
     target = h.target,
     type = h.type,
     created_at = h.created_at,
-    started_at = h.started_at,
+    started_at = h.started_at or cjson.null,  -- the contract lists it even before a start
     webhook_registered = (h.webhook_url ~= nil and h.webhook_url ~= ''),
   }
   local result = nil

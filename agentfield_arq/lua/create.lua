@@ -1,15 +1,17 @@
 -- Create an execution and enqueue its arq job in one atomic step, if the target exists.
 -- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
---       stream_maxlen, then field/value pairs of the hash
+--       stream_maxlen, max_queued, then field/value pairs of the hash
 local kind = redis.call('HGET', KEYS[1], ARGV[1])
 if not kind then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_node'} end
   return {'no_name'}
 end
+-- Refuse new work while the workers are this far behind (or down), rather than fill Redis.
+if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[9]) then return {'queue_full'} end
 local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
 local h = {type = kind, status = 'queued'}
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   h[ARGV[i]] = ARGV[i + 1]

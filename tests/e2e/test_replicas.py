@@ -28,3 +28,4 @@ def test_health_is_503_when_redis_does_not_answer(system: System) -> None:
     answer = httpx.get(f"{replica}/api/v1/health", timeout=10)
     assert answer.status_code == 503
     assert answer.json()["status"] == "unhealthy"
+    assert answer.json()["code"] == "unavailable"

@@ -6,6 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from agentfield_arq.codec import now_ms
+from agentfield_arq.errors import InvalidRequest, NodeNotFound
 from agentfield_arq.models import NodeRegistration, TargetSpec
 from agentfield_arq.nodes import NodeRegistry
 from agentfield_arq.settings import Settings
@@ -57,3 +58,44 @@ async def test_a_node_that_reports_itself_offline_is_inactive_despite_heartbeats
     await registry.register(b'{"id": "n1"}', NodeRegistration(id="n1", base_url="http://a:1"))
     await registry.heartbeat("n1", "offline")
     assert (await registry.get("n1"))["status"] == "inactive"
+
+
+async def test_a_node_id_that_could_name_another_key_is_not_found(
+    redis_client: Redis, settings: Settings
+) -> None:
+    registry = NodeRegistry(redis_client, settings)
+    await registry.register(
+        b"{}", NodeRegistration(id="fin", base_url="http://a:1", reasoners=[TargetSpec(id="r")])
+    )
+    for crafted in ("fin:targets", "fin:x", "../fin"):
+        with pytest.raises(NodeNotFound):
+            await registry.heartbeat(crafted, "ready")
+        with pytest.raises(NodeNotFound):
+            await registry.get(crafted)
+    assert await redis_client.hgetall(registry.keys.node_targets("fin")) == {b"r": b"reasoner"}
+
+
+@pytest.mark.parametrize(
+    ("base_url", "problem"),
+    [
+        ("http://10.0.0.5/admin/x?y=", "query"),
+        ("http://a:1/#frag", "fragment"),
+        ("http://user:pw@a:1", "credentials"),
+        ("ftp://a:1", "http"),
+        ("http://a:notaport", "port"),
+    ],
+)
+async def test_a_base_url_workers_could_be_steered_by_is_refused(
+    redis_client: Redis, settings: Settings, base_url: str, problem: str
+) -> None:
+    registry = NodeRegistry(redis_client, settings)
+    with pytest.raises(InvalidRequest, match=f"base_url.*{problem}"):
+        await registry.register(b"{}", NodeRegistration(id="n", base_url=base_url))
+
+
+async def test_a_malformed_node_id_is_an_invalid_request_naming_the_id(
+    redis_client: Redis, settings: Settings
+) -> None:
+    registry = NodeRegistry(redis_client, settings)
+    with pytest.raises(InvalidRequest, match=r"^id: "):
+        await registry.register(b"{}", NodeRegistration(id="bad.id", base_url="http://a:1"))

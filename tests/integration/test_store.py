@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from agentfield_arq.codec import now_ms, rfc3339
-from agentfield_arq.errors import TargetNotFound
+from agentfield_arq.errors import QueueFull, TargetNotFound
 from agentfield_arq.execution import submit
 from agentfield_arq.keys import Keys
 from agentfield_arq.models import ExecuteRequest, NodeRegistration, TargetSpec
@@ -188,12 +189,26 @@ async def test_every_transition_is_appended_to_the_capped_event_stream(
     assert statuses == [b"queued", b"running", b"succeeded"]
 
 
-async def test_batch_read_is_one_mget_in_the_order_asked(store: ExecutionStore) -> None:
+async def _calls(redis: Redis, command: str) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_batch_read_is_one_mget_in_the_order_asked(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
     ids = [await _queued(store) for _ in range(3)]
-    docs = await store.get_docs([ids[2], "exec_unknown", ids[0]])
+    asked = [ids[2], "exec_unknown", ids[0], *(f"exec_unknown{n}" for n in range(50))]
+    mget_before = await _calls(redis_client, "mget")
+    get_before = await _calls(redis_client, "get")
+    docs = await store.get_views(asked)
+    assert await _calls(redis_client, "mget") == mget_before + 1
+    assert await _calls(redis_client, "get") == get_before
+    assert len(docs) == len(asked)
     assert json.loads(docs[0] or b"")["execution_id"] == ids[2]
     assert docs[1] is None
     assert json.loads(docs[2] or b"")["execution_id"] == ids[0]
+    assert docs[3:] == [None] * 50
 
 
 async def test_a_progress_report_starts_a_queued_execution_but_cannot_revive_a_terminal_one(
@@ -206,3 +221,29 @@ async def test_a_progress_report_starts_a_queued_execution_but_cannot_revive_a_t
     await store.finish(execution_id, "succeeded", *_now(), result=b"1")
     late = await store.progress(execution_id, "running", *_now())
     assert late.outcome is Outcome.CONFLICT
+
+
+async def test_a_full_queue_refuses_new_executions_and_writes_nothing(
+    redis_client: Redis, settings: Settings
+) -> None:
+    nodes = NodeRegistry(redis_client, settings)
+    await nodes.register(
+        b"{}", NodeRegistration(id="n", base_url="http://a:1", reasoners=[TargetSpec(id="r")])
+    )
+    store = ExecutionStore(redis_client, msgspec.structs.replace(settings, max_queued=2))
+    await _queued(store, "n.r")
+    await _queued(store, "n.r")
+    before = await redis_client.dbsize()
+    with pytest.raises(QueueFull, match="retry later"):
+        await _queued(store, "n.r")
+    assert await redis_client.dbsize() == before
+
+
+async def test_ids_that_could_name_other_keys_are_unknown(store: ExecutionStore) -> None:
+    execution_id = await _queued(store)
+    crafted = f"{execution_id}:status"
+    assert await store.get_view(crafted) is None
+    views = await store.get_views([crafted, execution_id])
+    assert views[0] is None
+    assert views[1] is not None
+    assert (await store.finish(crafted, "failed", *_now(), error="x")).outcome is Outcome.MISSING
