@@ -4,8 +4,9 @@
         submitted = await client.execute_async("finance.deep_analysis", {"quarter": "Q3"})
         value = await client.result(submitted.execution_id)
 
-Answers decode into the Structs of `answers.py`, and error answers raise the classes of
-`errors.py` named by their `code`. Nothing is retried here: whether resending is safe is the
+Both build their requests with `calls.py` and differ only in sending them. Answers decode into
+the Structs of `answers.py`, and error answers raise the classes of `errors.py` named by their
+`code`. Nothing is retried here: whether resending is safe is the
 caller's call (ControlPlaneUnreachable's `request_sent` says whether the request may have
 arrived).
 """
@@ -16,22 +17,21 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import quote
+from typing import Any, Self, TypeVar
 
 import httpx
-import msgspec
 
-from agentfield_arq import errors
-from agentfield_arq.answers import Execution, Submitted, SyncAnswer, decode, unreachable
+from agentfield_arq import calls, errors
+from agentfield_arq.answers import Execution, Submitted, unreachable
 from agentfield_arq.waiter import Waiter
 
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
 # Read in this order when no URL is passed; the first is what AgentField's own SDK reads too.
 SERVER_URL_VARIABLES = ("AGENTFIELD_SERVER", "AGENTFIELD_SERVER_URL")
-BATCH_CHUNK = 500
 # The sync route waits on the server (90 s by default); the client must outwait it.
-SYNC_READ_TIMEOUT_S = 150.0
+SYNC_TIMEOUT_S = 150.0
+
+T = TypeVar("T")
 
 
 def resolve_server_url(explicit: str | None = None) -> str:
@@ -42,27 +42,17 @@ def resolve_server_url(explicit: str | None = None) -> str:
     return DEFAULT_SERVER_URL
 
 
-def _execute_request(
-    target: str, input: Mapping[str, Any] | None, webhook: Any, context: Any
-) -> tuple[str, bytes]:
-    body: dict[str, Any] = {"input": dict(input or {})}
-    if webhook is not None:
-        body["webhook"] = webhook
-    if context is not None:
-        body["context"] = context
-    return quote(target, safe=""), msgspec.json.encode(body)
-
-
-def _chunks(ids: Iterable[str]) -> list[list[str]]:
-    unique = list(dict.fromkeys(ids))
-    return [unique[i : i + BATCH_CHUNK] for i in range(0, len(unique), BATCH_CHUNK)]
-
-
-_JSON = {"Content-Type": "application/json"}
+def _pool(server_url: str, headers: Mapping[str, str] | None, timeout_s: float) -> dict[str, Any]:
+    """The connection pool's options, the same for both clients."""
+    agent = {"User-Agent": "agentfield-arq", **(headers or {})}
+    return {"base_url": server_url, "headers": agent, "timeout": timeout_s}
 
 
 class AsyncClient:
-    """The control plane's API for asyncio code; `transport=` swaps the network out in tests."""
+    """The control plane's API for asyncio code; `transport=` swaps the network out in tests.
+
+    `timeout_s` bounds each request; the sync route's answer may take up to `sync_timeout_s`
+    (it must outlast the server's sync limit, AGENTFIELD_ARQ_SYNC_TIMEOUT_S)."""
 
     def __init__(
         self,
@@ -70,16 +60,16 @@ class AsyncClient:
         *,
         headers: Mapping[str, str] | None = None,
         timeout_s: float = 30.0,
+        sync_timeout_s: float = SYNC_TIMEOUT_S,
         poll_min_s: float = 0.05,
         poll_max_s: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.server_url = resolve_server_url(server_url)
+        # The server holds the sync route's answer until the execution ends or its sync limit.
+        self.sync_timeout = httpx.Timeout(timeout_s, read=sync_timeout_s)
         self._http = httpx.AsyncClient(
-            base_url=self.server_url,
-            headers={"User-Agent": "agentfield-arq", **(headers or {})},
-            timeout=timeout_s,
-            transport=transport,
+            **_pool(self.server_url, headers, timeout_s), transport=transport
         )
         self._waiter = Waiter(
             self.batch_status, min_interval_s=poll_min_s, max_interval_s=poll_max_s
@@ -97,11 +87,12 @@ class AsyncClient:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _do(self, call: calls.Call[T]) -> T:
         try:
-            return await self._http.request(method, path, **kwargs)
+            response = await self._http.request(call.method, call.path, **call.options())
         except httpx.TransportError as exc:
             raise unreachable(exc) from exc
+        return call.read(response)
 
     async def execute_async(
         self,
@@ -113,14 +104,7 @@ class AsyncClient:
         headers: Mapping[str, str] | None = None,
     ) -> Submitted:
         """Queue an execution of `node_id.name` with `input`; answers once it is durable."""
-        path, body = _execute_request(target, input, webhook, context)
-        response = await self._send(
-            "POST",
-            f"/api/v1/execute/async/{path}",
-            content=body,
-            headers={**_JSON, **(headers or {})},
-        )
-        return decode(response, Submitted)
+        return await self._do(calls.execute_async(target, input, webhook, context, headers))
 
     async def execute(
         self,
@@ -133,30 +117,21 @@ class AsyncClient:
     ) -> Execution:
         """Run an execution through the sync route; WaitTimeout (with its id) at the server's
         limit, the execution carrying on."""
-        path, body = _execute_request(target, input, webhook, context)
-        response = await self._send(
-            "POST",
-            f"/api/v1/execute/{path}",
-            content=body,
-            headers={**_JSON, **(headers or {})},
-            timeout=httpx.Timeout(self._http.timeout.connect, read=SYNC_READ_TIMEOUT_S),
+        return await self._do(
+            calls.execute(target, input, webhook, context, headers, self.sync_timeout)
         )
-        return decode(response, SyncAnswer).execution(target)
 
     async def get(self, execution_id: str) -> Execution:
         """One execution's state; ExecutionNotFound for an unknown id."""
-        response = await self._send("GET", f"/api/v1/executions/{quote(execution_id, safe='')}")
-        return decode(response, Execution)
+        return await self._do(calls.get(execution_id))
 
     async def batch_status(self, execution_ids: Iterable[str]) -> dict[str, Execution]:
-        """Many executions' states, keyed by id (an unknown id has status `not_found`)."""
+        """Many executions' states, keyed by id (an unknown id has status `not_found`), asked
+        in chunks of 500."""
         found: dict[str, Execution] = {}
-        for chunk in _chunks(execution_ids):
-            body = msgspec.json.encode({"execution_ids": chunk})
-            response = await self._send(
-                "POST", "/api/v1/executions/batch-status", content=body, headers=_JSON
-            )
-            found.update(decode(response, dict[str, Execution]))
+        for call in calls.batch_status(execution_ids):
+            chunk = await self._do(call)
+            found.update(chunk)
         return found
 
     async def wait(
@@ -181,18 +156,15 @@ class Client:
         *,
         headers: Mapping[str, str] | None = None,
         timeout_s: float = 30.0,
+        sync_timeout_s: float = SYNC_TIMEOUT_S,
         poll_min_s: float = 0.05,
         poll_max_s: float = 1.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.server_url = resolve_server_url(server_url)
+        self.sync_timeout = httpx.Timeout(timeout_s, read=sync_timeout_s)
         self.poll_min_s, self.poll_max_s = poll_min_s, poll_max_s
-        self._http = httpx.Client(
-            base_url=self.server_url,
-            headers={"User-Agent": "agentfield-arq", **(headers or {})},
-            timeout=timeout_s,
-            transport=transport,
-        )
+        self._http = httpx.Client(**_pool(self.server_url, headers, timeout_s), transport=transport)
 
     def __enter__(self) -> Self:
         return self
@@ -206,11 +178,12 @@ class Client:
         """Close the connection pool."""
         self._http.close()
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _do(self, call: calls.Call[T]) -> T:
         try:
-            return self._http.request(method, path, **kwargs)
+            response = self._http.request(call.method, call.path, **call.options())
         except httpx.TransportError as exc:
             raise unreachable(exc) from exc
+        return call.read(response)
 
     def execute_async(
         self,
@@ -222,14 +195,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
     ) -> Submitted:
         """See AsyncClient.execute_async."""
-        path, body = _execute_request(target, input, webhook, context)
-        response = self._send(
-            "POST",
-            f"/api/v1/execute/async/{path}",
-            content=body,
-            headers={**_JSON, **(headers or {})},
-        )
-        return decode(response, Submitted)
+        return self._do(calls.execute_async(target, input, webhook, context, headers))
 
     def execute(
         self,
@@ -241,30 +207,18 @@ class Client:
         headers: Mapping[str, str] | None = None,
     ) -> Execution:
         """See AsyncClient.execute."""
-        path, body = _execute_request(target, input, webhook, context)
-        response = self._send(
-            "POST",
-            f"/api/v1/execute/{path}",
-            content=body,
-            headers={**_JSON, **(headers or {})},
-            timeout=httpx.Timeout(self._http.timeout.connect, read=SYNC_READ_TIMEOUT_S),
-        )
-        return decode(response, SyncAnswer).execution(target)
+        return self._do(calls.execute(target, input, webhook, context, headers, self.sync_timeout))
 
     def get(self, execution_id: str) -> Execution:
         """See AsyncClient.get."""
-        response = self._send("GET", f"/api/v1/executions/{quote(execution_id, safe='')}")
-        return decode(response, Execution)
+        return self._do(calls.get(execution_id))
 
     def batch_status(self, execution_ids: Iterable[str]) -> dict[str, Execution]:
         """See AsyncClient.batch_status."""
         found: dict[str, Execution] = {}
-        for chunk in _chunks(execution_ids):
-            body = msgspec.json.encode({"execution_ids": chunk})
-            response = self._send(
-                "POST", "/api/v1/executions/batch-status", content=body, headers=_JSON
-            )
-            found.update(decode(response, dict[str, Execution]))
+        for call in calls.batch_status(execution_ids):
+            chunk = self._do(call)
+            found.update(chunk)
         return found
 
     def wait(

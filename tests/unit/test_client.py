@@ -129,6 +129,32 @@ async def test_the_sync_limit_raises_wait_timeout_naming_the_execution(
     assert caught.value.execution_ids == ["exec_7"]
 
 
+def sync_answer(execution_id: str) -> httpx.Response:
+    return answer(200, {"execution_id": execution_id, "status": "succeeded", "result": 1})
+
+
+async def test_the_sync_route_is_read_for_as_long_as_sync_timeout_s_says(
+    cp: FakeControlPlane,
+) -> None:
+    cp.script("POST", "/api/v1/execute/a.b", sync_answer("exec_1"))
+    async with AsyncClient("http://cp", transport=cp.transport, sync_timeout_s=7.5) as client:
+        await client.execute("a.b")
+        await client.batch_status(["exec_1"])
+    execute, poll = cp.requests
+    assert execute.extensions["timeout"]["read"] == 7.5
+    assert poll.extensions["timeout"]["read"] == 30.0
+
+
+def test_the_sync_client_reads_the_sync_route_for_sync_timeout_s_too(
+    cp: FakeControlPlane,
+) -> None:
+    cp.script("POST", "/api/v1/execute/a.b", sync_answer("exec_2"))
+    with Client("http://cp", transport=cp.transport, sync_timeout_s=200) as client:
+        assert client.execute("a.b").result == 1
+    (execute,) = cp.requests
+    assert execute.extensions["timeout"]["read"] == 200
+
+
 async def test_batch_status_asks_in_chunks_of_500_and_merges_the_answers(
     client: AsyncClient, cp: FakeControlPlane
 ) -> None:
