@@ -26,17 +26,12 @@ from agentfield_arq.models import ExecutionDoc, Status, WebhookPayload
 from agentfield_arq.outbox import Attempt, Outbox, Outcome
 from agentfield_arq.settings import Settings
 from agentfield_arq.signing import signature_headers
+from agentfield_arq.webhooks import RESERVED_HEADERS
 
 logger = logging.getLogger(__name__)
 
 ERROR_BODY_CHARS = 200
 SPARE_JOB_TRIES = 3
-# Headers the sender sets itself; a caller's webhook headers cannot replace them.
-RESERVED_HEADERS = frozenset(
-    {"content-type", "content-length", "content-encoding", "transfer-encoding", "host",
-     "connection", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature",
-     "x-agentfield-signature"}
-)  # fmt: skip
 USER_AGENT = "agentfield-arq-webhooks/1"
 NULL = msgspec.Raw(b"null")
 _doc_decoder = msgspec.json.Decoder(ExecutionDoc)

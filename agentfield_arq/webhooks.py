@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,15 @@ MAX_SECRET_CHARS = 4096
 MAX_HEADERS = 20
 MAX_HEADER_CHARS = 512
 MAX_URL_CHARS = 2048
+# Headers the sender sets itself; a caller's webhook headers cannot replace them.
+RESERVED_HEADERS = frozenset(
+    {"content-type", "content-length", "content-encoding", "transfer-encoding", "host",
+     "connection", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature",
+     "x-agentfield-signature"}
+)  # fmt: skip
+# What httpx can send: a token as header name (RFC 9110), printable ASCII as value.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VALUE = re.compile(r"[\x20-\x7e\t]*")
 
 
 class InvalidWebhook(ValueError):
@@ -39,8 +49,13 @@ def validate(raw: Any) -> WebhookSpec:
             raise InvalidWebhook(
                 f"webhook.headers: name and value must be 1..{MAX_HEADER_CHARS} characters"
             )
-        if any(c in name for c in " :\r\n") or any(c in value for c in "\r\n"):
-            raise InvalidWebhook(f"webhook.headers.{name}: not a valid HTTP header")
+        if not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
+            raise InvalidWebhook(
+                f"webhook.headers.{name[:64]}: not a valid HTTP header "
+                "(name: RFC 9110 token; value: printable ASCII)"
+            )
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidWebhook(f"webhook.headers.{name}: set by the sender, cannot be replaced")
     return spec
 
 

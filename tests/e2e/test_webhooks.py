@@ -145,17 +145,28 @@ def test_a_failed_execution_sends_execution_failed_with_its_error(
     assert "result" not in body
 
 
-def test_caller_headers_are_sent_and_cannot_forge_the_signature_headers(
+def test_caller_headers_are_sent_beside_the_signature_headers(
     hooks: System, receiver: Receiver
 ) -> None:
     url = receiver.plan("/headers")
-    forged = {"Authorization": "Bearer abc", "webhook-signature": "v1,Zm9yZ2Vk",
-              "X-AgentField-Signature": "sha256=00"}  # fmt: skip
-    _submit(hooks, url, headers=forged)
+    _submit(hooks, url, headers={"Authorization": "Bearer abc"})
     request = receiver.wait("/headers")[0]
     assert request.headers["authorization"] == "Bearer abc"
     assert Webhook(SECRET).verify(request.body, request.headers)
     assert request.headers["x-agentfield-signature"] == _agentfield_signature(SECRET, request.body)
+
+
+def test_caller_headers_that_would_forge_a_signature_are_refused_at_submit(
+    hooks: System,
+) -> None:
+    for forged in ({"webhook-signature": "v1,Zm9yZ2Vk"}, {"X-AgentField-Signature": "sha256=00"}):
+        answer = hooks.http.post(
+            "/api/v1/execute/async/e2e.echo",
+            json={"input": {}, "webhook": {"url": "http://127.0.0.1:9/x", "headers": forged}},
+        )
+        assert answer.status_code == 202
+        assert answer.json()["webhook_registered"] is False
+        assert "cannot be replaced" in answer.json()["webhook_error"]
 
 
 def test_retry_after_is_honoured(hooks: System, receiver: Receiver) -> None:
