@@ -1,8 +1,8 @@
 """The SDK end to end: the seed's example agents and an SDK test agent as real processes.
 
 The orchestrator fans out to three nodes at once and combines their sections; reasoners that
-raise or return None; `app.call` errors; an agent restarted while a run needs it; SIGTERM
-draining a running reasoner; and the clients against the real API.
+raise or return None; `app.call` errors; a call retried while its agent is stopped, until it
+is back; SIGTERM draining a running reasoner; and the clients against the real API.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ REPORT = "orchestrator.generate_quarterly_report"
 @pytest.fixture(scope="module")
 def sdk_system(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """API, two workers, the four example agents and the SDK test agent; retries patient
-    enough to outlast an agent restart."""
+    enough to outlast an agent that is stopped, then started again."""
     deployment = System(
         e2e_redis,
         tmp_path_factory.mktemp("logs"),
@@ -117,7 +117,9 @@ def test_input_that_does_not_fit_the_signature_fails_naming_the_field(sdk_system
     assert "quarter" in doc["error"]
 
 
-def test_an_agent_restarted_mid_run_lets_the_report_complete(sdk_system: System) -> None:
+def test_a_call_to_a_stopped_agent_is_retried_until_it_is_back_and_the_report_completes(
+    sdk_system: System,
+) -> None:
     stop_node(sdk_system, "finance").wait(30)
     report_id = sdk_system.submit(REPORT, {"input": {"quarter": "Q2"}})
     # The run has reached the stopped agent: its call is queued for retry meanwhile.
