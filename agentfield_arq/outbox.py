@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from redis.asyncio import Redis
@@ -226,7 +227,7 @@ def _dead_entry(execution_id: str, webhook: list[Any], execution: list[Any]) -> 
         execution_id=execution_id,
         webhook_id=w["webhook_id"],
         event_type=w["event_type"] or "",
-        url=e["webhook_url"],
+        url=_without_query(e["webhook_url"]),
         target=e["target"] or "",
         status=e["status"] or "",
         attempts=int(w["attempts"] or 0),
@@ -234,3 +235,9 @@ def _dead_entry(execution_id: str, webhook: list[Any], execution: list[Any]) -> 
         last_http_status=int(w["last_http_status"]) if w["last_http_status"] else None,
         failed_at=w["failed_at"],
     )
+
+
+def _without_query(url: str) -> str:
+    """Receivers often put a token in the query; the dead list (no auth) shows the rest."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
