@@ -1,4 +1,5 @@
-"""The `agentfield-arq` command: run (the whole system), api, worker, demo-agent, redis."""
+"""The `agentfield-arq` command: run (the whole system), api, worker, redis, webhook-receiver,
+redis-cli."""
 
 from __future__ import annotations
 
@@ -56,17 +57,6 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
     else:
         asyncio.set_event_loop(uvloop.new_event_loop())
     create_worker(settings).run()
-    return 0
-
-
-def _demo_agent(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from agentfield_arq.demo import create_demo_app
-
-    base_url = args.base_url or f"http://127.0.0.1:{args.port}"
-    app = create_demo_app(settings.resolved_public_url, base_url)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -230,7 +220,6 @@ COMMANDS = {
     ),
     "api": (_api, "serve the HTTP API with uvicorn"),
     "worker": (_worker, "run one arq worker process"),
-    "demo-agent": (_demo_agent, "serve the demo agent nodes"),
     "redis": (_redis, "run the embedded valkey-server in the data folder and print its URL"),
     "webhook-receiver": (_webhook_receiver, "print webhooks whose signatures verify"),
     "redis-cli": (_redis_cli, "send one command to the system's Redis and print the reply"),
@@ -249,10 +238,6 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--host", default="127.0.0.1")
             command.add_argument("--port", type=int, default=8002)
             command.add_argument("--secret", required=True, help="the webhook's secret")
-        if name == "demo-agent":
-            command.add_argument("--host", default="127.0.0.1")
-            command.add_argument("--port", type=int, default=8001)
-            command.add_argument("--base-url", help="the URL the control plane calls it on")
     args = parser.parse_args(argv)
     try:
         settings = from_env()
