@@ -4,6 +4,7 @@
 Only the standard library is used here, because this file runs before anything is installed.
 It creates `.venv/` beside itself, installs the project with its dev tools into it (again only
 when `pyproject.toml` changed), then hands over to the tool inside the virtual environment.
+`test` also keeps `.venv-agentfield/`, holding AgentField's own SDK for the compatibility tests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -20,6 +22,13 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".installed-pyproject-sha256"
+# tests/e2e/test_agentfield_sdk.py runs an agent written with this release of AgentField's SDK.
+# It lives in a virtual environment of its own: it pulls litellm, openai, botocore... (about
+# 90 MB) that agentfield-arq must not depend on.
+AGENTFIELD_PIN = "agentfield==0.1.144"
+AGENTFIELD_VENV = ROOT / ".venv-agentfield"
+AGENTFIELD_PYTHON = AGENTFIELD_VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
+AGENTFIELD_STAMP = AGENTFIELD_VENV / ".installed-pin"
 
 USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
@@ -43,8 +52,33 @@ def _ensure_installed(extras: str = "dev") -> None:
     STAMP.write_text(wanted + "\n")
 
 
-def _exec(argv: list[str]) -> int:
-    env = dict(os.environ)
+def _ensure_agentfield() -> str | None:
+    """The interpreter that has AGENTFIELD_PIN, installed only when missing or when the pin
+    changed; None, said on stderr, when it cannot be (the SDK tests then skip, or fail in CI)."""
+    if AGENTFIELD_STAMP.exists() and AGENTFIELD_STAMP.read_text().strip() == AGENTFIELD_PIN:
+        return str(AGENTFIELD_PYTHON)
+    print(f"dev.py: installing {AGENTFIELD_PIN} into .venv-agentfield", flush=True)
+    started = time.monotonic()
+    try:
+        if not AGENTFIELD_PYTHON.exists():
+            venv.EnvBuilder(with_pip=True).create(AGENTFIELD_VENV)
+        pip = [str(AGENTFIELD_PYTHON), "-m", "pip", "install", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-q", AGENTFIELD_PIN], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(
+            f"dev.py: could not install {AGENTFIELD_PIN} ({exc}); its tests will skip "
+            "(or fail, with CI set)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    AGENTFIELD_STAMP.write_text(AGENTFIELD_PIN + "\n")
+    print(f"dev.py: installed {AGENTFIELD_PIN} in {time.monotonic() - started:.0f}s", flush=True)
+    return str(AGENTFIELD_PYTHON)
+
+
+def _exec(argv: list[str], extra_env: dict[str, str] | None = None) -> int:
+    env = {**os.environ, **(extra_env or {})}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(VENV)
     child = subprocess.Popen(argv, cwd=ROOT, env=env)
@@ -57,6 +91,11 @@ def _exec(argv: list[str]) -> int:
 
 
 def _test(args: list[str]) -> int:
+    extra_env = {}
+    if not os.environ.get("AGENTFIELD_SDK_PYTHON"):  # an interpreter of the caller's wins
+        sdk_python = _ensure_agentfield()
+        if sdk_python:
+            extra_env["AGENTFIELD_SDK_PYTHON"] = sdk_python
     steps = [
         [str(BIN / "ruff"), "check", "."],
         [str(BIN / "ruff"), "format", "--check", "."],
@@ -69,7 +108,7 @@ def _test(args: list[str]) -> int:
             " ".join(Path(step[0]).name if i == 0 else a for i, a in enumerate(step)),
             flush=True,
         )
-        code = _exec(step)
+        code = _exec(step, extra_env)
         if code != 0:
             return code
     return 0
