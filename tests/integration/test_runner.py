@@ -1,0 +1,362 @@
+"""One worker attempt (Runner.run) against a real Redis, with httpx.MockTransport as the agent:
+each kind of answer the agent can give, and the guards around claiming and settling."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from agentfield_arq.codec import now_ms, rfc3339
+from agentfield_arq.execution import submit
+from agentfield_arq.models import ExecuteRequest, NodeRegistration, TargetSpec
+from agentfield_arq.nodes import NodeRegistry
+from agentfield_arq.runner import AGENT_ERROR_BODY_CHARS, Runner
+from agentfield_arq.settings import Settings
+from agentfield_arq.store import ExecutionStore, Outcome
+
+pytestmark = pytest.mark.integration
+
+BASE_URL = "http://finance.test:8001"
+MAX_ATTEMPTS = 3
+# The runner's limit on one whole agent call, in the tests that reach it.
+TIME_LIMIT_S = 0.2
+Answer = Callable[[httpx.Request], httpx.Response | Awaitable[httpx.Response]]
+
+
+class Harness:
+    """A registered node, its executions, and runners whose agent answers as a test says."""
+
+    def __init__(self, redis: Redis, settings: Settings, nodes: NodeRegistry) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.nodes = nodes
+        self.store = ExecutionStore(redis, settings)
+        self.calls: list[httpx.Request] = []
+        self._clients: list[httpx.AsyncClient] = []
+
+    def runner(self, answer: Answer, **overrides: Any) -> Runner:
+        """A Runner whose agent calls go to `answer`; `overrides` change its settings."""
+
+        async def handle(request: httpx.Request) -> httpx.Response:
+            self.calls.append(request)
+            response = answer(request)
+            return await response if inspect.isawaitable(response) else response
+
+        settings = msgspec.structs.replace(self.settings, **overrides)
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+        self._clients.append(http)
+        return Runner(ExecutionStore(self.redis, settings), self.nodes, http, settings)
+
+    async def submit(self, target: str = "finance.deep_analysis", **headers: str) -> str:
+        """Queue an execution of `target` (no worker runs it); returns its id."""
+        request = ExecuteRequest(input={"quarter": "Q3"})
+        accepted = await submit(self.store, target, request, headers)
+        return accepted.execution_id
+
+    async def doc(self, execution_id: str) -> dict[str, Any]:
+        """The execution's status document, as GET answers it."""
+        raw = await self.store.get_doc(execution_id)
+        assert raw is not None, execution_id
+        doc: dict[str, Any] = json.loads(raw)
+        return doc
+
+    async def claim(self, execution_id: str) -> Outcome:
+        """Claim as another worker would (a crashed or concurrent one)."""
+        now = now_ms()
+        return (await self.store.claim(execution_id, rfc3339(now), now)).outcome
+
+    async def aclose(self) -> None:
+        """Close the runners' HTTP clients."""
+        for http in self._clients:
+            await http.aclose()
+
+
+@pytest.fixture
+async def harness(redis_client: Redis, settings: Settings) -> AsyncIterator[Harness]:
+    settings = msgspec.structs.replace(settings, agent_max_attempts=MAX_ATTEMPTS)
+    nodes = NodeRegistry(redis_client, settings)
+    node = NodeRegistration(
+        id="finance",
+        base_url=BASE_URL,
+        reasoners=[TargetSpec(id="deep_analysis")],
+        skills=[TargetSpec(id="add")],
+    )
+    await nodes.register(b'{"id": "finance"}', node)
+    harness = Harness(redis_client, settings, nodes)
+    yield harness
+    await harness.aclose()
+
+
+def _json(body: Any, status: int = 200) -> Answer:
+    return lambda request: httpx.Response(status, json=body)
+
+
+def _raw(content: bytes, status: int = 200, media_type: str = "text/plain") -> Answer:
+    return lambda request: httpx.Response(
+        status, content=content, headers={"Content-Type": media_type}
+    )
+
+
+def _raise(error: type[httpx.TransportError]) -> Answer:
+    def answer(request: httpx.Request) -> httpx.Response:
+        raise error("scripted by the test", request=request)
+
+    return answer
+
+
+async def _until_settled(runner: Runner, execution_id: str) -> list[float]:
+    """Run attempts back to back, as arq would after each delay; returns the delays asked for."""
+    delays: list[float] = []
+    while (delay := await runner.run(execution_id, last_try=False)) is not None:
+        delays.append(delay)
+        assert len(delays) <= MAX_ATTEMPTS, f"still retrying after {delays}"
+    return delays
+
+
+async def test_a_json_answer_succeeds_with_the_json_as_the_result(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    runner = harness.runner(_json({"answer": 42, "items": [1, None]}))
+    assert await runner.run(execution_id, last_try=False) is None
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "succeeded"
+    assert doc["result"] == {"answer": 42, "items": [1, None]}
+    assert isinstance(doc["duration_ms"], int)
+
+
+async def test_the_agent_is_posted_the_input_with_the_execution_headers(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit(**{"x-run-id": "run_parent", "x-session-id": "s-1"})
+    await harness.runner(_json({})).run(execution_id, last_try=False)
+    (call,) = harness.calls
+    assert call.method == "POST"
+    assert str(call.url) == f"{BASE_URL}/reasoners/deep_analysis"
+    assert json.loads(call.content) == {"quarter": "Q3"}
+    assert call.headers["content-type"] == "application/json"
+    assert call.headers["x-execution-id"] == execution_id
+    assert call.headers["x-run-id"] == "run_parent"
+    assert call.headers["x-workflow-id"] == "run_parent"
+    assert call.headers["x-session-id"] == "s-1"
+
+
+async def test_a_skill_is_posted_to_its_skills_route(harness: Harness) -> None:
+    execution_id = await harness.submit("finance.add")
+    await harness.runner(_json({"sum": 5})).run(execution_id, last_try=False)
+    assert str(harness.calls[0].url) == f"{BASE_URL}/skills/add"
+    assert (await harness.doc(execution_id))["result"] == {"sum": 5}
+
+
+async def test_a_non_json_answer_succeeds_with_the_body_as_a_string(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    await harness.runner(_raw(b"plain words")).run(execution_id, last_try=False)
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "succeeded"
+    assert doc["result"] == "plain words"
+
+
+async def test_an_empty_answer_succeeds_with_a_null_result(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    await harness.runner(_raw(b"")).run(execution_id, last_try=False)
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "succeeded"
+    assert "result" in doc
+    assert doc["result"] is None
+
+
+async def test_a_202_leaves_the_execution_running_until_its_callback(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    runner = harness.runner(_json({"status": "processing"}, 202))
+    assert await runner.run(execution_id, last_try=False) is None
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "running"
+    assert "completed_at" not in doc
+    assert (await harness.store.get_fields(execution_id))["phase"] == "awaiting_callback"
+    assert await harness.claim(execution_id) is Outcome.AWAITING
+
+
+async def test_a_redelivered_job_does_not_call_an_agent_that_answered_202_again(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    runner = harness.runner(_json({"status": "processing"}, 202))
+    await runner.run(execution_id, last_try=False)
+    assert await runner.run(execution_id, last_try=False) is None
+    assert len(harness.calls) == 1
+    assert (await harness.store.get_fields(execution_id))["attempt"] == "1"
+
+
+async def test_a_4xx_fails_at_once_with_the_status_and_the_start_of_the_body(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    runner = harness.runner(_json({"detail": "quarter is required"}, 422))
+    assert await runner.run(execution_id, last_try=False) is None
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "422" in doc["error"]
+    assert "quarter is required" in doc["error"]
+    assert len(harness.calls) == 1
+
+
+async def test_a_5xx_is_retried_after_a_backoff_then_fails_with_the_start_of_the_body(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    body = b"upstream overloaded " + b"z" * 2 * AGENT_ERROR_BODY_CHARS
+    runner = harness.runner(_raw(body, 503))
+    delays = await _until_settled(runner, execution_id)
+    assert len(delays) == MAX_ATTEMPTS - 1
+    assert all(0 < d <= harness.settings.agent_retry_max_s for d in delays)
+    assert len(harness.calls) == MAX_ATTEMPTS
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "503" in doc["error"]
+    assert "upstream overloaded" in doc["error"]
+    assert "z" * AGENT_ERROR_BODY_CHARS not in doc["error"]
+    assert f"after {MAX_ATTEMPTS} attempts" in doc["error"]
+
+
+async def test_an_unreachable_agent_is_retried_then_fails(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    delays = await _until_settled(harness.runner(_raise(httpx.ConnectError)), execution_id)
+    assert len(delays) == MAX_ATTEMPTS - 1
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "unreachable" in doc["error"]
+    assert "ConnectError" in doc["error"]
+
+
+async def test_an_agent_that_times_out_is_retried_then_fails(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    delays = await _until_settled(harness.runner(_raise(httpx.ReadTimeout)), execution_id)
+    assert len(delays) == MAX_ATTEMPTS - 1
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "timed out" in doc["error"]
+
+
+async def test_an_agent_that_never_answers_is_cut_off_at_the_time_limit_then_fails(
+    harness: Harness,
+) -> None:
+    async def silent(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()  # never set: only the runner's limit ends this call
+        raise AssertionError("unreachable")
+
+    execution_id = await harness.submit()
+    runner = harness.runner(silent, agent_timeout_s=TIME_LIMIT_S)
+    delays = await _until_settled(runner, execution_id)
+    assert len(delays) == MAX_ATTEMPTS - 1
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "timed out" in doc["error"]
+
+
+async def test_an_agent_trickling_its_answer_past_the_time_limit_is_cut_off(
+    harness: Harness,
+) -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        # Each chunk comes well within any per-read timeout; the whole never ends.
+        yield b'"'
+        while True:
+            await asyncio.sleep(TIME_LIMIT_S / 10)
+            yield b"x"
+
+    execution_id = await harness.submit()
+    runner = harness.runner(
+        lambda request: httpx.Response(200, content=trickle()), agent_timeout_s=TIME_LIMIT_S
+    )
+    delay = await runner.run(execution_id, last_try=False)
+    assert delay is not None
+    assert (await harness.doc(execution_id))["status"] == "running"
+    assert await runner.run(execution_id, last_try=True) is None
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "timed out" in doc["error"]
+    assert "result" not in doc
+
+
+async def test_a_result_over_the_cap_fails_as_too_large(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    runner = harness.runner(_json({"blob": "x" * 200}), max_result_bytes=100)
+    assert await runner.run(execution_id, last_try=False) is None
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "too large" in doc["error"]
+    assert "result" not in doc
+
+
+async def test_a_result_at_the_cap_is_kept(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    body = b'"' + b"x" * 98 + b'"'
+    await harness.runner(_raw(body, media_type="application/json"), max_result_bytes=100).run(
+        execution_id, last_try=False
+    )
+    assert (await harness.doc(execution_id))["result"] == "x" * 98
+
+
+async def test_an_execution_claimed_by_too_many_crashed_workers_fails_without_a_call(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    for _ in range(MAX_ATTEMPTS):
+        assert await harness.claim(execution_id) is Outcome.OK  # each worker died mid-call
+    assert await harness.runner(_json({})).run(execution_id, last_try=False) is None
+    assert harness.calls == []
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert f"gave up after {MAX_ATTEMPTS} attempts" in doc["error"]
+
+
+async def test_on_the_last_job_try_a_transient_error_fails_at_once(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    runner = harness.runner(_raw(b"try again", 503))
+    assert await runner.run(execution_id, last_try=True) is None
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "503" in doc["error"]
+    assert "after 1 attempts" in doc["error"]
+    assert len(harness.calls) == 1
+
+
+async def test_an_execution_whose_node_is_gone_fails_without_a_call(
+    harness: Harness, redis_client: Redis
+) -> None:
+    execution_id = await harness.submit()
+    await redis_client.delete(harness.nodes.keys.node("finance"))
+    assert await harness.runner(_json({})).run(execution_id, last_try=False) is None
+    assert harness.calls == []
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "failed"
+    assert "node 'finance' is gone" in doc["error"]
+
+
+async def test_a_stale_attempt_does_not_overwrite_the_newer_one(harness: Harness) -> None:
+    execution_id = await harness.submit()
+
+    async def overtaken(request: httpx.Request) -> httpx.Response:
+        # Another worker claims the execution while this attempt is still at the agent.
+        assert await harness.claim(execution_id) is Outcome.OK
+        return httpx.Response(200, json={"from": "the stale attempt"})
+
+    assert await harness.runner(overtaken).run(execution_id, last_try=False) is None
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "running"
+    assert "result" not in doc
+    assert (await harness.store.get_fields(execution_id))["attempt"] == "2"
+
+
+async def test_a_finished_execution_is_not_run_again(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    runner = harness.runner(_json({"once": True}))
+    await runner.run(execution_id, last_try=False)
+    assert await runner.run(execution_id, last_try=False) is None
+    assert len(harness.calls) == 1
+    assert (await harness.doc(execution_id))["result"] == {"once": True}
