@@ -1,0 +1,145 @@
+"""The API's contract where no worker or agent is involved: the real app, in this process, over
+httpx's ASGI transport, with its lifespan entered and the session's Redis behind it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from agentfield_arq.settings import Settings
+from api.app import create_app
+from tests.e2e.agent_app import registration
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app, with node `e2e` registered through the API."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app) as state:
+
+        async def served(scope: Scope, receive: Receive, send: Send) -> None:
+            # What an ASGI server does with the state a lifespan yields: a copy per request.
+            scope["state"] = dict(state or {})
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=served)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            answer = await client.post(
+                "/api/v1/nodes/register", json=registration("e2e", "http://127.0.0.1:9")
+            )
+            assert answer.status_code == 201, answer.text
+            yield client
+
+
+async def _submit(api: httpx.AsyncClient, target: str = "e2e.echo") -> str:
+    answer = await api.post(f"/api/v1/execute/async/{target}", json={"input": {}})
+    assert answer.status_code == 202, answer.text
+    execution_id: str = answer.json()["execution_id"]
+    return execution_id
+
+
+async def test_an_unknown_execution_id_is_404_execution_not_found(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/api/v1/executions/exec_doesnotexist")
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "execution_not_found"
+    assert "exec_doesnotexist" in answer.json()["error"]
+
+
+async def test_batch_status_takes_a_thousand_ids_and_refuses_more(api: httpx.AsyncClient) -> None:
+    ids = [await _submit(api) for _ in range(5)]
+    asked = ids + [f"exec_unknown{i}" for i in range(995)]
+    answer = await api.post("/api/v1/executions/batch-status", json={"execution_ids": asked})
+    assert answer.status_code == 200
+    assert len(answer.json()) == 1000
+    assert all(answer.json()[i]["execution_id"] == i for i in ids)
+    too_many = await api.post(
+        "/api/v1/executions/batch-status", json={"execution_ids": [*asked, "one_more"]}
+    )
+    assert too_many.status_code == 400
+    assert too_many.json()["code"] == "too_many_ids"
+    assert "execution_ids" in too_many.json()["error"]
+
+
+async def test_a_target_without_a_dot_is_400_invalid_target(api: httpx.AsyncClient) -> None:
+    answer = await api.post("/api/v1/execute/async/e2e", json={"input": {}})
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "invalid_target"
+
+
+async def test_an_unknown_node_or_reasoner_is_404_target_not_found(
+    api: httpx.AsyncClient,
+) -> None:
+    for target in ("nobody.echo", "e2e.nothing"):
+        answer = await api.post(f"/api/v1/execute/async/{target}", json={"input": {}})
+        assert answer.status_code == 404
+        assert answer.json()["code"] == "target_not_found"
+
+
+async def test_invalid_bodies_are_400_and_name_the_field(api: httpx.AsyncClient) -> None:
+    cases = [
+        (b'{"inputs": {}}', "input"),
+        (b'{"input": [1, 2]}', "$.input"),
+        (b'{"input": {}, "context": 3}', "$.context"),
+        (b"not json", "JSON"),
+    ]
+    for body, field in cases:
+        answer = await api.post(
+            "/api/v1/execute/async/e2e.echo",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 400, body
+        assert answer.json()["code"] == "invalid_request"
+        assert field in answer.json()["error"], answer.json()
+
+
+async def test_an_invalid_run_id_header_is_400_naming_the_header(api: httpx.AsyncClient) -> None:
+    answer = await api.post(
+        "/api/v1/execute/async/e2e.echo", json={"input": {}}, headers={"X-Run-ID": "a b"}
+    )
+    assert answer.status_code == 400
+    assert "x-run-id" in answer.json()["error"]
+
+
+async def test_a_body_over_the_cap_is_413(api: httpx.AsyncClient) -> None:
+    big = json.dumps({"input": {"blob": "x" * 1_100_000}})
+    answer = await api.post(
+        "/api/v1/execute/async/e2e.echo",
+        content=big,
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 413
+    assert answer.json()["code"] == "payload_too_large"
+
+
+async def test_an_unknown_route_is_a_json_404(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/api/v1/nope")
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "not_found"
+
+
+async def test_a_method_a_route_does_not_take_is_a_json_405(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/api/v1/execute/async/e2e.echo")
+    assert answer.status_code == 405
+    assert answer.json()["code"] == "method_not_allowed"
+
+
+async def test_health_is_200_while_redis_answers(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/api/v1/health")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ok"
+
+
+async def test_the_openapi_document_describes_the_request_bodies(api: httpx.AsyncClient) -> None:
+    document = (await api.get("/openapi.json")).json()
+    operation = document["paths"]["/api/v1/execute/async/{target}"]["post"]
+    assert "requestBody" in operation
+    schema = document["components"]["schemas"]["ExecuteRequest"]
+    assert "input" in schema["required"]
+    assert "/api/v1/executions/batch-status" in document["paths"]
