@@ -130,4 +130,12 @@ if __name__ == "__main__":
     parser.add_argument("--api", required=True)
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(create_app(args.api), host="127.0.0.1", port=args.port, log_level="warning")
+        # In-flight `hang` and `block` calls would otherwise hold a SIGTERM for the harness's
+        # whole kill timeout; a test agent has nothing worth draining.
+        uvicorn.run(
+            create_app(args.api),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
