@@ -6,6 +6,7 @@ do not see each other's executions and no flush is needed while processes run.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -43,6 +44,8 @@ class System:
             "AGENTFIELD_ARQ_REDIS_URL": redis_url,
             "AGENTFIELD_ARQ_KEY_PREFIX": self.prefix,
             "AGENTFIELD_ARQ_API_PORT": str(self.api_port),
+            # Where agents started for this system find its API, as the run command tells them.
+            "AGENTFIELD_SERVER": self.api_url,
             **{f"AGENTFIELD_ARQ_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -148,10 +151,29 @@ def e2e_redis(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
 
 
+@contextlib.contextmanager
+def deployed(
+    redis_url: str, logs: Path, *, workers: int = 1, agent: bool = True, **settings: Any
+) -> Iterator[System]:
+    """A running System: the API, `workers` workers (`worker`, or `worker-1`, `worker-2`...)
+    and, unless `agent` is False, the test agent registered as node `e2e`. Every process is
+    stopped on exit, also when one of them fails to come up."""
+    deployment = System(redis_url, logs, **settings)
+    try:
+        deployment.start_api()
+        for n in range(1, workers + 1):
+            deployment.start_worker("worker" if workers == 1 else f"worker-{n}")
+        if agent:
+            deployment.start_agent()
+        yield deployment
+    finally:
+        deployment.stop()
+
+
 @pytest.fixture(scope="module")
 def system(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """API + one worker + the test agent registered as node `e2e`, short timeouts."""
-    deployment = System(
+    with deployed(
         e2e_redis,
         tmp_path_factory.mktemp("logs"),
         agent_timeout_s=2,
@@ -161,11 +183,5 @@ def system(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         sync_timeout_s=3,
         sweep_interval_s=1,
         worker_poll_delay_s=0.02,
-    )
-    try:
-        deployment.start_api()
-        deployment.start_worker()
-        deployment.start_agent()
+    ) as deployment:
         yield deployment
-    finally:
-        deployment.stop()

@@ -22,7 +22,7 @@ import redis
 
 from agentfield_arq.embedded import free_port
 from agentfield_arq.keys import Keys
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, deployed
 from tests.e2e.nodes import children, node, start_node, stop_node, wait_until
 
 
@@ -70,23 +70,18 @@ def stream(system: System, key: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def compat(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """API, a worker, the three example nodes, the SDK test agent and the AgentField agent."""
-    deployment = System(
+    with deployed(
         e2e_redis,
         tmp_path_factory.mktemp("logs"),
+        agent=False,
         agent_timeout_s=5,
         sweep_interval_s=1,
         worker_poll_delay_s=0.02,
-    )
-    deployment.env["AGENTFIELD_SERVER"] = deployment.api_url
-    try:
-        deployment.start_api()
-        deployment.start_worker()
+    ) as deployment:
         for node_id in ("finance", "research", "analytics", "sdk"):
             start_node(deployment, node_id)
         start_classic(deployment)
         yield deployment
-    finally:
-        deployment.stop()
 
 
 def test_it_registers_its_reasoners_and_skills_and_keeps_heartbeating(compat: System) -> None:

@@ -7,25 +7,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, deployed
 
 
 @pytest.fixture(scope="module")
 def short_deadlines(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    deployment = System(
+    with deployed(
         e2e_redis,
         tmp_path_factory.mktemp("logs"),
         execution_deadline_s=2,
         sweep_interval_s=1,
         worker_poll_delay_s=0.02,
-    )
-    try:
-        deployment.start_api()
-        deployment.start_worker()
-        deployment.start_agent()
+    ) as deployment:
         yield deployment
-    finally:
-        deployment.stop()
 
 
 def test_an_execution_whose_callback_never_comes_times_out_at_its_deadline(

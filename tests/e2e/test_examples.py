@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from agentfield_arq import AsyncClient, Client
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, deployed
 from tests.e2e.nodes import children, execution_fields, node, start_node, stop_node, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -25,26 +25,21 @@ REPORT = "orchestrator.generate_quarterly_report"
 def sdk_system(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """API, two workers, the four example agents and the SDK test agent; retries patient
     enough to outlast an agent that is stopped, then started again."""
-    deployment = System(
+    with deployed(
         e2e_redis,
         tmp_path_factory.mktemp("logs"),
+        workers=2,
+        agent=False,
         agent_timeout_s=5,
         agent_max_attempts=15,
         agent_retry_base_s=0.2,
         agent_retry_max_s=1.0,
         sweep_interval_s=1,
         worker_poll_delay_s=0.02,
-    )
-    deployment.env["AGENTFIELD_SERVER"] = deployment.api_url
-    try:
-        deployment.start_api()
-        deployment.start_worker("worker-1")
-        deployment.start_worker("worker-2")
+    ) as deployment:
         for node_id in (*EXAMPLE_NODES, "sdk"):
             start_node(deployment, node_id)
         yield deployment
-    finally:
-        deployment.stop()
 
 
 def test_the_quarterly_report_runs_three_calls_at_once_and_combines_their_sections(

@@ -9,25 +9,21 @@ from collections.abc import Iterator
 import pytest
 
 from agentfield_arq.settings import from_env
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, deployed
 
 AGENT_TIMEOUT_S = 2
 
 
 @pytest.fixture(scope="module")
 def crashing(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    deployment = System(
+    with deployed(
         e2e_redis,
         tmp_path_factory.mktemp("logs"),
+        workers=0,
         agent_timeout_s=AGENT_TIMEOUT_S,
         worker_poll_delay_s=0.02,
-    )
-    try:
-        deployment.start_api()
-        deployment.start_agent()
+    ) as deployment:
         yield deployment
-    finally:
-        deployment.stop()
 
 
 def _wait_for_call(system: System, execution_id: str) -> None:

@@ -7,26 +7,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, deployed
 
 POLL_DELAY_S = 5.0
 
 
 @pytest.fixture(scope="module")
 def slow_polling(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    deployment = System(
+    with deployed(
         e2e_redis,
         tmp_path_factory.mktemp("logs"),
         worker_poll_delay_s=POLL_DELAY_S,
         sync_timeout_s=30,
-    )
-    try:
-        deployment.start_api()
-        deployment.start_worker()
-        deployment.start_agent()
+    ) as deployment:
         yield deployment
-    finally:
-        deployment.stop()
 
 
 def test_sequential_executions_do_not_wait_for_the_workers_poll_delay(

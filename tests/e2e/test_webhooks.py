@@ -19,7 +19,7 @@ from standardwebhooks import Webhook
 
 from agentfield_arq.models import TERMINAL_STATUSES
 from agentfield_arq.settings import from_env
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, deployed
 from tests.e2e.receiver import Plan, Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"an e2e webhook signing key").decode()
@@ -44,14 +44,8 @@ def receiver() -> Iterator[Receiver]:
 def hooks(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """A deployment with a short retry schedule that trusts 127.0.0.1 (and no other private
     address), with the default worker poll delay so that latencies are the default ones."""
-    deployment = System(e2e_redis, tmp_path_factory.mktemp("logs"), **SETTINGS)
-    try:
-        deployment.start_api()
-        deployment.start_worker()
-        deployment.start_agent()
+    with deployed(e2e_redis, tmp_path_factory.mktemp("logs"), **SETTINGS) as deployment:
         yield deployment
-    finally:
-        deployment.stop()
 
 
 def _submit(
