@@ -131,15 +131,6 @@ class ExecutionStore:
         doc: bytes | None = await self.redis.get(self.keys.status_doc(execution_id))
         return doc
 
-    async def get_docs(self, execution_ids: list[str]) -> list[bytes | None]:
-        """Status documents of many executions in one MGET, in the order asked."""
-        if not execution_ids:
-            return []
-        docs: list[bytes | None] = await self.redis.mget(
-            [self.keys.status_doc(i) for i in execution_ids]
-        )
-        return docs
-
     async def get_view(self, execution_id: str) -> bytes | None:
         """The status document with its webhook delivery fields, in one MGET, or None."""
         if not safe_id(execution_id):

@@ -70,7 +70,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 in our error shape."""
     assert isinstance(exc, HTTPException)
     code = CODE_BY_HTTP_STATUS.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    response = error_response(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})  # e.g. the Allow header of a 405
+    return response
 
 
 HANDLERS = {

@@ -128,6 +128,7 @@ async def test_a_method_a_route_does_not_take_is_a_json_405(api: httpx.AsyncClie
     answer = await api.get("/api/v1/execute/async/e2e.echo")
     assert answer.status_code == 405
     assert answer.json()["code"] == "method_not_allowed"
+    assert answer.headers["allow"] == "POST"
 
 
 async def test_health_is_200_while_redis_answers(api: httpx.AsyncClient) -> None:
