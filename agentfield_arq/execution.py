@@ -94,17 +94,7 @@ async def submit(
         value = _header_id(headers, header)
         if value is not None:
             fields[field] = value
-    webhook_error = None
-    if request.webhook is not None:
-        try:
-            spec = webhooks.validate(request.webhook)
-        except webhooks.InvalidWebhook as exc:
-            webhook_error = str(exc)
-        else:
-            fields["webhook_url"] = spec.url
-            fields["webhook_headers"] = encode(spec.headers).decode()
-            if spec.secret:
-                fields["webhook_secret"] = spec.secret
+    webhook_error = _register_webhook(request.webhook, fields)
     deadline = created + int(store.settings.execution_deadline_s * 1000)
     kind = await store.create(
         NewExecution(
@@ -130,6 +120,22 @@ async def submit(
         webhook_registered="webhook_url" in fields,
         webhook_error=webhook_error,
     )
+
+
+def _register_webhook(block: object, fields: dict[str, str]) -> str | None:
+    """Add a valid webhook to the record's fields; return why an invalid one was not added
+    (an invalid webhook does not reject the execution)."""
+    if block is None:
+        return None
+    try:
+        spec = webhooks.validate(block)
+    except webhooks.InvalidWebhook as exc:
+        return str(exc)
+    fields["webhook_url"] = spec.url
+    fields["webhook_headers"] = encode(spec.headers).decode()
+    if spec.secret:
+        fields["webhook_secret"] = spec.secret
+    return None
 
 
 async def execute_and_wait(
