@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -19,61 +20,15 @@ from agentfield_arq.settings import Settings
 from agentfield_arq.store import ExecutionStore
 from workers.jobs import deliver_webhook, run_execution, sweep_deadlines
 
+Hook = Callable[[dict[str, Any]], Awaitable[None]]
+
 
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker` (or `run_worker`) serving our queue."""
-
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        redis = ctx["redis"]
-        ctx["http"] = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.agent_timeout_s),
-            limits=httpx.Limits(max_connections=settings.worker_concurrency),
-        )
-        ctx["runner"] = Runner(
-            ExecutionStore(redis, settings),
-            NodeRegistry(redis, settings),
-            ctx["http"],
-            settings,
-        )
-        ctx["webhook_http"] = webhook_client(settings)
-        ctx["deliverer"] = Deliverer(Outbox(redis, settings), ctx["webhook_http"], settings)
-
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        for client in ("http", "webhook_http"):
-            if client in ctx:
-                await ctx[client].aclose()
-
-    sweep_seconds = set(range(0, 60, settings.sweep_interval_s))
+    on_startup, on_shutdown = _lifecycle(settings)
     return {
-        "functions": [
-            func(
-                run_execution,
-                name=RUN_EXECUTION,
-                timeout=settings.job_timeout_s,
-                keep_result=0,
-                max_tries=settings.max_job_tries,
-            ),
-            func(
-                deliver_webhook,
-                name=DELIVER_WEBHOOK,
-                timeout=settings.webhook_job_timeout_s,
-                keep_result=0,
-                max_tries=job_max_tries(settings),
-            ),
-        ],
-        "cron_jobs": [
-            cron(
-                sweep_deadlines,
-                name=f"{SWEEP_DEADLINES}:{settings.key_prefix}",
-                second=sweep_seconds,
-                microsecond=0,
-                # arq sizes every job's in-progress lock on its longest timeout, so this one
-                # must not exceed run_execution's or crash recovery slows down.
-                timeout=settings.job_timeout_s,
-                keep_result=0,
-                run_at_startup=False,
-            )
-        ],
+        "functions": _functions(settings),
+        "cron_jobs": _cron_jobs(settings),
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": Keys(settings.key_prefix).queue,
         "job_serializer": arq_serialize,
@@ -86,3 +41,61 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "on_shutdown": on_shutdown,
         "health_check_interval": 30,
     }
+
+
+def _lifecycle(settings: Settings) -> tuple[Hook, Hook]:
+    """Build the process's clients on start (a Runner and a Deliverer), close them on stop."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        redis = ctx["redis"]
+        ctx["http"] = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.agent_timeout_s),
+            limits=httpx.Limits(max_connections=settings.worker_concurrency),
+        )
+        ctx["runner"] = Runner(
+            ExecutionStore(redis, settings), NodeRegistry(redis, settings), ctx["http"], settings
+        )
+        ctx["webhook_http"] = webhook_client(settings)
+        ctx["deliverer"] = Deliverer(Outbox(redis, settings), ctx["webhook_http"], settings)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        for client in ("http", "webhook_http"):
+            if client in ctx:
+                await ctx[client].aclose()
+
+    return on_startup, on_shutdown
+
+
+def _functions(settings: Settings) -> list[Any]:
+    return [
+        func(
+            run_execution,
+            name=RUN_EXECUTION,
+            timeout=settings.job_timeout_s,
+            keep_result=0,
+            max_tries=settings.max_job_tries,
+        ),
+        func(
+            deliver_webhook,
+            name=DELIVER_WEBHOOK,
+            timeout=settings.webhook_job_timeout_s,
+            keep_result=0,
+            max_tries=job_max_tries(settings),
+        ),
+    ]
+
+
+def _cron_jobs(settings: Settings) -> list[Any]:
+    return [
+        cron(
+            sweep_deadlines,
+            name=f"{SWEEP_DEADLINES}:{settings.key_prefix}",
+            second=set(range(0, 60, settings.sweep_interval_s)),
+            microsecond=0,
+            # arq sizes every job's in-progress lock on its longest timeout, so this one
+            # must not exceed run_execution's or crash recovery slows down.
+            timeout=settings.job_timeout_s,
+            keep_result=0,
+            run_at_startup=False,
+        )
+    ]
