@@ -1,0 +1,1 @@
+"""Benchmarks of agentfield-arq against same-run baselines: `python -m bench` (see README)."""
