@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--queue", required=True)
     args = parser.parse_args()
     logging.config.dictConfig(default_log_config(verbose=False))
-    run_worker(worker_kwargs(args.redis, args.agent, args.queue))  # type: ignore[arg-type]
+    run_worker(worker_kwargs(args.redis, args.agent, args.queue))
 
 
 if __name__ == "__main__":
