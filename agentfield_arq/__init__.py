@@ -2,7 +2,7 @@
 and the SDK to write agents (`Agent`) and callers (`AsyncClient`, `Client`) for it."""
 
 from agentfield_arq.agent import Agent
-from agentfield_arq.answers import Execution, Submitted, WebhookEvent
+from agentfield_arq.answers import Execution, Submitted
 from agentfield_arq.client import AsyncClient, Client
 from agentfield_arq.context import ExecutionContext, current
 from agentfield_arq.errors import (
@@ -17,6 +17,7 @@ from agentfield_arq.errors import (
     ExecutionTimedOut,
     WaitTimeout,
 )
+from agentfield_arq.models import WebhookEvent
 
 __version__ = "0.1.0"
 

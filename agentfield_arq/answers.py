@@ -13,7 +13,7 @@ import httpx
 import msgspec
 
 from agentfield_arq import errors
-from agentfield_arq.models import TERMINAL_STATUSES, Status
+from agentfield_arq.models import TERMINAL_STATUSES, Status, WebhookEvent
 
 NOT_FOUND = "not_found"
 
@@ -32,19 +32,6 @@ class Submitted(msgspec.Struct, kw_only=True):
     created_at: str = ""
     webhook_registered: bool = False
     webhook_error: str | None = None
-
-
-class WebhookEvent(msgspec.Struct, kw_only=True):
-    """One recorded webhook delivery attempt."""
-
-    id: str = ""
-    event_type: str = ""
-    status: str = ""
-    attempt: int | None = None
-    http_status: int | None = None
-    error_message: str | None = None
-    duration_ms: int | None = None
-    created_at: str = ""
 
 
 class Execution(msgspec.Struct, kw_only=True):

@@ -47,6 +47,11 @@ def arq_deserialize(data: bytes) -> dict[str, Any]:
     return value
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as str (clients here return bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def now_ms() -> int:
     """Wall-clock unix time in milliseconds."""
     return time.time_ns() // 1_000_000

@@ -173,16 +173,17 @@ class SyncResult(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class WebhookEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One delivery attempt as `webhook_events` shows it (the Lua scripts write it)."""
+    """One delivery attempt as `webhook_events` shows it (the Lua scripts write it; clients
+    read it, so every field has a default and newer fields do not break older readers)."""
 
-    id: str
-    event_type: str
-    status: str
-    attempt: int
+    id: str = ""
+    event_type: str = ""
+    status: str = ""
+    attempt: int | None = None
     http_status: int | None = None
     error_message: str | None = None
     duration_ms: int | None = None
-    created_at: str
+    created_at: str = ""
 
 
 class ExecutionDoc(msgspec.Struct, kw_only=True):

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 from redis.asyncio import Redis
 
-from agentfield_arq.codec import decode, rfc3339
+from agentfield_arq.codec import decode, rfc3339, text
 from agentfield_arq.errors import (
     ExecutionNotFound,
     ExecutionNotTerminal,
@@ -32,10 +32,6 @@ from agentfield_arq.store import load_script
 _DEAD_FIELDS = ("webhook_id", "event_type", "attempts", "last_error", "last_http_status",
                 "failed_at")  # fmt: skip
 _EXEC_FIELDS = ("webhook_url", "target", "status")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Attempt(msgspec.Struct, kw_only=True):
@@ -97,18 +93,18 @@ class Outbox:
                 self._cutoff_ms(now_ms),
             ],
         )
-        if _text(reply[0]) != "ok":
-            return " ".join(_text(part) for part in reply)
+        if text(reply[0]) != "ok":
+            return " ".join(text(part) for part in reply)
         attempt, round_attempt, webhook_id, event_type, doc, url, secret, headers = reply[1:]
         return Attempt(
             execution_id=execution_id,
             attempt=int(attempt),
             round_attempt=int(round_attempt),
-            webhook_id=_text(webhook_id),
-            event_type=_text(event_type),
+            webhook_id=text(webhook_id),
+            event_type=text(event_type),
             doc=doc,
-            url=_text(url),
-            secret=_text(secret) or None,
+            url=text(url),
+            secret=text(secret) or None,
             headers=decode(headers, dict[str, str]),
         )
 
@@ -147,7 +143,7 @@ class Outbox:
                 self._cutoff_ms(now_ms),
             ],
         )
-        return _text(reply[0]) == "ok"
+        return text(reply[0]) == "ok"
 
     async def redrive(self, execution_id: str, now_ms: int) -> Redriven:
         """Send the webhook again (same webhook-id); see webhook_redrive.lua for the rules."""
@@ -173,7 +169,7 @@ class Outbox:
                 self.settings.retention_s * 1000,
             ],
         )
-        state = _text(reply[0])
+        state = text(reply[0])
         shown = execution_id[:100]
         if state == "missing":
             raise ExecutionNotFound(f"execution '{shown}' not found")
@@ -181,7 +177,7 @@ class Outbox:
             raise WebhookNotFound(f"execution '{shown}' has no webhook")
         if state == "not_terminal":
             raise ExecutionNotTerminal(
-                f"execution '{shown}' is {_text(reply[1])}; its webhook is sent when it ends"
+                f"execution '{shown}' is {text(reply[1])}; its webhook is sent when it ends"
             )
         if state == "busy":
             raise WebhookBusy(
@@ -189,15 +185,15 @@ class Outbox:
             )
         return Redriven(
             execution_id=execution_id,
-            webhook_id=_text(reply[2]),
-            webhook_status=_text(reply[1]),
+            webhook_id=text(reply[2]),
+            webhook_status=text(reply[1]),
         )
 
     async def dead(self, limit: int, cursor: str | None = None) -> DeadPage:
         """A page of dead deliveries, newest first, in two round trips whatever the page size."""
         upper = f"({cursor}" if cursor else "+"
         members = [
-            _text(m)
+            text(m)
             for m in await self.redis.zrevrangebylex(
                 self.keys.dead_webhooks, upper, "-", start=0, num=limit + 1
             )
@@ -219,8 +215,8 @@ class Outbox:
 
 
 def _dead_entry(execution_id: str, webhook: list[Any], execution: list[Any]) -> DeadDelivery | None:
-    w = dict(zip(_DEAD_FIELDS, (None if v is None else _text(v) for v in webhook), strict=True))
-    e = dict(zip(_EXEC_FIELDS, (None if v is None else _text(v) for v in execution), strict=True))
+    w = dict(zip(_DEAD_FIELDS, (None if v is None else text(v) for v in webhook), strict=True))
+    e = dict(zip(_EXEC_FIELDS, (None if v is None else text(v) for v in execution), strict=True))
     if w["webhook_id"] is None or w["failed_at"] is None or e["webhook_url"] is None:
         return None
     return DeadDelivery(

@@ -15,7 +15,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from agentfield_arq.codec import encode
+from agentfield_arq.codec import encode, text
 from agentfield_arq.errors import QueueFull, TargetNotFound
 from agentfield_arq.keys import JOB_PAYLOAD_TTL_MS, NON_TERMINAL_GRACE_S, Keys, safe_id
 from agentfield_arq.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload, webhook_id
@@ -27,10 +27,6 @@ def load_script(redis: Redis, name: str) -> AsyncScript:
     lua = resources.files("agentfield_arq") / "lua"
     source = (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
     return redis.register_script(source)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class NewExecution(msgspec.Struct, kw_only=True):
@@ -115,7 +111,7 @@ class ExecutionStore:
             k.events,
         ]
         reply = await self._create(keys=keys, args=args)
-        state = _text(reply[0])
+        state = text(reply[0])
         if state == "no_node":
             raise TargetNotFound(f"node '{new.node_id}' is not registered")
         if state == "no_name":
@@ -124,7 +120,7 @@ class ExecutionStore:
             raise QueueFull(
                 f"{self.settings.max_queued} jobs already wait for a worker; retry later"
             )
-        return _text(reply[1])
+        return text(reply[1])
 
     async def get_doc(self, execution_id: str) -> bytes | None:
         """The status document of one execution, as stored (JSON bytes), or None."""
@@ -163,7 +159,7 @@ class ExecutionStore:
     async def get_fields(self, execution_id: str) -> dict[str, str]:
         """The execution hash as strings (empty when unknown)."""
         raw = await self.redis.hgetall(self.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def claim(self, execution_id: str, now_iso: str, now_ms: int) -> Claim:
         """queued/running -> running (attempt + 1) for a worker about to invoke the agent."""
@@ -172,16 +168,16 @@ class ExecutionStore:
             keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
             args=[now_iso, now_ms, self.settings.stream_maxlen],
         )
-        outcome = Outcome(_text(reply[0]))
+        outcome = Outcome(text(reply[0]))
         if outcome is not Outcome.OK:
-            return Claim(outcome=outcome, status=_text(reply[1]) if len(reply) > 1 else None)
-        flat = [_text(v) for v in reply[1:]]
+            return Claim(outcome=outcome, status=text(reply[1]) if len(reply) > 1 else None)
+        flat = [text(v) for v in reply[1:]]
         return Claim(outcome=outcome, fields=dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def await_callback(self, execution_id: str, attempt: str) -> bool:
         """Record that the agent answered 202; False if the attempt is no longer current."""
         reply = await self._await_callback(keys=[self.keys.execution(execution_id)], args=[attempt])
-        return _text(reply[0]) == Outcome.OK
+        return text(reply[0]) == Outcome.OK
 
     async def progress(
         self, execution_id: str, status: str, now_iso: str, now_ms: int, progress: Any = None
@@ -257,7 +253,7 @@ class ExecutionStore:
         ids = await self.redis.zrangebyscore(
             self.keys.deadlines, "-inf", now_ms, start=0, num=limit
         )
-        return [_text(i) for i in ids]
+        return [text(i) for i in ids]
 
     async def forget_deadline(self, execution_id: str) -> None:
         """Drop a deadline whose execution record no longer exists."""
@@ -273,7 +269,7 @@ def splice(doc: bytes, view: bytes | None) -> bytes:
 
 
 def _transition(reply: list[Any]) -> Transition:
-    outcome = Outcome(_text(reply[0]))
+    outcome = Outcome(text(reply[0]))
     if outcome in (Outcome.OK, Outcome.NOOP):
         return Transition(outcome=outcome, doc=reply[1])
-    return Transition(outcome=outcome, status=_text(reply[1]) if len(reply) > 1 else None)
+    return Transition(outcome=outcome, status=text(reply[1]) if len(reply) > 1 else None)
