@@ -7,8 +7,9 @@ lifecycle stream in the same Lua script that queues its job, so a worker with fr
 on that stream (XREAD BLOCK, on a connection of its own) between polls, and polls again as soon
 as an execution is queued.
 
-The poll delay stays the upper bound of every wait, so delayed retries and jobs queued without
-a `queued` entry (webhook deliveries) are found exactly as before. A worker whose slots are all
+A terminal entry that queued a webhook delivery carries `job`, and wakes workers too. The poll
+delay stays the upper bound of every wait, so delayed retries and redriven deliveries (queued
+without an entry) are found exactly as before. A worker whose slots are all
 taken sleeps the poll delay as arq does.
 """
 
@@ -37,7 +38,8 @@ QUEUED = Status.QUEUED.value.encode()
 
 
 class Wake:
-    """Waits for a `queued` entry newer than what this worker has seen, or a deadline."""
+    """Waits for an entry that queued a job (`queued`, or one with `job`) newer than what this
+    worker has seen, or a deadline."""
 
     def __init__(self, redis: Redis, stream: str) -> None:
         self.redis = redis
@@ -66,7 +68,7 @@ class Wake:
             for _stream, entries in replies:
                 for entry_id, fields in entries:
                     self.cursor = entry_id
-                    queued = queued or fields.get(b"status") == QUEUED
+                    queued = queued or fields.get(b"status") == QUEUED or b"job" in fields
             if queued:
                 return True
         return False

@@ -31,9 +31,16 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
 redis.call('ZREM', KEYS[3], h.execution_id)
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'execution_id', h.execution_id,
-  'status', ARGV[1])
-if h.webhook_url and h.webhook_url ~= '' then
+local delivers = h.webhook_url and h.webhook_url ~= ''
+if delivers then
+  -- `job` wakes idle workers (workers/worker.py): this step queued a delivery for them.
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'execution_id', h.execution_id,
+    'status', ARGV[1], 'job', 'webhook')
+else
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'execution_id', h.execution_id,
+    'status', ARGV[1])
+end
+if delivers then
   local event_type = 'execution.failed'
   if ARGV[1] == 'succeeded' then event_type = 'execution.completed' end
   redis.call('HSET', KEYS[5], 'state', 'pending', 'webhook_id', ARGV[11],
