@@ -31,6 +31,7 @@ class NodeRegistry:
         self.keys = Keys(settings.key_prefix)
         self.settings = settings
         self._heartbeat = load_script(redis, "heartbeat")
+        self._forget = load_script(redis, "forget_nodes")
 
     async def register(self, body: bytes, node: NodeRegistration) -> str:
         """Store a node's record (all its fields, known or not); returns its base URL."""
@@ -113,7 +114,7 @@ class NodeRegistry:
             records = await pipe.execute()
         gone = [node_id for node_id, raw in zip(ids, records, strict=True) if not raw]
         if gone:
-            await self.redis.srem(self.keys.nodes, *gone)  # type: ignore[misc]  # redis-py's async stubs
+            await self._forget(keys=[self.keys.nodes, *map(self.keys.node, gone)], args=gone)
         return [self._view(raw) for raw in records if raw]
 
     def _view(self, raw: dict[bytes, bytes]) -> dict[str, Any]:

@@ -99,3 +99,16 @@ async def test_a_malformed_node_id_is_an_invalid_request_naming_the_id(
     registry = NodeRegistry(redis_client, settings)
     with pytest.raises(InvalidRequest, match=r"^id: "):
         await registry.register(b"{}", NodeRegistration(id="bad.id", base_url="http://a:1"))
+
+
+async def test_a_node_registering_again_while_the_list_forgets_it_keeps_its_place(
+    redis_client: Redis, settings: Settings
+) -> None:
+    registry = NodeRegistry(redis_client, settings)
+    await registry.register(b'{"id": "n1"}', NodeRegistration(id="n1", base_url="http://a:1"))
+    # The list saw n1's record gone, but n1 registered again before the list forgot it.
+    forgotten = await registry._forget(
+        keys=[registry.keys.nodes, registry.keys.node("n1")], args=["n1"]
+    )
+    assert forgotten == 0
+    assert await redis_client.smembers(registry.keys.nodes) == {b"n1"}
