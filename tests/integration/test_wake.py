@@ -49,3 +49,14 @@ async def test_an_execution_queued_between_the_poll_and_the_wait_is_not_missed(
     await wake.prime()  # before the poll
     await _event(redis_client, "queued")  # after the poll looked at the queue
     assert await asyncio.wait_for(wake.wait(_deadline(10)), 2) is True
+
+
+async def test_a_terminal_entry_that_queued_a_webhook_delivery_wakes_it(
+    redis_client: Redis,
+) -> None:
+    wake = Wake(redis_client, Keys("t").events)
+    await wake.prime()
+    await redis_client.xadd(
+        Keys("t").events, {"execution_id": "exec_1", "status": "succeeded", "job": "webhook"}
+    )
+    assert await asyncio.wait_for(wake.wait(_deadline(10)), 2) is True
