@@ -10,7 +10,7 @@ COPY agentfield_arq ./agentfield_arq
 COPY api ./api
 COPY workers ./workers
 COPY examples ./examples
-RUN pip install . && useradd --system --uid 10001 agentfield
+RUN pip install ".[server]" && useradd --system --uid 10001 agentfield
 
 USER agentfield
 EXPOSE 8080

@@ -39,7 +39,7 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 """
 
 
-def _ensure_installed(extras: str = "dev") -> None:
+def _ensure_installed(extras: str = "server,dev") -> None:
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
         return 2
     command, rest = argv[0], argv[1:]
     if command == "bench":
-        _ensure_installed("dev,bench")
+        _ensure_installed("server,dev,bench")
         return _exec([str(BIN / "python"), "-m", "bench", *rest])
     _ensure_installed()
     if command == "run":

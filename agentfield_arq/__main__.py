@@ -2,6 +2,6 @@
 
 import sys
 
-from agentfield_arq.cli import main
+from agentfield_arq.ops.cli import main
 
 sys.exit(main())

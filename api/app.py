@@ -10,16 +10,16 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from agentfield_arq.completions import Completions
-from agentfield_arq.keys import Keys
-from agentfield_arq.nodes import NodeRegistry
-from agentfield_arq.outbox import Outbox
-from agentfield_arq.queue import connect
-from agentfield_arq.settings import Settings
-from agentfield_arq.store import ExecutionStore
-from api import executions, nodes, openapi, system, webhooks
-from api.deps import Deps
-from api.errors import HANDLERS
+from agentfield_arq.api import executions, nodes, openapi, system, webhooks
+from agentfield_arq.api.deps import Deps
+from agentfield_arq.api.errors import HANDLERS
+from agentfield_arq.core.completions import Completions
+from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.outbox import Outbox
+from agentfield_arq.core.queue import connect
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import ExecutionStore
 
 PREFIX = "/api/v1"
 

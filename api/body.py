@@ -8,8 +8,8 @@ from typing import TypeVar
 import msgspec
 from starlette.requests import Request
 
-from agentfield_arq.errors import InvalidRequest
-from agentfield_arq.limits import read_body
+from agentfield_arq.kernel.body import read_body
+from agentfield_arq.kernel.errors import InvalidRequest
 
 __all__ = ["decode", "read_body", "read_json"]
 

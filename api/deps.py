@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from starlette.requests import Request
 
-from agentfield_arq.completions import Completions
-from agentfield_arq.nodes import NodeRegistry
-from agentfield_arq.outbox import Outbox
-from agentfield_arq.settings import Settings
-from agentfield_arq.store import ExecutionStore
+from agentfield_arq.core.completions import Completions
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.outbox import Outbox
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import ExecutionStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,21 +11,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentfield_arq import errors
-from agentfield_arq.codec import encode
+from agentfield_arq.kernel import errors
+from agentfield_arq.kernel.codec import encode
 
 logger = logging.getLogger(__name__)
 
-STATUS_BY_ERROR: list[tuple[type[errors.ApiError], int]] = [
-    (errors.InvalidRequest, 400),
-    (errors.NotFound, 404),
-    (errors.InvalidTransition, 409),
-    (errors.PayloadTooLarge, 413),
-    (errors.NotSupported, 501),
-    (errors.Unavailable, 503),
-    (errors.QueueFull, 503),
-    (errors.SyncTimeout, 504),
-]
 CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed"}
 
 
@@ -41,8 +31,7 @@ def error_response(http_status: int, code: str, message: str, **extra: object) -
 async def api_error(request: Request, exc: Exception) -> Response:
     """Map the core's error tree to statuses."""
     assert isinstance(exc, errors.ApiError)
-    status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
-    response = error_response(status, exc.code, exc.message, **exc.details)
+    response = error_response(errors.http_status(exc), exc.code, exc.message, **exc.details)
     # An error about one execution (a sync timeout) names it in the headers too.
     for field, header in (("execution_id", "X-Execution-ID"), ("run_id", "X-Run-ID")):
         if field in exc.details:

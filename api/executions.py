@@ -6,19 +6,19 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentfield_arq.codec import encode
-from agentfield_arq.errors import ExecutionNotFound, TooManyIds
-from agentfield_arq.execution import apply_callback, cancel, execute_and_wait, submit
-from agentfield_arq.models import (
+from agentfield_arq.api.body import read_json
+from agentfield_arq.api.deps import deps
+from agentfield_arq.core.execution import apply_callback, cancel, execute_and_wait, submit
+from agentfield_arq.kernel.codec import encode
+from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds
+from agentfield_arq.kernel.models import (
     BatchStatusRequest,
     CallbackRequest,
     ExecuteRequest,
-    ExecutionDoc,
-    Status,
+    Execution,
     SyncResult,
 )
-from api.body import read_json
-from api.deps import deps
+from agentfield_arq.kernel.status import Status
 
 JSON = "application/json"
 NULL = msgspec.Raw(b"null")
@@ -52,7 +52,7 @@ async def execute_sync(request: Request) -> Response:
     return _json(encode(_sync_result(doc)), 200, headers)
 
 
-def _sync_result(doc: ExecutionDoc) -> SyncResult:
+def _sync_result(doc: Execution[msgspec.Raw]) -> SyncResult[msgspec.Raw]:
     return SyncResult(
         execution_id=doc.execution_id,
         run_id=doc.run_id,

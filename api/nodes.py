@@ -5,10 +5,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentfield_arq.codec import encode
-from agentfield_arq.models import HeartbeatRequest, NodeRegistration
-from api.body import decode, read_body, read_json
-from api.deps import deps
+from agentfield_arq.api.body import decode, read_body, read_json
+from agentfield_arq.api.deps import deps
+from agentfield_arq.kernel.codec import encode
+from agentfield_arq.kernel.models import HeartbeatRequest, NodeRegistration
 
 JSON = "application/json"
 

@@ -8,29 +8,22 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentfield_arq.models import (
-    Accepted,
+from agentfield_arq.kernel.models import (
     BatchStatusRequest,
     CallbackRequest,
     DeadPage,
+    ErrorBody,
     ExecuteRequest,
-    ExecutionDoc,
+    Execution,
     ExecutionLogs,
     HeartbeatRequest,
     NodeRegistration,
     Redriven,
+    Submitted,
     SyncResult,
     TelemetryEvent,
     WebhookSpec,
 )
-
-
-class ErrorBody(msgspec.Struct, kw_only=True):
-    """Every error: AgentField's `error` plus a machine-readable `code`."""
-
-    error: str
-    code: str
-
 
 # (method, path, summary, request body, {status: (description, response body)})
 _OPERATIONS: list[tuple[str, str, str, type | None, dict[int, tuple[str, type | None]]]] = [
@@ -40,7 +33,7 @@ _OPERATIONS: list[tuple[str, str, str, type | None, dict[int, tuple[str, type | 
         "Queue an execution",
         ExecuteRequest,
         {
-            202: ("queued", Accepted),
+            202: ("queued", Submitted),
             400: ("invalid body or target", ErrorBody),
             404: ("unknown target", ErrorBody),
             413: ("body too large", ErrorBody),
@@ -63,7 +56,7 @@ _OPERATIONS: list[tuple[str, str, str, type | None, dict[int, tuple[str, type | 
         "/api/v1/executions/{execution_id}",
         "One execution",
         None,
-        {200: ("the execution", ExecutionDoc), 404: ("unknown id", ErrorBody)},
+        {200: ("the execution", Execution), 404: ("unknown id", ErrorBody)},
     ),
     (
         "post",
@@ -78,7 +71,7 @@ _OPERATIONS: list[tuple[str, str, str, type | None, dict[int, tuple[str, type | 
         "Agent callback",
         CallbackRequest,
         {
-            200: ("the execution", ExecutionDoc),
+            200: ("the execution", Execution),
             404: ("unknown id", ErrorBody),
             409: ("already terminal", ErrorBody),
         },
@@ -89,7 +82,7 @@ _OPERATIONS: list[tuple[str, str, str, type | None, dict[int, tuple[str, type | 
         "Cancel an execution that has not ended",
         None,
         {
-            200: ("the execution, cancelled", ExecutionDoc),
+            200: ("the execution, cancelled", Execution),
             404: ("unknown id", ErrorBody),
             409: ("already ended otherwise", ErrorBody),
         },

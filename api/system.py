@@ -8,12 +8,12 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentfield_arq.codec import encode
-from agentfield_arq.errors import NotSupported, Unavailable
-from agentfield_arq.models import ExecutionLogs, TelemetryEvent
-from agentfield_arq.telemetry import Telemetry
-from api.body import decode, read_body
-from api.deps import deps
+from agentfield_arq.api.body import decode, read_body
+from agentfield_arq.api.deps import deps
+from agentfield_arq.core.telemetry import Telemetry
+from agentfield_arq.kernel.codec import encode
+from agentfield_arq.kernel.errors import NotSupported, Unavailable
+from agentfield_arq.kernel.models import ExecutionLogs, TelemetryEvent
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentfield_arq.codec import encode, now_ms
-from agentfield_arq.errors import InvalidRequest
-from api.deps import deps
+from agentfield_arq.api.deps import deps
+from agentfield_arq.kernel.codec import encode, now_ms
+from agentfield_arq.kernel.errors import InvalidRequest
 
 JSON = "application/json"
 DEFAULT_PAGE = 50

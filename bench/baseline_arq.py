@@ -20,7 +20,7 @@ from arq.connections import RedisSettings
 from arq.logs import default_log_config
 from arq.worker import func, run_worker
 
-from agentfield_arq.settings import Settings
+from agentfield_arq.core.settings import Settings
 
 FUNCTION = "call_agent"
 DONE_KEY = "baseline:done"

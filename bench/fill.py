@@ -18,10 +18,10 @@ import time
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
 
-from agentfield_arq.execution import submit
-from agentfield_arq.models import ExecuteRequest
-from agentfield_arq.queue import connect
-from agentfield_arq.store import ExecutionStore
+from agentfield_arq.core.execution import submit
+from agentfield_arq.core.queue import connect
+from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.models import ExecuteRequest
 from bench.baseline_arq import FUNCTION
 from bench.harness import BASELINE_QUEUE, TARGET, Harness
 

@@ -10,9 +10,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from agentfield_arq.embedded import EmbeddedRedis
-from agentfield_arq.queue import connect
-from agentfield_arq.settings import Settings, from_env
+from agentfield_arq.core.queue import connect
+from agentfield_arq.core.settings import Settings, from_env
+from agentfield_arq.ops.embedded import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""The arq worker: a thin adapter that runs `agentfield_arq.runner` jobs."""
+"""The arq worker: a thin adapter that runs `agentfield_arq.core.runner` jobs."""
 
-from workers.settings import worker_settings
+from agentfield_arq.workers.settings import worker_settings
 
 __all__ = ["worker_settings"]

@@ -6,8 +6,8 @@ from typing import Any
 
 from arq import Retry
 
-from agentfield_arq.delivery import Deliverer, job_max_tries
-from agentfield_arq.runner import Runner
+from agentfield_arq.core.delivery import Deliverer, job_max_tries
+from agentfield_arq.core.runner import Runner
 
 
 def _runner(ctx: dict[str, Any]) -> Runner:

@@ -9,16 +9,16 @@ import httpx
 from arq import cron, func
 from arq.connections import RedisSettings
 
-from agentfield_arq.codec import arq_deserialize, arq_serialize
-from agentfield_arq.delivery import Deliverer, job_max_tries, webhook_client
-from agentfield_arq.keys import Keys
-from agentfield_arq.nodes import NodeRegistry
-from agentfield_arq.outbox import Outbox
-from agentfield_arq.queue import DELIVER_WEBHOOK, RUN_EXECUTION, SWEEP_DEADLINES
-from agentfield_arq.runner import Runner
-from agentfield_arq.settings import Settings
-from agentfield_arq.store import ExecutionStore
-from workers.jobs import deliver_webhook, run_execution, sweep_deadlines
+from agentfield_arq.core.delivery import Deliverer, job_max_tries, webhook_client
+from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.outbox import Outbox
+from agentfield_arq.core.queue import DELIVER_WEBHOOK, RUN_EXECUTION, SWEEP_DEADLINES
+from agentfield_arq.core.runner import Runner
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.codec import arq_deserialize, arq_serialize
+from agentfield_arq.workers.jobs import deliver_webhook, run_execution, sweep_deadlines
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 

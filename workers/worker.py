@@ -25,11 +25,11 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agentfield_arq.keys import Keys
-from agentfield_arq.models import Status
-from agentfield_arq.queue import connect
-from agentfield_arq.settings import Settings
-from workers.settings import worker_settings
+from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.queue import connect
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.status import Status
+from agentfield_arq.workers.settings import worker_settings
 
 logger = logging.getLogger(__name__)
 

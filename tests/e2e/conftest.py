@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agentfield_arq.embedded import EmbeddedRedis, free_port
-from agentfield_arq.models import TERMINAL_STATUSES
+from agentfield_arq.kernel.status import TERMINAL_STATUSES
+from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
 from tests.e2e.agent_app import registration
 
 READY_TIMEOUT_S = 30.0

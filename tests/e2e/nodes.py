@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from agentfield_arq.keys import Keys
+from agentfield_arq.core.keys import Keys
 from tests.e2e.conftest import System
 
 EXAMPLES = Path(__file__).parents[2] / "examples"

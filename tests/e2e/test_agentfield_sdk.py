@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from agentfield_arq.embedded import free_port
-from agentfield_arq.keys import Keys
+from agentfield_arq.core.keys import Keys
+from agentfield_arq.ops.embedded import free_port
 from tests.e2e.conftest import System, deployed
 from tests.e2e.nodes import children, node, start_node, stop_node, wait_until
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from agentfield_arq.keys import Keys
+from agentfield_arq.core.keys import Keys
 from tests.e2e.conftest import System
 
 pytestmark = pytest.mark.e2e

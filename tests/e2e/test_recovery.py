@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentfield_arq.settings import from_env
+from agentfield_arq.core.settings import from_env
 from tests.e2e.conftest import System, deployed
 
 AGENT_TIMEOUT_S = 2

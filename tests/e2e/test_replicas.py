@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from agentfield_arq.embedded import free_port
+from agentfield_arq.ops.embedded import free_port
 from tests.e2e.conftest import System
 
 

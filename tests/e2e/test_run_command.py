@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from agentfield_arq.embedded import free_port
-from agentfield_arq.models import TERMINAL_STATUSES
+from agentfield_arq.kernel.status import TERMINAL_STATUSES
+from agentfield_arq.ops.embedded import free_port
 
 READY_TIMEOUT_S = 60.0
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from agentfield_arq.models import TERMINAL_STATUSES
-from agentfield_arq.settings import from_env
+from agentfield_arq.core.settings import from_env
+from agentfield_arq.kernel.status import TERMINAL_STATUSES
 from tests.e2e.conftest import System, deployed
 from tests.e2e.receiver import Plan, Receiver
 

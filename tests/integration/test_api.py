@@ -10,8 +10,8 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from agentfield_arq.settings import Settings
-from api.app import create_app
+from agentfield_arq.api.app import create_app
+from agentfield_arq.core.settings import Settings
 from tests.e2e.agent_app import registration
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from agentfield_arq.completions import IDLE_TAIL_S, Completions
-from agentfield_arq.keys import Keys
-from agentfield_arq.queue import connect
-from agentfield_arq.settings import Settings
+from agentfield_arq.core.completions import IDLE_TAIL_S, Completions
+from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.queue import connect
+from agentfield_arq.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from agentfield_arq.embedded import EmbeddedRedis
+from agentfield_arq.ops.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

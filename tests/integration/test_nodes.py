@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from agentfield_arq.codec import now_ms
-from agentfield_arq.errors import InvalidRequest, NodeNotFound
-from agentfield_arq.models import NodeRegistration, TargetSpec
-from agentfield_arq.nodes import NodeRegistry
-from agentfield_arq.settings import Settings
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.codec import now_ms
+from agentfield_arq.kernel.errors import InvalidRequest, NodeNotFound
+from agentfield_arq.kernel.models import NodeRegistration, TargetSpec
 
 pytestmark = pytest.mark.integration
 

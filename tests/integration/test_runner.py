@@ -14,13 +14,13 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from agentfield_arq.codec import now_ms, rfc3339
-from agentfield_arq.execution import submit
-from agentfield_arq.models import ExecuteRequest, NodeRegistration, TargetSpec
-from agentfield_arq.nodes import NodeRegistry
-from agentfield_arq.runner import AGENT_ERROR_BODY_CHARS, Runner
-from agentfield_arq.settings import Settings
-from agentfield_arq.store import ExecutionStore, Outcome
+from agentfield_arq.core.execution import submit
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.runner import AGENT_ERROR_BODY_CHARS, Runner
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import ExecutionStore, Outcome
+from agentfield_arq.kernel.codec import now_ms, rfc3339
+from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration, TargetSpec
 
 pytestmark = pytest.mark.integration
 

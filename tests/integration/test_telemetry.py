@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from agentfield_arq.keys import TELEMETRY_BODY_BYTES, Keys
-from agentfield_arq.models import ExecutionLogs, TelemetryEvent
-from agentfield_arq.telemetry import Telemetry
+from agentfield_arq.core.keys import TELEMETRY_BODY_BYTES, Keys
+from agentfield_arq.core.telemetry import Telemetry
+from agentfield_arq.kernel.models import ExecutionLogs, TelemetryEvent
 
 pytestmark = pytest.mark.integration
 

@@ -13,25 +13,25 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from agentfield_arq.codec import arq_deserialize, now_ms, rfc3339
-from agentfield_arq.delivery import Deliverer
-from agentfield_arq.embedded import EmbeddedRedis
-from agentfield_arq.errors import (
+from agentfield_arq.core.delivery import Deliverer
+from agentfield_arq.core.execution import cancel, submit
+from agentfield_arq.core.keys import WEBHOOK_EVENTS_MAX
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.outbox import Attempt, Outbox, Outcome
+from agentfield_arq.core.queue import DELIVER_WEBHOOK, connect, delivery_job_id
+from agentfield_arq.core.runner import Runner
+from agentfield_arq.core.settings import Settings, from_env
+from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.codec import arq_deserialize, now_ms, rfc3339
+from agentfield_arq.kernel.errors import (
     ExecutionNotFound,
     ExecutionNotTerminal,
     WebhookBusy,
     WebhookNotFound,
 )
-from agentfield_arq.execution import cancel, submit
-from agentfield_arq.keys import WEBHOOK_EVENTS_MAX
-from agentfield_arq.models import ExecuteRequest, NodeRegistration, TargetSpec
-from agentfield_arq.nodes import NodeRegistry
-from agentfield_arq.outbox import Attempt, Outbox, Outcome
-from agentfield_arq.queue import DELIVER_WEBHOOK, connect, delivery_job_id
-from agentfield_arq.runner import Runner
-from agentfield_arq.settings import Settings, from_env
-from agentfield_arq.signing import verify
-from agentfield_arq.store import ExecutionStore
+from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration, TargetSpec
+from agentfield_arq.kernel.signing import verify
+from agentfield_arq.ops.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

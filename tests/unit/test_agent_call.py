@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from agentfield_arq import Agent, errors
-from agentfield_arq.context import ExecutionContext, entered
+from agentfield_arq import Agent
+from agentfield_arq.kernel import errors
+from agentfield_arq.sdk.context import ExecutionContext, entered
 from tests.unit.control_plane import FakeControlPlane
 
 SUBMIT = "/api/v1/execute/async/"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from agentfield_arq.backoff import backoff_s
+from agentfield_arq.kernel.backoff import backoff_s
 
 
 def test_backoff_doubles_per_attempt_within_its_jitter_band() -> None:

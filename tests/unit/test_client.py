@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from agentfield_arq import errors
-from agentfield_arq.client import AsyncClient, Client, resolve_server_url
+from agentfield_arq.client.clients import AsyncClient, Client, resolve_server_url
+from agentfield_arq.kernel import errors
 from tests.unit.control_plane import FakeControlPlane
 
 

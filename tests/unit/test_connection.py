@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from agentfield_arq.connection import PackedConnection
+from agentfield_arq.core.connection import PackedConnection
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("GET", "af:exec:exec_1:status"),

@@ -9,8 +9,8 @@ import typing
 import httpcore
 import pytest
 
-from agentfield_arq.errors import DestinationRefused
-from agentfield_arq.guard import GuardedBackend, Policy, refusal
+from agentfield_arq.core.guard import GuardedBackend, Policy, refusal
+from agentfield_arq.kernel.errors import DestinationRefused
 
 
 @pytest.mark.parametrize(

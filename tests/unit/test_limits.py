@@ -8,8 +8,8 @@ import pytest
 from starlette.requests import Request
 from starlette.types import Message
 
-from agentfield_arq.errors import PayloadTooLarge
-from agentfield_arq.limits import read_body
+from agentfield_arq.kernel.body import read_body
+from agentfield_arq.kernel.errors import PayloadTooLarge
 
 
 class Peer:

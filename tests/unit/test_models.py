@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agentfield_arq.codec import canonical_json, new_id, rfc3339
-from agentfield_arq.errors import InvalidTarget
-from agentfield_arq.models import TERMINAL_STATUSES, Status, normalise_status
-from agentfield_arq.targets import parse_target
+from agentfield_arq.kernel.codec import canonical_json, new_id, rfc3339
+from agentfield_arq.kernel.errors import InvalidTarget
+from agentfield_arq.kernel.status import TERMINAL_STATUSES, Status, normalise_status
+from agentfield_arq.kernel.targets import parse_target
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ from contextlib import AbstractAsyncContextManager
 import httpx
 import pytest
 
-from agentfield_arq import Agent, presence
-from agentfield_arq.endpoint import advertised_url
+from agentfield_arq import Agent
+from agentfield_arq.sdk import presence
+from agentfield_arq.sdk.endpoint import advertised_url
 from tests.unit.control_plane import FakeControlPlane
 
 REGISTER = "/api/v1/nodes/register"

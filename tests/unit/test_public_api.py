@@ -24,11 +24,13 @@ def test_the_exported_names_are_exactly_these() -> None:
         "ExecutionFailed",
         "ExecutionNotFound",
         "ExecutionTimedOut",
+        "InvalidSignature",
         "Submitted",
         "WaitTimeout",
         "WebhookEvent",
         "__version__",
         "current",
+        "verify",
     ]
 
 
@@ -44,7 +46,7 @@ def test_importing_the_sdk_loads_neither_the_control_plane_nor_redis() -> None:
     probe = (
         "import sys, agentfield_arq; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'redis', 'arq'} "
-        "or m in {'agentfield_arq.store', 'agentfield_arq.runner', 'agentfield_arq.execution'}))"
+        "or m.startswith('agentfield_arq.core')))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

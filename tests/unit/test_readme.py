@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from agentfield_arq.settings import ENV_PREFIX, Settings
+from agentfield_arq.core.settings import ENV_PREFIX, Settings
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

@@ -6,8 +6,8 @@ import time
 
 import httpx
 
-from agentfield_arq.receiver import create_receiver_app
-from agentfield_arq.signing import signature_headers
+from agentfield_arq.kernel.signing import signature_headers
+from agentfield_arq.ops.receiver import create_receiver_app
 
 BODY = b'{"event":"execution.completed","execution_id":"exec_1","status":"succeeded"}'
 

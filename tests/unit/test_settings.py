@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentfield_arq.errors import ConfigurationError
-from agentfield_arq.settings import Settings, from_env
+from agentfield_arq.core.settings import Settings, from_env
+from agentfield_arq.kernel.errors import ConfigurationError
 
 
 def test_defaults_apply_when_no_variable_is_set() -> None:

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
-from agentfield_arq.signing import (
+from agentfield_arq import InvalidSignature, verify
+from agentfield_arq.kernel.signing import (
     agentfield_signature,
     signature_headers,
     standard_key,
     standard_signature,
 )
-from agentfield_arq.webhooks import InvalidSignature, verify
 
 BODY = b'{"event":"execution.completed","execution_id":"exec_1","result":{"x":1}}'
 NOW = 1_800_000_000

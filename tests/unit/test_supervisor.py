@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from agentfield_arq.supervisor import Child, Supervisor
+from agentfield_arq.ops.supervisor import Child, Supervisor
 
 
 def test_a_dead_child_is_restarted_after_its_delay() -> None:

@@ -7,8 +7,8 @@ import asyncio
 import msgspec
 import pytest
 
-from agentfield_arq import errors
-from agentfield_arq.waiter import Waiter
+from agentfield_arq.client.waiter import Waiter
+from agentfield_arq.kernel import errors
 
 
 class State(msgspec.Struct):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from arq.worker import Worker
 
-from agentfield_arq.delivery import (
+from agentfield_arq.core.delivery import (
     Answer,
     Deliverer,
     build_body,
@@ -20,12 +20,12 @@ from agentfield_arq.delivery import (
     request_headers,
     retry_delay_s,
 )
-from agentfield_arq.errors import ConfigurationError
-from agentfield_arq.outbox import Attempt
-from agentfield_arq.queue import DELIVER_WEBHOOK
-from agentfield_arq.settings import from_env
-from agentfield_arq.signing import verify
-from workers.settings import worker_settings
+from agentfield_arq.core.outbox import Attempt
+from agentfield_arq.core.queue import DELIVER_WEBHOOK
+from agentfield_arq.core.settings import from_env
+from agentfield_arq.kernel.errors import ConfigurationError
+from agentfield_arq.kernel.signing import verify
+from agentfield_arq.workers.settings import worker_settings
 
 SCHEDULE = (5.0, 30.0, 120.0)
 DOC = (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentfield_arq.webhooks import InvalidWebhook, validate
+from agentfield_arq.core.webhooks import validate
+from agentfield_arq.kernel.errors import InvalidWebhook
 
 
 def test_a_valid_webhook_is_accepted_with_its_secret_and_headers() -> None:

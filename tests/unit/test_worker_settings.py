@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from arq.worker import Worker
 
-from agentfield_arq.codec import arq_deserialize, arq_serialize
-from agentfield_arq.settings import from_env
-from workers.settings import worker_settings
+from agentfield_arq.core.settings import from_env
+from agentfield_arq.kernel.codec import arq_deserialize, arq_serialize
+from agentfield_arq.workers.settings import worker_settings
 
 
 def test_no_job_timeout_exceeds_the_execution_job_timeout() -> None:

@@ -1,0 +1,236 @@
+"""Submitting executions and applying agents' reports: the rules, independent of HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Mapping
+
+import msgspec
+
+from agentfield_arq.core import webhooks
+from agentfield_arq.core.completions import RECHECK_S, Completions
+from agentfield_arq.core.queue import RUN_EXECUTION, job_payload
+from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
+from agentfield_arq.kernel.codec import canonical_json, encode, new_id, now_ms, rfc3339
+from agentfield_arq.kernel.errors import (
+    ExecutionNotFound,
+    InvalidRequest,
+    InvalidTransition,
+    InvalidWebhook,
+    SyncTimeout,
+)
+from agentfield_arq.kernel.models import CallbackRequest, ExecuteRequest, Execution, Submitted
+from agentfield_arq.kernel.status import TERMINAL_STATUSES, Status, normalise_status
+from agentfield_arq.kernel.targets import parse_target
+
+logger = logging.getLogger(__name__)
+_doc_decoder = msgspec.json.Decoder(Execution[msgspec.Raw])
+
+_HEADER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# Session and actor ids are the caller's own (an e-mail address, say): any printable text.
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]{1,256}")
+# Request headers kept on the execution and forwarded to the agent, with their hash field names.
+FORWARDED_HEADERS = {
+    "x-parent-execution-id": "parent_execution_id",
+    "x-session-id": "session_id",
+    "x-actor-id": "actor_id",
+}
+MAX_ERROR_CHARS = 2000
+CANCELLED_ERROR = "cancelled by request"
+MAX_DURATION_MS = 2**31 - 1
+
+
+def _header_id(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None or value == "":
+        return None
+    if name in ("x-session-id", "x-actor-id"):
+        if not _HEADER_TEXT.fullmatch(value):
+            raise InvalidRequest(f"header {name}: at most 256 printable ASCII characters")
+    elif not _HEADER_ID.fullmatch(value):
+        raise InvalidRequest(f"header {name}: at most 64 characters of [A-Za-z0-9_.:-]")
+    return value
+
+
+async def submit(
+    store: ExecutionStore,
+    target: str,
+    request: ExecuteRequest,
+    headers: Mapping[str, str],
+    execution_id: str | None = None,
+) -> Submitted:
+    """Validate, store and enqueue one execution; durable in Redis when this returns.
+
+    A caller that must watch the execution before it exists passes a fresh `new_id("exec")`.
+    """
+    node_id, name = parse_target(target)
+    run_id = (
+        _header_id(headers, "x-run-id") or _header_id(headers, "x-workflow-id") or new_id("run")
+    )
+    created = now_ms()
+    execution_id = execution_id or new_id("exec", created)
+    fields = {
+        "execution_id": execution_id,
+        "run_id": run_id,
+        "target": target,
+        "node_id": node_id,
+        "name": name,
+        "input": encode(request.input).decode(),
+        "created_at": rfc3339(created),
+        "created_ms": str(created),
+    }
+    if request.context is not None:
+        fields["context"] = encode(request.context).decode()
+    for header, field in FORWARDED_HEADERS.items():
+        value = _header_id(headers, header)
+        if value is not None:
+            fields[field] = value
+    webhook_error = _register_webhook(request.webhook, fields)
+    deadline = created + int(store.settings.execution_deadline_s * 1000)
+    kind = await store.create(
+        NewExecution(
+            execution_id=execution_id,
+            node_id=node_id,
+            name=name,
+            enqueue_ms=created,
+            deadline_ms=deadline,
+            job_payload=job_payload(RUN_EXECUTION, execution_id, created),
+            fields=fields,
+        )
+    )
+    logger.info("queued execution_id=%s target=%s run_id=%s", execution_id, target, run_id)
+    return Submitted(
+        execution_id=execution_id,
+        run_id=run_id,
+        workflow_id=run_id,
+        status=Status.QUEUED,
+        target=target,
+        type=kind,
+        created_at=fields["created_at"],
+        enqueued_at=fields["created_at"],
+        webhook_registered="webhook_url" in fields,
+        webhook_error=msgspec.UNSET if webhook_error is None else webhook_error,
+    )
+
+
+def _register_webhook(block: object, fields: dict[str, str]) -> str | None:
+    """Add a valid webhook to the record's fields; return why an invalid one was not added
+    (an invalid webhook does not reject the execution)."""
+    if block is None:
+        return None
+    try:
+        spec = webhooks.validate(block)
+    except InvalidWebhook as exc:
+        return str(exc)
+    fields["webhook_url"] = spec.url
+    fields["webhook_headers"] = encode(spec.headers).decode()
+    if spec.secret:
+        fields["webhook_secret"] = spec.secret
+    return None
+
+
+async def execute_and_wait(
+    store: ExecutionStore,
+    completions: Completions,
+    target: str,
+    request: ExecuteRequest,
+    headers: Mapping[str, str],
+) -> tuple[Submitted, Execution[msgspec.Raw]]:
+    """Submit and wait for the terminal document, whichever replica or worker sees the end.
+
+    Raises SyncTimeout (with the ids to poll) at the sync limit; the execution carries on.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + store.settings.sync_timeout_s
+    execution_id = new_id("exec")
+    async with completions.watch(execution_id) as finished:
+        accepted = await submit(store, target, request, headers, execution_id)
+        while True:
+            raw = await store.get_doc(execution_id)
+            doc = _doc_decoder.decode(raw) if raw else None
+            if doc is not None and doc.status in TERMINAL_STATUSES:
+                return accepted, doc
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise SyncTimeout(
+                    "execution did not finish within the sync limit; it carries on and can be "
+                    "polled",
+                    execution_id=execution_id,
+                    run_id=accepted.run_id,
+                    status=doc.status if doc else Status.QUEUED,
+                )
+            if finished.done():  # woken, yet not terminal: the record expired; poll slowly
+                await asyncio.sleep(min(remaining, RECHECK_S))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
+
+
+async def apply_callback(
+    store: ExecutionStore, execution_id: str, report: CallbackRequest
+) -> bytes:
+    """Apply an agent's status report; returns the execution's status document."""
+    status = normalise_status(report.status)
+    if status is None:
+        raise InvalidRequest(f"status: unknown status '{report.status[:64]}'")
+    now = now_ms()
+    if status in TERMINAL_STATUSES:
+        error = report.error or report.error_message
+        if status is not Status.SUCCEEDED and not error:
+            error = f"agent reported {status}"
+        transition = await store.finish(
+            execution_id,
+            status,
+            rfc3339(now),
+            now,
+            error=truncate(error) if error else None,
+            result=_result_of(report) if status is Status.SUCCEEDED else None,
+            duration_ms=_duration(report.duration_ms),
+        )
+    else:
+        transition = await store.progress(execution_id, status, rfc3339(now), now, report.progress)
+    doc = _settled(execution_id, status, transition)
+    logger.info("callback execution_id=%s status=%s", execution_id, status)
+    return doc
+
+
+async def cancel(store: ExecutionStore, execution_id: str) -> bytes:
+    """Cancel an execution that has not ended; cancelling a cancelled one is a no-op.
+
+    A worker already calling the agent finishes its call, but its outcome is discarded.
+    """
+    now = now_ms()
+    transition = await store.finish(
+        execution_id, Status.CANCELLED, rfc3339(now), now, error=CANCELLED_ERROR
+    )
+    logger.info("cancel execution_id=%s: %s", execution_id, transition.outcome)
+    return _settled(execution_id, Status.CANCELLED, transition)
+
+
+def _settled(execution_id: str, status: str, transition: Transition) -> bytes:
+    if transition.outcome is Outcome.MISSING:
+        raise ExecutionNotFound(f"execution '{execution_id}' not found")
+    if transition.doc is None:
+        raise InvalidTransition(
+            f"execution '{execution_id}' is {transition.status}; cannot change it to {status}"
+        )
+    return transition.doc
+
+
+def _result_of(report: CallbackRequest) -> bytes:
+    """A succeeded report without a result (or with `null`) succeeded with a null result."""
+    return b"null" if report.result is msgspec.UNSET else canonical_json(bytes(report.result))
+
+
+def _duration(value: float | None) -> int | None:
+    """An agent's own measure, if plausible (0 to about 24 days); else the control plane's."""
+    if value is None or not 0 <= value <= MAX_DURATION_MS:
+        return None
+    return int(value)
+
+
+def truncate(text: str) -> str:
+    """Cap an error message so that records stay small."""
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

@@ -1,0 +1,162 @@
+"""The node registry: which agents exist, where they listen, and whether they are alive."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+
+from agentfield_arq.core.keys import NODE_TTL_S, Keys, safe_id
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import load_script
+from agentfield_arq.kernel.codec import any_decoder, now_ms, rfc3339
+from agentfield_arq.kernel.errors import InvalidRequest, InvalidTarget, NodeNotFound
+from agentfield_arq.kernel.models import NodeRegistration
+from agentfield_arq.kernel.status import TargetKind
+from agentfield_arq.kernel.targets import parse_target
+
+logger = logging.getLogger(__name__)
+
+STOPPED = "stopped"
+# Statuses in which a node says it cannot take work, whatever its heartbeats.
+DOWN_STATUSES = frozenset({STOPPED, "offline", "stopping", "shutting_down"})
+
+
+class NodeRegistry:
+    """Registration, heartbeats and lookups of agent nodes."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
+        self.settings = settings
+        self._heartbeat = load_script(redis, "heartbeat")
+        self._forget = load_script(redis, "forget_nodes")
+
+    async def register(self, body: bytes, node: NodeRegistration) -> str:
+        """Store a node's record (all its fields, known or not); returns its base URL."""
+        try:
+            parse_target(f"{node.id}.x")  # the node id must be usable in targets
+        except InvalidTarget as exc:
+            raise InvalidRequest(
+                f"id: '{node.id[:128]}' must be 1-128 letters, digits, '_' or '-'"
+            ) from exc
+        base_url = _check_base_url(node.base_url)
+        targets: dict[str, str] = {r.id: TargetKind.REASONER for r in node.reasoners}
+        targets.update({s.id: TargetKind.SKILL for s in node.skills})
+        for name in targets:
+            parse_target(f"{node.id}.{name}")
+        now = now_ms()
+        k = self.keys
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.delete(k.node_targets(node.id))
+            if targets:
+                tx.hset(k.node_targets(node.id), mapping=targets)
+                tx.expire(k.node_targets(node.id), NODE_TTL_S)
+            tx.hset(
+                k.node(node.id),
+                mapping={
+                    "id": node.id,
+                    "base_url": base_url,
+                    "version": node.version,
+                    "record": body,
+                    "registered_at": rfc3339(now),
+                    "last_heartbeat_ms": now,
+                    "last_heartbeat_at": rfc3339(now),
+                    "agent_status": "ready",
+                },
+            )
+            tx.expire(k.node(node.id), NODE_TTL_S)
+            tx.sadd(k.nodes, node.id)
+            await tx.execute()
+        logger.info("registered node_id=%s base_url=%s targets=%d", node.id, base_url, len(targets))
+        return base_url
+
+    async def heartbeat(self, node_id: str, status: str | None) -> str:
+        """Refresh a node's lease; returns the time recorded."""
+        _check_id(node_id)
+        now = now_ms()
+        stamp = rfc3339(now)
+        k = self.keys
+        found = await self._heartbeat(
+            keys=[k.node(node_id), k.node_targets(node_id)],
+            args=[now, stamp, NODE_TTL_S, status or ""],
+        )
+        if not found:
+            raise NodeNotFound(f"node '{node_id}' is not registered")
+        return stamp
+
+    async def stop(self, node_id: str) -> None:
+        """The node said goodbye: keep its record, report it inactive until it registers again."""
+        await self.heartbeat(node_id, STOPPED)
+
+    async def base_url(self, node_id: str) -> str | None:
+        """Where the node listens now (it may have re-registered since the execution was queued)."""
+        if not safe_id(node_id):
+            return None
+        url: bytes | None = await self.redis.hget(self.keys.node(node_id), "base_url")  # type: ignore[misc]  # redis-py's async stubs
+        return url.decode() if url else None
+
+    async def get(self, node_id: str) -> dict[str, Any]:
+        """One node's record as the API shows it."""
+        _check_id(node_id)
+        raw = await self.redis.hgetall(self.keys.node(node_id))  # type: ignore[misc]  # redis-py's async stubs
+        if not raw:
+            raise NodeNotFound(f"node '{node_id}' is not registered")
+        return self._view(raw)
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every registered node, forgetting ids whose records have expired."""
+        ids = sorted(i.decode() for i in await self.redis.smembers(self.keys.nodes))  # type: ignore[misc]  # redis-py's async stubs
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node_id in ids:
+                pipe.hgetall(self.keys.node(node_id))
+            records = await pipe.execute()
+        gone = [node_id for node_id, raw in zip(ids, records, strict=True) if not raw]
+        if gone:
+            await self._forget(keys=[self.keys.nodes, *map(self.keys.node, gone)], args=gone)
+        return [self._view(raw) for raw in records if raw]
+
+    def _view(self, raw: dict[bytes, bytes]) -> dict[str, Any]:
+        fields = {k.decode(): v for k, v in raw.items()}
+        view: dict[str, Any] = any_decoder.decode(fields["record"])
+        last = int(fields["last_heartbeat_ms"])
+        agent_status = fields.get("agent_status", b"").decode()
+        alive = (
+            agent_status not in DOWN_STATUSES
+            and now_ms() - last <= self.settings.node_lease_s * 1000
+        )
+        view.update(
+            id=fields["id"].decode(),
+            base_url=fields["base_url"].decode(),
+            registered_at=fields["registered_at"].decode(),
+            last_heartbeat=fields["last_heartbeat_at"].decode(),
+            status="active" if alive else "inactive",
+            health_status="healthy" if alive else "inactive",
+            agent_status=agent_status,
+        )
+        return view
+
+
+def _check_id(node_id: str) -> None:
+    """An id that cannot be a node's (one with ':' could name another key) is simply unknown."""
+    if not safe_id(node_id):
+        raise NodeNotFound(f"node '{node_id[:128]}' is not registered")
+
+
+def _check_base_url(url: str) -> str:
+    """Workers append `/reasoners/{name}` to it: a query, fragment or credentials would let a
+    registration point them at any path of any host, so only scheme, host, port, path pass."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise InvalidRequest(f"base_url: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("base_url: must be an http(s) URL with a host")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise InvalidRequest("base_url: must not have a query or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest("base_url: must not embed credentials")
+    return url.rstrip("/")

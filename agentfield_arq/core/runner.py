@@ -1,0 +1,173 @@
+"""Invoking an execution's agent and recording the outcome: what an arq worker job does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import msgspec
+
+from agentfield_arq.core.execution import FORWARDED_HEADERS, truncate
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import ExecutionStore, Outcome
+from agentfield_arq.kernel.backoff import backoff_s
+from agentfield_arq.kernel.codec import canonical_json, now_ms, rfc3339
+from agentfield_arq.kernel.errors import AgentAnswerTooLarge, AgentCallTransient
+from agentfield_arq.kernel.status import Status, TargetKind
+
+logger = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+AGENT_ERROR_BODY_CHARS = 500
+
+
+class Runner:
+    """Runs one execution attempt: claim, call the agent, settle. Holds no state between jobs."""
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        nodes: NodeRegistry,
+        http: httpx.AsyncClient,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.nodes = nodes
+        self.http = http
+        self.settings = settings
+
+    async def run(self, execution_id: str, last_try: bool) -> float | None:
+        """One attempt; returns seconds to wait before the next one, or None when settled."""
+        now = now_ms()
+        claim = await self.store.claim(execution_id, rfc3339(now), now)
+        if claim.outcome is not Outcome.OK:
+            logger.info("skip execution_id=%s: %s %s", execution_id, claim.outcome, claim.status)
+            return None
+        fields = claim.fields
+        attempt = int(fields["attempt"])
+        if attempt > self.settings.agent_max_attempts:
+            await self._fail(execution_id, attempt, f"gave up after {attempt - 1} attempts")
+            return None
+        try:
+            await self._invoke(execution_id, fields)
+        except AgentCallTransient as exc:
+            if last_try or attempt >= self.settings.agent_max_attempts:
+                await self._fail(execution_id, attempt, f"{exc} (after {attempt} attempts)")
+                return None
+            delay = backoff_s(
+                attempt, self.settings.agent_retry_base_s, self.settings.agent_retry_max_s
+            )
+            logger.warning(
+                "retry execution_id=%s attempt=%d in %.1fs: %s", execution_id, attempt, delay, exc
+            )
+            return delay
+        return None
+
+    async def _invoke(self, execution_id: str, fields: dict[str, str]) -> None:
+        attempt = fields["attempt"]
+        base_url = await self.nodes.base_url(fields["node_id"])
+        if base_url is None:
+            await self._fail(execution_id, int(attempt), f"node '{fields['node_id']}' is gone")
+            return
+        kind = "reasoners" if fields["type"] == TargetKind.REASONER else "skills"
+        url = f"{base_url}/{kind}/{fields['name']}"
+        try:
+            # httpx's timeout bounds each phase (connect, each read); this bounds the whole call,
+            # so a trickling agent cannot outlive the job and leave the execution unsettled.
+            async with asyncio.timeout(self.settings.agent_timeout_s):
+                status, body = await self._post(url, fields)
+        except TimeoutError as exc:
+            raise AgentCallTransient("agent timed out (no full answer in time)") from exc
+        except httpx.TimeoutException as exc:
+            raise AgentCallTransient(f"agent timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise AgentCallTransient(f"agent unreachable ({type(exc).__name__}: {exc})") from exc
+        except AgentAnswerTooLarge:
+            await self._fail(execution_id, int(attempt), "agent result is too large")
+            return
+        if status == 202:
+            if await self.store.await_callback(execution_id, attempt):
+                logger.info("awaiting callback execution_id=%s", execution_id)
+            return
+        if 200 <= status < 300:
+            await self._succeed(execution_id, attempt, body)
+        else:
+            text = body[:AGENT_ERROR_BODY_CHARS].decode(errors="replace")
+            if not 400 <= status < 500:
+                raise AgentCallTransient(f"agent answered {status}: {text}")
+            await self._fail(execution_id, int(attempt), f"agent answered {status}: {text}")
+
+    async def _post(self, url: str, fields: dict[str, str]) -> tuple[int, bytes]:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Execution-ID": fields["execution_id"],
+            "X-Run-ID": fields["run_id"],
+            "X-Workflow-ID": fields["run_id"],
+        }
+        for header, field in FORWARDED_HEADERS.items():
+            if field in fields:
+                headers[header] = fields[field]
+        cap = self.settings.max_result_bytes
+        async with self.http.stream(
+            "POST", url, content=fields["input"].encode(), headers=headers
+        ) as response:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise AgentAnswerTooLarge
+                chunks.append(chunk)
+        return response.status_code, b"".join(chunks)
+
+    async def _succeed(self, execution_id: str, attempt: str, body: bytes) -> None:
+        result = _as_json(body)
+        now = now_ms()
+        transition = await self.store.finish(
+            execution_id, Status.SUCCEEDED, rfc3339(now), now, result=result, attempt=attempt
+        )
+        logger.info("succeeded execution_id=%s (%s)", execution_id, transition.outcome)
+
+    async def _fail(self, execution_id: str, attempt: int, error: str) -> None:
+        now = now_ms()
+        transition = await self.store.finish(
+            execution_id,
+            Status.FAILED,
+            rfc3339(now),
+            now,
+            error=truncate(error),
+            attempt=str(attempt),
+        )
+        logger.warning("failed execution_id=%s (%s): %s", execution_id, transition.outcome, error)
+
+    async def sweep(self) -> int:
+        """Turn overdue non-terminal executions into `timeout`; returns how many changed."""
+        changed = 0
+        now = now_ms()
+        for execution_id in await self.store.overdue(now, SWEEP_BATCH):
+            transition = await self.store.finish(
+                execution_id,
+                Status.TIMEOUT,
+                rfc3339(now),
+                now,
+                error="execution deadline exceeded",
+                only_if_overdue=True,
+            )
+            if transition.outcome is Outcome.OK:
+                changed += 1
+                logger.warning("timeout execution_id=%s", execution_id)
+            elif transition.outcome is Outcome.MISSING:
+                await self.store.forget_deadline(execution_id)
+        return changed
+
+
+def _as_json(body: bytes) -> bytes:
+    """The agent's body as a JSON value: as is when it is JSON, else as a JSON string."""
+    if not body.strip():
+        return b"null"
+    try:
+        return canonical_json(body)
+    except msgspec.DecodeError:
+        return msgspec.json.encode(body.decode(errors="replace"))

@@ -1,0 +1,185 @@
+"""Settings: one frozen Struct, read from `AGENTFIELD_ARQ_*` variables by entry points only."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from agentfield_arq.kernel.errors import ConfigurationError
+
+ENV_PREFIX = "AGENTFIELD_ARQ_"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every tunable of the control plane. Field `x` is read from `AGENTFIELD_ARQ_X`."""
+
+    # Redis. Empty means: start the embedded valkey-server (run command) in `data_dir`.
+    redis_url: str = ""
+    key_prefix: str = "af"
+    data_dir: str = ".agentfield-arq"
+
+    # API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    public_url: str = ""
+    max_body_bytes: int = 1_048_576
+    batch_max_ids: int = 1000
+    sync_timeout_s: float = 90.0
+
+    # Executions.
+    retention_s: int = 86_400
+    execution_deadline_s: float = 3600.0
+    stream_maxlen: int = 10_000
+    max_queued: int = 100_000
+
+    # Workers.
+    workers: int = 2
+    worker_concurrency: int = 32
+    worker_poll_delay_s: float = 0.05
+    agent_timeout_s: float = 30.0
+    max_result_bytes: int = 10_485_760
+    agent_max_attempts: int = 4
+    agent_retry_base_s: float = 1.0
+    agent_retry_max_s: float = 30.0
+    sweep_interval_s: int = 5
+    max_job_tries: int = 20
+
+    # Nodes.
+    node_lease_s: float = 30.0
+
+    # Webhooks. The schedule lists the waits (seconds, comma-separated) before each retry.
+    webhook_timeout_s: float = 10.0
+    webhook_retry_schedule_s: str = "5,30,120,600,1800,3600,10800"
+    webhook_jitter: float = 0.2
+    webhook_retry_after_max_s: float = 3600.0
+    webhook_max_response_bytes: int = 16_384
+    # Refuse loopback, link-local, private and other non-public destinations (SSRF), except
+    # the hosts, IPs or CIDR networks listed (comma-separated) as trusted.
+    webhook_block_private: bool = True
+    webhook_allowed_hosts: str = ""
+
+    log_level: str = "INFO"
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The URL agents use to call back; defaults to the API's own address."""
+        return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def job_timeout_s(self) -> float:
+        """An arq job never outlives its agent call by more than a small margin."""
+        return self.agent_timeout_s + 2.0
+
+    @property
+    def webhook_job_timeout_s(self) -> float:
+        """A delivery job: one attempt (its own timeout) plus the Redis steps around it."""
+        return self.webhook_timeout_s + 2.0
+
+    @property
+    def webhook_retry_delays_s(self) -> tuple[float, ...]:
+        """The retry schedule as numbers: one wait per retry after the first attempt."""
+        return tuple(
+            float(part) for part in self.webhook_retry_schedule_s.split(",") if part.strip()
+        )
+
+    @property
+    def webhook_max_attempts(self) -> int:
+        """Attempts of one delivery round: the first, then one per wait of the schedule."""
+        return len(self.webhook_retry_delays_s) + 1
+
+    @property
+    def recovery_bound_s(self) -> float:
+        """How long a job held by a SIGKILLed worker waits before another worker takes it.
+
+        arq keeps its in-progress lock for the longest job timeout plus 10 s; the poll delay
+        adds to it.
+        """
+        longest = max(self.job_timeout_s, self.webhook_job_timeout_s)
+        return longest + 10.0 + self.worker_poll_delay_s
+
+
+_FIELDS: dict[str, Any] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from `AGENTFIELD_ARQ_*` variables; unknown or malformed ones fail loudly."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        field = name[len(ENV_PREFIX) :].lower()
+        if field not in _FIELDS:
+            raise ConfigurationError(f"unknown setting {name}")
+        raw[field] = value
+    raw.update(overrides)
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"invalid setting: {_name_in(str(exc))}") from exc
+    _check(settings)
+    return settings
+
+
+def _name_in(message: str) -> str:
+    """Rewrite msgspec's `$.field` path into the environment variable's name."""
+    if "`$." in message:
+        head, _, rest = message.partition("`$.")
+        field, _, tail = rest.partition("`")
+        return f"{head}{ENV_PREFIX}{field.upper()}{tail}"
+    return message
+
+
+def _check(settings: Settings) -> None:
+    positive = (
+        "max_body_bytes",
+        "batch_max_ids",
+        "sync_timeout_s",
+        "retention_s",
+        "execution_deadline_s",
+        "stream_maxlen",
+        "max_queued",
+        "worker_concurrency",
+        "agent_timeout_s",
+        "max_result_bytes",
+        "agent_max_attempts",
+        "sweep_interval_s",
+        "max_job_tries",
+        "node_lease_s",
+        "webhook_timeout_s",
+        "webhook_retry_after_max_s",
+        "webhook_max_response_bytes",
+    )
+    for name in positive:
+        if getattr(settings, name) <= 0:
+            raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be > 0")
+    if not 1 <= settings.sweep_interval_s <= 59:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}SWEEP_INTERVAL_S must be 1..59")
+    _check_webhooks(settings)
+    if settings.max_job_tries < settings.agent_max_attempts:
+        raise ConfigurationError(
+            f"invalid setting: {ENV_PREFIX}MAX_JOB_TRIES must be >= {ENV_PREFIX}AGENT_MAX_ATTEMPTS"
+        )
+
+
+def _check_webhooks(settings: Settings) -> None:
+    name = f"{ENV_PREFIX}WEBHOOK_RETRY_SCHEDULE_S"
+    try:
+        delays = settings.webhook_retry_delays_s
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"invalid setting: {name} must be numbers separated by commas"
+        ) from exc
+    if any(not 0 <= delay < math.inf for delay in delays):
+        raise ConfigurationError(f"invalid setting: {name} must hold finite waits >= 0")
+    # A delivery cannot outlive the execution record it is built from.
+    if sum(delays) >= settings.retention_s:
+        raise ConfigurationError(
+            f"invalid setting: {name} adds up to more than {ENV_PREFIX}RETENTION_S"
+        )
+    if not 0 <= settings.webhook_jitter < 1:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}WEBHOOK_JITTER must be 0..1")

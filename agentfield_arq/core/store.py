@@ -1,0 +1,275 @@
+"""Execution state in Redis: every transition is one Lua script, so races stay consistent.
+
+The hash `exec:{id}` holds the request and scheduling facts; the string `exec:{id}:status` holds
+the JSON document the API returns (with the result, which is stored nowhere else). Both are
+written by the same script, with the same TTL.
+"""
+
+from __future__ import annotations
+
+import enum
+from importlib import resources
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from agentfield_arq.core.keys import JOB_PAYLOAD_TTL_MS, NON_TERMINAL_GRACE_S, Keys, safe_id
+from agentfield_arq.core.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload, webhook_id
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.codec import encode, text
+from agentfield_arq.kernel.errors import QueueFull, TargetNotFound
+
+
+def load_script(redis: Redis, name: str) -> AsyncScript:
+    """Register `lua/{name}.lua`, prefixed with the shared `lua/common.lua`."""
+    lua = resources.files("agentfield_arq.core") / "lua"
+    source = (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    return redis.register_script(source)
+
+
+class NewExecution(msgspec.Struct, kw_only=True):
+    """Everything `create` writes; `fields` become the hash (all values are strings)."""
+
+    execution_id: str
+    node_id: str
+    name: str
+    enqueue_ms: int
+    deadline_ms: int
+    job_payload: bytes
+    fields: dict[str, str]
+
+
+class Outcome(enum.StrEnum):
+    """What a transition script reports."""
+
+    OK = "ok"
+    NOOP = "noop"
+    MISSING = "missing"
+    CONFLICT = "conflict"
+    STALE = "stale"
+    NOT_DUE = "not_due"
+    TERMINAL = "terminal"
+    AWAITING = "awaiting"
+    SKIPPED = "skipped"
+
+
+class Transition(msgspec.Struct, kw_only=True):
+    """The result of a transition: its outcome, the new doc (when ok/noop), the current status."""
+
+    outcome: Outcome
+    doc: bytes | None = None
+    status: str | None = None
+
+
+class Claim(msgspec.Struct, kw_only=True):
+    """A worker's claim on an execution; `fields` is the hash as it stands after the claim."""
+
+    outcome: Outcome
+    fields: dict[str, str] = {}
+    status: str | None = None
+
+
+class ExecutionStore:
+    """Reads and atomic writes of executions."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
+        self.settings = settings
+        self._create = load_script(redis, "create")
+        self._claim = load_script(redis, "claim")
+        self._await_callback = load_script(redis, "await_callback")
+        self._progress = load_script(redis, "progress")
+        self._finish = load_script(redis, "finish")
+
+    async def create(self, new: NewExecution) -> str:
+        """Write the execution and enqueue its job atomically; returns "reasoner" or "skill"."""
+        k = self.keys
+        ttl_s = int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
+        args: list[Any] = [
+            new.name,
+            new.execution_id,
+            new.enqueue_ms,
+            new.deadline_ms,
+            ttl_s,
+            new.job_payload,
+            JOB_PAYLOAD_TTL_MS,
+            self.settings.stream_maxlen,
+            self.settings.max_queued,
+        ]
+        for field, value in new.fields.items():
+            args += [field, value]
+        keys = [
+            k.node_targets(new.node_id),
+            k.execution(new.execution_id),
+            k.status_doc(new.execution_id),
+            k.deadlines,
+            k.queue,
+            k.arq_job(new.execution_id),
+            k.events,
+        ]
+        reply = await self._create(keys=keys, args=args)
+        state = text(reply[0])
+        if state == "no_node":
+            raise TargetNotFound(f"node '{new.node_id}' is not registered")
+        if state == "no_name":
+            raise TargetNotFound(f"node '{new.node_id}' has no reasoner or skill '{new.name}'")
+        if state == "queue_full":
+            raise QueueFull(
+                f"{self.settings.max_queued} jobs already wait for a worker; retry later"
+            )
+        return text(reply[1])
+
+    async def get_doc(self, execution_id: str) -> bytes | None:
+        """The status document of one execution, as stored (JSON bytes), or None."""
+        doc: bytes | None = await self.redis.get(self.keys.status_doc(execution_id))
+        return doc
+
+    async def get_view(self, execution_id: str) -> bytes | None:
+        """The status document with its webhook delivery fields, in one MGET, or None."""
+        if not safe_id(execution_id):
+            return None
+        doc, view = await self.redis.mget(
+            [self.keys.status_doc(execution_id), self.keys.webhook_view(execution_id)]
+        )
+        return None if doc is None else splice(doc, view)
+
+    async def get_views(self, execution_ids: list[str]) -> list[bytes | None]:
+        """`get_view` of many executions in one MGET, in the order asked."""
+        if not execution_ids:
+            return []
+        k = self.keys
+        # An id that cannot be an execution's (one with ':') is not looked up at all.
+        wanted = [i for i in execution_ids if safe_id(i)]
+        both = (
+            await self.redis.mget(
+                [key for i in wanted for key in (k.status_doc(i), k.webhook_view(i))]
+            )
+            if wanted
+            else []
+        )
+        found = iter(
+            None if doc is None else splice(doc, view)
+            for doc, view in zip(both[::2], both[1::2], strict=True)
+        )
+        return [next(found) if safe_id(i) else None for i in execution_ids]
+
+    async def get_fields(self, execution_id: str) -> dict[str, str]:
+        """The execution hash as strings (empty when unknown)."""
+        raw = await self.redis.hgetall(self.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
+        return {text(k): text(v) for k, v in raw.items()}
+
+    async def claim(self, execution_id: str, now_iso: str, now_ms: int) -> Claim:
+        """queued/running -> running (attempt + 1) for a worker about to invoke the agent."""
+        k = self.keys
+        reply = await self._claim(
+            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
+            args=[now_iso, now_ms, self.settings.stream_maxlen],
+        )
+        outcome = Outcome(text(reply[0]))
+        if outcome is not Outcome.OK:
+            return Claim(outcome=outcome, status=text(reply[1]) if len(reply) > 1 else None)
+        flat = [text(v) for v in reply[1:]]
+        return Claim(outcome=outcome, fields=dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    async def await_callback(self, execution_id: str, attempt: str) -> bool:
+        """Record that the agent answered 202; False if the attempt is no longer current."""
+        reply = await self._await_callback(keys=[self.keys.execution(execution_id)], args=[attempt])
+        return text(reply[0]) == Outcome.OK
+
+    async def progress(
+        self, execution_id: str, status: str, now_iso: str, now_ms: int, progress: Any = None
+    ) -> Transition:
+        """A non-terminal report (queued or running) from an agent."""
+        if not safe_id(execution_id):
+            return Transition(outcome=Outcome.MISSING)
+        k = self.keys
+        reply = await self._progress(
+            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
+            args=[
+                now_iso,
+                now_ms,
+                self.settings.stream_maxlen,
+                status,
+                b"" if progress is None else encode(progress),
+            ],
+        )
+        return _transition(reply)
+
+    async def finish(
+        self,
+        execution_id: str,
+        status: str,
+        now_iso: str,
+        now_ms: int,
+        *,
+        error: str | None = None,
+        result: bytes | None = None,
+        attempt: str | None = None,
+        only_if_overdue: bool = False,
+        duration_ms: int | None = None,
+    ) -> Transition:
+        """Make an execution terminal (once), queueing its webhook delivery if it has one;
+        see finish.lua for the rules."""
+        if not safe_id(execution_id):
+            return Transition(outcome=Outcome.MISSING)
+        k = self.keys
+        job_id = delivery_job_id(execution_id)
+        reply = await self._finish(
+            keys=[
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.deadlines,
+                k.events,
+                k.webhook(execution_id),
+                k.webhook_events(execution_id),
+                k.webhook_view(execution_id),
+                k.queue,
+                k.arq_job(job_id),
+            ],
+            args=[
+                status,
+                now_iso,
+                now_ms,
+                self.settings.retention_s,
+                self.settings.stream_maxlen,
+                attempt or "",
+                "1" if only_if_overdue else "0",
+                error or "",
+                result if result is not None else b"",
+                "" if duration_ms is None else int(duration_ms),
+                webhook_id(execution_id),
+                job_id,
+                job_payload(DELIVER_WEBHOOK, execution_id, now_ms),
+                self.settings.retention_s * 1000,
+            ],
+        )
+        return _transition(reply)
+
+    async def overdue(self, now_ms: int, limit: int) -> list[str]:
+        """Ids of non-terminal executions whose deadline has passed, oldest first."""
+        ids = await self.redis.zrangebyscore(
+            self.keys.deadlines, "-inf", now_ms, start=0, num=limit
+        )
+        return [text(i) for i in ids]
+
+    async def forget_deadline(self, execution_id: str) -> None:
+        """Drop a deadline whose execution record no longer exists."""
+        await self.redis.zrem(self.keys.deadlines, execution_id)
+
+
+def splice(doc: bytes, view: bytes | None) -> bytes:
+    """Join the members of the webhook view object into the status document object, so that
+    neither (nor the result inside the document) is decoded and encoded again."""
+    if not view:
+        return doc
+    return doc[:-1] + b"," + view[1:]
+
+
+def _transition(reply: list[Any]) -> Transition:
+    outcome = Outcome(text(reply[0]))
+    if outcome in (Outcome.OK, Outcome.NOOP):
+        return Transition(outcome=outcome, doc=reply[1])
+    return Transition(outcome=outcome, status=text(reply[1]) if len(reply) > 1 else None)

@@ -1,0 +1,297 @@
+"""One exception tree for the whole control plane.
+
+AgentFieldArqError
+├── ConfigurationError          a setting is unknown or malformed (start-up only)
+├── DestinationRefused          a webhook receiver's address is not allowed (SSRF guard)
+├── InvalidSignature            a received webhook failed verification (`verify`)
+├── AgentCallError              a worker's call to an agent gave no answer to record
+│   ├── AgentCallTransient      timeout, connection error or 5xx: retried with backoff
+│   └── AgentAnswerTooLarge     the answer is over the result cap: the execution fails
+├── ApiError                    carries a snake_case `code` and, in HTTP_STATUS below, the
+│   │                           status it is answered with (by the API and by agents alike);
+│   │                           the client raises the class of the `code` it was answered
+│   ├── InvalidRequest          400: a body, field or header is wrong
+│   │   ├── InvalidTarget       400: not `node_id.name`
+│   │   ├── TooManyIds          400: batch-status asked for more ids than allowed
+│   │   ├── InvalidWebhook      400: a webhook block is unusable (the execution runs without it)
+│   │   └── InvalidInput        422: an agent's input does not fit the target's signature
+│   │       └── MalformedInput  400: an agent's input is not JSON at all
+│   ├── NotFound                404
+│   │   ├── ExecutionNotFound   404: no such execution id
+│   │   ├── TargetNotFound      404: unknown node or reasoner/skill
+│   │   ├── NodeNotFound        404: unknown node id
+│   │   └── WebhookNotFound     404: the execution has no webhook
+│   ├── InvalidTransition       409: a terminal execution cannot change again
+│   │   ├── ExecutionNotTerminal 409: a webhook is only sent once its execution is terminal
+│   │   └── WebhookBusy         409: the last delivery attempt is still being closed
+│   ├── PayloadTooLarge         413: the body is over the configured cap
+│   ├── TargetFailed            500: an agent's reasoner or skill raised (answered inline)
+│   │   ├── ReasonerFailed      500
+│   │   └── SkillFailed         500
+│   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
+│   ├── Unavailable             503: Redis does not answer
+│   ├── QueueFull               503: too many executions wait for a worker; retry later
+│   └── SyncTimeout             504: a sync execute reached its limit; the execution carries on
+├── ClientError                 the client (or an agent's `app.call`) got no usable answer
+│   ├── ControlPlaneUnreachable no HTTP answer: connection refused or reset, or a timeout
+│   └── WaitTimeout             a wait ran out; the executions carry on and can be polled
+└── ExecutionError              an execution ended without success (`execution_id`, `error`)
+    ├── ExecutionFailed         it ended `failed`
+    ├── ExecutionCancelled      it ended `cancelled`
+    └── ExecutionTimedOut       it ended `timeout` (its deadline passed)
+"""
+
+from __future__ import annotations
+
+
+class AgentFieldArqError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigurationError(AgentFieldArqError):
+    """A setting is unknown or malformed; raised at start-up with the variable's name."""
+
+
+class DestinationRefused(AgentFieldArqError):
+    """A webhook destination resolves to an address the SSRF guard does not allow."""
+
+
+class InvalidSignature(AgentFieldArqError, ValueError):
+    """A webhook failed verification: missing headers, a stale timestamp or a wrong signature."""
+
+
+class AgentCallError(AgentFieldArqError):
+    """A worker's call to an agent ended without an answer that can be recorded as is."""
+
+
+class AgentCallTransient(AgentCallError):
+    """The agent could not be reached, timed out or answered 5xx: worth another attempt."""
+
+
+class AgentAnswerTooLarge(AgentCallError):
+    """The agent's answer is over the configured result cap."""
+
+
+class ApiError(AgentFieldArqError):
+    """An error with a machine-readable code, shown to callers as `{"error", "code"}`."""
+
+    code = "internal_error"
+    # The HTTP status a client was answered with; None when raised inside the control plane.
+    status_code: int | None = None
+
+    def __init__(self, message: str, **details: str) -> None:
+        super().__init__(message)
+        self.message = message
+        # Extra fields of the error body (e.g. the `execution_id` of a sync timeout).
+        self.details = details
+
+
+class InvalidRequest(ApiError):
+    """The request body, a field or a header is invalid."""
+
+    code = "invalid_request"
+
+
+class InvalidTarget(InvalidRequest):
+    """The target is not of the form `node_id.name`."""
+
+    code = "invalid_target"
+
+
+class TooManyIds(InvalidRequest):
+    """A batch asked for more ids than the configured limit."""
+
+    code = "too_many_ids"
+
+
+class InvalidWebhook(InvalidRequest, ValueError):
+    """The webhook block is unusable; the execution still runs without it (`webhook_error`)."""
+
+    code = "invalid_webhook"
+
+
+class InvalidInput(InvalidRequest, ValueError):
+    """An agent's input does not fit the target's signature; `field` names the culprit."""
+
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    @property
+    def status(self) -> int:
+        """The HTTP status an agent answers this with (422, or 400 for a body that is not JSON)."""
+        return http_status(self)
+
+
+class MalformedInput(InvalidInput):
+    """An agent's input is not JSON at all."""
+
+
+class NotFound(ApiError):
+    """Something named in the request does not exist."""
+
+    code = "not_found"
+
+
+class ExecutionNotFound(NotFound):
+    """No execution has this id (or it has expired)."""
+
+    code = "execution_not_found"
+
+
+class TargetNotFound(NotFound):
+    """The node is not registered, or has no reasoner or skill of that name."""
+
+    code = "target_not_found"
+
+
+class NodeNotFound(NotFound):
+    """No node is registered under this id."""
+
+    code = "node_not_found"
+
+
+class WebhookNotFound(NotFound):
+    """The execution was submitted without a (valid) webhook."""
+
+    code = "webhook_not_found"
+
+
+class InvalidTransition(ApiError):
+    """The execution is terminal and the update would change it."""
+
+    code = "invalid_transition"
+
+
+class ExecutionNotTerminal(InvalidTransition):
+    """A webhook was asked to be sent again before its execution finished."""
+
+    code = "execution_not_terminal"
+
+
+class WebhookBusy(InvalidTransition):
+    """The previous delivery attempt is still being closed by its worker; try again."""
+
+    code = "webhook_busy"
+
+
+class PayloadTooLarge(ApiError):
+    """The request body is larger than the configured cap."""
+
+    code = "payload_too_large"
+
+
+class TargetFailed(ApiError):
+    """A reasoner or skill raised, or returned something that is not JSON (answered inline)."""
+
+    code = "target_failed"
+
+    @staticmethod
+    def of(kind: str, message: str) -> TargetFailed:
+        """The error of a `reasoner` or a `skill`."""
+        return ReasonerFailed(message) if kind == "reasoner" else SkillFailed(message)
+
+
+class ReasonerFailed(TargetFailed):
+    """A reasoner raised."""
+
+    code = "reasoner_failed"
+
+
+class SkillFailed(TargetFailed):
+    """A skill raised."""
+
+    code = "skill_failed"
+
+
+class NotSupported(ApiError):
+    """An AgentField route (DID, verifiable credentials...) that this control plane lacks."""
+
+    code = "not_supported"
+
+
+class Unavailable(ApiError):
+    """A dependency (Redis) does not answer."""
+
+    code = "unavailable"
+
+
+class ClientError(AgentFieldArqError):
+    """The client, or an agent's `app.call`, got no usable answer from the control plane."""
+
+
+class ControlPlaneUnreachable(ClientError):
+    """No HTTP answer at all. `request_sent` is False when the connection was never made, so
+    that resending cannot duplicate anything."""
+
+    def __init__(self, message: str, *, request_sent: bool) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+
+
+class WaitTimeout(ClientError):
+    """A wait ran out before these executions ended; they carry on and can still be polled."""
+
+    def __init__(self, message: str, execution_ids: list[str]) -> None:
+        super().__init__(message)
+        self.execution_ids = execution_ids
+
+
+class ExecutionError(AgentFieldArqError):
+    """An execution ended without success; carries its id, terminal status and error."""
+
+    def __init__(self, execution_id: str, status: str, error: str | None) -> None:
+        super().__init__(f"execution {execution_id} {status}: {error or 'no error message'}")
+        self.execution_id = execution_id
+        self.status = status
+        self.error = error
+
+
+class ExecutionFailed(ExecutionError):
+    """The execution ended `failed` (the agent raised, refused the input, or was unreachable)."""
+
+
+class ExecutionCancelled(ExecutionError):
+    """The execution ended `cancelled`."""
+
+
+class ExecutionTimedOut(ExecutionError):
+    """The execution ended `timeout`: its deadline passed before the agent reported."""
+
+
+class QueueFull(ApiError):
+    """The queue holds `max_queued` executions: the workers are behind or down."""
+
+    code = "queue_full"
+
+
+class SyncTimeout(ApiError):
+    """A sync execute reached its limit; `details` carry the ids to poll."""
+
+    code = "sync_timeout"
+
+
+# The one place where errors meet HTTP statuses: the API answers with them, agents (the SDK's
+# endpoint) too, and the OpenAPI document lists them. The most specific class listed wins.
+HTTP_STATUS: dict[type[ApiError], int] = {
+    InvalidRequest: 400,
+    InvalidInput: 422,
+    MalformedInput: 400,
+    NotFound: 404,
+    InvalidTransition: 409,
+    PayloadTooLarge: 413,
+    TargetFailed: 500,
+    NotSupported: 501,
+    Unavailable: 503,
+    QueueFull: 503,
+    SyncTimeout: 504,
+}
+INTERNAL_STATUS = 500
+
+
+def http_status(error: ApiError | type[ApiError]) -> int:
+    """The HTTP status of an error (or error class): its nearest listed class's, else 500."""
+    kind = error if isinstance(error, type) else type(error)
+    return next((HTTP_STATUS[c] for c in kind.__mro__ if c in HTTP_STATUS), INTERNAL_STATUS)

@@ -1,0 +1,330 @@
+"""Every shape on the wire, once: request bodies, answers and stored documents, as msgspec
+Structs shared by the control plane, the agent SDK, the client and the OpenAPI document.
+
+Shapes that carry a result are generic in it: the control plane reads `Execution[msgspec.Raw]`
+(the stored JSON passes through untouched, however large), a caller reads `Execution` (the
+result decoded). The Lua scripts write the stored status document; a contract test decodes what
+each of them writes with these Structs, strictly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from agentfield_arq.kernel import errors
+from agentfield_arq.kernel.status import NOT_FOUND, TERMINAL_STATUSES, Status
+
+R = TypeVar("R")
+
+# ---------------------------------------------------------------------------- request bodies
+
+
+class WebhookSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where and how to announce an execution's end (validated by `core.webhooks.validate`)."""
+
+    url: str
+    secret: str | None = None
+    headers: dict[str, str] = {}
+
+
+class ExecuteRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Body of `POST /execute[/async]/{target}`.
+
+    `webhook` is decoded loosely: an invalid webhook must not reject the execution.
+    Unknown top-level fields are tolerated because AgentField's SDK may send more than these.
+    """
+
+    input: dict[str, Any]
+    context: dict[str, Any] | None = None
+    webhook: Any = None
+
+
+class BatchStatusRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Body of `POST /executions/batch-status`."""
+
+    execution_ids: list[str]
+
+
+class CallbackRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Body of `POST /executions/{id}/status`, sent by agents; extra fields are tolerated.
+    `execution_id` and `reasoner` are what AgentField's SDK sends too; they are not read."""
+
+    status: str
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: str | None = None
+    error_message: str | None = None
+    duration_ms: int | float | None = None
+    completed_at: str | None = None
+    progress: Any = None
+    execution_id: str | None = None
+    reasoner: str | None = None
+
+
+class TargetSpec(msgspec.Struct, kw_only=True):
+    """One reasoner or skill as a node declares it; other fields are kept in the raw record."""
+
+    id: str
+    input_schema: Any = None
+    output_schema: Any = None
+    tags: list[str] = []
+    description: str | None = None
+
+
+class NodeRegistration(msgspec.Struct, kw_only=True):
+    """Body of `POST /nodes/register`: AgentField's node record, unknown fields accepted (and
+    kept: the registry stores the whole body)."""
+
+    id: str
+    base_url: str
+    version: str = ""
+    reasoners: list[TargetSpec] = []
+    skills: list[TargetSpec] = []
+    lifecycle_status: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class HeartbeatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Optional body of `POST /nodes/{id}/heartbeat` (and of the lifecycle status update)."""
+
+    status: str | None = None
+    timestamp: str | None = None
+
+
+class ShutdownRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Optional body of `POST /nodes/{id}/shutdown`: why the node goes away."""
+
+    reason: str | None = None
+
+
+class TelemetryEvent(msgspec.Struct, kw_only=True):
+    """Body of `POST /workflow/executions/events`; only a few fields are looked at."""
+
+    execution_id: str | None = None
+    status: str | None = None
+    workflow_id: str | None = None
+    run_id: str | None = None
+
+
+class ExecutionLogs(msgspec.Struct, kw_only=True):
+    """Body of `POST /executions/{id}/logs` (AgentField's SDK): a batch of log records."""
+
+    entries: list[dict[str, Any]] = []
+
+
+# ---------------------------------------------------------------------------- answers
+
+
+class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every error answer: AgentField's `error`, a machine-readable `code`, and the ids of the
+    execution it is about when there is one (a sync timeout); agents add the `field` of
+    invalid input. The control plane always sends `error` and `code`; a reader tolerates
+    answers of others that lack them."""
+
+    error: str = ""
+    code: str = ""
+    execution_id: str | None = None
+    run_id: str | None = None
+    status: str | None = None
+    field: str | None = None
+
+
+class Submitted(msgspec.Struct, kw_only=True):
+    """The 202 answer of execute async: the execution is queued and durable. The control plane
+    sends every field (`webhook_error` only when the webhook was refused); a reader needs only
+    `execution_id`."""
+
+    execution_id: str
+    run_id: str = ""
+    workflow_id: str = ""
+    status: str = Status.QUEUED
+    target: str = ""
+    type: str = ""
+    created_at: str = ""
+    enqueued_at: str = ""
+    webhook_registered: bool = False
+    webhook_error: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class WebhookEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One delivery attempt as `webhook_events` shows it (the Lua scripts write it; clients
+    read it, so every field has a default and newer fields do not break older readers)."""
+
+    id: str = ""
+    event_type: str = ""
+    status: str = ""
+    attempt: int | None = None
+    http_status: int | None = None
+    error_message: str | None = None
+    duration_ms: int | None = None
+    created_at: str = ""
+
+
+class Execution(msgspec.Struct, Generic[R], kw_only=True):
+    """An execution's state: the status document of GET, of batch-status (where an unknown id
+    is `{"execution_id", "status": "not_found"}`), of the callback and cancel answers. The
+    webhook fields appear once a terminal execution's delivery exists; `result` is UNSET
+    unless the execution succeeded."""
+
+    execution_id: str
+    status: str
+    run_id: str = ""
+    target: str = ""
+    type: str = ""
+    created_at: str = ""
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    result: R | msgspec.UnsetType = msgspec.UNSET
+    webhook_registered: bool = False
+    webhook_status: str | None = None
+    webhook_next_attempt_at: str | None = None
+    webhook_events: list[WebhookEvent] = []
+
+    @property
+    def terminal(self) -> bool:
+        """True once the status is succeeded, failed, cancelled or timeout."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def settled(self) -> bool:
+        """True when waiting longer cannot change anything (terminal, or unknown id)."""
+        return self.terminal or self.status == NOT_FOUND
+
+    def outcome(self) -> R | None:
+        """The result of a succeeded execution; raises ExecutionError subclasses otherwise."""
+        if self.status == Status.SUCCEEDED:
+            return None if self.result is msgspec.UNSET else self.result
+        if self.status == NOT_FOUND:
+            raise errors.ExecutionNotFound(f"execution '{self.execution_id}' not found")
+        kind = _FAILURES.get(self.status)
+        if kind is None:
+            raise errors.ClientError(f"execution {self.execution_id} is still {self.status}")
+        raise kind(self.execution_id, self.status, self.error)
+
+
+_FAILURES: dict[str, type[errors.ExecutionError]] = {
+    Status.FAILED: errors.ExecutionFailed,
+    Status.CANCELLED: errors.ExecutionCancelled,
+    Status.TIMEOUT: errors.ExecutionTimedOut,
+}
+
+
+class SyncResult(msgspec.Struct, Generic[R], kw_only=True, omit_defaults=True):
+    """The 200 answer of execute sync (AgentField names the failure `error_message` here)."""
+
+    execution_id: str
+    status: str
+    run_id: str = ""
+    result: R | msgspec.UnsetType = msgspec.UNSET
+    error_message: str | None = None
+    duration_ms: int | None = None
+    finished_at: str | None = None
+    webhook_registered: bool = False
+
+    def execution(self, target: str) -> Execution[R]:
+        """This answer in the common shape (its `error_message` and `finished_at` renamed)."""
+        return Execution(
+            execution_id=self.execution_id,
+            status=self.status,
+            run_id=self.run_id,
+            target=target,
+            result=self.result,
+            error=self.error_message,
+            completed_at=self.finished_at,
+            duration_ms=self.duration_ms,
+            webhook_registered=self.webhook_registered,
+        )
+
+
+class NodeRegistered(msgspec.Struct, kw_only=True):
+    """The 201 answer of node registration."""
+
+    success: bool
+    message: str
+    node_id: str
+    resolved_base_url: str
+
+
+class Acknowledged(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The answer of heartbeats, lifecycle updates, goodbyes, telemetry and logs."""
+
+    success: bool
+    message: str | None = None
+    timestamp: str | None = None
+
+
+class Node(NodeRegistration, kw_only=True):
+    """A node as the registry shows it: its registration (all its fields, known or not) and
+    what the control plane knows of it."""
+
+    registered_at: str = ""
+    last_heartbeat: str = ""
+    status: str = ""
+    health_status: str = ""
+    agent_status: str = ""
+
+
+class NodeList(msgspec.Struct, kw_only=True):
+    """The answer of `GET /nodes`."""
+
+    nodes: list[Node]
+    count: int
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """The 200 answer of `GET /health`."""
+
+    status: str
+    redis: str
+
+
+# ---------------------------------------------------------------------------- webhooks
+
+
+class WebhookPayload(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The body POSTed to a webhook receiver, as AgentField sends it (plus `run_id`)."""
+
+    event: str
+    execution_id: str
+    workflow_id: str
+    run_id: str
+    status: str
+    target: str
+    type: str
+    duration_ms: int | None = None
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error_message: str | None = None
+    timestamp: str
+
+
+class DeadDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A delivery that ran out of attempts (or was refused or gone), as the dead list shows it."""
+
+    execution_id: str
+    webhook_id: str
+    event_type: str
+    url: str
+    target: str
+    status: str
+    attempts: int
+    last_error: str | None = None
+    last_http_status: int | None = None
+    failed_at: str
+
+
+class DeadPage(msgspec.Struct, kw_only=True):
+    """One page of `GET /webhooks/dead`, newest first; pass `next_cursor` for the next page."""
+
+    deliveries: list[DeadDelivery]
+    next_cursor: str | None = None
+
+
+class Redriven(msgspec.Struct, kw_only=True):
+    """The 202 answer of `POST /executions/{id}/webhook/retry`."""
+
+    execution_id: str
+    webhook_id: str
+    webhook_status: str

@@ -1,0 +1,25 @@
+"""Targets (`node_id.name`): the one grammar the control plane routes by and agents declare in.
+
+Standard library only: the SDK checks its node and target names with it without importing the
+control plane.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agentfield_arq.kernel.errors import InvalidTarget
+
+_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """Split `node_id.name`; anything else is InvalidTarget."""
+    node_id, dot, name = target.partition(".")
+    if not dot or not _NODE_ID.fullmatch(node_id) or not _NAME.fullmatch(name):
+        raise InvalidTarget(
+            f"target '{target[:200]}' is not of the form node_id.name "
+            "(letters, digits, '_' and '-' on each side of one '.')"
+        )
+    return node_id, name
