@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agentfield_arq.kernel.body import read_body
-from agentfield_arq.kernel.errors import InvalidSignature, PayloadTooLarge
+from agentfield_arq.kernel.errors import InvalidSignature, PayloadTooLarge, http_status
 from agentfield_arq.kernel.signing import verify
 
 # The largest webhook the control plane sends: a 10 MiB result (its default cap) and the rest.
@@ -32,7 +32,7 @@ def create_receiver_app(
         try:
             body = await read_body(request, max_body_bytes)
         except PayloadTooLarge as exc:
-            return JSONResponse({"error": exc.message, "code": exc.code}, 413)
+            return JSONResponse({"error": exc.message, "code": exc.code}, http_status(exc))
         try:
             # Each scheme on its own, to show that both hold; a real receiver checks one.
             payload = verify(body, request.headers, secret, scheme="standard")
