@@ -44,7 +44,9 @@ async def redis_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         logger.error("redis unavailable on %s %s: %s", request.method, request.url.path, exc)
         return error_response(
-            503, errors.Unavailable.code, "the state store (Redis) is unavailable"
+            errors.http_status(errors.Unavailable),
+            errors.Unavailable.code,
+            "the state store (Redis) is unavailable",
         )
     return await internal_error(request, exc)
 
@@ -52,7 +54,9 @@ async def redis_error(request: Request, exc: Exception) -> Response:
 async def internal_error(request: Request, exc: Exception) -> Response:
     """Anything unexpected: logged with its traceback, answered in our error shape."""
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal error; see the API's log")
+    return error_response(
+        errors.INTERNAL_STATUS, errors.ApiError.code, "internal error; see the API's log"
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -8,7 +8,12 @@ from starlette.responses import Response
 from agentfield_arq.api.body import decode, read_body, read_json
 from agentfield_arq.api.deps import deps
 from agentfield_arq.kernel.codec import encode
-from agentfield_arq.kernel.models import HeartbeatRequest, NodeRegistration
+from agentfield_arq.kernel.models import (
+    Acknowledged,
+    HeartbeatRequest,
+    NodeRegistered,
+    NodeRegistration,
+)
 
 JSON = "application/json"
 
@@ -23,15 +28,13 @@ async def register(request: Request) -> Response:
     body = await read_body(request, d.settings.max_body_bytes)
     node = decode(body, NodeRegistration)
     base_url = await d.nodes.register(body, node)
-    return _json(
-        {
-            "success": True,
-            "message": f"node '{node.id}' registered",
-            "node_id": node.id,
-            "resolved_base_url": base_url,
-        },
-        201,
+    registered = NodeRegistered(
+        success=True,
+        message=f"node '{node.id}' registered",
+        node_id=node.id,
+        resolved_base_url=base_url,
     )
+    return _json(registered, 201)
 
 
 async def heartbeat(request: Request) -> Response:
@@ -39,7 +42,7 @@ async def heartbeat(request: Request) -> Response:
     d = deps(request)
     beat = await read_json(request, HeartbeatRequest, d.settings.max_body_bytes, optional=True)
     stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status)
-    return _json({"success": True, "message": "heartbeat received", "timestamp": stamp})
+    return _json(Acknowledged(success=True, message="heartbeat received", timestamp=stamp))
 
 
 async def lifecycle(request: Request) -> Response:
@@ -47,22 +50,23 @@ async def lifecycle(request: Request) -> Response:
     d = deps(request)
     beat = await read_json(request, HeartbeatRequest, d.settings.max_body_bytes, optional=True)
     stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status)
-    return _json({"success": True, "message": "status updated", "timestamp": stamp})
+    return _json(Acknowledged(success=True, message="status updated", timestamp=stamp))
 
 
 async def shutdown(request: Request) -> Response:
     """The node says goodbye: it is kept, marked stopped, and reported inactive."""
     d = deps(request)
     await d.nodes.stop(request.path_params["node_id"])
-    return _json({"success": True, "message": "shutdown recorded"})
+    return _json(Acknowledged(success=True, message="shutdown recorded"))
 
 
 async def list_nodes(request: Request) -> Response:
-    """Every registered node with its liveness."""
+    """Every registered node with its liveness (a `NodeList`)."""
     found = await deps(request).nodes.list()
+    # The views are dicts, not `Node`s: they keep the registration's unknown fields.
     return _json({"nodes": found, "count": len(found)})
 
 
 async def get_node(request: Request) -> Response:
-    """One node's record with its liveness."""
+    """One node's record with its liveness (a `Node`, unknown registration fields kept)."""
     return _json(await deps(request).nodes.get(request.path_params["node_id"]))

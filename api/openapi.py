@@ -1,198 +1,80 @@
-"""The OpenAPI 3.1 document, generated from the same msgspec Structs that decode the bodies."""
+"""The OpenAPI 3.1 document, generated from the operations that build the route table
+(`routes.py`) and from the msgspec Structs that decode the bodies and encode the answers.
+
+Error statuses come from the error classes each operation lists, through `http_status`: the
+document cannot name a status the error tree would not answer with.
+"""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentfield_arq.kernel.models import (
-    BatchStatusRequest,
-    CallbackRequest,
-    DeadPage,
-    ErrorBody,
-    ExecuteRequest,
-    Execution,
-    ExecutionLogs,
-    HeartbeatRequest,
-    NodeRegistration,
-    Redriven,
-    Submitted,
-    SyncResult,
-    TelemetryEvent,
-    WebhookSpec,
-)
+from agentfield_arq.kernel.errors import INTERNAL_STATUS, ApiError, http_status
+from agentfield_arq.kernel.models import ErrorBody, WebhookSpec
 
-# (method, path, summary, request body, {status: (description, response body)})
-_OPERATIONS: list[tuple[str, str, str, type | None, dict[int, tuple[str, type | None]]]] = [
-    (
-        "post",
-        "/api/v1/execute/async/{target}",
-        "Queue an execution",
-        ExecuteRequest,
-        {
-            202: ("queued", Submitted),
-            400: ("invalid body or target", ErrorBody),
-            404: ("unknown target", ErrorBody),
-            413: ("body too large", ErrorBody),
-        },
-    ),
-    (
-        "post",
-        "/api/v1/execute/{target}",
-        "Run an execution and wait for its end",
-        ExecuteRequest,
-        {
-            200: ("terminal", SyncResult),
-            400: ("invalid body or target", ErrorBody),
-            404: ("unknown target", ErrorBody),
-            504: ("still running at the sync limit", ErrorBody),
-        },
-    ),
-    (
-        "get",
-        "/api/v1/executions/{execution_id}",
-        "One execution",
-        None,
-        {200: ("the execution", Execution), 404: ("unknown id", ErrorBody)},
-    ),
-    (
-        "post",
-        "/api/v1/executions/batch-status",
-        "Many executions in one call",
-        BatchStatusRequest,
-        {200: ("an object keyed by execution id", None), 400: ("too many ids", ErrorBody)},
-    ),
-    (
-        "post",
-        "/api/v1/executions/{execution_id}/status",
-        "Agent callback",
-        CallbackRequest,
-        {
-            200: ("the execution", Execution),
-            404: ("unknown id", ErrorBody),
-            409: ("already terminal", ErrorBody),
-        },
-    ),
-    (
-        "post",
-        "/api/v1/executions/{execution_id}/cancel",
-        "Cancel an execution that has not ended",
-        None,
-        {
-            200: ("the execution, cancelled", Execution),
-            404: ("unknown id", ErrorBody),
-            409: ("already ended otherwise", ErrorBody),
-        },
-    ),
-    (
-        "post",
-        "/api/v1/executions/{execution_id}/webhook/retry",
-        "Send an execution's webhook again (same webhook-id)",
-        None,
-        {
-            202: ("queued for delivery", Redriven),
-            404: ("unknown id, or no webhook", ErrorBody),
-            409: ("not terminal yet, or the last attempt is still closing", ErrorBody),
-        },
-    ),
-    (
-        "get",
-        "/api/v1/webhooks/dead",
-        "Dead webhook deliveries, newest first (?limit=, ?cursor=)",
-        None,
-        {200: ("one page", DeadPage), 400: ("invalid limit", ErrorBody)},
-    ),
-    (
-        "post",
-        "/api/v1/nodes/register",
-        "Register an agent node",
-        NodeRegistration,
-        {201: ("registered", None), 400: ("invalid record", ErrorBody)},
-    ),
-    ("get", "/api/v1/nodes", "List nodes", None, {200: ("the registry", None)}),
-    (
-        "get",
-        "/api/v1/nodes/{node_id}",
-        "One node",
-        None,
-        {200: ("the node", None), 404: ("unknown node", ErrorBody)},
-    ),
-    (
-        "post",
-        "/api/v1/nodes/{node_id}/heartbeat",
-        "Node heartbeat",
-        HeartbeatRequest,
-        {200: ("recorded", None), 404: ("unknown node", ErrorBody)},
-    ),
-    (
-        "post",
-        "/api/v1/workflow/executions/events",
-        "SDK telemetry (never authoritative)",
-        TelemetryEvent,
-        {200: ("recorded", None)},
-    ),
-    (
-        "post",
-        "/api/v1/executions/{execution_id}/logs",
-        "An agent's execution log records (AgentField SDK; never authoritative)",
-        ExecutionLogs,
-        {200: ("recorded", None), 400: ("not a JSON object of entries", ErrorBody)},
-    ),
-    (
-        "post",
-        "/api/v1/did/register",
-        "AgentField's DID registration, which agentfield-arq does not offer",
-        None,
-        {501: ("not supported; create AgentField agents with enable_did=False", ErrorBody)},
-    ),
-    (
-        "get",
-        "/api/v1/health",
-        "Health",
-        None,
-        {200: ("Redis answers", None), 503: ("Redis does not answer", None)},
-    ),
-]
+Endpoint = Callable[[Request], Awaitable[Response]]
+REF = "#/components/schemas/{name}"
+INTERNAL_ERROR = "`internal_error`: unexpected; the API's log holds the traceback."
+# Documented although ExecuteRequest decodes `webhook` loosely (an invalid one must not reject
+# the execution): this is the shape a caller should send.
+EXTRA_SCHEMAS: tuple[type, ...] = (WebhookSpec,)
 
 
-def build() -> dict[str, Any]:
-    """The whole OpenAPI document."""
-    structs = {
-        t
-        for *_, body, answers in _OPERATIONS
-        for t in [body, *(r for _, r in answers.values())]
-        if t
-    }
-    schemas, components = msgspec.json.schema_components(
-        sorted(structs | {WebhookSpec}, key=lambda t: t.__name__),
-        ref_template="#/components/schemas/{name}",
-    )
-    by_type = dict(
-        zip(sorted(structs | {WebhookSpec}, key=lambda t: t.__name__), schemas, strict=True)
-    )
-    paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, body, answers in _OPERATIONS:
-        op: dict[str, Any] = {"summary": summary, "responses": {}}
-        params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
-        if params:
-            op["parameters"] = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in params
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One query parameter of an operation."""
+
+    name: str
+    description: str
+    schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One method on one path: the endpoint that serves it and all the document says of it.
+
+    `answers` maps each success status to its description and shape (a Struct, or a type such
+    as `dict[str, Execution]`; None for no body); `errors` lists the error classes the
+    endpoint can raise, each answered with its `http_status` and an `ErrorBody`. Every
+    operation can also answer 500.
+    """
+
+    method: str
+    path: str
+    endpoint: Endpoint
+    summary: str
+    answers: Mapping[int, tuple[str, object]]
+    errors: tuple[type[ApiError], ...] = ()
+    body: type | None = None
+    body_required: bool = True
+    query: tuple[Query, ...] = ()
+
+
+def build(operations: Iterable[Operation]) -> dict[str, Any]:
+    """The whole OpenAPI document of `operations`."""
+    ops = list(operations)
+    shapes = list(
+        dict.fromkeys(
+            [
+                *(op.body for op in ops if op.body is not None),
+                *(shape for op in ops for _, shape in op.answers.values() if shape is not None),
+                ErrorBody,
+                *EXTRA_SCHEMAS,
             ]
-        if body is not None:
-            op["requestBody"] = {
-                "required": method != "post" or body is not HeartbeatRequest,
-                "content": {"application/json": {"schema": by_type[body]}},
-            }
-        for status, (description, answer) in answers.items():
-            response: dict[str, Any] = {"description": description}
-            if answer is not None:
-                response["content"] = {"application/json": {"schema": by_type[answer]}}
-            op["responses"][str(status)] = response
-        paths.setdefault(path, {})[method] = op
+        )
+    )
+    schemas, components = msgspec.json.schema_components(shapes, ref_template=REF)
+    schema_of = dict(zip(shapes, schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in ops:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema_of)
     return {
         "openapi": "3.1.0",
         "info": {"title": "agentfield-arq", "version": "0.1.0"},
@@ -201,9 +83,45 @@ def build() -> dict[str, Any]:
     }
 
 
-_DOCUMENT = msgspec.json.encode(build())
+def _operation(op: Operation, schema_of: Mapping[object, Any]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"summary": op.summary}
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in (part.strip("{}") for part in op.path.split("/") if part.startswith("{"))
+    ]
+    parameters += [
+        {"name": q.name, "in": "query", "description": q.description, "schema": dict(q.schema)}
+        for q in op.query
+    ]
+    if parameters:
+        doc["parameters"] = parameters
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": op.body_required,
+            "content": {"application/json": {"schema": schema_of[op.body]}},
+        }
+    doc["responses"] = _responses(op, schema_of)
+    return doc
 
 
-async def document(request: Request) -> Response:
-    """Serve the OpenAPI document."""
-    return Response(_DOCUMENT, media_type="application/json")
+def _responses(op: Operation, schema_of: Mapping[object, Any]) -> dict[str, Any]:
+    responses: dict[int, dict[str, Any]] = {}
+    for status, (description, shape) in op.answers.items():
+        responses[status] = {"description": description}
+        if shape is not None:
+            responses[status]["content"] = {"application/json": {"schema": schema_of[shape]}}
+    by_status: dict[int, list[str]] = {}
+    for kind in op.errors:
+        by_status.setdefault(http_status(kind), []).append(_describe(kind))
+    by_status.setdefault(INTERNAL_STATUS, []).append(INTERNAL_ERROR)
+    error_body = {"application/json": {"schema": schema_of[ErrorBody]}}
+    for status, descriptions in by_status.items():
+        if status in responses:
+            raise ValueError(f"{op.method} {op.path}: {status} is both a success and an error")
+        responses[status] = {"description": " ".join(descriptions), "content": error_body}
+    return {str(status): responses[status] for status in sorted(responses)}
+
+
+def _describe(kind: type[ApiError]) -> str:
+    """`code`: the class's docstring on one line."""
+    return f"`{kind.code}`: {' '.join((inspect.getdoc(kind) or '').split())}"

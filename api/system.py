@@ -13,10 +13,11 @@ from agentfield_arq.api.deps import deps
 from agentfield_arq.core.telemetry import Telemetry
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.errors import NotSupported, Unavailable
-from agentfield_arq.kernel.models import ExecutionLogs, TelemetryEvent
+from agentfield_arq.kernel.models import Acknowledged, ExecutionLogs, Health, TelemetryEvent
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
+ACKNOWLEDGED = Acknowledged(success=True)
 
 
 async def health(request: Request) -> Response:
@@ -26,7 +27,7 @@ async def health(request: Request) -> Response:
     except RedisError as exc:
         logger.warning("health: redis does not answer: %s", exc)
         raise Unavailable("Redis does not answer", status="unhealthy", redis="down") from exc
-    return Response(encode({"status": "ok", "redis": "up"}), media_type=JSON)
+    return Response(encode(Health(status="ok", redis="up")), media_type=JSON)
 
 
 async def telemetry(request: Request) -> Response:
@@ -34,7 +35,7 @@ async def telemetry(request: Request) -> Response:
     d = deps(request)
     body = await read_body(request, d.settings.max_body_bytes)
     await Telemetry(d.redis, d.store.keys).event(body, decode(body, TelemetryEvent))
-    return Response(encode({"success": True}), media_type=JSON)
+    return Response(encode(ACKNOWLEDGED), media_type=JSON)
 
 
 async def execution_logs(request: Request) -> Response:
@@ -43,7 +44,7 @@ async def execution_logs(request: Request) -> Response:
     body = await read_body(request, d.settings.max_body_bytes)
     logs = decode(body, ExecutionLogs)
     await Telemetry(d.redis, d.store.keys).logs(request.path_params["execution_id"], body, logs)
-    return Response(encode({"success": True}), media_type=JSON)
+    return Response(encode(ACKNOWLEDGED), media_type=JSON)
 
 
 async def did_register(request: Request) -> Response:

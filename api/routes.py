@@ -1,0 +1,301 @@
+"""The route table and the OpenAPI document, both built from one list of operations.
+
+Operations on the same path become one Starlette route that dispatches on the method, so that
+a 405 names every method the path serves. Each operation lists the error classes its endpoint
+can raise; the document turns them into statuses through `http_status`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agentfield_arq.api import executions, nodes, openapi, system, webhooks
+from agentfield_arq.api.openapi import Operation, Query
+from agentfield_arq.kernel.errors import (
+    ExecutionNotFound,
+    ExecutionNotTerminal,
+    InvalidRequest,
+    InvalidTarget,
+    InvalidTransition,
+    NodeNotFound,
+    NotSupported,
+    PayloadTooLarge,
+    QueueFull,
+    SyncTimeout,
+    TargetNotFound,
+    TooManyIds,
+    Unavailable,
+    WebhookBusy,
+    WebhookNotFound,
+)
+from agentfield_arq.kernel.models import (
+    Acknowledged,
+    BatchStatusRequest,
+    CallbackRequest,
+    DeadPage,
+    ExecuteRequest,
+    Execution,
+    ExecutionLogs,
+    Health,
+    HeartbeatRequest,
+    Node,
+    NodeList,
+    NodeRegistered,
+    NodeRegistration,
+    Redriven,
+    ShutdownRequest,
+    Submitted,
+    SyncResult,
+    TelemetryEvent,
+)
+
+PREFIX = "/api/v1"
+# What every endpoint that reads a body can answer, and every one that touches Redis
+# (api/errors.py answers any Redis connection error as Unavailable).
+BODY = (InvalidRequest, PayloadTooLarge)
+REDIS = (Unavailable,)
+
+
+async def document(request: Request) -> Response:
+    """Serve the OpenAPI document of OPERATIONS."""
+    return Response(_document(), media_type="application/json")
+
+
+@functools.cache
+def _document() -> bytes:
+    return msgspec.json.encode(openapi.build(OPERATIONS))
+
+
+# Generic answers are documented bare: msgspec names the component of `Execution` "Execution",
+# that of `Execution[Any]` "Execution_Any_".
+EXECUTIONS_BY_ID = dict[str, Execution]  # type: ignore[type-arg]
+_ACK = {200: ("recorded", Acknowledged)}
+_BEAT_ERRORS = (*BODY, NodeNotFound, *REDIS)
+_HEALTH = {200: ("Redis answers", Health)}
+_DEAD_QUERY = (
+    Query(
+        "limit",
+        "page size",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": webhooks.MAX_PAGE,
+            "default": webhooks.DEFAULT_PAGE,
+        },
+    ),
+    Query("cursor", "the `next_cursor` of the previous page", {"type": "string"}),
+)
+
+OPERATIONS: list[Operation] = [
+    Operation(
+        "POST",
+        f"{PREFIX}/execute/async/{{target}}",
+        executions.execute_async,
+        "Queue an execution",
+        {202: ("queued; durable before this answer", Submitted)},
+        body=ExecuteRequest,
+        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS),
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/execute/{{target}}",
+        executions.execute_sync,
+        "Run an execution and wait for its end",
+        {200: ("terminal", SyncResult)},
+        body=ExecuteRequest,
+        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS, SyncTimeout),
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/executions/batch-status",
+        executions.batch_status,
+        "Many executions in one call; an unknown id's status is `not_found`",
+        {200: ("an object keyed by execution id", EXECUTIONS_BY_ID)},
+        body=BatchStatusRequest,
+        errors=(*BODY, TooManyIds, *REDIS),
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/executions/{{execution_id}}",
+        executions.get_one,
+        "One execution",
+        {200: ("the execution", Execution)},
+        errors=(ExecutionNotFound, *REDIS),
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/executions/{{execution_id}}/status",
+        executions.callback,
+        "An agent reports an execution's progress or outcome",
+        {200: ("the execution", Execution)},
+        body=CallbackRequest,
+        errors=(*BODY, ExecutionNotFound, InvalidTransition, *REDIS),
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/executions/{{execution_id}}/cancel",
+        executions.cancel_one,
+        "Cancel an execution that has not ended",
+        {200: ("the execution, cancelled", Execution)},
+        errors=(ExecutionNotFound, InvalidTransition, *REDIS),
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/executions/{{execution_id}}/webhook/retry",
+        webhooks.retry,
+        "Send an execution's webhook again (same webhook-id)",
+        {202: ("queued for delivery", Redriven)},
+        errors=(ExecutionNotFound, WebhookNotFound, ExecutionNotTerminal, WebhookBusy, *REDIS),
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/webhooks/dead",
+        webhooks.dead,
+        "Dead webhook deliveries, newest first",
+        {200: ("one page", DeadPage)},
+        query=_DEAD_QUERY,
+        errors=(InvalidRequest, *REDIS),
+    ),
+    *(
+        Operation(
+            "POST",
+            path,
+            nodes.register,
+            "Register an agent node",
+            {201: ("registered", NodeRegistered)},
+            body=NodeRegistration,
+            errors=(*BODY, InvalidTarget, *REDIS),
+        )
+        for path in (f"{PREFIX}/nodes/register", f"{PREFIX}/nodes")  # the contract's alias
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/nodes",
+        nodes.list_nodes,
+        "Every registered node with its liveness",
+        {200: ("the registry", NodeList)},
+        errors=REDIS,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/nodes/{{node_id}}",
+        nodes.get_node,
+        "One node with its liveness",
+        {200: ("the node", Node)},
+        errors=(NodeNotFound, *REDIS),
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/nodes/{{node_id}}/heartbeat",
+        nodes.heartbeat,
+        "Node heartbeat",
+        _ACK,
+        body=HeartbeatRequest,
+        body_required=False,
+        errors=_BEAT_ERRORS,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/nodes/{{node_id}}/shutdown",
+        nodes.shutdown,
+        "The node goes away: kept, marked stopped, reported inactive (the body is not read)",
+        _ACK,
+        body=ShutdownRequest,
+        body_required=False,
+        errors=(NodeNotFound, *REDIS),
+    ),
+    *(
+        Operation(
+            method,
+            f"{PREFIX}/nodes/{{node_id}}/status",
+            nodes.lifecycle,
+            "The SDK's lifecycle update, recorded like a heartbeat",
+            _ACK,
+            body=HeartbeatRequest,
+            body_required=False,
+            errors=_BEAT_ERRORS,
+        )
+        for method in ("PATCH", "PUT")
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/workflow/executions/events",
+        system.telemetry,
+        "SDK telemetry (never authoritative)",
+        _ACK,
+        body=TelemetryEvent,
+        errors=(*BODY, *REDIS),
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/executions/{{execution_id}}/logs",
+        system.execution_logs,
+        "An agent's execution log records (AgentField SDK; never authoritative)",
+        _ACK,
+        body=ExecutionLogs,
+        errors=(*BODY, *REDIS),
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/did/register",
+        system.did_register,
+        "AgentField's DID registration, which agentfield-arq does not offer",
+        {},
+        errors=(NotSupported,),
+    ),
+    Operation("GET", f"{PREFIX}/health", system.health, "Health", _HEALTH, errors=REDIS),
+    Operation("GET", "/health", system.health, "Health (as /api/v1/health)", _HEALTH, errors=REDIS),
+    Operation(
+        "GET",
+        "/openapi.json",
+        document,
+        "This document",
+        {200: ("the OpenAPI 3.1 document", dict[str, Any])},
+    ),
+]
+
+
+class PathRoute(Route):
+    """A path and its operations, one endpoint per method; a 405 lists every method, sorted."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch to the method's endpoint, or answer 405 naming those the path serves."""
+        if self.methods and scope["method"] not in self.methods:
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(self.methods))})
+        await self.app(scope, receive, send)
+
+
+class _ByMethod:
+    """The ASGI app of one path: each method's endpoint, wrapped as Starlette wraps one alone
+    (so that the app's exception handlers answer its errors)."""
+
+    def __init__(self, endpoints: Mapping[str, openapi.Endpoint]) -> None:
+        self.apps: dict[str, ASGIApp] = {m: request_response(e) for m, e in endpoints.items()}
+        if "GET" in self.apps:  # as Starlette does: HEAD is GET without the body
+            self.apps.setdefault("HEAD", self.apps["GET"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.apps[scope["method"]](scope, receive, send)
+
+
+def table(operations: Iterable[Operation] = OPERATIONS) -> list[Route]:
+    """One route per path, in the order the paths first appear in `operations`."""
+    paths: dict[str, dict[str, openapi.Endpoint]] = {}
+    for op in operations:
+        endpoints = paths.setdefault(op.path, {})
+        if op.method in endpoints:
+            raise ValueError(f"{op.method} {op.path} is listed twice")
+        endpoints[op.method] = op.endpoint
+    return [
+        PathRoute(path, _ByMethod(endpoints), methods=list(endpoints), name=path)
+        for path, endpoints in paths.items()
+    ]
