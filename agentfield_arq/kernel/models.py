@@ -119,8 +119,8 @@ class ExecutionLogs(msgspec.Struct, kw_only=True):
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Every error answer: AgentField's `error`, a machine-readable `code`, and the ids of the
     execution it is about when there is one (a sync timeout); agents add the `field` of
-    invalid input. The control plane always sends `error` and `code`; a reader tolerates
-    answers of others that lack them."""
+    invalid input, and health's 503 says `status` "unhealthy" and `redis` "down". The control
+    plane always sends `error` and `code`; a reader tolerates answers of others that lack them."""
 
     error: str = ""
     code: str = ""
@@ -128,6 +128,7 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     run_id: str | None = None
     status: str | None = None
     field: str | None = None
+    redis: str | None = None
 
 
 class Submitted(msgspec.Struct, kw_only=True):
