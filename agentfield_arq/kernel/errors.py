@@ -268,7 +268,8 @@ class QueueFull(ApiError):
 
 
 class SyncTimeout(ApiError):
-    """A sync execute reached its limit; `details` carry the ids to poll."""
+    """A sync execute reached its limit; the execution carries on, and the answer names its
+    `execution_id` (and `run_id`) to poll."""
 
     code = "sync_timeout"
 
