@@ -20,8 +20,7 @@ redis.call('HSET', KEYS[1], unpack(set))
 if h.status == 'queued' then
   h.status = 'running'
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'execution_id', h.execution_id,
-    'status', 'running')
+  append_event(KEYS[3], ARGV[3], h.execution_id, 'running')
 end
 h.attempt = attempt
 h.status = 'running'

@@ -1,4 +1,4 @@
--- Shared by every script (store.py prepends it). Builds the JSON status document that the API
+-- Shared by every script (scripts.py prepends it). Builds the JSON status document that the API
 -- returns as is, from hash fields plus the outcome; the result is spliced in as raw JSON so that
 -- any JSON value (null, a list, a big integer) survives byte for byte.
 local TERMINAL = {succeeded = true, failed = true, cancelled = true, timeout = true}
@@ -35,6 +35,30 @@ local function hmget(key, names)
     if values[i] then h[name] = values[i] end
   end
   return h
+end
+
+-- Queue an arq job (its record layout is arq_bridge.py's): the record, expiring after `ttl_ms`,
+-- then its id in the queue, scored by when it may run (unix ms). With `nx`, a record already
+-- there is kept: it belongs to the same job, queued or running.
+local function enqueue_job(queue, job_key, job_id, payload, ttl_ms, run_ms, nx)
+  if nx then
+    redis.call('SET', job_key, payload, 'NX', 'PX', ttl_ms)
+  else
+    redis.call('SET', job_key, payload, 'PX', ttl_ms)
+  end
+  redis.call('ZADD', queue, run_ms, job_id)
+end
+
+-- Append one entry to the lifecycle stream, capped near `maxlen`. `job` names a job queued by
+-- the same step (a `queued` entry always implies one): it wakes idle workers (arq_bridge.py).
+local function append_event(events, maxlen, execution_id, status, job)
+  if job then
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'execution_id', execution_id,
+      'status', status, 'job', job)
+  else
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'execution_id', execution_id,
+      'status', status)
+  end
 end
 
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',

@@ -32,14 +32,8 @@ local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
 redis.call('ZREM', KEYS[3], h.execution_id)
 local delivers = h.webhook_url and h.webhook_url ~= ''
-if delivers then
-  -- `job` wakes idle workers (workers/worker.py): this step queued a delivery for them.
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'execution_id', h.execution_id,
-    'status', ARGV[1], 'job', 'webhook')
-else
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'execution_id', h.execution_id,
-    'status', ARGV[1])
-end
+-- `job`: this step queues a delivery, so the entry wakes idle workers for it.
+append_event(KEYS[4], ARGV[5], h.execution_id, ARGV[1], delivers and 'webhook' or nil)
 if delivers then
   local event_type = 'execution.failed'
   if ARGV[1] == 'succeeded' then event_type = 'execution.completed' end
@@ -47,7 +41,6 @@ if delivers then
     'event_type', event_type, 'attempts', '0', 'round_attempts', '0', 'created_at', ARGV[2])
   redis.call('EXPIRE', KEYS[5], ARGV[4])
   webhook_view(KEYS[5], KEYS[6], KEYS[7])
-  redis.call('SET', KEYS[9], ARGV[13], 'PX', ARGV[14])
-  redis.call('ZADD', KEYS[8], ARGV[3], ARGV[12])
+  enqueue_job(KEYS[8], KEYS[9], ARGV[12], ARGV[13], ARGV[14], ARGV[3], false)
 end
 return {'ok', doc}

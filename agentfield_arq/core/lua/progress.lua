@@ -14,7 +14,6 @@ if h.status == 'queued' then
   h.started_at = ARGV[1]
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'started_ms', ARGV[2])
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'execution_id', h.execution_id,
-    'status', 'running')
+  append_event(KEYS[3], ARGV[3], h.execution_id, 'running')
 end
 return {'ok', redis.call('GET', KEYS[2])}

@@ -14,8 +14,7 @@ if not w.state then return {'no_webhook'} end
 local busy = redis.call('EXISTS', KEYS[8]) == 1
 if w.state == 'pending' or w.state == 'delivering' then
   if not busy then
-    redis.call('SET', KEYS[7], ARGV[3], 'NX', 'PX', ARGV[4])
-    redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
+    enqueue_job(KEYS[6], KEYS[7], ARGV[2], ARGV[3], ARGV[4], ARGV[1], true)
   end
   return {'ok', w.state, w.webhook_id}
 end
@@ -24,6 +23,5 @@ if w.dead_member then redis.call('ZREM', KEYS[5], w.dead_member) end
 redis.call('HSET', KEYS[2], 'state', 'pending', 'round_attempts', '0')
 redis.call('HDEL', KEYS[2], 'dead_member', 'failed_at', 'next_attempt_at')
 webhook_view(KEYS[2], KEYS[3], KEYS[4])
-redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[6], ARGV[1], ARGV[2])
+enqueue_job(KEYS[6], KEYS[7], ARGV[2], ARGV[3], ARGV[4], ARGV[1], false)
 return {'ok', 'pending', w.webhook_id}
