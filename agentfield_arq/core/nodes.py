@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 
 from agentfield_arq.core.keys import NODE_TTL_S, Keys, safe_id
+from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.core.store import load_script
 from agentfield_arq.kernel.codec import any_decoder, now_ms, rfc3339
 from agentfield_arq.kernel.errors import InvalidRequest, InvalidTarget, NodeNotFound
 from agentfield_arq.kernel.models import NodeRegistration

@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 
 from agentfield_arq.core.keys import WEBHOOK_EVENTS_MAX, Keys, safe_id
 from agentfield_arq.core.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload
+from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.core.store import load_script
 from agentfield_arq.kernel.codec import decode, rfc3339, text
 from agentfield_arq.kernel.errors import (
     ExecutionNotFound,

@@ -8,25 +8,17 @@ written by the same script, with the same TTL.
 from __future__ import annotations
 
 import enum
-from importlib import resources
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from agentfield_arq.core.keys import JOB_PAYLOAD_TTL_MS, NON_TERMINAL_GRACE_S, Keys, safe_id
 from agentfield_arq.core.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload, webhook_id
+from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode, text
 from agentfield_arq.kernel.errors import QueueFull, TargetNotFound
-
-
-def load_script(redis: Redis, name: str) -> AsyncScript:
-    """Register `lua/{name}.lua`, prefixed with the shared `lua/common.lua`."""
-    lua = resources.files("agentfield_arq.core") / "lua"
-    source = (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
-    return redis.register_script(source)
 
 
 class NewExecution(msgspec.Struct, kw_only=True):
