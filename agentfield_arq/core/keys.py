@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 
 # How long an arq job payload may wait in the queue before arq itself expires it (arq's default).
 JOB_PAYLOAD_TTL_MS = 86_400_000
@@ -112,8 +112,3 @@ class Keys:
     def arq_in_progress(job_id: str) -> str:
         """arq's lock that says a worker holds the job."""
         return in_progress_key_prefix + job_id
-
-    @staticmethod
-    def arq_retry(job_id: str) -> str:
-        """arq's try counter for a job."""
-        return retry_key_prefix + job_id

@@ -148,11 +148,6 @@ class ExecutionStore:
         )
         return [next(found) if safe_id(i) else None for i in execution_ids]
 
-    async def get_fields(self, execution_id: str) -> dict[str, str]:
-        """The execution hash as strings (empty when unknown)."""
-        raw = await self.redis.hgetall(self.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
-        return {text(k): text(v) for k, v in raw.items()}
-
     async def claim(self, execution_id: str, now_iso: str, now_ms: int) -> Claim:
         """queued/running -> running (attempt + 1) for a worker about to invoke the agent."""
         k = self.keys

@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 
 json_encoder = msgspec.json.Encoder()
-raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 any_decoder = msgspec.json.Decoder()
 msgpack_encoder = msgspec.msgpack.Encoder()
 msgpack_decoder = msgspec.msgpack.Decoder()

@@ -39,6 +39,12 @@ async def _queued(store: ExecutionStore, target: str = "finance.deep_analysis") 
     return accepted.execution_id
 
 
+async def _hash(store: ExecutionStore, execution_id: str) -> dict[str, str]:
+    """The execution's hash, read from Redis as `redis-cli HGETALL` would."""
+    raw = await store.redis.hgetall(store.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
 def _now() -> tuple[str, int]:
     ms = now_ms()
     return rfc3339(ms), ms
@@ -49,7 +55,7 @@ async def test_submit_writes_hash_status_document_and_arq_job_together(
 ) -> None:
     execution_id = await _queued(store)
     k = store.keys
-    fields = await store.get_fields(execution_id)
+    fields = await _hash(store, execution_id)
     assert fields["status"] == "queued"
     assert fields["target"] == "finance.deep_analysis"
     assert json.loads(fields["input"]) == {"quarter": "Q3"}
@@ -65,7 +71,7 @@ async def test_submit_writes_hash_status_document_and_arq_job_together(
 
 async def test_a_skill_target_is_stored_with_type_skill(store: ExecutionStore) -> None:
     execution_id = await _queued(store, "finance.add")
-    assert (await store.get_fields(execution_id))["type"] == "skill"
+    assert (await _hash(store, execution_id))["type"] == "skill"
 
 
 async def test_an_unknown_node_or_name_writes_nothing(
@@ -170,7 +176,7 @@ async def test_the_sweep_only_times_out_executions_past_their_deadline(
     execution_id = await _queued(store)
     not_due = await store.finish(execution_id, "timeout", *_now(), only_if_overdue=True)
     assert not_due.outcome is Outcome.NOT_DUE
-    fields = await store.get_fields(execution_id)
+    fields = await _hash(store, execution_id)
     later = int(fields["deadline_ms"]) + 1
     assert await store.overdue(later, 10) == [execution_id]
     due = await store.finish(execution_id, "timeout", rfc3339(later), later, only_if_overdue=True)
