@@ -13,10 +13,10 @@ from agentfield_arq.api import routes
 from agentfield_arq.api.deps import Deps
 from agentfield_arq.api.errors import HANDLERS
 from agentfield_arq.core.completions import Completions
+from agentfield_arq.core.connection import connect
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
-from agentfield_arq.core.queue import connect
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
 

@@ -18,7 +18,7 @@ import httpx
 import msgspec
 import redis.asyncio
 
-from agentfield_arq.core.queue import connect
+from agentfield_arq.core.connection import connect
 from bench import fill
 from bench.harness import Harness
 from bench.load import KeepAlive

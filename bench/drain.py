@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from agentfield_arq.core.queue import connect
+from agentfield_arq.core.connection import connect
 from bench import fill
 from bench.baseline_arq import DONE_KEY
 from bench.harness import BASELINE_QUEUE, Harness

@@ -18,8 +18,8 @@ import time
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
 
+from agentfield_arq.core.connection import connect
 from agentfield_arq.core.execution import submit
-from agentfield_arq.core.queue import connect
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.models import ExecuteRequest
 from bench.baseline_arq import FUNCTION

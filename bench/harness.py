@@ -22,9 +22,9 @@ import httpx
 import msgspec
 import redis
 
+from agentfield_arq.core.connection import connect
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
-from agentfield_arq.core.queue import connect
 from agentfield_arq.core.settings import ENV_PREFIX, Settings, from_env
 from agentfield_arq.kernel.models import NodeRegistration, TargetSpec
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port

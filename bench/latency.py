@@ -20,7 +20,7 @@ import httpx
 import msgspec
 from arq.connections import RedisSettings, create_pool
 
-from agentfield_arq.core.queue import connect
+from agentfield_arq.core.connection import connect
 from bench.baseline_arq import FUNCTION
 from bench.fill import INPUT
 from bench.harness import BASELINE_QUEUE, TARGET, Harness

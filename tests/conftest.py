@@ -10,7 +10,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from agentfield_arq.core.queue import connect
+from agentfield_arq.core.connection import connect
 from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.ops.embedded import EmbeddedRedis
 

@@ -1,4 +1,4 @@
-"""arq job functions; each is a few lines over `agentfield_arq.runner.Runner`."""
+"""arq job functions; each is a few lines over `Runner` and `Deliverer` of `agentfield_arq.core`."""
 
 from __future__ import annotations
 

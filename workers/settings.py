@@ -9,15 +9,20 @@ import httpx
 from arq import cron, func
 from arq.connections import RedisSettings
 
+from agentfield_arq.core.arq_bridge import (
+    DELIVER_WEBHOOK,
+    RUN_EXECUTION,
+    arq_deserialize,
+    arq_serialize,
+    sweep_cron_name,
+)
 from agentfield_arq.core.delivery import Deliverer, job_max_tries, webhook_client
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
-from agentfield_arq.core.queue import DELIVER_WEBHOOK, RUN_EXECUTION, SWEEP_DEADLINES
 from agentfield_arq.core.runner import Runner
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
-from agentfield_arq.kernel.codec import arq_deserialize, arq_serialize
 from agentfield_arq.workers.jobs import deliver_webhook, run_execution, sweep_deadlines
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
@@ -89,7 +94,7 @@ def _cron_jobs(settings: Settings) -> list[Any]:
     return [
         cron(
             sweep_deadlines,
-            name=f"{SWEEP_DEADLINES}:{settings.key_prefix}",
+            name=sweep_cron_name(settings.key_prefix),
             second=set(range(0, 60, settings.sweep_interval_s)),
             microsecond=0,
             # arq sizes every job's in-progress lock on its longest timeout, so this one

@@ -1,4 +1,4 @@
-"""A Redis connection whose commands are packed by hiredis (in C) instead of in Python.
+"""The Redis client of every process (`connect`), whose commands hiredis packs in C.
 
 redis-py's synchronous client already packs commands with `hiredis.pack_command`; its asyncio
 client still builds each command's bytes in Python, argument by argument. Measured with the
@@ -10,6 +10,7 @@ bytes on the wire are identical.
 from __future__ import annotations
 
 import hiredis
+from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 from redis.typing import EncodableT
@@ -32,3 +33,11 @@ class PackedConnection(Connection):
             return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # its stub types a 1-tuple
         except TypeError as exc:  # None, bool, or a type Redis cannot hold
             raise DataError(str(exc)) from exc
+
+
+def connect(url: str) -> Redis:
+    """A Redis client returning bytes, so that stored JSON documents pass through untouched."""
+    client: Redis = Redis.from_url(
+        url, decode_responses=False, health_check_interval=30, connection_class=PackedConnection
+    )
+    return client

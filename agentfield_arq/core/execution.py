@@ -12,7 +12,6 @@ import msgspec
 
 from agentfield_arq.core import webhooks
 from agentfield_arq.core.completions import RECHECK_S, Completions
-from agentfield_arq.core.queue import RUN_EXECUTION, job_payload
 from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
 from agentfield_arq.kernel.codec import canonical_json, encode, new_id, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
@@ -97,7 +96,6 @@ async def submit(
             name=name,
             enqueue_ms=created,
             deadline_ms=deadline,
-            job_payload=job_payload(RUN_EXECUTION, execution_id, created),
             fields=fields,
         )
     )

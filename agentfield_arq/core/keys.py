@@ -1,17 +1,16 @@
 """Every Redis key the project uses, spelled once, and the TTLs and limits that go with them.
 
 Operators can read any of these with `redis-cli` (see the README); the prefix is configurable so
-that several deployments can share one Redis.
+that several deployments can share one Redis. arq's own keys take arq's prefixes, which
+arq_bridge.py names.
 """
 
 from __future__ import annotations
 
 import re
 
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from agentfield_arq.core.arq_bridge import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX
 
-# How long an arq job payload may wait in the queue before arq itself expires it (arq's default).
-JOB_PAYLOAD_TTL_MS = 86_400_000
 # A non-terminal record outlives its deadline by this much, so that the sweep always sees it.
 NON_TERMINAL_GRACE_S = 3600
 # Node records are kept this long after their last heartbeat, then forgotten.
@@ -106,9 +105,9 @@ class Keys:
     @staticmethod
     def arq_job(job_id: str) -> str:
         """arq's job payload key (arq does not prefix it per queue)."""
-        return job_key_prefix + job_id
+        return JOB_KEY_PREFIX + job_id
 
     @staticmethod
     def arq_in_progress(job_id: str) -> str:
         """arq's lock that says a worker holds the job."""
-        return in_progress_key_prefix + job_id
+        return IN_PROGRESS_KEY_PREFIX + job_id

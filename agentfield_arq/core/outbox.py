@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 from redis.asyncio import Redis
 
+from agentfield_arq.core.arq_bridge import delivery_job_id, delivery_job_payload
 from agentfield_arq.core.keys import WEBHOOK_EVENTS_MAX, Keys, safe_id
-from agentfield_arq.core.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import decode, rfc3339, text
@@ -32,6 +32,11 @@ from agentfield_arq.kernel.models import DeadDelivery, DeadPage, Redriven
 _DEAD_FIELDS = ("webhook_id", "event_type", "attempts", "last_error", "last_http_status",
                 "failed_at")  # fmt: skip
 _EXEC_FIELDS = ("webhook_url", "target", "status")
+
+
+def webhook_id(execution_id: str) -> str:
+    """The Standard Webhooks `webhook-id` of an execution's delivery: stable across retries."""
+    return f"msg_{execution_id.removeprefix('exec_')}"
 
 
 class Attempt(msgspec.Struct, kw_only=True):
@@ -165,7 +170,7 @@ class Outbox:
             args=[
                 now_ms,
                 job_id,
-                job_payload(DELIVER_WEBHOOK, execution_id, now_ms),
+                delivery_job_payload(execution_id, now_ms),
                 self.settings.retention_s * 1000,
             ],
         )

@@ -13,8 +13,14 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from agentfield_arq.core.keys import JOB_PAYLOAD_TTL_MS, NON_TERMINAL_GRACE_S, Keys, safe_id
-from agentfield_arq.core.queue import DELIVER_WEBHOOK, delivery_job_id, job_payload, webhook_id
+from agentfield_arq.core.arq_bridge import (
+    JOB_PAYLOAD_TTL_MS,
+    delivery_job_id,
+    delivery_job_payload,
+    run_job_payload,
+)
+from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, Keys, safe_id
+from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode, text
@@ -22,14 +28,14 @@ from agentfield_arq.kernel.errors import QueueFull, TargetNotFound
 
 
 class NewExecution(msgspec.Struct, kw_only=True):
-    """Everything `create` writes; `fields` become the hash (all values are strings)."""
+    """Everything `create` writes (the run job's record is built from the id and `enqueue_ms`);
+    `fields` become the hash (all values are strings)."""
 
     execution_id: str
     node_id: str
     name: str
     enqueue_ms: int
     deadline_ms: int
-    job_payload: bytes
     fields: dict[str, str]
 
 
@@ -86,7 +92,7 @@ class ExecutionStore:
             new.enqueue_ms,
             new.deadline_ms,
             ttl_s,
-            new.job_payload,
+            run_job_payload(new.execution_id, new.enqueue_ms),
             JOB_PAYLOAD_TTL_MS,
             self.settings.stream_maxlen,
             self.settings.max_queued,
@@ -229,7 +235,7 @@ class ExecutionStore:
                 "" if duration_ms is None else int(duration_ms),
                 webhook_id(execution_id),
                 job_id,
-                job_payload(DELIVER_WEBHOOK, execution_id, now_ms),
+                delivery_job_payload(execution_id, now_ms),
                 self.settings.retention_s * 1000,
             ],
         )

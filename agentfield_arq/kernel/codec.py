@@ -11,8 +11,6 @@ import msgspec
 
 json_encoder = msgspec.json.Encoder()
 any_decoder = msgspec.json.Decoder()
-msgpack_encoder = msgspec.msgpack.Encoder()
-msgpack_decoder = msgspec.msgpack.Decoder()
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
@@ -33,17 +31,6 @@ def canonical_json(data: bytes) -> bytes:
     Raises `msgspec.DecodeError` when `data` is not JSON.
     """
     return json_encoder.encode(any_decoder.decode(data))
-
-
-def arq_serialize(obj: dict[str, Any]) -> bytes:
-    """arq job serializer: msgpack, never pickle."""
-    return msgpack_encoder.encode(obj)
-
-
-def arq_deserialize(data: bytes) -> dict[str, Any]:
-    """arq job deserializer: msgpack, never pickle."""
-    value: dict[str, Any] = msgpack_decoder.decode(data)
-    return value
 
 
 def text(value: bytes | str) -> str:

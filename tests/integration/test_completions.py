@@ -9,8 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from agentfield_arq.core.completions import IDLE_TAIL_S, Completions
+from agentfield_arq.core.connection import connect
 from agentfield_arq.core.keys import Keys
-from agentfield_arq.core.queue import connect
 from agentfield_arq.core.settings import Settings
 
 pytestmark = pytest.mark.integration

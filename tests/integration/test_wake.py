@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
+from agentfield_arq.core.arq_bridge import Wake
 from agentfield_arq.core.keys import Keys
-from agentfield_arq.workers.worker import Wake
 
 pytestmark = pytest.mark.integration
 

@@ -13,16 +13,17 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from agentfield_arq.core.arq_bridge import DELIVER_WEBHOOK, arq_deserialize, delivery_job_id
+from agentfield_arq.core.connection import connect
 from agentfield_arq.core.delivery import Deliverer
 from agentfield_arq.core.execution import cancel, submit
 from agentfield_arq.core.keys import WEBHOOK_EVENTS_MAX
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Attempt, Outbox, Outcome
-from agentfield_arq.core.queue import DELIVER_WEBHOOK, connect, delivery_job_id
 from agentfield_arq.core.runner import Runner
 from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.core.store import ExecutionStore
-from agentfield_arq.kernel.codec import arq_deserialize, now_ms, rfc3339
+from agentfield_arq.kernel.codec import now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
     ExecutionNotFound,
     ExecutionNotTerminal,

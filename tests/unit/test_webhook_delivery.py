@@ -12,6 +12,7 @@ import httpx
 import pytest
 from arq.worker import Worker
 
+from agentfield_arq.core.arq_bridge import DELIVER_WEBHOOK
 from agentfield_arq.core.delivery import (
     Answer,
     Deliverer,
@@ -21,7 +22,6 @@ from agentfield_arq.core.delivery import (
     retry_delay_s,
 )
 from agentfield_arq.core.outbox import Attempt
-from agentfield_arq.core.queue import DELIVER_WEBHOOK
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.kernel.errors import ConfigurationError
 from agentfield_arq.kernel.signing import verify

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from arq.worker import Worker
 
+from agentfield_arq.core.arq_bridge import arq_deserialize, arq_serialize
 from agentfield_arq.core.settings import from_env
-from agentfield_arq.kernel.codec import arq_deserialize, arq_serialize
 from agentfield_arq.workers.settings import worker_settings
 
 

@@ -64,7 +64,7 @@ end
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
   'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest'}
 
--- Webhook deliveries (agentfield_arq/delivery.py). The view is the JSON object of delivery fields
+-- Webhook deliveries (core/delivery.py). The view is the JSON object of delivery fields
 -- that reads splice into the status document; it is rebuilt from the delivery hash and the list
 -- of attempt records whenever either changes, and expires with the execution.
 local WEBHOOK_EVENT_FIELDS = {'id', 'event_type', 'status', 'attempt', 'http_status',

@@ -1,0 +1,198 @@
+"""Everything the control plane relies on in arq: its job format, its keys, and its poll loop.
+
+The control plane never enqueues through arq's client. The Lua scripts that create an execution
+(create.lua), make it terminal (finish.lua) or redrive its webhook (webhook_redrive.lua) write
+arq's job record and queue entry themselves, in the same atomic step as the state change, so
+that an execution is never stored without its job nor queued without its record. This module
+builds those records (msgpack, never pickle; arguments are ids only) and names the jobs, their
+ids and arq's keys; the worker adapter (`workers/`) registers the job functions under these
+names and runs `WakingWorker`.
+
+An idle worker is woken by new work instead of only polling for it. arq polls its queue every
+`poll_delay`; an idle worker leaves a new job waiting half of that on average, and with the
+default 50 ms that wait was most of an idle execution's end-to-end latency (bench/: 14 ms of
+19 ms). Every script that queues a job appends a lifecycle entry in the same step (`queued`, or
+a terminal one carrying `job` when a webhook delivery was queued), so a worker with free slots
+blocks on that stream (XREAD BLOCK, on a connection of its own) between polls and polls again as
+soon as something was queued. The poll delay stays the upper bound of every wait, so delayed
+retries and redriven deliveries (queued without an entry) are found exactly as before; a worker
+whose slots are all taken sleeps the poll delay as arq does.
+
+When upgrading arq
+------------------
+pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the new release:
+
+- The job record: `arq.jobs.serialize_job` still writes, and `deserialize_job` still reads, a
+  mapping of `t` (job try), `f` (function), `a` (args), `k` (kwargs) and `et` (enqueue time,
+  unix ms). tests/unit/test_arq_bridge.py round-trips our records through `deserialize_job`.
+- The key prefixes `arq.constants.job_key_prefix` and `in_progress_key_prefix`, which keys.py
+  builds the job and lock keys from (arq does not prefix them per queue), and that the queue is
+  still a sorted set of job ids scored by the unix ms at which they may run.
+- The in-progress lock: webhook_redrive.lua refuses to queue a delivery while the lock of the
+  same job id is held, because arq's `finish_job` of the previous run deletes the job record of
+  that id. `Settings.recovery_bound_s` assumes that the lock lasts the longest job timeout plus
+  10 s (`Worker.in_progress_timeout_s`) and that arq takes a job whose lock expired.
+- The poll loop: `WakingWorker` overrides the private `Worker._poll_iteration` and reads the
+  private `job_counter` and `max_jobs`; `Worker.main` must still call `_poll_iteration` once
+  per `poll_delay` (we pass 0) and, in burst mode, stop once the queue is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import msgspec
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.jobs import serialize_job
+from arq.worker import Worker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from agentfield_arq.core.connection import connect
+from agentfield_arq.kernel.status import Status
+
+logger = logging.getLogger(__name__)
+
+# Job function names. A run job's id is its execution id (create.lua queues that id).
+RUN_EXECUTION = "run_execution"
+DELIVER_WEBHOOK = "deliver_webhook"
+SWEEP_DEADLINES = "sweep_deadlines"
+
+# arq's own key prefixes (keys.py spells the keys).
+JOB_KEY_PREFIX = job_key_prefix
+IN_PROGRESS_KEY_PREFIX = in_progress_key_prefix
+
+# How long a run job's record may wait in the queue before Redis expires it (arq's default,
+# `expires_extra_ms`). A delivery job's record lives as long as its execution's.
+JOB_PAYLOAD_TTL_MS = 86_400_000
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
+def arq_serialize(obj: dict[str, Any]) -> bytes:
+    """arq's job serializer: msgpack, never pickle."""
+    return _encoder.encode(obj)
+
+
+def arq_deserialize(data: bytes) -> dict[str, Any]:
+    """arq's job deserializer: msgpack, never pickle."""
+    value: dict[str, Any] = _decoder.decode(data)
+    return value
+
+
+def _payload(function: str, execution_id: str, enqueue_ms: int) -> bytes:
+    # No job try: arq counts tries itself (its retry key), starting at 1.
+    return serialize_job(function, (execution_id,), {}, None, enqueue_ms, serializer=arq_serialize)
+
+
+def run_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
+    """arq's job record of `run_execution(execution_id)`, enqueued at `enqueue_ms`."""
+    return _payload(RUN_EXECUTION, execution_id, enqueue_ms)
+
+
+def delivery_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
+    """arq's job record of `deliver_webhook(execution_id)`, enqueued at `enqueue_ms`."""
+    return _payload(DELIVER_WEBHOOK, execution_id, enqueue_ms)
+
+
+def delivery_job_id(execution_id: str) -> str:
+    """The arq job id of an execution's webhook delivery (its run job's id is the execution id)."""
+    return f"whk_{execution_id}"
+
+
+def sweep_cron_name(key_prefix: str) -> str:
+    """The sweep's cron job name. arq derives cron job ids, and so their job and lock keys, from
+    the name alone, without the queue: the key prefix keeps deployments on one Redis apart."""
+    return f"{SWEEP_DEADLINES}:{key_prefix}"
+
+
+READ_COUNT = 100
+_QUEUED = Status.QUEUED.value.encode()
+
+
+class Wake:
+    """Waits for an entry that queued a job (`queued`, or one with `job`) newer than what this
+    worker has seen, or a deadline."""
+
+    def __init__(self, redis: Redis, stream: str) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.cursor: bytes | str | None = None
+
+    async def prime(self) -> None:
+        """Move the cursor to the stream's tail; done before a poll, so that whatever is
+        queued after that poll looked at the queue has an entry newer than the cursor."""
+        last = await self.redis.xrevrange(self.stream, count=1)
+        self.cursor = last[0][0] if last else "0-0"
+
+    async def wait(self, deadline: float) -> bool:
+        """True as soon as an execution is queued, False at `deadline` (loop time)."""
+        if self.cursor is None:
+            await self.prime()
+        loop = asyncio.get_running_loop()
+        while (left_ms := round((deadline - loop.time()) * 1000)) > 0:
+            assert self.cursor is not None
+            replies = await self.redis.xread(
+                {self.stream: self.cursor}, count=READ_COUNT, block=left_ms
+            )
+            if not replies:
+                return False
+            queued = False
+            for _stream, entries in replies:
+                for entry_id, fields in entries:
+                    self.cursor = entry_id
+                    queued = queued or fields.get(b"status") == _QUEUED or b"job" in fields
+            if queued:
+                return True
+        return False
+
+
+class WakingWorker(Worker):
+    """arq's Worker, polling at once when the lifecycle stream says something was queued.
+
+    Takes arq's `Worker` arguments, plus the Redis URL and the stream to wake on.
+    """
+
+    def __init__(self, *, wake_url: str, wake_stream: str, **kwargs: Any) -> None:
+        self.wait_s = float(kwargs.pop("poll_delay"))
+        # arq's own loop must not sleep between polls: _poll_iteration below does the waiting.
+        super().__init__(poll_delay=0, **kwargs)
+        self.wake_redis = connect(wake_url)
+        self.wake = Wake(self.wake_redis, wake_stream)
+
+    async def _poll_iteration(self) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if self.wake.cursor is None:
+            await self._guarded(self.wake.prime())
+        await super()._poll_iteration()
+        if self.job_counter < self.max_jobs:
+            if await self._guarded(self.wake.wait(began + self.wait_s)):
+                return
+        else:
+            # Busy: by the next wait the cursor would be far behind; start again at the tail.
+            self.wake.cursor = None
+        await asyncio.sleep(max(0.0, self.wait_s - (loop.time() - began)))
+
+    async def _guarded(self, step: Coroutine[Any, Any, bool | None]) -> bool:
+        """A wake-up step; if Redis fails it, fall back to plain polling (arq's own polls will
+        report the outage)."""
+        try:
+            return bool(await step)
+        except RedisError as exc:
+            logger.warning("wake-up stream unavailable, polling instead: %s", exc)
+            self.wake.cursor = None
+            return False
+
+    async def close(self) -> None:
+        """arq's shutdown, then the wake-up connection's."""
+        try:
+            await super().close()
+        finally:
+            with contextlib.suppress(RedisError):
+                await self.wake_redis.aclose()
