@@ -28,9 +28,19 @@ from agentfield_arq.workers.jobs import deliver_webhook, run_execution, sweep_de
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def worker_settings(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for `arq.worker.Worker` (or `run_worker`) serving our queue."""
-    on_startup, on_shutdown = _lifecycle(settings)
+def worker_settings(
+    settings: Settings,
+    *,
+    agent_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `arq.worker.Worker` (or `run_worker`) serving our queue.
+
+    The transports replace the network under the agent client and the webhook client (tests
+    pass `httpx.MockTransport` or `httpx.ASGITransport`); a webhook transport replaces the
+    SSRF-guarded one, and so the guard with it.
+    """
+    on_startup, on_shutdown = _lifecycle(settings, agent_transport, webhook_transport)
     return {
         "functions": _functions(settings),
         "cron_jobs": _cron_jobs(settings),
@@ -48,19 +58,24 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _lifecycle(settings: Settings) -> tuple[Hook, Hook]:
+def _lifecycle(
+    settings: Settings,
+    agent_transport: httpx.AsyncBaseTransport | None,
+    webhook_transport: httpx.AsyncBaseTransport | None,
+) -> tuple[Hook, Hook]:
     """Build the process's clients on start (a Runner and a Deliverer), close them on stop."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         redis = ctx["redis"]
         ctx["http"] = httpx.AsyncClient(
+            transport=agent_transport,
             timeout=httpx.Timeout(settings.agent_timeout_s),
             limits=httpx.Limits(max_connections=settings.worker_concurrency),
         )
         ctx["runner"] = Runner(
             ExecutionStore(redis, settings), NodeRegistry(redis, settings), ctx["http"], settings
         )
-        ctx["webhook_http"] = webhook_client(settings)
+        ctx["webhook_http"] = webhook_client(settings, webhook_transport)
         ctx["deliverer"] = Deliverer(Outbox(redis, settings), ctx["webhook_http"], settings)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

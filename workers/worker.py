@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import httpx
+
 from agentfield_arq.core.arq_bridge import WakingWorker
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.workers.settings import worker_settings
 
 
-def create_worker(settings: Settings) -> WakingWorker:
-    """The worker process's Worker, configured by `workers.settings.worker_settings`."""
+def create_worker(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    handle_signals: bool = True,
+    agent_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+) -> WakingWorker:
+    """A Worker configured by `worker_settings`. In `burst` mode it returns once the queue is
+    empty (deferred retries included); tests run it so, without signal handlers, with their
+    agent and webhook receiver behind the transports (see `worker_settings`)."""
+    kwargs = worker_settings(
+        settings, agent_transport=agent_transport, webhook_transport=webhook_transport
+    )
+    kwargs.update(burst=burst, handle_signals=handle_signals)
     return WakingWorker(
-        wake_url=settings.redis_url,
-        wake_stream=Keys(settings.key_prefix).events,
-        **worker_settings(settings),
+        wake_url=settings.redis_url, wake_stream=Keys(settings.key_prefix).events, **kwargs
     )

@@ -34,7 +34,10 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   10 s (`Worker.in_progress_timeout_s`) and that arq takes a job whose lock expired.
 - The poll loop: `WakingWorker` overrides the private `Worker._poll_iteration` and reads the
   private `job_counter` and `max_jobs`; `Worker.main` must still call `_poll_iteration` once
-  per `poll_delay` (we pass 0) and, in burst mode, stop once the queue is empty.
+  per `poll_delay` (we pass 0) and, in burst mode, stop once the queue is empty (the
+  in-process tests, tests/integration/test_worker.py, rely on that).
+- arq 0.28's `Worker.close` calls redis-py's deprecated `close()`; those tests ignore that
+  warning, and the filter can go once arq calls `aclose()`.
 """
 
 from __future__ import annotations

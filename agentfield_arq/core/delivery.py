@@ -125,13 +125,17 @@ def job_max_tries(settings: Settings) -> int:
     return settings.webhook_max_attempts + SPARE_JOB_TRIES
 
 
-def webhook_client(settings: Settings) -> httpx.AsyncClient:
+def webhook_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """The HTTP client of deliveries: SSRF-guarded, redirects not followed (a redirect could
-    point anywhere), no proxies from the environment."""
-    policy = Policy(settings.webhook_block_private, settings.webhook_allowed_hosts)
-    transport = GuardedTransport(
-        GuardedBackend(policy), httpx.Limits(max_connections=settings.worker_concurrency)
-    )
+    point anywhere), no proxies from the environment. A `transport` (tests) replaces the
+    guarded one, guard included."""
+    if transport is None:
+        policy = Policy(settings.webhook_block_private, settings.webhook_allowed_hosts)
+        transport = GuardedTransport(
+            GuardedBackend(policy), httpx.Limits(max_connections=settings.worker_concurrency)
+        )
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(settings.webhook_timeout_s),

@@ -1,0 +1,212 @@
+"""The worker adapter in-process, as arq's own tests/conftest.py drives a worker: a real
+`WakingWorker` in burst mode against the session's Redis, returning once the queue is empty
+(deferred retries included), with the agent and the webhook receiver behind
+`httpx.MockTransport`. Executions are submitted as the API submits them.
+
+The sweep's cron may enqueue itself during a burst (when one of its seconds is near), and the
+burst then runs it too; it changes nothing here, so the tests count agent calls and retries,
+not completed jobs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from arq.connections import RedisSettings, create_pool
+from redis.asyncio import Redis
+
+from agentfield_arq.core.arq_bridge import (
+    WakingWorker,
+    arq_deserialize,
+    arq_serialize,
+    sweep_cron_name,
+)
+from agentfield_arq.core.execution import submit
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.outbox import webhook_id
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration, TargetSpec
+from agentfield_arq.kernel.signing import verify
+from agentfield_arq.workers.worker import create_worker
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(20),
+    # arq 0.28's Worker.close closes its pool with redis-py's deprecated close().
+    pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
+]
+
+TARGET = "finance.deep_analysis"
+SECRET = "s3cret"
+HOOK = {"url": "https://hooks.example.com/in", "secret": SECRET}
+
+
+class Scripted:
+    """An agent or receiver giving its (status, JSON body) answers in turn, repeating the last
+    one; records every request."""
+
+    def __init__(self, *answers: tuple[int, Any]) -> None:
+        self.answers = answers
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status, body = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        return httpx.Response(status, json=body)
+
+
+@pytest.fixture
+async def store(redis_client: Redis, settings: Settings) -> ExecutionStore:
+    node = NodeRegistration(
+        id="finance",
+        base_url="http://finance.test:8001",
+        reasoners=[TargetSpec(id="deep_analysis")],
+    )
+    await NodeRegistry(redis_client, settings).register(b'{"id": "finance"}', node)
+    return ExecutionStore(redis_client, settings)
+
+
+async def _submit(store: ExecutionStore, webhook: Any = None) -> str:
+    request = ExecuteRequest(input={"quarter": "Q3"}, webhook=webhook)
+    return (await submit(store, TARGET, request, {})).execution_id
+
+
+async def _burst(
+    settings: Settings, agent: Scripted, receiver: Scripted | None = None
+) -> WakingWorker:
+    """Run a worker until nothing is queued; returns it (closed) for its counters."""
+    worker = create_worker(
+        settings,
+        burst=True,
+        handle_signals=False,
+        agent_transport=httpx.MockTransport(agent),
+        # Replaces the SSRF-guarded transport: the receiver's host is never resolved.
+        webhook_transport=httpx.MockTransport(receiver or Scripted((200, {}))),
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return worker
+
+
+async def _doc(store: ExecutionStore, execution_id: str) -> dict[str, Any]:
+    view = await store.get_view(execution_id)
+    assert view is not None, execution_id
+    doc: dict[str, Any] = json.loads(view)
+    return doc
+
+
+async def test_an_agent_answering_200_inline_succeeds_the_execution_with_its_result(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    agent = Scripted((200, {"revenue": 42}))
+    worker = await _burst(settings, agent)
+    doc = await _doc(store, execution_id)
+    assert (doc["status"], doc["result"]) == ("succeeded", {"revenue": 42})
+    assert [r.headers["X-Execution-ID"] for r in agent.requests] == [execution_id]
+    assert (worker.jobs_retried, worker.jobs_failed) == (0, 0)
+
+
+async def test_an_agent_answering_4xx_fails_the_execution_at_once(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    agent = Scripted((422, {"detail": "quarter is required"}))
+    worker = await _burst(settings, agent)
+    doc = await _doc(store, execution_id)
+    assert doc["status"] == "failed"
+    assert doc["error"].startswith("agent answered 422")
+    assert len(agent.requests) == 1
+    assert worker.jobs_retried == 0
+
+
+async def test_an_agent_answering_5xx_is_retried_by_arq_after_a_backoff_until_it_succeeds(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    agent = Scripted((503, {"detail": "busy"}), (503, {"detail": "busy"}), (200, {"ok": True}))
+    worker = await _burst(settings, agent)
+    doc = await _doc(store, execution_id)
+    assert (doc["status"], doc["result"]) == ("succeeded", {"ok": True})
+    assert len(agent.requests) == 3
+    assert worker.jobs_retried == 2
+
+
+async def test_an_agent_answering_5xx_every_time_fails_the_execution_after_its_last_attempt(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    agent = Scripted((503, {"detail": "down"}))
+    worker = await _burst(settings, agent)
+    doc = await _doc(store, execution_id)
+    attempts = settings.agent_max_attempts
+    assert doc["status"] == "failed"
+    assert f"after {attempts} attempts" in doc["error"]
+    assert len(agent.requests) == attempts
+    assert worker.jobs_retried == attempts - 1
+
+
+async def test_an_agent_answering_202_leaves_the_execution_running_and_frees_the_slot(
+    store: ExecutionStore, settings: Settings, redis_client: Redis
+) -> None:
+    execution_id = await _submit(store)
+    worker = await _burst(settings, Scripted((202, {"status": "processing"})))
+    assert (await _doc(store, execution_id))["status"] == "running"
+    phase = await redis_client.hget(store.keys.execution(execution_id), "phase")  # type: ignore[misc]  # redis-py's async stubs
+    assert phase == b"awaiting_callback"
+    assert worker.job_counter == 0
+    # The run job is over: its record is gone and no worker holds its lock.
+    assert await redis_client.exists(store.keys.arq_job(execution_id)) == 0
+    assert await redis_client.exists(store.keys.arq_in_progress(execution_id)) == 0
+
+
+async def test_a_finished_execution_has_its_webhook_delivered_by_a_delivery_job(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store, HOOK)
+    receiver = Scripted((204, None))
+    await _burst(settings, Scripted((200, {"revenue": 42})), receiver)
+    doc = await _doc(store, execution_id)
+    assert doc["webhook_status"] == "delivered"
+    assert [e["status"] for e in doc["webhook_events"]] == ["delivered"]
+    (delivery,) = receiver.requests
+    assert str(delivery.url) == HOOK["url"]
+    assert delivery.headers["webhook-id"] == webhook_id(execution_id)
+    body = verify(delivery.content, delivery.headers, SECRET)
+    assert (body["event"], body["execution_id"], body["result"]) == (
+        "execution.completed",
+        execution_id,
+        {"revenue": 42},
+    )
+
+
+async def test_the_sweep_cron_job_times_out_an_execution_past_its_deadline(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    agent = Scripted((202, {"status": "processing"}))
+    await _burst(settings, agent)
+    assert (await _doc(store, execution_id))["status"] == "running"
+    # Its deadline passes (as in test_webhooks: the record and the index say so).
+    await store.redis.hset(store.keys.execution(execution_id), "deadline_ms", "0")  # type: ignore[misc]  # redis-py's async stubs
+    await store.redis.zadd(store.keys.deadlines, {execution_id: 0})
+    # What arq's cron does when the sweep is due: enqueue the job of the cron's name.
+    pool = await create_pool(
+        RedisSettings.from_dsn(settings.redis_url),
+        job_serializer=arq_serialize,
+        job_deserializer=arq_deserialize,
+        default_queue_name=store.keys.queue,
+    )
+    try:
+        assert await pool.enqueue_job(sweep_cron_name(settings.key_prefix)) is not None
+    finally:
+        await pool.aclose()
+    await _burst(settings, agent)
+    doc = await _doc(store, execution_id)
+    assert (doc["status"], doc["error"]) == ("timeout", "execution deadline exceeded")
+    assert len(agent.requests) == 1
