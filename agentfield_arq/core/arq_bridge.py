@@ -73,6 +73,10 @@ IN_PROGRESS_KEY_PREFIX = in_progress_key_prefix
 # `expires_extra_ms`). A delivery job's record lives as long as its execution's.
 JOB_PAYLOAD_TTL_MS = 86_400_000
 
+# Lifecycle entries read per XREAD while waiting to be woken.
+READ_COUNT = 100
+_QUEUED = Status.QUEUED.value.encode()
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
@@ -112,10 +116,6 @@ def sweep_cron_name(key_prefix: str) -> str:
     """The sweep's cron job name. arq derives cron job ids, and so their job and lock keys, from
     the name alone, without the queue: the key prefix keeps deployments on one Redis apart."""
     return f"{SWEEP_DEADLINES}:{key_prefix}"
-
-
-READ_COUNT = 100
-_QUEUED = Status.QUEUED.value.encode()
 
 
 class Wake:
