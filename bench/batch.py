@@ -5,7 +5,7 @@ Redis holding the same settled executions.
 The target compares the server's path with a lean HTTP client (`load.KeepAlive`) to an MGET with
 redis-py as anyone would call it (`redis.asyncio.Redis.from_url`). Two more rows show what is
 not ours to change: the same request through httpx, and the same MGET with the hiredis command
-packer our own processes use (agentfield_arq/connection.py).
+packer our own processes use (agentfield_arq/core/connection.py).
 """
 
 from __future__ import annotations
@@ -100,6 +100,6 @@ async def measure(h: Harness, plan: Plan, agent_url: str) -> list[Figure]:
         figure(
             "batch_mget_packed", f"  raw MGET of {n:,}, hiredis-packed", "ms", samples["packed"],
             samples["plain"], ratio_of="packed / redis-py MGET",
-            note="the packer our processes use (agentfield_arq/connection.py)",
+            note="the packer our processes use (agentfield_arq/core/connection.py)",
         ),
     ]  # fmt: skip

@@ -5,10 +5,10 @@
         value = await client.result(submitted.execution_id)
 
 Both build their requests with `calls.py` and differ only in sending them. Answers decode into
-the Structs of `answers.py`, and error answers raise the classes of `errors.py` named by their
-`code`. Nothing is retried here: whether resending is safe is the
-caller's call (ControlPlaneUnreachable's `request_sent` says whether the request may have
-arrived).
+the kernel's Structs (`kernel/models.py`) through `answers.py`, and error answers raise the
+classes of `kernel/errors.py` named by their `code`. Nothing is retried here: whether resending
+is safe is the caller's call (ControlPlaneUnreachable's `request_sent` says whether the request
+may have arrived).
 """
 
 from __future__ import annotations
