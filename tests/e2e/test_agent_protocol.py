@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.e2e.conftest import System
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_2xx_answer_is_the_result(system: System) -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from tests.e2e.conftest import System, deployed
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def short_deadlines(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:

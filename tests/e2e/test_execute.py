@@ -3,7 +3,11 @@ that need no worker or agent are in tests/integration/test_api.py."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.conftest import System
+
+pytestmark = pytest.mark.e2e
 
 
 def test_async_execute_answers_202_with_ids_and_the_agent_result_arrives(system: System) -> None:

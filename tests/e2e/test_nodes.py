@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.agent_app import registration
 from tests.e2e.conftest import System
+
+pytestmark = pytest.mark.e2e
 
 
 def test_register_answers_201_and_keeps_unknown_fields(system: System) -> None:

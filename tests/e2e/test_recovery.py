@@ -11,6 +11,8 @@ import pytest
 from agentfield_arq.core.settings import from_env
 from tests.e2e.conftest import System, deployed
 
+pytestmark = pytest.mark.e2e
+
 AGENT_TIMEOUT_S = 2
 
 

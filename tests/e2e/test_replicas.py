@@ -4,9 +4,12 @@ completion reported to another, and a replica whose Redis is gone says so on /he
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from agentfield_arq.ops.embedded import free_port
 from tests.e2e.conftest import System
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_sync_request_on_one_replica_ends_on_a_callback_received_by_another(

@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from agentfield_arq.kernel.status import TERMINAL_STATUSES
 from agentfield_arq.ops.embedded import free_port
+
+pytestmark = pytest.mark.e2e
 
 READY_TIMEOUT_S = 60.0
 

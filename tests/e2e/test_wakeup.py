@@ -9,6 +9,8 @@ import pytest
 
 from tests.e2e.conftest import System, deployed
 
+pytestmark = pytest.mark.e2e
+
 POLL_DELAY_S = 5.0
 
 

@@ -22,6 +22,8 @@ from agentfield_arq.kernel.status import TERMINAL_STATUSES
 from tests.e2e.conftest import System, deployed
 from tests.e2e.receiver import Plan, Receiver
 
+pytestmark = pytest.mark.e2e
+
 SECRET = "whsec_" + base64.b64encode(b"an e2e webhook signing key").decode()
 RAW_SECRET = "a plain e2e secret"
 WEBHOOK_TIMEOUT_S = 5

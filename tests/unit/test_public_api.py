@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import agentfield_arq
 
 
@@ -39,16 +36,3 @@ def test_every_exported_name_exists_and_is_documented() -> None:
         value = getattr(agentfield_arq, name)
         if name != "__version__":
             assert value.__doc__, name
-
-
-def test_importing_the_sdk_loads_neither_the_control_plane_nor_redis() -> None:
-    # A fresh interpreter: this one has long imported the whole package.
-    probe = (
-        "import sys, agentfield_arq; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'redis', 'arq'} "
-        "or m.startswith('agentfield_arq.core')))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    assert loaded.strip() == "[]"

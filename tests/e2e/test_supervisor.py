@@ -1,11 +1,16 @@
-"""The run command's supervisor restarts a child that dies, after a growing delay."""
+"""The run command's supervisor restarts a child that dies, after a growing delay. Its children
+are real processes (a Python that exits at once), so this lives with the tests that spawn."""
 
 from __future__ import annotations
 
 import os
 import sys
 
+import pytest
+
 from agentfield_arq.ops.supervisor import Child, Supervisor
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_dead_child_is_restarted_after_its_delay() -> None:
