@@ -1,7 +1,9 @@
 """A programmable agent for end-to-end tests, run as its own process on 127.0.0.1.
 
 Each reasoner shows one behaviour of the agent protocol; `GET /calls/{execution_id}` tells
-how often an execution was invoked and the most invocations that were in flight at once.
+how often an execution was invoked and the most invocations that were in flight at once, and
+with counts in its query (`?in_flight=1&wait_s=10`) answers once they are reached (408 after
+`wait_s`), so that tests wait for the agent's event instead of asking again and again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from starlette.routing import Route
 REASONERS = ["echo", "none", "listing", "accept", "accept_fail", "late", "reject", "boom",
              "flaky", "hang", "slow", "block", "text"]  # fmt: skip
 SKILLS = ["add"]
+COUNTS = ("calls", "peak", "in_flight")
 
 
 def create_app(api_url: str) -> Starlette:
@@ -30,6 +33,11 @@ def create_app(api_url: str) -> Starlette:
     in_flight: Counter[str] = Counter()
     peak: Counter[str] = Counter()
     tasks: set[asyncio.Task[None]] = set()
+    watchers: set[asyncio.Event] = set()
+
+    def counted() -> None:
+        for watcher in watchers:
+            watcher.set()
 
     async def callback(execution_id: str, body: dict[str, Any], delay_s: float) -> None:
         await asyncio.sleep(delay_s)
@@ -48,10 +56,12 @@ def create_app(api_url: str) -> Starlette:
         calls[execution_id] += 1
         in_flight[execution_id] += 1
         peak[execution_id] = max(peak[execution_id], in_flight[execution_id])
+        counted()
         try:
             return await behave(name, body, execution_id, request)
         finally:
             in_flight[execution_id] -= 1
+            counted()
 
     async def behave(name: str, body: dict[str, Any], eid: str, request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items() if k.startswith("x-")}
@@ -96,7 +106,23 @@ def create_app(api_url: str) -> Starlette:
 
     async def stats(request: Request) -> Response:
         eid = request.path_params["execution_id"]
-        return JSONResponse({"calls": calls[eid], "peak": peak[eid], "in_flight": in_flight[eid]})
+        expected = {k: int(v) for k, v in request.query_params.items() if k in COUNTS}
+
+        def now() -> dict[str, int]:
+            return {"calls": calls[eid], "peak": peak[eid], "in_flight": in_flight[eid]}
+
+        watcher = asyncio.Event()
+        watchers.add(watcher)
+        try:
+            async with asyncio.timeout(float(request.query_params.get("wait_s", 0))):
+                while any(now()[k] != v for k, v in expected.items()):
+                    await watcher.wait()
+                    watcher.clear()
+        except TimeoutError:
+            return JSONResponse(now(), 408)
+        finally:
+            watchers.discard(watcher)
+        return JSONResponse(now())
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -12,17 +12,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
-from agentfield_arq.kernel.status import TERMINAL_STATUSES
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
 from tests.e2e.agent_app import registration
+from tests.e2e.waits import notify_keyspace_events, on_writes, poll, terminal
+
+T = TypeVar("T")
 
 READY_TIMEOUT_S = 30.0
 _prefixes = itertools.count(1)
@@ -89,16 +90,14 @@ class System:
         assert answer.status_code == 201, answer.text
 
     def _wait_http(self, url: str, *, any_status: bool = False) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             try:
-                status: int | None = httpx.get(url, timeout=5.0).status_code
+                status = httpx.get(url, timeout=5.0).status_code
             except httpx.HTTPError:
-                status = None
-            if status == 200 or (any_status and status is not None):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"{url} did not come up; logs in {self.logs}")
+                return False
+            return status == 200 or any_status
+
+        poll(answers, f"{url} to answer; logs in {self.logs}", READY_TIMEOUT_S)
 
     def kill(self, name: str) -> None:
         """SIGKILL one process, as a crash would."""
@@ -129,25 +128,44 @@ class System:
         return execution_id
 
     def wait(self, execution_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
-        """Poll one execution until it is terminal (or fail the test at the timeout)."""
-        deadline = time.monotonic() + timeout_s
-        doc: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            doc = self.http.get(f"/api/v1/executions/{execution_id}").json()
-            if doc.get("status") in TERMINAL_STATUSES:
-                return doc
-            time.sleep(0.05)
-        raise AssertionError(f"{execution_id} not terminal after {timeout_s}s: {doc}")
+        """The execution's status document once it is terminal (its terminal entry on the
+        lifecycle stream), or fail the test at the timeout."""
+        return terminal(
+            self.redis_url, self.prefix, execution_id, lambda: self.doc(execution_id), timeout_s
+        )
 
-    def agent_calls(self, execution_id: str) -> dict[str, int]:
-        """How the test agent saw this execution (calls, peak concurrency, in flight)."""
-        stats: dict[str, int] = httpx.get(f"{self.agent_url}/calls/{execution_id}").json()
+    def doc(self, execution_id: str) -> dict[str, Any]:
+        """The execution's status document as GET answers it now."""
+        doc: dict[str, Any] = self.http.get(f"/api/v1/executions/{execution_id}").json()
+        return doc
+
+    def until(self, condition: Callable[[], T], what: str, timeout_s: float = 20.0) -> T:
+        """`condition()` once it is truthy, re-checked whenever this system writes to Redis;
+        fails the test after `timeout_s`."""
+        return on_writes(self.redis_url, self.prefix, condition, what, timeout_s)
+
+    def agent_calls(
+        self, execution_id: str, within_s: float = 20.0, **expected: int
+    ) -> dict[str, int]:
+        """How the test agent saw this execution (calls, peak concurrency, in flight); with
+        `expected` counts, as soon as the agent's counts are these, failing the test if they
+        are not within `within_s` (the agent holds the request until they are)."""
+        wait = {"wait_s": within_s} if expected else {}
+        answer = httpx.get(
+            f"{self.agent_url}/calls/{execution_id}",
+            params={**expected, **wait},
+            timeout=within_s + 10,
+        )
+        stats: dict[str, int] = answer.json()
+        assert answer.status_code == 200, f"{execution_id}: {stats}, not {expected}, in {within_s}s"
         return stats
 
 
 @pytest.fixture(scope="module")
 def e2e_redis(redis_server: EmbeddedRedis) -> str:
-    """The session's Redis; e2e modules isolate themselves by key prefix, not by flushing."""
+    """The session's Redis; e2e modules isolate themselves by key prefix, not by flushing, and
+    wait on its keyspace notifications instead of polling."""
+    notify_keyspace_events(redis_server.url)
     return redis_server.url
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,13 @@ def start_node(system: System, node_id: str, *argv: str, **env: str) -> None:
     with (system.logs / f"{node_id}.log").open("ab") as log:
         process = subprocess.Popen(argv, env={**system.env, **env}, stdout=log, stderr=log)
     system.processes[node_id] = process
-    deadline = time.monotonic() + REGISTER_TIMEOUT_S
-    while True:
-        record = node(system, node_id)
-        if record.get("status") == "active" and record.get("base_url") != before:
-            return
+
+    def registered() -> bool:
         assert process.poll() is None, f"{node_id} exited; logs in {system.logs}"
-        assert time.monotonic() < deadline, f"{node_id} did not register; logs in {system.logs}"
-        time.sleep(0.05)
+        record = node(system, node_id)
+        return record.get("status") == "active" and record.get("base_url") != before
+
+    system.until(registered, f"{node_id} to register; logs in {system.logs}", REGISTER_TIMEOUT_S)
 
 
 def stop_node(system: System, node_id: str) -> subprocess.Popen[bytes]:
@@ -72,12 +70,3 @@ def children(system: System, parent_id: str) -> dict[str, dict[str, str]]:
     finally:
         client.close()
     return found
-
-
-def wait_until(condition: Any, what: str, timeout_s: float = 20.0) -> Any:
-    """Poll `condition()` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value

@@ -45,6 +45,7 @@ class Receiver:
         self.plans: dict[str, Plan] = {}
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
         self.release = threading.Event()
         self.server = ThreadingHTTPServer((host, 0), _Handler)
         self.server.daemon_threads = True
@@ -62,22 +63,27 @@ class Receiver:
     def requests(self, path: str) -> list[Received]:
         """What `path` received so far, in order."""
         with self.lock:
-            return [r for r in self.received if r.path == path]
+            return self._requests(path)
 
     def wait(self, path: str, count: int = 1, timeout_s: float = 20.0) -> list[Received]:
-        """Poll until `path` has received `count` requests (or fail at the timeout)."""
-        deadline = time.monotonic() + timeout_s
-        while len(got := self.requests(path)) < count:
-            assert time.monotonic() < deadline, f"{path}: {len(got)} of {count} requests"
-            time.sleep(0.005)
+        """What `path` received, once that is `count` requests (or fail at the timeout); woken
+        by each request as it arrives."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self._requests(path)) >= count, timeout_s)
+            got = self._requests(path)
+        assert len(got) >= count, f"{path}: {len(got)} of {count} requests in {timeout_s}s"
         return got
+
+    def _requests(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
 
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int | None, Plan]:
         """Record a request; returns the status to answer (None: hang) and the plan."""
-        with self.lock:
+        with self.arrived:
             seen = sum(1 for r in self.received if r.path == path)
             self.received.append(Received(path, headers, body, time.time()))
             plan = self.plans.get(path, Plan())
+            self.arrived.notify_all()
         if plan.hang_first and seen == 0:
             return None, plan
         index = seen - 1 if plan.hang_first else seen

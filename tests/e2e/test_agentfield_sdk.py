@@ -23,7 +23,7 @@ import redis
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.ops.embedded import free_port
 from tests.e2e.conftest import System, deployed
-from tests.e2e.nodes import children, node, start_node, stop_node, wait_until
+from tests.e2e.nodes import children, node, start_node, stop_node
 
 
 def _sdk_python() -> str | None:
@@ -98,7 +98,7 @@ def test_it_registers_its_reasoners_and_skills_and_keeps_heartbeating(compat: Sy
     assert record["reasoners"][0]["input_schema"]["required"] == ["ticker"]
     assert record["team_id"] == "default"
     first = record["last_heartbeat"]
-    wait_until(lambda: node(compat, "classic")["last_heartbeat"] != first, "a heartbeat", 15)
+    compat.until(lambda: node(compat, "classic")["last_heartbeat"] != first, "a heartbeat", 15)
     assert node(compat, "classic")["agent_status"] == "ready"
 
 
@@ -160,7 +160,7 @@ def test_its_telemetry_and_logs_are_recorded_and_never_finalise_anything(compat:
     execution_id = compat.submit("classic.analyze", {"input": {"ticker": "T"}})
     assert compat.wait(execution_id)["status"] == "succeeded"
     keys = Keys(compat.prefix)
-    events = wait_until(
+    events = compat.until(
         lambda: (
             {
                 e["status"]
@@ -172,7 +172,7 @@ def test_its_telemetry_and_logs_are_recorded_and_never_finalise_anything(compat:
         "the SDK's start and end events",
     )
     assert events
-    logs = wait_until(
+    logs = compat.until(
         lambda: [
             e for e in stream(compat, keys.execution_logs) if e["execution_id"] == execution_id
         ],

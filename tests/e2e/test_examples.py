@@ -13,7 +13,7 @@ import pytest
 
 from agentfield_arq import AsyncClient, Client
 from tests.e2e.conftest import System, deployed
-from tests.e2e.nodes import children, execution_fields, node, start_node, stop_node, wait_until
+from tests.e2e.nodes import children, execution_fields, node, start_node, stop_node
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +118,7 @@ def test_a_call_to_a_stopped_agent_is_retried_until_it_is_back_and_the_report_co
     stop_node(sdk_system, "finance").wait(30)
     report_id = sdk_system.submit(REPORT, {"input": {"quarter": "Q2"}})
     # The run has reached the stopped agent: its call is queued for retry meanwhile.
-    wait_until(
+    sdk_system.until(
         lambda: int(
             children(sdk_system, report_id).get("finance.deep_analysis", {}).get("attempt", 0)
         ),
@@ -136,7 +136,7 @@ def test_sigterm_lets_a_running_reasoner_finish_then_the_node_says_goodbye(
     sdk_system: System,
 ) -> None:
     execution_id = sdk_system.submit("sdk.slow", {"input": {"s": 1.0}})
-    wait_until(
+    sdk_system.until(
         lambda: execution_fields(sdk_system, execution_id).get("phase") == "awaiting_callback",
         "the agent to accept the execution",
     )

@@ -18,7 +18,6 @@ import pytest
 from standardwebhooks import Webhook
 
 from agentfield_arq.core.settings import from_env
-from agentfield_arq.kernel.status import TERMINAL_STATUSES
 from tests.e2e.conftest import System, deployed
 from tests.e2e.receiver import Plan, Receiver
 
@@ -63,13 +62,11 @@ def _submit(
 
 
 def _webhook_state(system: System, execution_id: str, state: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    doc: dict[str, Any] = {}
-    while doc.get("webhook_status") != state:
-        assert time.monotonic() < deadline, doc
-        time.sleep(0.02)
-        doc = system.http.get(f"/api/v1/executions/{execution_id}").json()
-    return doc
+    def reached() -> dict[str, Any]:
+        doc = system.doc(execution_id)
+        return doc if doc.get("webhook_status") == state else {}
+
+    return system.until(reached, f"{execution_id}'s webhook to be {state}", 30)
 
 
 def _agentfield_signature(secret: str, body: bytes) -> str:
@@ -118,11 +115,9 @@ def test_a_plain_secret_signs_with_its_own_bytes(hooks: System, receiver: Receiv
 def test_nothing_is_sent_while_a_slow_execution_runs(hooks: System, receiver: Receiver) -> None:
     url = receiver.plan("/slow")
     execution_id = _submit(hooks, url, target="e2e.accept", body={"delay": 1.5})
-    doc = hooks.http.get(f"/api/v1/executions/{execution_id}").json()
-    while doc["status"] not in TERMINAL_STATUSES:
-        assert receiver.requests("/slow") == []
-        time.sleep(0.05)
-        doc = hooks.http.get(f"/api/v1/executions/{execution_id}").json()
+    doc = hooks.wait(execution_id)
+    # Whenever it came, the first request is stamped by the receiver on arrival: a webhook
+    # sent during the 1.5 s run would arrive before the execution was completed.
     request = receiver.wait("/slow")[0]
     assert request.at >= _epoch(doc["completed_at"])
     assert request.json()["result"] == {"delay": 1.5}
