@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from agentfield_arq.core.completions import IDLE_TAIL_S, Completions
@@ -16,10 +18,42 @@ from agentfield_arq.core.settings import Settings
 pytestmark = pytest.mark.integration
 
 
+class Observed(Completions):
+    """The follower under test, unchanged, with its idle moves to the stream's tail counted so
+    that a test can wait for the next one instead of sleeping for about as long."""
+
+    def __init__(self, client: Redis, keys: Keys) -> None:
+        super().__init__(client, keys)
+        self.tails = 0
+        self._tailed = asyncio.Condition()
+
+    async def _tail(self) -> bytes | str:
+        cursor = await super()._tail()
+        async with self._tailed:
+            self.tails += 1
+            self._tailed.notify_all()
+        return cursor
+
+    async def tailed(self, times: int) -> None:
+        """Return once the cursor has moved to the tail `times` more times (each move waits
+        out IDLE_TAIL_S of idleness: that much time must pass, by design)."""
+        target, timeout_s = self.tails + times, IDLE_TAIL_S * (times + 4)
+        try:
+            async with self._tailed:
+                await asyncio.wait_for(
+                    self._tailed.wait_for(lambda: self.tails >= target), timeout_s
+                )
+        except TimeoutError:
+            missing = target - self.tails
+            raise AssertionError(
+                f"{missing} of {times} idle moves missing after {timeout_s}s"
+            ) from None
+
+
 @pytest.fixture
-async def completions(settings: Settings) -> AsyncIterator[Completions]:
+async def completions(settings: Settings) -> AsyncIterator[Observed]:
     reader = connect(settings.redis_url)
-    follower = Completions(reader, Keys(settings.key_prefix))
+    follower = Observed(reader, Keys(settings.key_prefix))
     task = asyncio.create_task(follower.run())
     yield follower
     task.cancel()
@@ -47,22 +81,25 @@ async def test_a_waiter_is_woken_by_the_terminal_event_of_its_execution(
 
 
 async def test_a_waiter_arriving_after_an_idle_spell_misses_no_event(
-    completions: Completions, redis_client: Redis
+    completions: Observed, redis_client: Redis, settings: Settings
 ) -> None:
     await _event(redis_client, "exec_old", "succeeded")
-    await asyncio.sleep(IDLE_TAIL_S * 2.5)
-    async with completions.watch("exec_b") as finished:
-        # Appended at once, before the reader has had a chance to run again.
-        await _event(redis_client, "exec_b", "succeeded")
-        await asyncio.wait_for(finished, 5)
+    # Two moves: the second began after the event, so the cursor is at it, not before it.
+    await completions.tailed(2)
+    with contextlib.closing(redis.Redis.from_url(settings.redis_url)) as blocking:
+        async with completions.watch("exec_b") as finished:
+            # Appended before the reader can run again: a blocking call yields to no one.
+            blocking.xadd(Keys("t").events, {"execution_id": "exec_b", "status": "succeeded"})
+            await asyncio.wait_for(finished, 5)
 
 
 async def test_while_nobody_waits_the_reader_does_not_follow_the_stream(
-    completions: Completions, redis_client: Redis
+    completions: Observed, redis_client: Redis
 ) -> None:
-    await asyncio.sleep(IDLE_TAIL_S)
+    await completions.tailed(1)  # running, and idle: nobody waits
     before = await _xread_calls(redis_client)
     for n in range(50):
         await _event(redis_client, f"exec_{n}", "queued")
-    await asyncio.sleep(IDLE_TAIL_S * 1.5)
+    # Two more moves: one whole idle spell passed after the events, in which it read none.
+    await completions.tailed(2)
     assert await _xread_calls(redis_client) == before
