@@ -4,6 +4,7 @@ routes agents and clients use, records every request, and can be told to misbeha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import Callable
@@ -12,6 +13,9 @@ from typing import Any
 import httpx
 
 TERMINAL = {"succeeded", "failed", "cancelled", "timeout"}
+# What a test waits for may change without a request to this fake (an agent's own count of
+# running reasoners): `until` looks again at least this often.
+RECHECK_S = 0.01
 
 
 class FakeControlPlane:
@@ -24,6 +28,7 @@ class FakeControlPlane:
         self.outcomes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self.scripted: dict[tuple[str, str], list[httpx.Response | Exception]] = {}
         self._ids = itertools.count(1)
+        self._watchers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -47,17 +52,28 @@ class FakeControlPlane:
         ]
 
     async def until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-        """Poll `predicate` until true, failing the test at the deadline."""
+        """Return once `predicate()` holds, looked at again on every request this fake
+        receives (and every RECHECK_S); fail the test at the deadline."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while not predicate():
-            if loop.time() > deadline:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.002)
+            watcher = (loop, asyncio.Event())
+            self._watchers.add(watcher)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watcher[1].wait(), min(remaining, RECHECK_S))
+            finally:
+                self._watchers.discard(watcher)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Route one request (the MockTransport handler)."""
         self.requests.append(request)
+        for loop, received in self._watchers:
+            # Thread-safe: a sync client may send from another thread than the waiter's.
+            loop.call_soon_threadsafe(received.set)
         queue = self.scripted.get((request.method, request.url.path))
         if queue:
             answer = queue.pop(0)
