@@ -194,8 +194,9 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
         """True when waiting longer cannot change anything (terminal, or unknown id)."""
         return self.terminal or self.status == NOT_FOUND
 
-    def outcome(self) -> R | None:
-        """The result of a succeeded execution; raises ExecutionError subclasses otherwise."""
+    def outcome(self) -> Any:
+        """The result of a succeeded execution, as its agent returned it (None if it reported
+        none); raises ExecutionError subclasses otherwise."""
         if self.status == Status.SUCCEEDED:
             return None if self.result is msgspec.UNSET else self.result
         if self.status == NOT_FOUND:

@@ -62,7 +62,7 @@ def start_classic(system: System, node_id: str = "classic") -> None:
 def stream(system: System, key: str) -> list[dict[str, str]]:
     client = redis.Redis.from_url(system.redis_url, decode_responses=True)
     try:
-        return [fields for _, fields in client.xrange(key)]  # type: ignore[misc]
+        return [fields for _, fields in client.xrange(key)]  # type: ignore[union-attr]  # redis-py's sync stubs
     finally:
         client.close()
 

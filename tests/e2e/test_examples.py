@@ -156,7 +156,7 @@ async def test_the_async_client_waits_on_several_executions_with_shared_polls(
         failing = await client.execute_async("sdk.explode", {"reason": "no data"})
         found = await client.wait([report.execution_id, failing.execution_id], timeout_s=30)
     assert found[report.execution_id].status == "succeeded"
-    assert len(found[report.execution_id].result["sections"]) == 3
+    assert len(found[report.execution_id].outcome()["sections"]) == 3
     assert (found[failing.execution_id].status, found[failing.execution_id].error) == (
         "failed",
         "RuntimeError: no data",
@@ -167,4 +167,4 @@ def test_the_sync_client_runs_an_execution_through_the_sync_route(sdk_system: Sy
     with Client(sdk_system.api_url) as client:
         execution = client.execute("research.market_trends", {"quarter": "Q1"})
     assert execution.status == "succeeded"
-    assert execution.result["quarter"] == "Q1"
+    assert execution.outcome()["quarter"] == "Q1"

@@ -22,7 +22,7 @@ async def test_a_node_is_inactive_once_its_lease_lapses_and_active_after_a_heart
     await registry.register(b'{"id": "n1"}', node)
     assert (await registry.get("n1"))["status"] == "active"
     lapsed = now_ms() - int(settings.node_lease_s * 1000) - 1000
-    await redis_client.hset(registry.keys.node("n1"), "last_heartbeat_ms", lapsed)
+    await redis_client.hset(registry.keys.node("n1"), "last_heartbeat_ms", str(lapsed))  # type: ignore[misc]  # redis-py's async stubs
     assert (await registry.get("n1"))["status"] == "inactive"
     await registry.heartbeat("n1", None)
     assert (await registry.get("n1"))["status"] == "active"
@@ -36,7 +36,7 @@ async def test_re_registering_replaces_the_node_s_targets(
     second = NodeRegistration(id="n1", base_url="http://b:2", skills=[TargetSpec(id="new")])
     await registry.register(b'{"id": "n1"}', first)
     await registry.register(b'{"id": "n1"}', second)
-    targets = await redis_client.hgetall(registry.keys.node_targets("n1"))
+    targets = await redis_client.hgetall(registry.keys.node_targets("n1"))  # type: ignore[misc]  # redis-py's async stubs
     assert targets == {b"new": b"skill"}
     assert await registry.base_url("n1") == "http://b:2"
 
@@ -48,7 +48,7 @@ async def test_the_list_forgets_nodes_whose_records_expired(
     await registry.register(b'{"id": "n1"}', NodeRegistration(id="n1", base_url="http://a:1"))
     await redis_client.delete(registry.keys.node("n1"))
     assert await registry.list() == []
-    assert await redis_client.smembers(registry.keys.nodes) == set()
+    assert await redis_client.smembers(registry.keys.nodes) == set()  # type: ignore[misc]  # redis-py's async stubs
 
 
 async def test_a_node_that_reports_itself_offline_is_inactive_despite_heartbeats(
@@ -72,7 +72,7 @@ async def test_a_node_id_that_could_name_another_key_is_not_found(
             await registry.heartbeat(crafted, "ready")
         with pytest.raises(NodeNotFound):
             await registry.get(crafted)
-    assert await redis_client.hgetall(registry.keys.node_targets("fin")) == {b"r": b"reasoner"}
+    assert await redis_client.hgetall(registry.keys.node_targets("fin")) == {b"r": b"reasoner"}  # type: ignore[misc]  # redis-py's async stubs
 
 
 @pytest.mark.parametrize(
@@ -111,4 +111,4 @@ async def test_a_node_registering_again_while_the_list_forgets_it_keeps_its_plac
         keys=[registry.keys.nodes, registry.keys.node("n1")], args=["n1"]
     )
     assert forgotten == 0
-    assert await redis_client.smembers(registry.keys.nodes) == {b"n1"}
+    assert await redis_client.smembers(registry.keys.nodes) == {b"n1"}  # type: ignore[misc]  # redis-py's async stubs

@@ -129,7 +129,7 @@ async def test_a_cancel_and_a_deadline_timeout_announce_execution_failed(
     await cancel(store, cancelled)
     overdue = (await submit(store, "finance.deep_analysis", request, {})).execution_id
     await store.redis.zadd(store.keys.deadlines, {overdue: 0})
-    await store.redis.hset(store.keys.execution(overdue), "deadline_ms", "0")
+    await store.redis.hset(store.keys.execution(overdue), "deadline_ms", "0")  # type: ignore[misc]  # redis-py's async stubs
     http = httpx.AsyncClient(transport=httpx.MockTransport(Receiver()))
     runner = Runner(store, NodeRegistry(store.redis, settings), http, settings)
     assert await runner.sweep() == 1
@@ -283,7 +283,7 @@ async def test_attempt_records_are_capped_to_the_newest(
         attempt = await outbox.begin(execution_id, now_ms())
         assert isinstance(attempt, Attempt)
         await outbox.record(attempt, Outcome.RETRY, now_ms(), duration_ms=1, error="x")
-        await outbox.redis.hset(outbox.keys.webhook(execution_id), "round_attempts", "0")
+        await outbox.redis.hset(outbox.keys.webhook(execution_id), "round_attempts", "0")  # type: ignore[misc]  # redis-py's async stubs
     events = (await _view(store, execution_id))["webhook_events"]
     assert len(events) == WEBHOOK_EVENTS_MAX
     assert events[-1]["attempt"] == WEBHOOK_EVENTS_MAX + 5
@@ -301,7 +301,7 @@ async def test_redrive_refuses_unknown_plain_unfinished_and_closing_executions(
     with pytest.raises(ExecutionNotTerminal, match="queued"):
         await outbox.redrive(queued, now_ms())
     closing = await _terminal(store)
-    await outbox.redis.hset(outbox.keys.webhook(closing), "state", "delivered")
+    await outbox.redis.hset(outbox.keys.webhook(closing), "state", "delivered")  # type: ignore[misc]  # redis-py's async stubs
     await redis_client.set(store.keys.arq_in_progress(delivery_job_id(closing)), b"1")
     with pytest.raises(WebhookBusy):
         await outbox.redrive(closing, now_ms())

@@ -102,7 +102,7 @@ class FakeControlPlane:
         execution_id = f"exec_{next(self._ids)}"
         run_id = request.headers.get("x-run-id") or f"run_{execution_id}"
         payload = json.loads(request.content)["input"]
-        outcome = self.outcomes.get(target, lambda given: {"status": "succeeded", "result": given})
+        outcome = self.outcomes.get(target) or _succeeds
         self.executions[execution_id] = {
             "execution_id": execution_id,
             "run_id": run_id,
@@ -111,3 +111,8 @@ class FakeControlPlane:
         }
         answer = {"execution_id": execution_id, "run_id": run_id, "status": "queued"}
         return httpx.Response(202, json=answer)
+
+
+def _succeeds(given: dict[str, Any]) -> dict[str, Any]:
+    """The default outcome: the execution succeeds with its input as its result."""
+    return {"status": "succeeded", "result": given}

@@ -73,7 +73,7 @@ async def test_three_concurrent_calls_are_waited_on_by_one_shared_batch_poll(
         app.call("research.market_trends", quarter="Q3"),
         app.call("analytics.churn_report", quarter="Q3"),
     )
-    assert results == [{"quarter": "Q3"}] * 3
+    assert list(results) == [{"quarter": "Q3"}] * 3
     (poll,) = cp.bodies("POST", "/api/v1/executions/batch-status")
     assert sorted(poll["execution_ids"]) == ["exec_1", "exec_2", "exec_3"]
     assert cp.sent("GET", "/api/v1/executions/") == []

@@ -13,6 +13,7 @@ from standardwebhooks import Webhook
 
 from agentfield_arq import InvalidSignature, verify
 from agentfield_arq.kernel.signing import (
+    Scheme,
     agentfield_signature,
     signature_headers,
     standard_key,
@@ -78,14 +79,14 @@ def test_verify_reads_header_names_in_any_case() -> None:
 
 
 @pytest.mark.parametrize("scheme", ["standard", "agentfield"])
-def test_verify_refuses_a_changed_body(scheme: str) -> None:
+def test_verify_refuses_a_changed_body(scheme: Scheme) -> None:
     headers = signature_headers("s3cret", "msg_1", NOW, BODY)
     with pytest.raises(InvalidSignature):
         verify(BODY.replace(b"1}", b"2}"), headers, "s3cret", scheme=scheme, now=NOW)
 
 
 @pytest.mark.parametrize("scheme", ["standard", "agentfield"])
-def test_verify_refuses_another_secret(scheme: str) -> None:
+def test_verify_refuses_another_secret(scheme: Scheme) -> None:
     headers = signature_headers("s3cret", "msg_1", NOW, BODY)
     with pytest.raises(InvalidSignature):
         verify(BODY, headers, "other", scheme=scheme, now=NOW)
