@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from agentfield_arq.kernel import errors
+
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text()
 ROOMS = ("kernel", "sdk", "client", "core", "api", "workers", "ops")
@@ -33,3 +35,17 @@ def test_every_module_a_row_names_exists() -> None:
         for room in ROOMS
     }
     assert {room: names for room, names in stale.items() if names} == {}
+
+
+def test_the_contract_lists_every_error_code_with_its_status() -> None:
+    contract = (ROOT / "docs" / "contract.md").read_text()
+    stack: list[type[errors.ApiError]] = [errors.ApiError]
+    missing = []
+    while stack:
+        kind = stack.pop()
+        stack.extend(kind.__subclasses__())
+        cell = rf"^\| [^|]*`{kind.code}`[^|]*\| {errors.http_status(kind)} \|"
+        row = re.search(cell, contract, re.M)
+        if row is None:
+            missing.append(f"{kind.code} {errors.http_status(kind)}")
+    assert missing == []
