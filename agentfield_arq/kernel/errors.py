@@ -1,4 +1,4 @@
-"""One exception tree for the whole control plane.
+"""One exception tree for the whole package: control plane, SDK and client alike.
 
 AgentFieldArqError
 ├── ConfigurationError          a setting is unknown or malformed (start-up only)
