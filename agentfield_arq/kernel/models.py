@@ -58,8 +58,9 @@ class CallbackRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     duration_ms: int | float | None = None
     completed_at: str | None = None
     progress: Any = None
-    execution_id: str | None = None
-    reasoner: str | None = None
+    # Sent by the SDKs, never read: any JSON is accepted, as before these were declared.
+    execution_id: Any = None
+    reasoner: Any = None
 
 
 class TargetSpec(msgspec.Struct, kw_only=True):
@@ -69,7 +70,8 @@ class TargetSpec(msgspec.Struct, kw_only=True):
     input_schema: Any = None
     output_schema: Any = None
     tags: list[str] = []
-    description: str | None = None
+    # Announced by the SDK when the function has a docstring; never read by the control plane.
+    description: Any = msgspec.UNSET
 
 
 class NodeRegistration(msgspec.Struct, kw_only=True):
@@ -81,8 +83,9 @@ class NodeRegistration(msgspec.Struct, kw_only=True):
     version: str = ""
     reasoners: list[TargetSpec] = []
     skills: list[TargetSpec] = []
-    lifecycle_status: str | None = None
-    metadata: dict[str, Any] | None = None
+    # Sent by the SDKs and kept in the stored record; never read, so any JSON is accepted.
+    lifecycle_status: Any = None
+    metadata: Any = None
 
 
 class HeartbeatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -125,9 +128,11 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str = ""
     code: str = ""
     execution_id: str | None = None
-    run_id: str | None = None
-    status: str | None = None
-    field: str | None = None
+    # Not read by the client: typed loosely, so that another server's error body (a numeric
+    # `status`, say) still decodes and keeps its `error` and `code`.
+    run_id: Any = None
+    status: Any = None
+    field: Any = None
     redis: str | None = None
 
 

@@ -48,7 +48,7 @@ class Target:
             input_schema=self.input_schema,
             output_schema=self.output_schema,
             tags=list(self.tags),
-            description=self.description,
+            description=self.description or msgspec.UNSET,
         )
 
     def bind(self, body: bytes) -> dict[str, Any]:
