@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP statuses and `{"error", "code"}` bodies."""
+"""Where the API's errors become answers: `{"error", "code"}` bodies (ErrorBody), with the
+status of `kernel/errors.HTTP_STATUS`; Redis outages, Starlette's own errors and bugs too."""
 
 from __future__ import annotations
 

@@ -162,11 +162,13 @@ class System:
 
 
 @pytest.fixture(scope="module")
-def e2e_redis(redis_server: EmbeddedRedis) -> str:
+def e2e_redis(redis_server: EmbeddedRedis) -> Iterator[str]:
     """The session's Redis; e2e modules isolate themselves by key prefix, not by flushing, and
-    wait on its keyspace notifications instead of polling."""
-    notify_keyspace_events(redis_server.url)
-    return redis_server.url
+    wait on its keyspace notifications instead of polling (turned off again afterwards, so that
+    the other tiers do not pay for them)."""
+    notify_keyspace_events(redis_server.url, "KA")
+    yield redis_server.url
+    notify_keyspace_events(redis_server.url, "")
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 def test_importing_the_sdk_loads_neither_the_control_plane_nor_redis() -> None:
     probe = (
-        "import sys, agentfield_arq; "
+        "import sys; from agentfield_arq import Agent, AsyncClient, Client, verify; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'redis', 'arq'} "
         "or m.startswith('agentfield_arq.core')))"
     )

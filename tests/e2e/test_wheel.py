@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
-
 ROOT = Path(__file__).resolve().parents[2]
 # What a checkout holds that is not source (virtual environments, caches, build output).
 NOT_SOURCE = shutil.ignore_patterns(
@@ -20,6 +18,8 @@ NOT_SOURCE = shutil.ignore_patterns(
     "results",
 )  # fmt: skip
 PIP_TIMEOUT_S = 300
+# Building and installing with pip takes longer than a test's default limit on a busy machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(PIP_TIMEOUT_S * 2)]
 
 
 def _run(*argv: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:

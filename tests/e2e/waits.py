@@ -45,10 +45,11 @@ def poll(condition: Callable[[], T], what: str, timeout_s: float) -> T:
     return value
 
 
-def notify_keyspace_events(redis_url: str) -> None:
-    """Have the server publish every write's key (ours: the test session started it)."""
+def notify_keyspace_events(redis_url: str, classes: str) -> None:
+    """Set which writes the server announces ("KA": every write's key; "": none). Ours to set:
+    the test session started that server."""
     with contextlib.closing(redis.Redis.from_url(redis_url)) as client:
-        client.config_set("notify-keyspace-events", "KA")
+        client.config_set("notify-keyspace-events", classes)
 
 
 def on_writes(

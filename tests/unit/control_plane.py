@@ -71,7 +71,8 @@ class FakeControlPlane:
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Route one request (the MockTransport handler)."""
         self.requests.append(request)
-        for loop, received in self._watchers:
+        # A copy: the waiters' loop adds and discards watchers while this thread iterates.
+        for loop, received in list(self._watchers):
             # Thread-safe: a sync client may send from another thread than the waiter's.
             loop.call_soon_threadsafe(received.set)
         queue = self.scripted.get((request.method, request.url.path))
