@@ -94,6 +94,12 @@ class Keys:
         """Set: ids of registered nodes."""
         return f"{self.prefix}:nodes"
 
+    @property
+    def all_keys(self) -> str:
+        """A glob matching every key of this prefix (SCAN MATCH, keyspace notifications); arq's
+        own job keys are not under it."""
+        return f"{self.prefix}:*"
+
     def node(self, node_id: str) -> str:
         """Hash: one node's registration, base URL and last heartbeat."""
         return f"{self.prefix}:node:{node_id}"

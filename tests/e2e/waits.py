@@ -62,7 +62,7 @@ def on_writes(
     client = redis.Redis.from_url(redis_url)
     subscriber: Any = PubSub(client.connection_pool)  # redis-py leaves its methods untyped
     with contextlib.closing(client), contextlib.closing(subscriber) as writes:
-        writes.psubscribe(f"__keyspace@*__:{prefix}:*")
+        writes.psubscribe(f"__keyspace@*__:{Keys(prefix).all_keys}")
         confirmed = writes.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
         assert confirmed is not None, "Redis did not confirm the keyspace subscription"
         while not (value := condition()):
