@@ -10,7 +10,9 @@ COPY agentfield_arq ./agentfield_arq
 COPY api ./api
 COPY workers ./workers
 COPY examples ./examples
-RUN pip install ".[server]" && useradd --system --uid 10001 agentfield
+# /keys: where compose's `keys` service writes the API keys (its volumes take this ownership).
+RUN pip install ".[server]" && useradd --system --uid 10001 agentfield \
+    && mkdir -p /keys/agents && chown -R agentfield /keys && chmod -R 700 /keys
 
 USER agentfield
 EXPOSE 8080

@@ -14,17 +14,20 @@ from agentfield_arq.api.deps import Deps
 from agentfield_arq.api.errors import HANDLERS
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.connection import connect
+from agentfield_arq.core.credentials import KeyStore, well_formed
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.errors import ConfigurationError
 
 
 def create_app(settings: Settings) -> Starlette:
     """Build the API for `settings`; Redis clients live as long as the app's lifespan."""
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url")
+    check_auth(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -33,6 +36,7 @@ def create_app(settings: Settings) -> Starlette:
         reader = connect(settings.redis_url)
         keys = Keys(settings.key_prefix)
         completions = Completions(reader, keys)
+        credentials = KeyStore(redis, settings)
         task = asyncio.create_task(completions.run(), name="completions")
         try:
             yield {
@@ -43,6 +47,7 @@ def create_app(settings: Settings) -> Starlette:
                     nodes=NodeRegistry(redis, settings),
                     completions=completions,
                     outbox=Outbox(redis, settings),
+                    credentials=credentials,
                 )
             }
         finally:
@@ -53,3 +58,17 @@ def create_app(settings: Settings) -> Starlette:
             await redis.aclose()
 
     return Starlette(routes=routes.table(), exception_handlers=HANDLERS, lifespan=lifespan)
+
+
+def check_auth(settings: Settings) -> None:
+    """Refuse to serve without auth beyond loopback, or with a bootstrap key of the wrong shape."""
+    if not settings.auth and not settings.loopback_only:
+        raise ConfigurationError(
+            f"AGENTFIELD_ARQ_AUTH=false is only allowed on a loopback AGENTFIELD_ARQ_API_HOST, "
+            f"not {settings.api_host!r}"
+        )
+    if settings.admin_key and not well_formed(settings.admin_key):
+        raise ConfigurationError(
+            "invalid setting: AGENTFIELD_ARQ_ADMIN_KEY must look like a key of "
+            "`agentfield-arq keys create` (afk_ and 20-200 URL-safe characters)"
+        )

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 
 from agentfield_arq.core.completions import Completions
+from agentfield_arq.core.credentials import KeyStore
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
@@ -24,6 +25,7 @@ class Deps:
     nodes: NodeRegistry
     completions: Completions
     outbox: Outbox
+    credentials: KeyStore
 
 
 def deps(request: Request) -> Deps:

@@ -18,6 +18,8 @@ from agentfield_arq.kernel.codec import encode
 logger = logging.getLogger(__name__)
 
 CODE_BY_HTTP_STATUS = {404: "not_found", 405: "method_not_allowed"}
+# RFC 6750: a 401 names the scheme that would have been accepted.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="agentfield-arq"'}
 
 
 def error_response(http_status: int, code: str, message: str, **extra: object) -> Response:
@@ -37,6 +39,10 @@ async def api_error(request: Request, exc: Exception) -> Response:
     for field, header in (("execution_id", "X-Execution-ID"), ("run_id", "X-Run-ID")):
         if field in exc.details:
             response.headers[header] = exc.details[field]
+    if isinstance(exc, errors.Unauthorized):
+        response.headers.update(CHALLENGE)
+    if isinstance(exc, errors.RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 

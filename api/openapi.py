@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agentfield_arq.api.access import ERRORS, Access
 from agentfield_arq.kernel.errors import INTERNAL_STATUS, ApiError, http_status
 from agentfield_arq.kernel.models import ErrorBody, WebhookSpec
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 REF = "#/components/schemas/{name}"
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "an agentfield-arq API key"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
 INTERNAL_ERROR = "`internal_error`: unexpected; the API's log holds the traceback."
 # Documented although ExecuteRequest decodes `webhook` loosely (an invalid one must not reject
 # the execution): this is the shape a caller should send.
@@ -55,6 +60,12 @@ class Operation:
     body: type | None = None
     body_required: bool = True
     query: tuple[Query, ...] = ()
+    access: Access = field(kw_only=True)
+
+    @property
+    def answered_errors(self) -> tuple[type[ApiError], ...]:
+        """Every error class the operation can answer: its access check's, then its own."""
+        return tuple(dict.fromkeys((*ERRORS[self.access], *self.errors)))
 
 
 def build(operations: Iterable[Operation]) -> dict[str, Any]:
@@ -79,12 +90,13 @@ def build(operations: Iterable[Operation]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "agentfield-arq", "version": "0.1.0"},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
 
 
 def _operation(op: Operation, schema_of: Mapping[object, Any]) -> dict[str, Any]:
     doc: dict[str, Any] = {"summary": op.summary}
+    doc["security"] = [] if op.access is Access.PUBLIC else [{"bearer": []}, {"apiKey": []}]
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in (part.strip("{}") for part in op.path.split("/") if part.startswith("{"))
@@ -111,7 +123,7 @@ def _responses(op: Operation, schema_of: Mapping[object, Any]) -> dict[str, Any]
         if shape is not None:
             responses[status]["content"] = {"application/json": {"schema": schema_of[shape]}}
     by_status: dict[int, list[str]] = {}
-    for kind in op.errors:
+    for kind in op.answered_errors:
         by_status.setdefault(http_status(kind), []).append(_describe(kind))
     by_status.setdefault(INTERNAL_STATUS, []).append(INTERNAL_ERROR)
     error_body = {"application/json": {"schema": schema_of[ErrorBody]}}

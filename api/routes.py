@@ -19,6 +19,7 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentfield_arq.api import executions, nodes, openapi, system, webhooks
+from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.errors import (
     ExecutionNotFound,
@@ -104,6 +105,7 @@ OPERATIONS: list[Operation] = [
         {202: ("queued; durable before this answer", Submitted)},
         body=ExecuteRequest,
         errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS),
+        access=Access.CALLER,
     ),
     Operation(
         "POST",
@@ -113,6 +115,7 @@ OPERATIONS: list[Operation] = [
         {200: ("terminal", SyncResult)},
         body=ExecuteRequest,
         errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS, SyncTimeout),
+        access=Access.CALLER,
     ),
     Operation(
         "POST",
@@ -122,6 +125,7 @@ OPERATIONS: list[Operation] = [
         {200: ("an object keyed by execution id", EXECUTIONS_BY_ID)},
         body=BatchStatusRequest,
         errors=(*BODY, TooManyIds, *REDIS),
+        access=Access.CALLER,
     ),
     Operation(
         "GET",
@@ -130,6 +134,7 @@ OPERATIONS: list[Operation] = [
         "One execution",
         {200: ("the execution", Execution)},
         errors=(ExecutionNotFound, *REDIS),
+        access=Access.CALLER,
     ),
     Operation(
         "POST",
@@ -139,6 +144,7 @@ OPERATIONS: list[Operation] = [
         {200: ("the execution", Execution)},
         body=CallbackRequest,
         errors=(*BODY, ExecutionNotFound, InvalidTransition, *REDIS),
+        access=Access.AGENT,
     ),
     Operation(
         "POST",
@@ -147,6 +153,7 @@ OPERATIONS: list[Operation] = [
         "Cancel an execution that has not ended",
         {200: ("the execution, cancelled", Execution)},
         errors=(ExecutionNotFound, InvalidTransition, *REDIS),
+        access=Access.CALLER,
     ),
     Operation(
         "POST",
@@ -155,6 +162,7 @@ OPERATIONS: list[Operation] = [
         "Send an execution's webhook again (same webhook-id)",
         {202: ("queued for delivery", Redriven)},
         errors=(ExecutionNotFound, WebhookNotFound, ExecutionNotTerminal, WebhookBusy, *REDIS),
+        access=Access.ADMIN,
     ),
     Operation(
         "GET",
@@ -164,6 +172,7 @@ OPERATIONS: list[Operation] = [
         {200: ("one page", DeadPage)},
         query=_DEAD_QUERY,
         errors=(InvalidRequest, *REDIS),
+        access=Access.ADMIN,
     ),
     *(
         Operation(
@@ -174,6 +183,7 @@ OPERATIONS: list[Operation] = [
             {201: ("registered", NodeRegistered)},
             body=NodeRegistration,
             errors=(*BODY, InvalidTarget, *REDIS),
+            access=Access.AGENT,
         )
         for path in (f"{PREFIX}/nodes/register", f"{PREFIX}/nodes")  # the contract's alias
     ),
@@ -184,6 +194,7 @@ OPERATIONS: list[Operation] = [
         "Every registered node with its liveness",
         {200: ("the registry", NodeList)},
         errors=REDIS,
+        access=Access.CALLER,
     ),
     Operation(
         "GET",
@@ -192,6 +203,7 @@ OPERATIONS: list[Operation] = [
         "One node with its liveness",
         {200: ("the node", Node)},
         errors=(NodeNotFound, *REDIS),
+        access=Access.CALLER,
     ),
     Operation(
         "POST",
@@ -202,6 +214,7 @@ OPERATIONS: list[Operation] = [
         body=HeartbeatRequest,
         body_required=False,
         errors=_BEAT_ERRORS,
+        access=Access.AGENT,
     ),
     Operation(
         "POST",
@@ -212,6 +225,7 @@ OPERATIONS: list[Operation] = [
         body=ShutdownRequest,
         body_required=False,
         errors=(NodeNotFound, *REDIS),
+        access=Access.AGENT,
     ),
     *(
         Operation(
@@ -223,6 +237,7 @@ OPERATIONS: list[Operation] = [
             body=HeartbeatRequest,
             body_required=False,
             errors=_BEAT_ERRORS,
+            access=Access.AGENT,
         )
         for method in ("PATCH", "PUT")
     ),
@@ -234,6 +249,7 @@ OPERATIONS: list[Operation] = [
         _ACK,
         body=TelemetryEvent,
         errors=(*BODY, *REDIS),
+        access=Access.AGENT,
     ),
     Operation(
         "POST",
@@ -243,6 +259,7 @@ OPERATIONS: list[Operation] = [
         _ACK,
         body=ExecutionLogs,
         errors=(*BODY, *REDIS),
+        access=Access.AGENT,
     ),
     Operation(
         "POST",
@@ -251,15 +268,22 @@ OPERATIONS: list[Operation] = [
         "AgentField's DID registration, which agentfield-arq does not offer",
         {},
         errors=(NotSupported,),
+        access=Access.AGENT,
     ),
-    Operation("GET", f"{PREFIX}/health", system.health, "Health", _HEALTH, errors=REDIS),
-    Operation("GET", "/health", system.health, "Health (as /api/v1/health)", _HEALTH, errors=REDIS),
+    *(
+        Operation("GET", path, system.health, summary, _HEALTH, errors=REDIS, access=Access.PUBLIC)
+        for path, summary in (
+            (f"{PREFIX}/health", "Health"),
+            ("/health", "Health (as /api/v1/health)"),
+        )
+    ),
     Operation(
         "GET",
         "/openapi.json",
         document,
         "This document",
         {200: ("the OpenAPI 3.1 document", dict[str, Any])},
+        access=Access.PUBLIC,
     ),
 ]
 
@@ -294,8 +318,21 @@ def table(operations: Iterable[Operation] = OPERATIONS) -> list[Route]:
         endpoints = paths.setdefault(op.path, {})
         if op.method in endpoints:
             raise ValueError(f"{op.method} {op.path} is listed twice")
-        endpoints[op.method] = op.endpoint
+        endpoints[op.method] = guarded(op)
     return [
         PathRoute(path, _ByMethod(endpoints), methods=list(endpoints), name=path)
         for path, endpoints in paths.items()
     ]
+
+
+def guarded(op: Operation) -> openapi.Endpoint:
+    """The operation's endpoint behind its access check (the identity found goes on the
+    request's scope, where `access.identity` reads it)."""
+    if op.access is Access.PUBLIC:
+        return op.endpoint
+
+    async def endpoint(request: Request) -> Response:
+        request.scope["auth"] = await authenticate(request, op.access)
+        return await op.endpoint(request)
+
+    return endpoint

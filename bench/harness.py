@@ -28,6 +28,7 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import ENV_PREFIX, Settings, from_env
 from agentfield_arq.kernel.models import NodeRegistration, TargetSpec
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
+from bench.load import ADMIN_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "bench"
@@ -143,6 +144,7 @@ class Harness:
             f"{ENV_PREFIX}REDIS_URL": self.url,
             f"{ENV_PREFIX}KEY_PREFIX": PREFIX,
             f"{ENV_PREFIX}MAX_QUEUED": str(MAX_QUEUED),
+            f"{ENV_PREFIX}ADMIN_KEY": ADMIN_KEY,
         }
         env.update({f"{ENV_PREFIX}{k.upper()}": v for k, v in settings.items()})
         return env

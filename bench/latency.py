@@ -24,6 +24,7 @@ from agentfield_arq.core.connection import connect
 from bench.baseline_arq import FUNCTION
 from bench.fill import INPUT
 from bench.harness import BASELINE_QUEUE, TARGET, Harness
+from bench.load import AUTH
 from bench.plan import Plan
 from bench.stats import Figure, Target, figure, percentile
 
@@ -41,7 +42,7 @@ async def run_ours(h: Harness, count: int, api_port: int) -> tuple[list[float], 
     url = f"http://127.0.0.1:{api_port}/api/v1/execute/{TARGET}"
     latencies: list[float] = []
     ids: list[str] = []
-    async with httpx.AsyncClient(timeout=30.0) as http:
+    async with httpx.AsyncClient(timeout=30.0, headers=AUTH) as http:
         for n in range(WARMUP + count):
             await _pause(h)
             started = time.perf_counter()

@@ -26,6 +26,11 @@ import uvloop
 
 from bench.stats import percentile
 
+# The admin key of the benchmark's deployment (AGENTFIELD_ARQ_ADMIN_KEY): compared in memory by
+# the API, so that the figures stay comparable with runs from before auth.
+ADMIN_KEY = "afk_bench-admin-key-of-every-benchmark-run"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
 HOST = "127.0.0.1"
 # The repository, where `bench` is found (it is not an installed package).
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -105,9 +110,10 @@ class Connection(asyncio.Protocol):
 
 
 def build_request(method: str, port: int, path: str, body: bytes) -> bytes:
-    """The raw bytes of one keep-alive request (sent again and again)."""
+    """The raw bytes of one keep-alive request (sent again and again), with the run's key."""
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        f"Authorization: Bearer {ADMIN_KEY}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body

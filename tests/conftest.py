@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.ops.embedded import EmbeddedRedis
+from tests.keys import ADMIN_KEY
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +55,7 @@ def settings(redis_url: str) -> Settings:
         agent_retry_base_s=0.01,
         agent_retry_max_s=0.05,
         sync_timeout_s=5.0,
+        admin_key=ADMIN_KEY,
     )
 
 

@@ -30,6 +30,7 @@ from agentfield_arq.kernel.models import Execution, Submitted
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
 # Read in this order when no URL is passed; the first is what AgentField's own SDK reads too.
 SERVER_URL_VARIABLES = ("AGENTFIELD_SERVER", "AGENTFIELD_SERVER_URL")
+API_KEY_VARIABLE = "AGENTFIELD_API_KEY"
 # The sync route waits on the server (90 s by default); the client must outwait it.
 SYNC_TIMEOUT_S = 150.0
 
@@ -44,15 +45,25 @@ def resolve_server_url(explicit: str | None = None) -> str:
     return DEFAULT_SERVER_URL
 
 
-def _pool(server_url: str, headers: Mapping[str, str] | None, timeout_s: float) -> dict[str, Any]:
+def resolve_api_key(explicit: str | None = None) -> str | None:
+    """The API key: the argument, else $AGENTFIELD_API_KEY (which AgentField's SDK reads too)."""
+    return explicit or os.environ.get(API_KEY_VARIABLE) or None
+
+
+def _pool(
+    server_url: str, api_key: str | None, headers: Mapping[str, str] | None, timeout_s: float
+) -> dict[str, Any]:
     """The connection pool's options, the same for both clients."""
     agent = {"User-Agent": "agentfield-arq", **(headers or {})}
+    if api_key:
+        agent["Authorization"] = f"Bearer {api_key}"
     return {"base_url": server_url, "headers": agent, "timeout": timeout_s}
 
 
 class AsyncClient:
     """The control plane's API for asyncio code; `transport=` swaps the network out in tests.
 
+    `api_key` (else $AGENTFIELD_API_KEY) is sent as `Authorization: Bearer` on every request.
     `timeout_s` bounds each request; the sync route's answer may take up to `sync_timeout_s`
     (it must outlast the server's sync limit, AGENTFIELD_ARQ_SYNC_TIMEOUT_S)."""
 
@@ -60,6 +71,7 @@ class AsyncClient:
         self,
         server_url: str | None = None,
         *,
+        api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         timeout_s: float = 30.0,
         sync_timeout_s: float = SYNC_TIMEOUT_S,
@@ -71,7 +83,8 @@ class AsyncClient:
         # The server holds the sync route's answer until the execution ends or its sync limit.
         self.sync_timeout = httpx.Timeout(timeout_s, read=sync_timeout_s)
         self._http = httpx.AsyncClient(
-            **_pool(self.server_url, headers, timeout_s), transport=transport
+            **_pool(self.server_url, resolve_api_key(api_key), headers, timeout_s),
+            transport=transport,
         )
         self._waiter = Waiter(
             self.batch_status, min_interval_s=poll_min_s, max_interval_s=poll_max_s
@@ -156,6 +169,7 @@ class Client:
         self,
         server_url: str | None = None,
         *,
+        api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         timeout_s: float = 30.0,
         sync_timeout_s: float = SYNC_TIMEOUT_S,
@@ -166,7 +180,10 @@ class Client:
         self.server_url = resolve_server_url(server_url)
         self.sync_timeout = httpx.Timeout(timeout_s, read=sync_timeout_s)
         self.poll_min_s, self.poll_max_s = poll_min_s, poll_max_s
-        self._http = httpx.Client(**_pool(self.server_url, headers, timeout_s), transport=transport)
+        self._http = httpx.Client(
+            **_pool(self.server_url, resolve_api_key(api_key), headers, timeout_s),
+            transport=transport,
+        )
 
     def __enter__(self) -> Self:
         return self

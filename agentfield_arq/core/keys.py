@@ -108,6 +108,32 @@ class Keys:
         """Hash: name -> "reasoner" | "skill" for one node; what makes a target valid."""
         return f"{self.prefix}:node-targets:{node_id}"
 
+    def api_key(self, digest: str) -> str:
+        """Hash: one API key's id, role and owned node ids, under the SHA-256 of the key."""
+        return f"{self.prefix}:api-key:{digest}"
+
+    def api_key_rate(self, digest: str, window: int) -> str:
+        """String (counter): requests of one API key in one rate window (a unix second)."""
+        return f"{self.prefix}:api-key:{digest}:rate:{window}"
+
+    @property
+    def api_keys(self) -> str:
+        """Hash: API key id -> the key's digest (what `keys list` and `keys revoke` read)."""
+        return f"{self.prefix}:api-keys"
+
+    def key_active(self, key_id: str) -> str:
+        """Sorted set: unfinished executions submitted with one API key, scored by deadline."""
+        return f"{self.prefix}:key-active:{key_id}"
+
+    def node_owner(self, node_id: str) -> str:
+        """String: the id of the agent key that owns a node id (no TTL: kept until revoked)."""
+        return f"{self.prefix}:node-owner:{node_id}"
+
+    @property
+    def dispatch_secret(self) -> str:
+        """String: the secret of per-dispatch callback tokens, made once, shared by all."""
+        return f"{self.prefix}:dispatch-secret"
+
     @staticmethod
     def arq_job(job_id: str) -> str:
         """arq's job payload key (arq does not prefix it per queue)."""

@@ -30,6 +30,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_max_ids: int = 1000
     sync_timeout_s: float = 90.0
 
+    # Auth. Off only by this explicit setting, and only on a loopback api_host. `admin_key`
+    # (a key of `keys create` shape) is stored as an admin key when the API starts: how a
+    # deployment provisions its first key from its secrets.
+    auth: bool = True
+    admin_key: str = ""
+    # Per key, admin keys excepted: requests per second, and executions not yet ended (0: none).
+    key_rate_limit: int = 1000
+    key_max_active: int = 10_000
+
     # Executions.
     retention_s: int = 86_400
     execution_deadline_s: float = 3600.0
@@ -68,6 +77,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def resolved_public_url(self) -> str:
         """The URL agents use to call back; defaults to the API's own address."""
         return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the API listens on a loopback address only."""
+        return self.api_host in ("127.0.0.1", "::1", "localhost") or self.api_host.startswith(
+            "127."
+        )
 
     @property
     def job_timeout_s(self) -> float:
@@ -160,6 +176,9 @@ def _check(settings: Settings) -> None:
     if not 1 <= settings.sweep_interval_s <= 59:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}SWEEP_INTERVAL_S must be 1..59")
     _check_webhooks(settings)
+    for name in ("key_rate_limit", "key_max_active"):
+        if getattr(settings, name) < 0:
+            raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be >= 0")
     if settings.max_job_tries < settings.agent_max_attempts:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}MAX_JOB_TRIES must be >= {ENV_PREFIX}AGENT_MAX_ATTEMPTS"

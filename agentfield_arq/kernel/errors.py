@@ -21,10 +21,15 @@ AgentFieldArqError
 │   │   ├── TargetNotFound      404: unknown node or reasoner/skill
 │   │   ├── NodeNotFound        404: unknown node id
 │   │   └── WebhookNotFound     404: the execution has no webhook
+│   ├── Unauthorized            401: no API key, or one that is unknown or revoked
+│   ├── Forbidden               403: the key's role does not allow this
+│   │   └── NodeOwned           403: the node id belongs to another agent key
 │   ├── InvalidTransition       409: a terminal execution cannot change again
 │   │   ├── ExecutionNotTerminal 409: a webhook is only sent once its execution is terminal
 │   │   └── WebhookBusy         409: the last delivery attempt is still being closed
 │   ├── PayloadTooLarge         413: the body is over the configured cap
+│   ├── RateLimited             429: the key sent more requests than its rate allows
+│   │   └── KeyQueueFull        429: the key has as many unfinished executions as it may
 │   ├── TargetFailed            500: an agent's reasoner or skill raised (answered inline)
 │   │   ├── ReasonerFailed      500
 │   │   └── SkillFailed         500
@@ -159,6 +164,41 @@ class WebhookNotFound(NotFound):
     code = "webhook_not_found"
 
 
+class Unauthorized(ApiError):
+    """No API key was sent, or it is unknown or revoked (answered with `WWW-Authenticate`)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    """The API key is valid but its role does not allow this operation."""
+
+    code = "forbidden"
+
+
+class NodeOwned(Forbidden):
+    """The node id belongs to another agent key; nothing was changed."""
+
+    code = "node_owned"
+
+
+class RateLimited(ApiError):
+    """The key sent more requests than its rate allows; retry after `Retry-After` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        # Answered as the `Retry-After` header.
+        self.retry_after_s = retry_after_s
+
+
+class KeyQueueFull(RateLimited):
+    """The key has as many unfinished executions as it may; retry once some have ended."""
+
+    code = "key_queue_full"
+
+
 class InvalidTransition(ApiError):
     """The execution is terminal and the update would change it."""
 
@@ -280,9 +320,12 @@ HTTP_STATUS: dict[type[ApiError], int] = {
     InvalidRequest: 400,
     InvalidInput: 422,
     MalformedInput: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     InvalidTransition: 409,
     PayloadTooLarge: 413,
+    RateLimited: 429,
     TargetFailed: 500,
     NotSupported: 501,
     Unavailable: 503,

@@ -1,5 +1,5 @@
 """The `agentfield-arq` command: run (the whole system), api, worker, redis, webhook-receiver,
-redis-cli."""
+redis-cli, keys."""
 
 from __future__ import annotations
 
@@ -85,15 +85,22 @@ def _redis(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _redis_cli(settings: Settings, args: argparse.Namespace) -> int:
-    import redis
-
+def _system_redis(settings: Settings) -> str:
+    """The Redis of the system: the configured URL, else the one `run` last started."""
     url_file = Path(settings.data_dir) / "redis.url"
     url = settings.redis_url or (url_file.read_text().strip() if url_file.exists() else "")
     if not url:
         print(
             "agentfield-arq: no Redis: set AGENTFIELD_ARQ_REDIS_URL or start `run`", file=sys.stderr
         )
+    return url
+
+
+def _redis_cli(settings: Settings, args: argparse.Namespace) -> int:
+    import redis
+
+    url = _system_redis(settings)
+    if not url:
         return 2
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
@@ -104,6 +111,17 @@ def _redis_cli(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentfield_arq.ops.keyring import manage
+
+    url = _system_redis(settings)
+    if not url:
+        return 2
+    return asyncio.run(manage(settings, url, args))
 
 
 def _print_reply(reply: object, indent: str = "") -> None:
@@ -132,6 +150,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         # Operators find the embedded server here (its port is picked at each start).
         (Path(settings.data_dir) / "redis.url").write_text(redis_url + "\n")
         logger.info("embedded valkey-server at %s (data in %s)", redis_url, embedded.data_dir)
+    from agentfield_arq.ops import keyring
+
+    admin, agent_keys = keyring.provision(
+        settings, redis_url, Path(settings.data_dir), EXAMPLE_NODES
+    )
     # AGENTFIELD_SERVER tells the agents (ours and AgentField's SDK alike) where the API is.
     env = child_env(
         {"AGENTFIELD_ARQ_REDIS_URL": redis_url, "AGENTFIELD_SERVER": settings.resolved_public_url}
@@ -145,7 +168,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         for n in range(1, settings.workers + 1)
     ]
     children += [
-        Child(node_id, [sys.executable, str(EXAMPLES / f"{node_id}.py")])
+        Child(
+            node_id,
+            [sys.executable, str(EXAMPLES / f"{node_id}.py")],
+            env={"AGENTFIELD_API_KEY": agent_keys[node_id]},
+        )
         for node_id in EXAMPLE_NODES
     ]
     receiver = ["--port", str(receiver_port), "--secret", DEMO_WEBHOOK_SECRET]
@@ -157,8 +184,13 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     supervisor.install_signal_handlers()
     try:
         supervisor.start()
-        if _wait_ready(settings, supervisor):
-            print(walkthrough(settings.resolved_public_url, settings.workers, hook_url), flush=True)
+        if _wait_ready(settings, supervisor, admin):
+            key_file = Path(settings.data_dir) / keyring.API_KEY_FILE
+            logger.info("admin API key in %s", key_file)
+            print(
+                walkthrough(settings.resolved_public_url, settings.workers, hook_url, admin),
+                flush=True,
+            )
         supervisor.supervise()
     finally:
         supervisor.stop()
@@ -168,12 +200,13 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_ready(settings: Settings, supervisor: Supervisor) -> bool:
+def _wait_ready(settings: Settings, supervisor: Supervisor, api_key: str) -> bool:
     url = settings.resolved_public_url
     deadline = time.monotonic() + READY_TIMEOUT_S
+    auth = {"Authorization": f"Bearer {api_key}"}
     while time.monotonic() < deadline and not supervisor.stopping.is_set():
         try:
-            nodes = httpx.get(f"{url}/api/v1/nodes", timeout=1.0).json()
+            nodes = httpx.get(f"{url}/api/v1/nodes", headers=auth, timeout=1.0).json()
             active = {n["id"] for n in nodes["nodes"] if n["status"] == "active"}
             if set(EXAMPLE_NODES) <= active:
                 return True
@@ -184,31 +217,35 @@ def _wait_ready(settings: Settings, supervisor: Supervisor) -> bool:
     return False
 
 
-def walkthrough(url: str, workers: int, hook_url: str = "http://127.0.0.1:9/hook") -> str:
-    """The ready-to-paste curl commands printed once the system is up."""
+def walkthrough(
+    url: str, workers: int, hook_url: str = "http://127.0.0.1:9/hook", api_key: str = "KEY"
+) -> str:
+    """The ready-to-paste curl commands printed once the system is up, each with the key."""
+    auth = f"-H 'Authorization: Bearer {api_key}'"
     return f"""
 agentfield-arq is up: API {url}, {workers} workers, example agents {"/".join(EXAMPLE_NODES)},
 webhook receiver {hook_url} (it verifies both signatures and prints each webhook here).
+Every route but /health needs an API key; this admin key is in .agentfield-arq/api-key.
 
 # the seed's quarterly report: the orchestrator calls three agents at once, combines them
-curl -s -X POST {url}/api/v1/execute/async/orchestrator.generate_quarterly_report \\
+curl -s -X POST {url}/api/v1/execute/async/orchestrator.generate_quarterly_report {auth} \\
   -H 'Content-Type: application/json' -d '{{"input": {{"quarter": "Q3"}}}}'
 
 # queue an execution (answers 202 at once), with a webhook
-curl -s -X POST {url}/api/v1/execute/async/finance.deep_analysis \\
+curl -s -X POST {url}/api/v1/execute/async/finance.deep_analysis {auth} \\
   -H 'Content-Type: application/json' \\
   -d '{{"input": {{"quarter": "Q3"}},
        "webhook": {{"url": "{hook_url}", "secret": "{DEMO_WEBHOOK_SECRET}"}}}}'
 
 # poll it (paste the execution_id from above)
-curl -s {url}/api/v1/executions/EXECUTION_ID
+curl -s {url}/api/v1/executions/EXECUTION_ID {auth}
 
 # batch status of several ids in one call
-curl -s -X POST {url}/api/v1/executions/batch-status \\
+curl -s -X POST {url}/api/v1/executions/batch-status {auth} \\
   -H 'Content-Type: application/json' -d '{{"execution_ids": ["ID1", "ID2", "ID3"]}}'
 
 # synchronous execute: waits for the result
-curl -s -X POST {url}/api/v1/execute/research.market_trends \\
+curl -s -X POST {url}/api/v1/execute/research.market_trends {auth} \\
   -H 'Content-Type: application/json' -d '{{"input": {{"quarter": "Q3"}}}}'
 
 Ctrl-C stops everything.
@@ -225,7 +262,27 @@ COMMANDS = {
     "redis": (_redis, "run the embedded valkey-server in the data folder and print its URL"),
     "webhook-receiver": (_webhook_receiver, "print webhooks whose signatures verify"),
     "redis-cli": (_redis_cli, "send one command to the system's Redis and print the reply"),
+    "keys": (_keys, "create, list or revoke API keys (in the system's Redis)"),
 }
+
+
+def _keys_parser(command: argparse.ArgumentParser) -> None:
+    actions = command.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="make a key and print it (shown only this once)")
+    create.add_argument("--role", required=True, choices=("caller", "agent", "admin"))
+    create.add_argument(
+        "--node", action="append", default=[], metavar="ID", help="a node id the key owns"
+    )
+    create.add_argument("--name", default="", help="a label shown by `keys list`")
+    actions.add_parser("list", help="every key: id, role, owned nodes, creation time")
+    provision = actions.add_parser(
+        "provision",
+        help="make (or find) DIR/api-key, an admin key, and DIR/agents/ID, an agent key per node",
+    )
+    provision.add_argument("--dir", required=True, help="where the key files are kept")
+    provision.add_argument("--node", action="append", default=[], metavar="ID")
+    revoke = actions.add_parser("revoke", help="revoke a key at once, freeing its node ids")
+    revoke.add_argument("id", help="the key's id, as `keys list` shows it")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name, help=help_text)
         if name == "redis-cli":
             command.add_argument("words", nargs="+", help="e.g. HGETALL af:exec:<id>")
+        if name == "keys":
+            _keys_parser(command)
         if name == "webhook-receiver":
             command.add_argument("--host", default="127.0.0.1")
             command.add_argument("--port", type=int, default=8002)

@@ -33,6 +33,8 @@ class Child:
 
     name: str
     argv: list[str]
+    # Added to the supervisor's environment for this child only (its API key, say).
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -42,7 +44,7 @@ class Child:
     def start(self, env: dict[str, str]) -> None:
         """Start (or restart) the process in a session of its own, so Ctrl-C reaches only us."""
         self.process = subprocess.Popen(
-            self.argv, env=env, start_new_session=True, preexec_fn=die_with_parent
+            self.argv, env={**env, **self.env}, start_new_session=True, preexec_fn=die_with_parent
         )
         self.started_at = time.monotonic()
         logger.info("started %s pid=%d", self.name, self.process.pid)

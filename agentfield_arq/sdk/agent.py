@@ -14,7 +14,8 @@
 The control plane's URL is the `server_url` argument, else `$AGENTFIELD_SERVER` (as in
 AgentField), else http://127.0.0.1:8080. The agent listens on `$HOST`/`$PORT` when set (default
 127.0.0.1 and any free port) and registers the URL it really listens on, or `callback_url` /
-`$AGENT_CALLBACK_URL` when the control plane must reach it by another name.
+`$AGENT_CALLBACK_URL` when the control plane must reach it by another name. Its API key (an
+agent key owning its node id) is `api_key`, else `$AGENTFIELD_API_KEY`, as in AgentField.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from agentfield_arq.client.clients import AsyncClient, resolve_server_url
+from agentfield_arq.client.clients import AsyncClient, resolve_api_key, resolve_server_url
 from agentfield_arq.kernel import errors
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.models import NodeRegistration
@@ -66,6 +67,7 @@ class Agent:
         version: str = "0.0.0",
         server_url: str | None = None,
         *,
+        api_key: str | None = None,
         callback_url: str | None = None,
         description: str | None = None,
         tags: Sequence[str] = (),
@@ -83,6 +85,8 @@ class Agent:
         self.node_id = node_id
         self.version = version
         self.server_url = resolve_server_url(server_url)
+        # An agent key (`keys create --role agent`), else $AGENTFIELD_API_KEY as AgentField's.
+        self.api_key = resolve_api_key(api_key)
         self.callback_url = callback_url or os.environ.get("AGENT_CALLBACK_URL") or None
         # What registration announces: the callback URL, or the address `serve` really bound.
         self.base_url = self.callback_url
@@ -96,7 +100,7 @@ class Agent:
         self.stopping = False
         self._transport = transport
         self._http = self._new_http()
-        self.client = AsyncClient(self.server_url, transport=transport)
+        self.client = AsyncClient(self.server_url, api_key=self.api_key, transport=transport)
         self.reporter = Reporter(self._http, max_result_bytes=max_result_bytes)
         self._asgi: Starlette | None = None
 
@@ -104,7 +108,10 @@ class Agent:
         return httpx.AsyncClient(
             base_url=self.server_url,
             timeout=CONTROL_PLANE_TIMEOUT_S,
-            headers={"User-Agent": "agentfield-arq-agent"},
+            headers={
+                "User-Agent": "agentfield-arq-agent",
+                **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}),
+            },
             transport=self._transport,
         )
 

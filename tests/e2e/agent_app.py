@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 from collections import Counter
 from typing import Any
 
@@ -41,7 +42,9 @@ def create_app(api_url: str) -> Starlette:
 
     async def callback(execution_id: str, body: dict[str, Any], delay_s: float) -> None:
         await asyncio.sleep(delay_s)
-        async with httpx.AsyncClient() as http:
+        # As AgentField's SDK does: the agent's key, from $AGENTFIELD_API_KEY, as X-API-Key.
+        key = os.environ.get("AGENTFIELD_API_KEY")
+        async with httpx.AsyncClient(headers={"X-API-Key": key} if key else {}) as http:
             await http.post(f"{api_url}/api/v1/executions/{execution_id}/status", json=body)
 
     def later(execution_id: str, body: dict[str, Any], delay_s: float) -> None:

@@ -6,22 +6,26 @@ do not see each other's executions and no flush is needed while processes run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from agentfield_arq.core.credentials import Role
+from agentfield_arq.core.settings import from_env
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
 from tests.e2e.agent_app import registration
 from tests.e2e.waits import notify_keyspace_events, on_writes, poll, terminal
+from tests.keys import ADMIN_KEY, bearer, issue
 
 T = TypeVar("T")
 
@@ -45,12 +49,26 @@ class System:
             "AGENTFIELD_ARQ_REDIS_URL": redis_url,
             "AGENTFIELD_ARQ_KEY_PREFIX": self.prefix,
             "AGENTFIELD_ARQ_API_PORT": str(self.api_port),
+            "AGENTFIELD_ARQ_ADMIN_KEY": ADMIN_KEY,
             # Where agents started for this system find its API, as the run command tells them.
             "AGENTFIELD_SERVER": self.api_url,
             **{f"AGENTFIELD_ARQ_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.http = httpx.Client(base_url=self.api_url, timeout=30.0)
+        self.agent_keys: dict[str, str] = {}
+        # The operator's client: it carries the deployment's admin key.
+        self.http = httpx.Client(base_url=self.api_url, timeout=30.0, headers=bearer(ADMIN_KEY))
+
+    def agent_key(self, node_id: str) -> str:
+        """The agent key owning `node_id` (made on first use, the same at every restart)."""
+        if node_id not in self.agent_keys:
+            self.agent_keys[node_id] = self.issue_key(Role.AGENT, [node_id])
+        return self.agent_keys[node_id]
+
+    def issue_key(self, role: Role, nodes: Iterable[str] = ()) -> str:
+        """A new API key of `role` (owning `nodes`) in this system's Redis."""
+        settings = from_env({}, redis_url=self.redis_url, key_prefix=self.prefix)
+        return asyncio.run(issue(settings, role, nodes))
 
     def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         """Start `python args...` with this system's environment, logging to a file."""
@@ -80,9 +98,9 @@ class System:
         return self.spawn(name, "-m", "agentfield_arq", "worker")
 
     def start_agent(self, node_id: str = "e2e") -> None:
-        """Start the test agent and register it as `node_id`."""
+        """Start the test agent with an agent key owning `node_id`, and register it."""
         self.spawn("agent", "-m", "tests.e2e.agent_app", "--port", str(self.agent_port),
-                   "--api", self.api_url)  # fmt: skip
+                   "--api", self.api_url, AGENTFIELD_API_KEY=self.agent_key(node_id))  # fmt: skip
         self._wait_http(f"{self.agent_url}/health")
         answer = self.http.post(
             "/api/v1/nodes/register", json=registration(node_id, self.agent_url)

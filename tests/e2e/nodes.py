@@ -26,12 +26,13 @@ def node(system: System, node_id: str) -> dict[str, Any]:
 def start_node(system: System, node_id: str, *argv: str, **env: str) -> None:
     """Start an agent program and wait until it has registered (again) and is active. `argv`
     is the whole command; by default this interpreter runs the example or SDK test agent of
-    that name."""
+    that name. It runs with the agent key owning `node_id` unless `env` names another."""
     before = node(system, node_id).get("base_url")
     if not argv:
         argv = (sys.executable, str(SDK_AGENT if node_id == "sdk" else EXAMPLES / f"{node_id}.py"))
     with (system.logs / f"{node_id}.log").open("ab") as log:
-        process = subprocess.Popen(argv, env={**system.env, **env}, stdout=log, stderr=log)
+        key = {"AGENTFIELD_API_KEY": system.agent_key(node_id)}
+        process = subprocess.Popen(argv, env={**system.env, **key, **env}, stdout=log, stderr=log)
     system.processes[node_id] = process
 
     def registered() -> bool:

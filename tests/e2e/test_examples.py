@@ -14,6 +14,7 @@ import pytest
 from agentfield_arq import AsyncClient, Client
 from tests.e2e.conftest import System, deployed
 from tests.e2e.nodes import children, execution_fields, node, start_node, stop_node
+from tests.keys import ADMIN_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -151,7 +152,7 @@ def test_sigterm_lets_a_running_reasoner_finish_then_the_node_says_goodbye(
 async def test_the_async_client_waits_on_several_executions_with_shared_polls(
     sdk_system: System,
 ) -> None:
-    async with AsyncClient(sdk_system.api_url) as client:
+    async with AsyncClient(sdk_system.api_url, api_key=ADMIN_KEY) as client:
         report = await client.execute_async(REPORT, {"quarter": "Q4"})
         failing = await client.execute_async("sdk.explode", {"reason": "no data"})
         found = await client.wait([report.execution_id, failing.execution_id], timeout_s=30)
@@ -164,7 +165,7 @@ async def test_the_async_client_waits_on_several_executions_with_shared_polls(
 
 
 def test_the_sync_client_runs_an_execution_through_the_sync_route(sdk_system: System) -> None:
-    with Client(sdk_system.api_url) as client:
+    with Client(sdk_system.api_url, api_key=ADMIN_KEY) as client:
         execution = client.execute("research.market_trends", {"quarter": "Q1"})
     assert execution.status == "succeeded"
     assert execution.outcome()["quarter"] == "Q1"

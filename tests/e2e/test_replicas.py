@@ -8,6 +8,7 @@ import pytest
 
 from agentfield_arq.ops.embedded import free_port
 from tests.e2e.conftest import System
+from tests.keys import ADMIN_KEY, bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +19,10 @@ def test_a_sync_request_on_one_replica_ends_on_a_callback_received_by_another(
     other = system.start_replica("api-b")
     # The test agent reports to the first replica (system.api_url), never to this one.
     answer = httpx.post(
-        f"{other}/api/v1/execute/e2e.accept", json={"input": {"delay": 0.3}}, timeout=30
+        f"{other}/api/v1/execute/e2e.accept",
+        json={"input": {"delay": 0.3}},
+        headers=bearer(ADMIN_KEY),
+        timeout=30,
     )
     assert answer.status_code == 200
     assert answer.json()["status"] == "succeeded"

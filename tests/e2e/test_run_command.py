@@ -16,6 +16,7 @@ import pytest
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.ops.embedded import free_port
 from tests.e2e.waits import Output, terminal
+from tests.keys import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -53,8 +54,16 @@ def test_run_serves_the_seed_flow_and_ctrl_c_stops_every_child(tmp_path: Path) -
         assert f"curl -s -X POST {url}/api/v1/execute/async/finance.deep_analysis" in output.text
         redis_url = (tmp_path / "data" / "redis.url").read_text().strip()
         assert redis_url.startswith("redis://127.0.0.1:")
+        key_file = tmp_path / "data" / "api-key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        auth = bearer(key_file.read_text().strip())
+        assert f"-H 'Authorization: {auth['Authorization']}'" in output.text
+        anonymous = httpx.post(f"{url}/api/v1/execute/async/finance.deep_analysis", json={})
+        assert anonymous.status_code == 401
         answer = httpx.post(
-            f"{url}/api/v1/execute/async/finance.deep_analysis", json={"input": {"quarter": "Q3"}}
+            f"{url}/api/v1/execute/async/finance.deep_analysis",
+            json={"input": {"quarter": "Q3"}},
+            headers=auth,
         )
         assert answer.status_code == 202
         execution_id = answer.json()["execution_id"]
@@ -62,7 +71,7 @@ def test_run_serves_the_seed_flow_and_ctrl_c_stops_every_child(tmp_path: Path) -
             redis_url,
             from_env(env).key_prefix,
             execution_id,
-            lambda: httpx.get(f"{url}/api/v1/executions/{execution_id}").json(),
+            lambda: httpx.get(f"{url}/api/v1/executions/{execution_id}", headers=auth).json(),
             RESULT_TIMEOUT_S,
         )
         assert doc["status"] == "succeeded"

@@ -8,33 +8,23 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
 
-from agentfield_arq.api.app import create_app
 from agentfield_arq.core.settings import Settings
 from tests.e2e.agent_app import registration
+from tests.integration.served import served
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app, with node `e2e` registered through the API."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app) as state:
-
-        async def served(scope: Scope, receive: Receive, send: Send) -> None:
-            # What an ASGI server does with the state a lifespan yields: a copy per request.
-            scope["state"] = dict(state or {})
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=served)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-            answer = await client.post(
-                "/api/v1/nodes/register", json=registration("e2e", "http://127.0.0.1:9")
-            )
-            assert answer.status_code == 201, answer.text
-            yield client
+    """A client of the app (with the admin key), with node `e2e` registered through the API."""
+    async with served(settings) as client:
+        answer = await client.post(
+            "/api/v1/nodes/register", json=registration("e2e", "http://127.0.0.1:9")
+        )
+        assert answer.status_code == 201, answer.text
+        yield client
 
 
 async def _submit(api: httpx.AsyncClient, target: str = "e2e.echo") -> str:

@@ -5,19 +5,15 @@ one its OpenAPI document lists, in the shape it lists."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import types
-from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import httpx
 import msgspec
 import pytest
 from redis.asyncio import Redis
-from starlette.types import Receive, Scope, Send
 
-from agentfield_arq.api.app import create_app
 from agentfield_arq.api.openapi import Operation
 from agentfield_arq.api.routes import OPERATIONS
 from agentfield_arq.core.execution import submit
@@ -38,6 +34,8 @@ from agentfield_arq.kernel.models import (
     WebhookEvent,
 )
 from tests.e2e.agent_app import registration
+from tests.integration.served import served
+from tests.keys import ADMIN_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -256,21 +254,6 @@ CALLS = NODE_CALLS + EXECUTION_CALLS
 BY_ROUTE = {(op.method, op.path): op for op in OPERATIONS}
 
 
-@contextlib.asynccontextmanager
-async def served(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app for `settings`, in this process, its lifespan entered."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app) as state:
-
-        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
-            scope["state"] = dict(state or {})  # what an ASGI server does with lifespan state
-            await app(scope, receive, send)
-
-        transport = httpx.ASGITransport(app=with_state)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-            yield client
-
-
 async def _call_each_operation(api: httpx.AsyncClient) -> list[tuple[Operation, httpx.Response]]:
     """The answer to every call of CALLS, with the operation it calls."""
     answers = [await _call(api, call, {}) for call in NODE_CALLS]
@@ -299,7 +282,7 @@ async def _call(
 
 def _check(op: Operation, answer: httpx.Response) -> None:
     """The status is one the operation documents, and the body decodes into its shape."""
-    documented = {*op.answers, *(http_status(kind) for kind in op.errors), 500}
+    documented = {*op.answers, *(http_status(kind) for kind in op.answered_errors), 500}
     assert answer.status_code in documented, (op.method, op.path, answer.text)
     shape = op.answers[answer.status_code][1] if answer.status_code in op.answers else ErrorBody
     if isinstance(shape, type) and issubclass(shape, msgspec.Struct):
@@ -334,7 +317,9 @@ async def test_with_redis_down_each_operation_answers_503_exactly_where_document
     with socket.socket() as probe:  # a port nobody listens on once the probe is closed
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with served(from_env({}, redis_url=f"redis://127.0.0.1:{port}/0")) as api:
+    async with served(
+        from_env({}, redis_url=f"redis://127.0.0.1:{port}/0", admin_key=ADMIN_KEY)
+    ) as api:
         answers = await _call_each_operation(api)
     for op, answer in answers:
         _check(op, answer)

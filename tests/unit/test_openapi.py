@@ -98,7 +98,7 @@ def test_every_operation_documents_the_statuses_of_its_error_classes_and_500(
 ) -> None:
     for op in OPERATIONS:
         documented = set(document["paths"][op.path][op.method.lower()]["responses"])
-        expected = {*op.answers, *(http_status(kind) for kind in op.errors), 500}
+        expected = {*op.answers, *(http_status(kind) for kind in op.answered_errors), 500}
         assert documented == {str(status) for status in expected}, (op.method, op.path)
 
 
@@ -106,10 +106,25 @@ def test_execute_async_documents_each_status_it_can_answer_with_its_codes(
     document: dict[str, Any],
 ) -> None:
     execute = document["paths"]["/api/v1/execute/async/{target}"]["post"]["responses"]
-    assert {"202", "400", "404", "413", "500", "503"} == set(execute)
+    assert {"202", "400", "401", "404", "413", "429", "500", "503"} == set(execute)
+    assert "`unauthorized`" in execute["401"]["description"]
+    assert "`rate_limited`" in execute["429"]["description"]
     assert "`payload_too_large`" in execute["413"]["description"]
     assert "`queue_full`" in execute["503"]["description"]
     assert "`unavailable`" in execute["503"]["description"]
+
+
+def test_only_health_and_the_document_are_served_without_a_key(
+    document: dict[str, Any],
+) -> None:
+    public = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if op["security"] == []
+    }
+    assert public == {("get", "/health"), ("get", "/api/v1/health"), ("get", "/openapi.json")}
+    assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
 
 
 def test_the_document_names_its_components_without_generic_arguments(

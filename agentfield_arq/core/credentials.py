@@ -1,0 +1,208 @@
+"""API keys: who a request comes from, and what its role allows.
+
+A key is `afk_` and 43 random URL-safe characters, shown once when it is made; Redis keeps only
+its SHA-256 (a key this random needs no slow hash), under which the key's id, role and owned
+node ids are found. Every request is looked up there, so a revocation holds on every replica at
+the next request. The same lookup counts the request against the key's rate.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable
+
+import msgspec
+from redis.asyncio import Redis
+
+from agentfield_arq.core.keys import Keys, safe_id
+from agentfield_arq.core.scripts import load_script
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.codec import now_ms, rfc3339, text
+from agentfield_arq.kernel.errors import InvalidRequest, NodeOwned
+
+KEY_PREFIX = "afk_"
+_KEY_SHAPE = re.compile(r"afk_[A-Za-z0-9_-]{20,200}")
+RATE_WINDOW_S = 1
+# The id of the admin key a deployment provides in AGENTFIELD_ARQ_ADMIN_KEY: known from the
+# environment, compared in memory, never stored (rotated by changing the variable).
+BOOTSTRAP_KEY_ID = "admin"
+
+
+class Role(enum.StrEnum):
+    """What a key may do; each role may do all that the one before it may (see api/access.py)."""
+
+    CALLER = "caller"
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+class Identity(msgspec.Struct, frozen=True, kw_only=True):
+    """The key a request was made with: its id (never the key itself), role and digest."""
+
+    key_id: str
+    role: Role
+    digest: str = ""
+    nodes: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether this key may act on anything."""
+        return self.role is Role.ADMIN
+
+
+# What a request is treated as when auth is off (AGENTFIELD_ARQ_AUTH=false, loopback only).
+ANONYMOUS_ADMIN = Identity(key_id="anonymous", role=Role.ADMIN)
+
+
+class KeyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored key as `keys list` shows it (the key itself is not stored)."""
+
+    id: str
+    role: Role
+    nodes: list[str]
+    created_at: str
+    name: str = ""
+
+
+class Lookup(enum.Enum):
+    """Why a presented key gave no identity."""
+
+    UNKNOWN = "unknown"
+    LIMITED = "limited"
+
+
+def digest(plain: str) -> str:
+    """The SHA-256 (hex) under which a key is stored."""
+    return hashlib.sha256(plain.encode()).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh random API key."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def derived_key(secret: str, purpose: str) -> str:
+    """A key that `secret` determines (the run command's agent keys, made from its admin key,
+    so that each start finds the same keys without writing more files)."""
+    mac = hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
+    return KEY_PREFIX + mac
+
+
+def well_formed(plain: str) -> bool:
+    """Whether a presented value can be a key at all (it is not looked up otherwise)."""
+    return _KEY_SHAPE.fullmatch(plain) is not None
+
+
+class KeyStore:
+    """Creation, lookup, listing and revocation of API keys in Redis."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
+        self.rate_limit = settings.key_rate_limit
+        self._bootstrap = digest(settings.admin_key) if settings.admin_key else None
+        self._authenticate = load_script(redis, "authenticate")
+        self._store = load_script(redis, "store_key")
+        self._revoke = load_script(redis, "revoke_key")
+
+    async def lookup(self, plain: str) -> Identity | Lookup:
+        """The identity of a presented key, counting this request against its rate."""
+        if not well_formed(plain):
+            return Lookup.UNKNOWN
+        found = digest(plain)
+        if self._bootstrap is not None and hmac.compare_digest(found, self._bootstrap):
+            return Identity(key_id=BOOTSTRAP_KEY_ID, role=Role.ADMIN, digest=found)
+        window = now_ms() // (RATE_WINDOW_S * 1000)
+        reply = await self._authenticate(
+            keys=[self.keys.api_key(found), self.keys.api_key_rate(found, window)],
+            args=[self.rate_limit, RATE_WINDOW_S * 2],
+        )
+        state = text(reply[0])
+        if state != "ok":
+            return Lookup(state)
+        flat = [text(v) for v in reply[1:]]
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return Identity(
+            key_id=fields["id"],
+            role=Role(fields["role"]),
+            digest=found,
+            nodes=frozenset(_split(fields.get("nodes", ""))),
+        )
+
+    async def create(
+        self, role: Role, nodes: Iterable[str] = (), name: str = ""
+    ) -> tuple[KeyRecord, str]:
+        """Make and store a new key; returns its record and the plain key (shown once)."""
+        plain = new_key()
+        record = await self.store(plain, role, "key_" + secrets.token_hex(6), nodes, name)
+        return record, plain
+
+    async def store(
+        self, plain: str, role: Role, key_id: str, nodes: Iterable[str] = (), name: str = ""
+    ) -> KeyRecord:
+        """Store `plain` as key `key_id` (again: idempotent; a new key under an old id replaces
+        the old one), claiming `nodes` for it; NodeOwned if another key owns one of them."""
+        wanted = sorted(set(nodes))
+        for node_id in wanted:
+            if not safe_id(node_id):
+                raise InvalidRequest(f"node: '{node_id[:128]}' is not a node id")
+        if role is not Role.AGENT and wanted:
+            raise InvalidRequest("nodes: only agent keys own node ids")
+        k = self.keys
+        record = KeyRecord(
+            id=key_id, role=role, nodes=wanted, created_at=rfc3339(now_ms()), name=name
+        )
+        reply = await self._store(
+            keys=[k.api_key(digest(plain)), k.api_keys, *map(k.node_owner, wanted)],
+            args=[
+                key_id,
+                digest(plain),
+                role,
+                ",".join(wanted),
+                record.created_at,
+                name,
+                k.api_key(""),
+            ],
+        )
+        if text(reply[0]) == "owned":
+            raise NodeOwned(f"node '{wanted[int(reply[1]) - 1]}' is owned by another key")
+        return record
+
+    async def list(self) -> list[KeyRecord]:
+        """Every stored key, by id."""
+        index = await self.redis.hgetall(self.keys.api_keys)  # type: ignore[misc]  # redis-py's async stubs
+        ids = sorted(index, key=text)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key_id in ids:
+                pipe.hgetall(self.keys.api_key(text(index[key_id])))
+            records = await pipe.execute()
+        found = []
+        for raw in records:
+            if raw:
+                fields = {text(k): text(v) for k, v in raw.items()}
+                found.append(
+                    KeyRecord(
+                        id=fields["id"],
+                        role=Role(fields["role"]),
+                        nodes=_split(fields.get("nodes", "")),
+                        created_at=fields.get("created_at", ""),
+                        name=fields.get("name", ""),
+                    )
+                )
+        return found
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke a key at once everywhere, freeing its node ids; False if there is none."""
+        k = self.keys
+        reply = await self._revoke(
+            keys=[k.api_keys], args=[key_id, k.api_key(""), k.node_owner("")]
+        )
+        return bool(reply)
+
+
+def _split(nodes: str) -> list[str]:
+    return [n for n in nodes.split(",") if n]
