@@ -24,6 +24,7 @@ from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.errors import (
     ExecutionNotFound,
     ExecutionNotTerminal,
+    InvalidBaseUrl,
     InvalidRequest,
     InvalidTarget,
     InvalidTransition,
@@ -182,7 +183,7 @@ OPERATIONS: list[Operation] = [
             "Register an agent node",
             {201: ("registered", NodeRegistered)},
             body=NodeRegistration,
-            errors=(*BODY, InvalidTarget, *REDIS),
+            errors=(*BODY, InvalidTarget, InvalidBaseUrl, *REDIS),
             access=Access.AGENT,
         )
         for path in (f"{PREFIX}/nodes/register", f"{PREFIX}/nodes")  # the contract's alias

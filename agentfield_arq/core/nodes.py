@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 
@@ -16,6 +15,7 @@ from agentfield_arq.kernel.errors import InvalidRequest, InvalidTarget, NodeNotF
 from agentfield_arq.kernel.models import NodeRegistration
 from agentfield_arq.kernel.status import TargetKind
 from agentfield_arq.kernel.targets import parse_target
+from agentfield_arq.kernel.urls import parse_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class NodeRegistry:
             raise InvalidRequest(
                 f"id: '{node.id[:128]}' must be 1-128 letters, digits, '_' or '-'"
             ) from exc
-        base_url = _check_base_url(node.base_url)
+        base_url = parse_base_url(node.base_url)
         targets: dict[str, str] = {r.id: TargetKind.REASONER for r in node.reasoners}
         targets.update({s.id: TargetKind.SKILL for s in node.skills})
         for name in targets:
@@ -143,20 +143,3 @@ def _check_id(node_id: str) -> None:
     """An id that cannot be a node's (one with ':' could name another key) is simply unknown."""
     if not safe_id(node_id):
         raise NodeNotFound(f"node '{node_id[:128]}' is not registered")
-
-
-def _check_base_url(url: str) -> str:
-    """Workers append `/reasoners/{name}` to it: a query, fragment or credentials would let a
-    registration point them at any path of any host, so only scheme, host, port, path pass."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise InvalidRequest(f"base_url: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("base_url: must be an http(s) URL with a host")
-    if parts.query or parts.fragment or "?" in url or "#" in url:
-        raise InvalidRequest("base_url: must not have a query or fragment")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidRequest("base_url: must not embed credentials")
-    return url.rstrip("/")

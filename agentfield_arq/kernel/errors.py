@@ -2,7 +2,7 @@
 
 AgentFieldArqError
 ├── ConfigurationError          a setting is unknown or malformed (start-up only)
-├── DestinationRefused          a webhook receiver's address is not allowed (SSRF guard)
+├── DestinationRefused          a webhook receiver's or agent's address is not allowed
 ├── InvalidSignature            a received webhook failed verification (`verify`)
 ├── AgentCallError              a worker's call to an agent gave no answer to record
 │   ├── AgentCallTransient      timeout, connection error or 5xx: retried with backoff
@@ -14,6 +14,7 @@ AgentFieldArqError
 │   │   ├── InvalidTarget       400: not `node_id.name`
 │   │   ├── TooManyIds          400: batch-status asked for more ids than allowed
 │   │   ├── InvalidWebhook      400: a webhook block is unusable (the execution runs without it)
+│   │   ├── InvalidBaseUrl      400: a node's base_url is not a plain http(s) URL
 │   │   └── InvalidInput        422: an agent's input does not fit the target's signature
 │   │       └── MalformedInput  400: an agent's input is not JSON at all
 │   ├── NotFound                404
@@ -58,7 +59,7 @@ class ConfigurationError(AgentFieldArqError):
 
 
 class DestinationRefused(AgentFieldArqError):
-    """A webhook destination resolves to an address the SSRF guard does not allow."""
+    """A webhook receiver or an agent resolves to an address the connect policy refuses."""
 
 
 class InvalidSignature(AgentFieldArqError, ValueError):
@@ -113,6 +114,12 @@ class InvalidWebhook(InvalidRequest, ValueError):
     """The webhook block is unusable; the execution still runs without it (`webhook_error`)."""
 
     code = "invalid_webhook"
+
+
+class InvalidBaseUrl(InvalidRequest, ValueError):
+    """A node's `base_url` is not one unambiguous http(s) URL (see `kernel/urls.py`)."""
+
+    code = "invalid_base_url"
 
 
 class InvalidInput(InvalidRequest, ValueError):

@@ -134,3 +134,18 @@ async def test_the_openapi_document_describes_the_request_bodies(api: httpx.Asyn
     schema = document["components"]["schemas"]["ExecuteRequest"]
     assert "input" in schema["required"]
     assert "/api/v1/executions/batch-status" in document["paths"]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://0177.0.0.1:8001", "http://127.1:8001", "http://e2e:8001/%0d%0aX-Injected:%201"],
+)
+async def test_registering_an_ambiguous_base_url_is_400_and_leaves_the_node_as_it_was(
+    api: httpx.AsyncClient, base_url: str
+) -> None:
+    answer = await api.post("/api/v1/nodes/register", json=registration("e2e", base_url))
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "invalid_base_url"
+    assert answer.json()["error"].startswith("base_url: ")
+    node = await api.get("/api/v1/nodes/e2e")
+    assert node.json()["base_url"] == "http://127.0.0.1:9"

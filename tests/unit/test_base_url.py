@@ -1,0 +1,129 @@
+"""A node's base_url has one spelling per destination: what parsers might read differently is
+refused, naming `base_url`, and what passes comes back canonical."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentfield_arq.kernel.errors import InvalidBaseUrl, InvalidRequest, http_status
+from agentfield_arq.kernel.urls import MAX_BASE_URL_CHARS, parse_base_url
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        ("http://finance:8001", "http://finance:8001"),
+        ("https://agents.example.com", "https://agents.example.com"),
+        ("HTTP://Finance.Example.COM:8001/", "http://finance.example.com:8001"),
+        ("http://127.0.0.1:8001", "http://127.0.0.1:8001"),
+        ("http://10.0.0.12:80/agents/v1/", "http://10.0.0.12:80/agents/v1"),
+        ("http://0.0.0.0:1", "http://0.0.0.0:1"),
+        ("http://[::1]:8001", "http://[::1]:8001"),
+        ("http://[2001:DB8:0:0::1]", "http://[2001:db8::1]"),
+        ("http://my_service.internal:9000", "http://my_service.internal:9000"),
+        ("http://xn--bcher-kva.example", "http://xn--bcher-kva.example"),
+        ("http://host:65535/a%2Fb", "http://host:65535/a%2Fb"),
+        ("http://host/~user/agent-1", "http://host/~user/agent-1"),
+    ],
+)
+def test_a_plain_http_url_passes_in_its_canonical_spelling(url: str, canonical: str) -> None:
+    assert parse_base_url(url) == canonical
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("", "empty"),
+        ("finance:8001", "http:// or https://"),
+        ("ftp://finance", "http:// or https://"),
+        ("file:///etc/passwd", "http:// or https://"),
+        ("http:/finance", "http:// or https://"),
+        ("http://", "must have a host"),
+        ("http://:8001", "must have a host"),
+        ("http://user:pw@finance", "credentials"),
+        ("http://user@finance", "credentials"),
+        ("http://finance@evil.example", "credentials"),
+        ("http://finance?x=1", "query or fragment"),
+        ("http://finance#top", "query or fragment"),
+        ("http://finance/?", "query or fragment"),
+        ("http://finance:0", "port"),
+        ("http://finance:65536", "port"),
+        ("http://finance:08001", "port"),
+        ("http://finance:80a", "port"),
+        ("http://finance:", "port"),
+        ("http://[::1]x", "port"),
+        ("http://[::1", "closed"),
+        ("http://[::g]", "not an IPv6"),
+        ("http://[fe80::1%25eth0]", "zone id"),
+        ("http://fin%61nce", "'%' escapes"),
+        ("http://-finance", "not a host name"),
+        ("http://fin..ance", "not a host name"),
+        ("http://finance.", "not a host name"),
+        ("http://fin$ance", "not a host name"),
+        ("http://" + "a" * 64 + ".example", "not a host name"),
+        ("http://" + "a." * 127 + "example", "at most 253"),
+        ("http://finance/a b", "whitespace"),
+        ("http://fin ance", "whitespace"),
+        (" http://finance", "whitespace"),
+        ("http://finance\t", "whitespace"),
+        ("http://finance/\r\nX-Injected: 1", "whitespace"),
+        ("http://finance/\x00", "control characters"),
+        ("http://finance/\x7f", "control characters"),
+        ("http://fïnance", "ASCII"),
+        ("http://finance/%0d%0aX-Injected:%201", "escape control characters"),
+        ("http://finance/%0A", "escape control characters"),
+        ("http://finance/%00", "escape control characters"),
+        ("http://finance/%7f", "escape control characters"),
+        ("http://finance/a%20b", "escape control characters"),
+        ("http://finance/a\\b", "'\\'"),
+        ("http://finance/a|b", "must be escaped"),
+        ("http://finance/a%zz", "must be escaped"),
+        ("http://finance/../admin", "'..'"),
+        ("http://finance/a/./b", "'.'"),
+        ("http://finance/%2e%2e/admin", "'..'"),
+        ("http://finance//admin", "empty segments"),
+        ("http://finance/" + "a" * MAX_BASE_URL_CHARS, f"at most {MAX_BASE_URL_CHARS}"),
+    ],
+)
+def test_an_unusable_url_is_refused_naming_base_url_and_the_rule(url: str, rule: str) -> None:
+    with pytest.raises(InvalidBaseUrl) as caught:
+        parse_base_url(url)
+    assert str(caught.value).startswith("base_url: ")
+    assert rule in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "0177.0.0.1",  # octal: 127.0.0.1 to inet_aton and browsers
+        "0x7f.0.0.1",  # hex
+        "0x7f000001",
+        "127.1",  # short forms
+        "127.0.1",
+        "10.1",
+        "2130706433",  # one integer
+        "127.000.000.001",  # leading zeros
+        "127.0.0.01",
+        "00.0.0.0",
+        "1.2.3.4.5",
+        "256.1.1.1",
+        "1.2.3.999",
+        "example.123",  # a numeric last label makes it an IPv4 address to URL parsers
+        "example.0x1",
+        "0x",
+    ],
+)
+def test_an_ambiguous_ipv4_spelling_is_refused(host: str) -> None:
+    with pytest.raises(InvalidBaseUrl, match=r"^base_url: .*(IPv4|over 255)"):
+        parse_base_url(f"http://{host}:8001")
+
+
+def test_a_refused_base_url_is_a_400_invalid_request_with_its_own_code() -> None:
+    assert issubclass(InvalidBaseUrl, InvalidRequest)
+    assert (InvalidBaseUrl.code, http_status(InvalidBaseUrl)) == ("invalid_base_url", 400)
+
+
+def test_the_canonical_spelling_parses_to_itself() -> None:
+    for url in ("HTTPS://A.Example:443/X/", "http://[0:0::1]", "http://host/p%2fq"):
+        canonical = parse_base_url(url)
+        assert parse_base_url(canonical) == canonical
