@@ -145,6 +145,7 @@ class Harness:
             f"{ENV_PREFIX}KEY_PREFIX": PREFIX,
             f"{ENV_PREFIX}MAX_QUEUED": str(MAX_QUEUED),
             f"{ENV_PREFIX}ADMIN_KEY": ADMIN_KEY,
+            f"{ENV_PREFIX}AGENT_ALLOW_LOOPBACK": "true",
         }
         env.update({f"{ENV_PREFIX}{k.upper()}": v for k, v in settings.items()})
         return env

@@ -17,6 +17,7 @@ from agentfield_arq.core.arq_bridge import (
     sweep_cron_name,
 )
 from agentfield_arq.core.delivery import Deliverer, job_max_tries, webhook_client
+from agentfield_arq.core.guard import agent_client
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
@@ -37,8 +38,8 @@ def worker_settings(
     """Keyword arguments for `arq.worker.Worker` (or `run_worker`) serving our queue.
 
     The transports replace the network under the agent client and the webhook client (tests
-    pass `httpx.MockTransport` or `httpx.ASGITransport`); a webhook transport replaces the
-    SSRF-guarded one, and so the guard with it.
+    pass `httpx.MockTransport` or `httpx.ASGITransport`); each replaces the guarded transport,
+    and so the connect policy or the SSRF guard with it.
     """
     on_startup, on_shutdown = _lifecycle(settings, agent_transport, webhook_transport)
     return {
@@ -67,11 +68,7 @@ def _lifecycle(
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         redis = ctx["redis"]
-        ctx["http"] = httpx.AsyncClient(
-            transport=agent_transport,
-            timeout=httpx.Timeout(settings.agent_timeout_s),
-            limits=httpx.Limits(max_connections=settings.worker_concurrency),
-        )
+        ctx["http"] = agent_client(settings, agent_transport)
         ctx["runner"] = Runner(
             ExecutionStore(redis, settings), NodeRegistry(redis, settings), ctx["http"], settings
         )

@@ -1,8 +1,12 @@
-"""The SSRF guard of webhook deliveries: where workers may connect on a caller's behalf.
+"""Where workers may connect: webhook receivers (the SSRF guard) and agents (the connect policy).
 
-A caller chooses the webhook URL, and workers sit inside the network, so by default a delivery
-may only reach public addresses: loopback, private, link-local (cloud metadata), shared,
-multicast and reserved ranges are refused, unless the host or address is listed as trusted.
+A caller chooses the webhook URL and an agent chooses its base URL, and workers sit inside the
+network, so neither may steer a worker anywhere. Webhook deliveries may only reach public
+addresses: loopback, private, link-local (cloud metadata), shared, multicast and reserved ranges
+are refused, unless the host or address is listed as trusted. Agent calls are refused
+link-local, cloud metadata, unspecified, multicast and reserved addresses always, and loopback
+and private ones unless a setting allows them (agents usually live on a private network: the
+operator says which).
 
 The check happens where the connection is made: the network backend resolves the host once,
 checks every address it resolved to, and connects to a checked address. There is no second
@@ -21,7 +25,10 @@ from collections.abc import Awaitable, Callable, Iterable
 import httpcore
 import httpx
 
+from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.errors import DestinationRefused
+
+_SETTING = "AGENTFIELD_ARQ_AGENT_"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -29,26 +36,70 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 # The well-known NAT64 prefix: its last 32 bits are an IPv4 address reached through a gateway.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Cloud instance metadata and platform endpoints outside the link-local ranges (Alibaba, AWS
+# and GCP over IPv6, Azure's wire server): they hand out credentials to whoever asks.
+METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("100.100.100.200/32", "fd00:ec2::254/128", "fd20:ce::254/128", "168.63.129.16/32")
+)
+# Kinds (as `kind` names them) that no setting allows an agent call to reach.
+NEVER = frozenset({"link-local", "cloud metadata", "unspecified", "multicast", "reserved"})
 
 
-def refusal(address: IPAddress) -> str | None:
-    """Why `address` is not a public destination, or None when it is."""
+def _embedded(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one reaches (mapped, 6to4 or NAT64), else the address itself."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
-            return refusal(embedded)
+            return embedded
+    return address
+
+
+def kind(address: IPAddress) -> str | None:
+    """What kind of non-public address `address` is (`loopback`, `private`...), or None."""
+    address = _embedded(address)
     checks = (
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
+        ("cloud metadata", any(address in network for network in METADATA_NETWORKS)),
         ("unspecified", address.is_unspecified),
         ("multicast", address.is_multicast),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
         ("not globally routable", not address.is_global),
     )
-    return next((f"{address} is a {what} address" for what, hit in checks if hit), None)
+    return next((what for what, hit in checks if hit), None)
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why `address` is not a public destination, or None when it is."""
+    what = kind(address)
+    return None if what is None else f"{address} is a {what} address"
+
+
+def parse_networks(entries: str | Iterable[str]) -> tuple[set[str], list[IPNetwork]]:
+    """Comma-separated (or listed) entries as host names and CIDR networks."""
+    items = entries.split(",") if isinstance(entries, str) else list(entries)
+    hosts: set[str] = set()
+    networks: list[IPNetwork] = []
+    for entry in (e.strip().lower().strip("[]") for e in items):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            hosts.add(entry.rstrip("."))
+    return hosts, networks
+
+
+class Checker(typing.Protocol):
+    """A connect policy: the addresses of `host` that may be connected to, or DestinationRefused."""
+
+    def check(self, host: str, addresses: list[str]) -> list[str]:
+        """The addresses to connect to, in order; raises DestinationRefused."""
+        ...  # pragma: no cover - a protocol
 
 
 class Policy:
@@ -56,16 +107,7 @@ class Policy:
 
     def __init__(self, block_private: bool = True, allowed: str | Iterable[str] = "") -> None:
         self.block_private = block_private
-        entries = allowed.split(",") if isinstance(allowed, str) else list(allowed)
-        self.hosts: set[str] = set()
-        self.networks: list[IPNetwork] = []
-        for entry in (e.strip().lower().strip("[]") for e in entries):
-            if not entry:
-                continue
-            try:
-                self.networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                self.hosts.add(entry.rstrip("."))
+        self.hosts, self.networks = parse_networks(allowed)
 
     def check(self, host: str, addresses: list[str]) -> list[str]:
         """The addresses of `host` it is safe to connect to; refuses if any one is not.
@@ -87,6 +129,54 @@ class Policy:
         return addresses
 
 
+class AgentPolicy:
+    """Which addresses agent calls may reach: public ones; loopback and private ones only as
+    allowed (by switch, or by CIDR network); link-local, metadata and the like never."""
+
+    def __init__(
+        self,
+        allow_loopback: bool = False,
+        allow_private: bool = False,
+        networks: str | Iterable[str] = "",
+    ) -> None:
+        self.allow_loopback = allow_loopback
+        self.allow_private = allow_private
+        hosts, self.networks = parse_networks(networks)
+        if hosts:
+            raise ValueError(f"not a CIDR network: {sorted(hosts)[0]}")
+
+    def refusal(self, address: IPAddress) -> str | None:
+        """Why an agent call may not connect to `address`, or None when it may."""
+        what = kind(address)
+        if what is None:
+            return None
+        if what in NEVER:
+            return f"{address} is a {what} address, never allowed"
+        if any(a in n for a in (address, _embedded(address)) for n in self.networks):
+            return None
+        if what == "loopback":
+            if self.allow_loopback:
+                return None
+            return f"{address} is a loopback address (allow with {_SETTING}ALLOW_LOOPBACK)"
+        if self.allow_private:
+            return None
+        return (
+            f"{address} is a {what} address "
+            f"(allow with {_SETTING}ALLOW_PRIVATE or {_SETTING}ALLOWED_NETWORKS)"
+        )
+
+    def check(self, host: str, addresses: list[str]) -> list[str]:
+        """The addresses of `host` to connect to; refuses if any one is not allowed (a host
+        resolving to one allowed and one refused address could be steered to the latter)."""
+        if not addresses:
+            raise DestinationRefused(f"{host} did not resolve to any address")
+        for text in addresses:
+            reason = self.refusal(ipaddress.ip_address(text.split("%", 1)[0]))
+            if reason is not None:
+                raise DestinationRefused(f"refused to connect to the agent at {host}: {reason}")
+        return addresses
+
+
 async def resolve(host: str, port: int) -> list[str]:
     """Every address `host` resolves to for TCP, in the resolver's order, without repeats."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -98,7 +188,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     def __init__(
         self,
-        policy: Policy,
+        policy: Checker,
         resolver: Resolver = resolve,
         inner: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
@@ -137,8 +227,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
         socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        """Never: a webhook goes to a URL."""
-        raise DestinationRefused("webhooks are not delivered to unix sockets")
+        """Never: receivers and agents are reached at a URL's host."""
+        raise DestinationRefused("workers do not connect to unix sockets")
 
     async def sleep(self, seconds: float) -> None:
         """Delegated to the real backend (httpcore uses it between connection retries)."""
@@ -159,3 +249,27 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=backend,
         )
+
+
+def agent_policy(settings: Settings) -> AgentPolicy:
+    """The connect policy of agent calls, from the `AGENTFIELD_ARQ_AGENT_ALLOW*` settings."""
+    return AgentPolicy(
+        settings.agent_allow_loopback, settings.agent_allow_private, settings.agent_allowed_networks
+    )
+
+
+def agent_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The HTTP client of agent calls: the connect policy applied, redirects not followed, no
+    proxies from the environment. A `transport` (tests) replaces the guarded one, policy
+    included."""
+    limits = httpx.Limits(max_connections=settings.worker_concurrency)
+    if transport is None:
+        transport = GuardedTransport(GuardedBackend(agent_policy(settings)), limits)
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(settings.agent_timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+    )

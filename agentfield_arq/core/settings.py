@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -56,9 +57,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     agent_retry_max_s: float = 30.0
     sweep_interval_s: int = 5
     max_job_tries: int = 20
+    # Where agent calls may connect (core/guard.py): public addresses, plus loopback and
+    # private ones only when allowed here (the run command allows loopback); link-local and
+    # cloud metadata addresses never. Networks: CIDRs, comma-separated.
+    agent_allow_loopback: bool = False
+    agent_allow_private: bool = False
+    agent_allowed_networks: str = ""
 
     # Nodes.
     node_lease_s: float = 30.0
+    # Agent calls in flight to one node across the fleet; 0: half of workers x concurrency.
+    node_max_in_flight: int = 0
+    # Longest wait of an execution whose node is at its cap before it asks for a slot again.
+    node_wait_max_s: float = 5.0
 
     # Webhooks. The schedule lists the waits (seconds, comma-separated) before each retry.
     webhook_timeout_s: float = 10.0
@@ -84,6 +95,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.api_host in ("127.0.0.1", "::1", "localhost") or self.api_host.startswith(
             "127."
         )
+
+    @property
+    def node_in_flight_cap(self) -> int:
+        """The per-node cap: the setting, else half of the fleet's slots (at least 1), so that
+        one node that hangs leaves the other half to every other node."""
+        return self.node_max_in_flight or max(1, self.workers * self.worker_concurrency // 2)
 
     @property
     def job_timeout_s(self) -> float:
@@ -166,6 +183,7 @@ def _check(settings: Settings) -> None:
         "sweep_interval_s",
         "max_job_tries",
         "node_lease_s",
+        "node_wait_max_s",
         "webhook_timeout_s",
         "webhook_retry_after_max_s",
         "webhook_max_response_bytes",
@@ -173,12 +191,15 @@ def _check(settings: Settings) -> None:
     for name in positive:
         if getattr(settings, name) <= 0:
             raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be > 0")
+    if settings.node_max_in_flight < 0:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}NODE_MAX_IN_FLIGHT must be >= 0")
     if not 1 <= settings.sweep_interval_s <= 59:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}SWEEP_INTERVAL_S must be 1..59")
     _check_webhooks(settings)
     for name in ("key_rate_limit", "key_max_active"):
         if getattr(settings, name) < 0:
             raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be >= 0")
+    _check_networks(settings)
     if settings.max_job_tries < settings.agent_max_attempts:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}MAX_JOB_TRIES must be >= {ENV_PREFIX}AGENT_MAX_ATTEMPTS"
@@ -202,3 +223,15 @@ def _check_webhooks(settings: Settings) -> None:
         )
     if not 0 <= settings.webhook_jitter < 1:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}WEBHOOK_JITTER must be 0..1")
+
+
+def _check_networks(settings: Settings) -> None:
+    for entry in settings.agent_allowed_networks.split(","):
+        try:
+            if entry.strip():
+                ipaddress.ip_network(entry.strip().strip("[]"), strict=False)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"invalid setting: {ENV_PREFIX}AGENT_ALLOWED_NETWORKS: '{entry.strip()}' is not "
+                "a CIDR network"
+            ) from exc

@@ -161,6 +161,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     )
     # Local receivers are the point of a dev run; deployments keep the SSRF guard on.
     env.setdefault("AGENTFIELD_ARQ_WEBHOOK_BLOCK_PRIVATE", "false")
+    # The example agents listen on 127.0.0.1; a bare worker refuses loopback agents.
+    env.setdefault("AGENTFIELD_ARQ_AGENT_ALLOW_LOOPBACK", "true")
     receiver_port = free_port()
     children = [Child("api", python_module("agentfield_arq", "api"))]
     children += [

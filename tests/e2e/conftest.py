@@ -52,6 +52,8 @@ class System:
             "AGENTFIELD_ARQ_ADMIN_KEY": ADMIN_KEY,
             # Where agents started for this system find its API, as the run command tells them.
             "AGENTFIELD_SERVER": self.api_url,
+            # The test agents listen on 127.0.0.1, which a worker refuses unless allowed.
+            "AGENTFIELD_ARQ_AGENT_ALLOW_LOOPBACK": "true",
             **{f"AGENTFIELD_ARQ_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}

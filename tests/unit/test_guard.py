@@ -9,7 +9,7 @@ import typing
 import httpcore
 import pytest
 
-from agentfield_arq.core.guard import GuardedBackend, Policy, refusal
+from agentfield_arq.core.guard import AgentPolicy, GuardedBackend, Policy, refusal
 from agentfield_arq.kernel.errors import DestinationRefused
 
 
@@ -132,3 +132,117 @@ async def test_a_resolution_failure_is_a_connect_error() -> None:
 async def test_unix_sockets_are_refused() -> None:
     with pytest.raises(DestinationRefused):
         await GuardedBackend(Policy(), inner=_Recorder()).connect_unix_socket("/run/docker.sock")
+
+
+# ---------------------------------------------------------------- the connect policy of agents
+
+
+@pytest.mark.parametrize(
+    ("address", "setting"),
+    [
+        ("127.0.0.1", "ALLOW_LOOPBACK"),
+        ("::1", "ALLOW_LOOPBACK"),
+        ("::ffff:127.0.0.1", "ALLOW_LOOPBACK"),
+        ("10.1.2.3", "ALLOW_PRIVATE"),
+        ("172.20.0.4", "ALLOW_PRIVATE"),
+        ("192.168.1.1", "ALLOW_PRIVATE"),
+        ("fd12:3456::1", "ALLOW_PRIVATE"),
+        ("100.64.0.1", "ALLOW_PRIVATE"),
+    ],
+)
+def test_by_default_an_agent_call_refuses_loopback_and_private_naming_the_setting(
+    address: str, setting: str
+) -> None:
+    with pytest.raises(DestinationRefused, match=f"AGENTFIELD_ARQ_AGENT_{setting}"):
+        AgentPolicy().check("agent.internal", [address])
+
+
+def test_an_agent_on_a_public_address_is_called_by_default() -> None:
+    assert AgentPolicy().check("agent.example", ["93.184.216.34"]) == ["93.184.216.34"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",  # AWS, GCP, Azure, Oracle...
+        "169.254.170.2",  # ECS task credentials
+        "fe80::1",
+        "100.100.100.200",  # Alibaba
+        "fd00:ec2::254",  # AWS over IPv6
+        "fd20:ce::254",  # GCP over IPv6
+        "168.63.129.16",  # Azure's wire server
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+    ],
+)
+def test_link_local_metadata_and_unroutable_addresses_are_refused_whatever_is_allowed(
+    address: str,
+) -> None:
+    everything = AgentPolicy(
+        allow_loopback=True,
+        allow_private=True,
+        networks="0.0.0.0/0,::/0,169.254.0.0/16,fd00::/8,100.64.0.0/10,168.63.129.0/24",
+    )
+    with pytest.raises(DestinationRefused, match="never allowed"):
+        everything.check("metadata.google.internal", [address])
+
+
+def test_allowing_loopback_allows_loopback_only() -> None:
+    policy = AgentPolicy(allow_loopback=True)
+    assert policy.check("localhost", ["127.0.0.1", "::1"]) == ["127.0.0.1", "::1"]
+    with pytest.raises(DestinationRefused, match="private"):
+        policy.check("svc", ["10.0.0.5"])
+
+
+def test_allowing_private_allows_every_private_range_but_not_loopback() -> None:
+    policy = AgentPolicy(allow_private=True)
+    assert policy.check("svc", ["10.0.0.5", "fd12::1", "100.64.3.4"]) == [
+        "10.0.0.5",
+        "fd12::1",
+        "100.64.3.4",
+    ]
+    with pytest.raises(DestinationRefused, match="loopback"):
+        policy.check("localhost", ["127.0.0.1"])
+
+
+def test_allowed_networks_allow_their_addresses_and_no_others() -> None:
+    policy = AgentPolicy(networks="172.30.240.0/24, fd00:1::/64,127.0.0.1")
+    assert policy.check("finance", ["172.30.240.7"]) == ["172.30.240.7"]
+    assert policy.check("finance", ["fd00:1::9"]) == ["fd00:1::9"]
+    assert policy.check("localhost", ["127.0.0.1"]) == ["127.0.0.1"]
+    for other in ("172.30.241.7", "10.0.0.1", "127.0.0.2"):
+        with pytest.raises(DestinationRefused):
+            policy.check("finance", [other])
+
+
+def test_an_agent_host_is_refused_if_any_of_its_addresses_is() -> None:
+    with pytest.raises(DestinationRefused, match=r"at rebind\.example: 10\.0\.0\.5"):
+        AgentPolicy().check("rebind.example", ["93.184.216.34", "10.0.0.5"])
+
+
+def test_allowed_networks_take_cidrs_not_host_names() -> None:
+    with pytest.raises(ValueError, match=r"not a CIDR network: agents\.internal"):
+        AgentPolicy(networks="10.0.0.0/8,agents.internal")
+
+
+async def test_the_backend_refuses_an_agent_host_resolving_to_metadata_before_connecting() -> None:
+    inner = _Recorder()
+    backend = GuardedBackend(
+        AgentPolicy(allow_private=True), _resolver([["169.254.169.254"]]), inner
+    )
+    with pytest.raises(DestinationRefused, match=r"169\.254\.169\.254 is a link-local address"):
+        await backend.connect_tcp("finance.internal", 8001)
+    assert inner.connected == []
+
+
+async def test_the_agent_backend_connects_to_the_address_it_checked() -> None:
+    inner = _Recorder()
+    # A rebinding server would answer differently the second time; there is no second time.
+    resolver = _resolver([["10.0.0.7"], ["169.254.169.254"]])
+    await GuardedBackend(AgentPolicy(allow_private=True), resolver, inner).connect_tcp("fin", 80)
+    assert inner.connected == [("10.0.0.7", 80)]

@@ -42,3 +42,23 @@ def test_other_variables_are_ignored() -> None:
 
 def test_the_default_recovery_bound_after_a_worker_crash_is_under_a_minute() -> None:
     assert Settings().recovery_bound_s < 60
+
+
+def test_a_bare_worker_refuses_loopback_and_private_agents() -> None:
+    settings = from_env({})
+    assert (settings.agent_allow_loopback, settings.agent_allow_private) == (False, False)
+    assert settings.agent_allowed_networks == ""
+
+
+def test_an_allowed_network_that_is_not_a_cidr_fails_with_its_name() -> None:
+    with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_AGENT_ALLOWED_NETWORKS: 'agents'"):
+        from_env({"AGENTFIELD_ARQ_AGENT_ALLOWED_NETWORKS": "10.0.0.0/8, agents"})
+
+
+def test_the_per_node_cap_defaults_to_half_of_the_fleets_slots() -> None:
+    assert from_env({}).node_in_flight_cap == 32
+    assert from_env({"AGENTFIELD_ARQ_WORKERS": "1"}).node_in_flight_cap == 16
+    assert from_env({"AGENTFIELD_ARQ_WORKER_CONCURRENCY": "1"}).node_in_flight_cap == 1
+    assert from_env({"AGENTFIELD_ARQ_NODE_MAX_IN_FLIGHT": "5"}).node_in_flight_cap == 5
+    with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_NODE_MAX_IN_FLIGHT"):
+        from_env({"AGENTFIELD_ARQ_NODE_MAX_IN_FLIGHT": "-1"})
