@@ -32,6 +32,9 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   same job id is held, because arq's `finish_job` of the previous run deletes the job record of
   that id. `Settings.recovery_bound_s` assumes that the lock lasts the longest job timeout plus
   10 s (`Worker.in_progress_timeout_s`) and that arq takes a job whose lock expired.
+- The try counter: arq INCRs `arq:retry:{job id}` when a run of a job starts and keeps it when
+  the job raises `Retry`; node_slot.lua DECRs it when a node is at its cap, so that waiting for
+  a slot is not counted as one of the job's tries (`max_tries`, `job_try`).
 - The poll loop: `WakingWorker` overrides the private `Worker._poll_iteration` and reads the
   private `job_counter` and `max_jobs`; `Worker.main` must still call `_poll_iteration` once
   per `poll_delay` (we pass 0) and, in burst mode, stop once the queue is empty (the
@@ -49,7 +52,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Worker
 from redis.asyncio import Redis
@@ -68,6 +71,7 @@ SWEEP_DEADLINES = "sweep_deadlines"
 # arq's own key prefixes (keys.py spells the keys).
 JOB_KEY_PREFIX = job_key_prefix
 IN_PROGRESS_KEY_PREFIX = in_progress_key_prefix
+RETRY_KEY_PREFIX = retry_key_prefix
 
 # How long a run job's record may wait in the queue before Redis expires it (arq's default,
 # `expires_extra_ms`). A delivery job's record lives as long as its execution's.

@@ -189,8 +189,10 @@ class Deliverer:
         except httpx.HTTPError as exc:
             return Answer(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
         except Exception as exc:
+            # A bug of ours: retrying it would only repeat it. It ends the delivery (dead,
+            # so that it can be redriven once fixed).
             logger.exception("webhook attempt crashed execution_id=%s", attempt.execution_id)
-            return Answer(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return Answer(error=f"internal error: {type(exc).__name__}", final=True)
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         cap = self.settings.webhook_max_response_bytes

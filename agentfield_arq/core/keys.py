@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from agentfield_arq.core.arq_bridge import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX
+from agentfield_arq.core.arq_bridge import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY_KEY_PREFIX
 
 # A non-terminal record outlives its deadline by this much, so that the sweep always sees it.
 NON_TERMINAL_GRACE_S = 3600
@@ -104,6 +104,11 @@ class Keys:
         """Hash: one node's registration, base URL and last heartbeat."""
         return f"{self.prefix}:node:{node_id}"
 
+    def node_slots(self, node_id: str) -> str:
+        """Sorted set: ids of executions whose agent call to this node is in flight, scored by
+        when the slot lapses (unix ms); expires with its newest slot."""
+        return f"{self.prefix}:node-slots:{node_id}"
+
     def node_targets(self, node_id: str) -> str:
         """Hash: name -> "reasoner" | "skill" for one node; what makes a target valid."""
         return f"{self.prefix}:node-targets:{node_id}"
@@ -138,6 +143,11 @@ class Keys:
     def arq_job(job_id: str) -> str:
         """arq's job payload key (arq does not prefix it per queue)."""
         return JOB_KEY_PREFIX + job_id
+
+    @staticmethod
+    def arq_retry(job_id: str) -> str:
+        """arq's count of the runs of a job so far (its `job_try`)."""
+        return RETRY_KEY_PREFIX + job_id
 
     @staticmethod
     def arq_in_progress(job_id: str) -> str:

@@ -43,6 +43,8 @@ class NodeRegistry:
                 f"id: '{node.id[:128]}' must be 1-128 letters, digits, '_' or '-'"
             ) from exc
         base_url = parse_base_url(node.base_url)
+        if node.max_in_flight is not None and node.max_in_flight < 1:
+            raise InvalidRequest("max_in_flight: must be at least 1")
         targets: dict[str, str] = {r.id: TargetKind.REASONER for r in node.reasoners}
         targets.update({s.id: TargetKind.SKILL for s in node.skills})
         for name in targets:
@@ -67,6 +69,10 @@ class NodeRegistry:
                     "agent_status": "ready",
                 },
             )
+            if node.max_in_flight is None:
+                tx.hdel(k.node(node.id), "max_in_flight")
+            else:
+                tx.hset(k.node(node.id), "max_in_flight", str(node.max_in_flight))
             tx.expire(k.node(node.id), NODE_TTL_S)
             tx.sadd(k.nodes, node.id)
             await tx.execute()

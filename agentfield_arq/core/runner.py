@@ -7,19 +7,30 @@ import logging
 
 import httpx
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentfield_arq.core.execution import FORWARDED_HEADERS, truncate
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.slots import NodeSlots
 from agentfield_arq.core.store import ExecutionStore, Outcome
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.codec import canonical_json, now_ms, rfc3339
-from agentfield_arq.kernel.errors import AgentAnswerTooLarge, AgentCallTransient
+from agentfield_arq.kernel.errors import (
+    AgentAnswerTooLarge,
+    AgentCallTransient,
+    DestinationRefused,
+    InvalidBaseUrl,
+)
 from agentfield_arq.kernel.status import Status, TargetKind
+from agentfield_arq.kernel.urls import parse_base_url
 
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
+# Redis not answering: nothing can be recorded, so such a failure is not the execution's.
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError)
 AGENT_ERROR_BODY_CHARS = 500
 
 
@@ -37,9 +48,46 @@ class Runner:
         self.nodes = nodes
         self.http = http
         self.settings = settings
+        self.slots = NodeSlots(store.redis, settings)
 
     async def run(self, execution_id: str, last_try: bool) -> float | None:
-        """One attempt; returns seconds to wait before the next one, or None when settled."""
+        """One attempt; returns seconds to wait before the next one, or None when settled.
+
+        The attempt waits its turn (a deferral that spends no attempt) while the node has as
+        many calls in flight as its cap allows. An unexpected exception, a bug of ours or an
+        answer our code could not handle, fails the execution with `internal error: <type>`:
+        a crash never leaves it `running`. Redis going away is not one (nothing could be
+        recorded); it propagates.
+        """
+        try:
+            slot = await self.slots.take(execution_id, now_ms())
+            if slot is not None and not slot.taken:
+                return slot.wait_s
+            try:
+                return await self._attempt(execution_id, last_try)
+            finally:
+                if slot is not None:
+                    await self.slots.give_back(slot.node_id, execution_id)
+        except REDIS_AWAY:
+            raise
+        except Exception as exc:
+            await self._crashed(execution_id, exc)
+            return None
+
+    async def _crashed(self, execution_id: str, exc: Exception) -> None:
+        # Not fenced by attempt: the crash may have come before or during the claim.
+        logger.error("internal error execution_id=%s", execution_id, exc_info=exc)
+        try:
+            await self._fail(execution_id, None, f"internal error: {type(exc).__name__}")
+        except Exception as again:
+            logger.error(
+                "internal error not recorded execution_id=%s: %s: %s",
+                execution_id,
+                type(again).__name__,
+                again,
+            )
+
+    async def _attempt(self, execution_id: str, last_try: bool) -> float | None:
         now = now_ms()
         claim = await self.store.claim(execution_id, rfc3339(now), now)
         if claim.outcome is not Outcome.OK:
@@ -71,6 +119,12 @@ class Runner:
         if base_url is None:
             await self._fail(execution_id, int(attempt), f"node '{fields['node_id']}' is gone")
             return
+        try:
+            # Registration checks it; a record written before that rule, or by hand, may not.
+            base_url = parse_base_url(base_url)
+        except InvalidBaseUrl as exc:
+            await self._fail(execution_id, int(attempt), f"node '{fields['node_id']}': {exc}")
+            return
         kind = "reasoners" if fields["type"] == TargetKind.REASONER else "skills"
         url = f"{base_url}/{kind}/{fields['name']}"
         try:
@@ -86,6 +140,9 @@ class Runner:
             raise AgentCallTransient(f"agent unreachable ({type(exc).__name__}: {exc})") from exc
         except AgentAnswerTooLarge:
             await self._fail(execution_id, int(attempt), "agent result is too large")
+            return
+        except DestinationRefused as exc:
+            await self._fail(execution_id, int(attempt), str(exc))
             return
         if status == 202:
             if await self.store.await_callback(execution_id, attempt):
@@ -123,14 +180,18 @@ class Runner:
         return response.status_code, b"".join(chunks)
 
     async def _succeed(self, execution_id: str, attempt: str, body: bytes) -> None:
-        result = _as_json(body)
+        try:
+            result = _as_json(body)
+        except RecursionError:
+            await self._fail(execution_id, int(attempt), "agent answer is nested too deep to read")
+            return
         now = now_ms()
         transition = await self.store.finish(
             execution_id, Status.SUCCEEDED, rfc3339(now), now, result=result, attempt=attempt
         )
         logger.info("succeeded execution_id=%s (%s)", execution_id, transition.outcome)
 
-    async def _fail(self, execution_id: str, attempt: int, error: str) -> None:
+    async def _fail(self, execution_id: str, attempt: int | None, error: str) -> None:
         now = now_ms()
         transition = await self.store.finish(
             execution_id,
@@ -138,7 +199,7 @@ class Runner:
             rfc3339(now),
             now,
             error=truncate(error),
-            attempt=str(attempt),
+            attempt=None if attempt is None else str(attempt),
         )
         logger.warning("failed execution_id=%s (%s): %s", execution_id, transition.outcome, error)
 
@@ -147,20 +208,30 @@ class Runner:
         changed = 0
         now = now_ms()
         for execution_id in await self.store.overdue(now, SWEEP_BATCH):
-            transition = await self.store.finish(
-                execution_id,
-                Status.TIMEOUT,
-                rfc3339(now),
-                now,
-                error="execution deadline exceeded",
-                only_if_overdue=True,
-            )
-            if transition.outcome is Outcome.OK:
-                changed += 1
-                logger.warning("timeout execution_id=%s", execution_id)
-            elif transition.outcome is Outcome.MISSING:
-                await self.store.forget_deadline(execution_id)
+            try:
+                changed += await self._time_out(execution_id, now)
+            except REDIS_AWAY:
+                raise
+            except Exception as exc:
+                # One record that crashes the sweep must not keep it from the others.
+                await self._crashed(execution_id, exc)
         return changed
+
+    async def _time_out(self, execution_id: str, now: int) -> int:
+        transition = await self.store.finish(
+            execution_id,
+            Status.TIMEOUT,
+            rfc3339(now),
+            now,
+            error="execution deadline exceeded",
+            only_if_overdue=True,
+        )
+        if transition.outcome is Outcome.OK:
+            logger.warning("timeout execution_id=%s", execution_id)
+            return 1
+        if transition.outcome is Outcome.MISSING:
+            await self.store.forget_deadline(execution_id)
+        return 0
 
 
 def _as_json(body: bytes) -> bytes:

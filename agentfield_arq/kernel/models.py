@@ -83,6 +83,8 @@ class NodeRegistration(msgspec.Struct, kw_only=True):
     version: str = ""
     reasoners: list[TargetSpec] = []
     skills: list[TargetSpec] = []
+    # Our own: the most calls in flight to this node the node wants, under the fleet's cap.
+    max_in_flight: int | None = None
     # Sent by the SDKs and kept in the stored record; never read, so any JSON is accepted.
     lifecycle_status: Any = None
     metadata: Any = None

@@ -9,10 +9,13 @@ not completed jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from arq.connections import RedisSettings, create_pool
 from redis.asyncio import Redis
@@ -40,6 +43,10 @@ pytestmark = [
 ]
 
 TARGET = "finance.deep_analysis"
+Handler = (
+    Callable[[httpx.Request], httpx.Response]
+    | Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
+)
 SECRET = "s3cret"
 HOOK = {"url": "https://hooks.example.com/in", "secret": SECRET}
 
@@ -74,18 +81,23 @@ async def _submit(store: ExecutionStore, webhook: Any = None) -> str:
     return (await submit(store, TARGET, request, {})).execution_id
 
 
-async def _burst(
-    settings: Settings, agent: Scripted, receiver: Scripted | None = None
-) -> WakingWorker:
-    """Run a worker until nothing is queued; returns it (closed) for its counters."""
-    worker = create_worker(
+def _worker(settings: Settings, agent: Handler, receiver: Handler | None = None) -> WakingWorker:
+    """A burst worker whose agents and receivers are `agent` and `receiver`."""
+    return create_worker(
         settings,
         burst=True,
         handle_signals=False,
+        # Replace the guarded transports: hosts are never resolved.
         agent_transport=httpx.MockTransport(agent),
-        # Replaces the SSRF-guarded transport: the receiver's host is never resolved.
         webhook_transport=httpx.MockTransport(receiver or Scripted((200, {}))),
     )
+
+
+async def _burst(
+    settings: Settings, agent: Handler, receiver: Handler | None = None
+) -> WakingWorker:
+    """Run a worker until nothing is queued; returns it (closed) for its counters."""
+    worker = _worker(settings, agent, receiver)
     try:
         await worker.main()
     finally:
@@ -210,3 +222,98 @@ async def test_the_sweep_cron_job_times_out_an_execution_past_its_deadline(
     doc = await _doc(store, execution_id)
     assert (doc["status"], doc["error"]) == ("timeout", "execution deadline exceeded")
     assert len(agent.requests) == 1
+
+
+def _crash(request: httpx.Request) -> httpx.Response:
+    raise RuntimeError("a bug of ours")
+
+
+async def test_a_job_whose_code_crashes_ends_its_execution_failed_not_running(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    worker = await _burst(settings, _crash)
+    doc = await _doc(store, execution_id)
+    assert (doc["status"], doc["error"]) == ("failed", "internal error: RuntimeError")
+    assert (worker.jobs_failed, worker.jobs_retried) == (0, 0)
+
+
+async def test_a_webhook_attempt_that_crashes_ends_the_delivery_dead_at_once(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store, HOOK)
+    attempts: list[httpx.Request] = []
+
+    def crash(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        return _crash(request)
+
+    await _burst(settings, Scripted((200, {"revenue": 42})), crash)
+    doc = await _doc(store, execution_id)
+    assert doc["status"] == "succeeded"
+    assert doc["webhook_status"] == "failed"
+    assert [e["error_message"] for e in doc["webhook_events"]] == ["internal error: RuntimeError"]
+    assert len(attempts) == 1
+
+
+class Fleet:
+    """Agents `hang` (holds every call until released) and `finance` (answers at once)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.finance_called = asyncio.Event()
+        self.hanging = 0
+        self.peak = 0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host != "hang.test":
+            self.finance_called.set()
+            return httpx.Response(200, json={"revenue": 42})
+        self.hanging += 1
+        self.peak = max(self.peak, self.hanging)
+        try:
+            await self.release.wait()
+        finally:
+            self.hanging -= 1
+        return httpx.Response(200, json={"hung": True})
+
+
+async def test_a_node_that_hangs_holds_at_most_its_cap_and_other_nodes_keep_flowing(
+    store: ExecutionStore, settings: Settings, redis_client: Redis
+) -> None:
+    cap, slots = 2, 4
+    settings = msgspec.structs.replace(
+        settings,
+        worker_concurrency=slots,
+        node_max_in_flight=cap,
+        node_wait_max_s=0.2,
+        agent_timeout_s=10.0,
+    )
+    hang = NodeRegistration(
+        id="hang", base_url="http://hang.test:8001", reasoners=[TargetSpec(id="wait")]
+    )
+    await NodeRegistry(redis_client, settings).register(b'{"id": "hang"}', hang)
+    request = ExecuteRequest(input={})
+    # Queued first, more than the worker has slots: without a cap they would take them all.
+    hung = [(await submit(store, "hang.wait", request, {})).execution_id for _ in range(3 * slots)]
+    legit = await _submit(store)
+    fleet = Fleet()
+    worker = _worker(settings, fleet)
+    running = asyncio.create_task(worker.main())
+    try:
+        async with asyncio.timeout(10):
+            await fleet.finance_called.wait()
+        assert (fleet.hanging, fleet.peak) == (cap, cap)
+        fleet.release.set()
+        async with asyncio.timeout(15):
+            await running
+    finally:
+        running.cancel()
+        await worker.close()
+    assert (await _doc(store, legit))["status"] == "succeeded"
+    assert fleet.peak == cap
+    for execution_id in hung:
+        fields = await redis_client.hgetall(store.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
+        # Waiting for a slot spent no attempt: each was called once.
+        assert (fields[b"status"], fields[b"attempt"]) == (b"succeeded", b"1")
+    assert worker.jobs_failed == 0

@@ -1,0 +1,23 @@
+-- A worker takes one of a node's call slots for an execution, or learns that the node is at its
+-- cap. Slots are members of a sorted set scored by when they lapse, so that a slot held by a
+-- worker that died frees itself; a worker that holds one already keeps it (and renews it).
+-- When the node is full, this run of the arq job is not counted as one of its tries (arq adds
+-- one at each start and keeps it on a Retry), and the execution's deferral count grows.
+-- KEYS: node slots, node hash, arq retry key of the run job, exec hash
+-- ARGV: execution_id, now_ms, lease_ms, fleet-wide cap
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local cap = tonumber(ARGV[4])
+local own = tonumber(redis.call('HGET', KEYS[2], 'max_in_flight') or '')
+if own and own >= 1 and own < cap then cap = own end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < cap then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {1, 0, cap}
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+local deferrals = 1
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  deferrals = redis.call('HINCRBY', KEYS[4], 'deferrals', 1)
+end
+return {0, deferrals, cap}

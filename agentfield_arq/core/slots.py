@@ -1,0 +1,89 @@
+"""Per-node call slots: how many agent calls to one node may be in flight across the fleet.
+
+Without a cap, a node that never answers takes every worker slot it is sent work for, and work
+for every other node waits in the queue behind it. A worker takes a slot of the execution's
+node before it claims the execution (`node_slot.lua`) and gives it back when its call ends. A
+node at its cap gets no more calls: the job goes back to arq's queue for a short wait that
+grows with each deferral, without counting as one of arq's tries or as an attempt of the
+execution, and without holding a worker slot meanwhile. A slot lapses on its own after the
+longest a job may run, so that the slots of a worker that died free themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from redis.asyncio import Redis
+
+from agentfield_arq.core.keys import Keys, safe_id
+from agentfield_arq.core.scripts import load_script
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.backoff import backoff_s
+from agentfield_arq.kernel.codec import text
+
+logger = logging.getLogger(__name__)
+
+# The first wait of an execution whose node is at its cap; it doubles up to NODE_WAIT_MAX_S.
+WAIT_BASE_S = 0.1
+# A slot outlives the longest run of its job by this much before it lapses.
+LEASE_GRACE_S = 5.0
+
+
+class Slot(msgspec.Struct, kw_only=True):
+    """The answer of `take`: whether the slot was taken, else how long to wait."""
+
+    node_id: str
+    taken: bool
+    cap: int
+    wait_s: float = 0.0
+
+
+class NodeSlots:
+    """Takes and gives back per-node call slots."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
+        self.settings = settings
+        self.lease_ms = int((settings.job_timeout_s + LEASE_GRACE_S) * 1000)
+        self._take = load_script(redis, "node_slot")
+
+    async def take(self, execution_id: str, now_ms: int) -> Slot | None:
+        """A slot of the execution's node, or the wait before asking again; None when the
+        execution names no node (it is gone: the claim will say so)."""
+        k = self.keys
+        node = await self.redis.hget(k.execution(execution_id), "node_id")  # type: ignore[misc]  # redis-py's async stubs
+        node_id = text(node) if node else ""
+        if not safe_id(node_id):
+            return None
+        reply = await self._take(
+            keys=[
+                k.node_slots(node_id),
+                k.node(node_id),
+                k.arq_retry(execution_id),
+                k.execution(execution_id),
+            ],
+            args=[execution_id, now_ms, self.lease_ms, self.settings.node_in_flight_cap],
+        )
+        taken, deferrals, cap = (int(v) for v in reply)
+        if taken:
+            return Slot(node_id=node_id, taken=True, cap=cap)
+        wait_s = backoff_s(deferrals, WAIT_BASE_S, self.settings.node_wait_max_s)
+        logger.info(
+            "node at its cap execution_id=%s node_id=%s cap=%d: waiting %.2fs",
+            execution_id,
+            node_id,
+            cap,
+            wait_s,
+        )
+        return Slot(node_id=node_id, taken=False, cap=cap, wait_s=wait_s)
+
+    async def give_back(self, node_id: str, execution_id: str) -> None:
+        """The call has ended: free its slot for the next execution to that node."""
+        await self.redis.zrem(self.keys.node_slots(node_id), execution_id)
+
+    async def in_flight(self, node_id: str, now_ms: int) -> int:
+        """How many slots of the node are held now (lapsed ones not counted)."""
+        count: int = await self.redis.zcount(self.keys.node_slots(node_id), f"({now_ms}", "+inf")
+        return count
