@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 WAIT_BASE_S = 0.1
 # A slot outlives the longest run of its job by this much before it lapses.
 LEASE_GRACE_S = 5.0
+# node_slot.lua's answer for an execution that is gone or has ended.
+NOT_NEEDED = 2
 
 
 class Slot(msgspec.Struct, kw_only=True):
@@ -51,7 +53,7 @@ class NodeSlots:
 
     async def take(self, execution_id: str, now_ms: int) -> Slot | None:
         """A slot of the execution's node, or the wait before asking again; None when the
-        execution names no node (it is gone: the claim will say so)."""
+        execution needs none (it is gone or has ended: the claim will say so)."""
         k = self.keys
         node = await self.redis.hget(k.execution(execution_id), "node_id")  # type: ignore[misc]  # redis-py's async stubs
         node_id = text(node) if node else ""
@@ -67,10 +69,14 @@ class NodeSlots:
             args=[execution_id, now_ms, self.lease_ms, self.settings.node_in_flight_cap],
         )
         taken, deferrals, cap = (int(v) for v in reply)
+        if taken == NOT_NEEDED:
+            return None
         if taken:
             return Slot(node_id=node_id, taken=True, cap=cap)
         wait_s = backoff_s(deferrals, WAIT_BASE_S, self.settings.node_wait_max_s)
-        logger.info(
+        # Once at info; the waits after it would flood the log while a node hangs.
+        logger.log(
+            logging.INFO if deferrals == 1 else logging.DEBUG,
             "node at its cap execution_id=%s node_id=%s cap=%d: waiting %.2fs",
             execution_id,
             node_id,

@@ -18,13 +18,14 @@ NOW_MS = 1_000_000
 
 
 async def _node(redis: Redis, settings: Settings, executions: int, **fields: object) -> NodeSlots:
-    """Node `hang` and `executions` records naming it (`exec_0`...), each with a run job that
-    arq has started once (its try counter is 1)."""
+    """Node `hang` and `executions` queued records naming it (`exec_0`...), each with a run job
+    that arq has started once (its try counter is 1)."""
     node = msgspec.convert({"id": "hang", "base_url": "http://hang:1", **fields}, NodeRegistration)
     await NodeRegistry(redis, settings).register(b'{"id": "hang"}', node)
     slots = NodeSlots(redis, settings)
     for n in range(executions):
-        await redis.hset(slots.keys.execution(f"exec_{n}"), "node_id", "hang")  # type: ignore[misc]  # redis-py's async stubs
+        record = {"node_id": "hang", "status": "queued"}
+        await redis.hset(slots.keys.execution(f"exec_{n}"), mapping=record)  # type: ignore[misc]  # redis-py's async stubs
         await redis.set(slots.keys.arq_retry(f"exec_{n}"), 1)
     return slots
 
@@ -119,3 +120,15 @@ async def test_an_execution_without_a_record_gets_no_slot_and_no_wait(
     slots = await _node(redis_client, settings, 0)
     assert await slots.take("exec_gone", NOW_MS) is None
     assert await redis_client.exists(slots.keys.node_slots("hang")) == 0
+
+
+async def test_an_execution_that_has_ended_needs_no_slot_even_when_the_node_is_full(
+    redis_client: Redis, settings: Settings
+) -> None:
+    settings = msgspec.structs.replace(settings, node_max_in_flight=1)
+    slots = await _node(redis_client, settings, 2)
+    assert (await slots.take("exec_0", NOW_MS)).taken  # type: ignore[union-attr]
+    await redis_client.hset(slots.keys.execution("exec_1"), "status", "cancelled")  # type: ignore[misc]  # redis-py's async stubs
+    # Not deferred until the node has room: the claim that follows skips it at once.
+    assert await slots.take("exec_1", NOW_MS) is None
+    assert await slots.in_flight("hang", NOW_MS) == 1

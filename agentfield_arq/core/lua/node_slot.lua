@@ -3,8 +3,12 @@
 -- worker that died frees itself; a worker that holds one already keeps it (and renews it).
 -- When the node is full, this run of the arq job is not counted as one of its tries (arq adds
 -- one at each start and keeps it on a Retry), and the execution's deferral count grows.
+-- An execution that is gone or has ended needs no slot: the claim that follows skips it.
 -- KEYS: node slots, node hash, arq retry key of the run job, exec hash
 -- ARGV: execution_id, now_ms, lease_ms, fleet-wide cap
+-- Returns {taken (1: a slot is held, 0: wait, 2: none needed), deferrals, cap}.
+local status = redis.call('HGET', KEYS[4], 'status')
+if not status or TERMINAL[status] then return {2, 0, 0} end
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local cap = tonumber(ARGV[4])
@@ -16,8 +20,4 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < cap 
   return {1, 0, cap}
 end
 if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
-local deferrals = 1
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  deferrals = redis.call('HINCRBY', KEYS[4], 'deferrals', 1)
-end
-return {0, deferrals, cap}
+return {0, redis.call('HINCRBY', KEYS[4], 'deferrals', 1), cap}
