@@ -109,6 +109,11 @@ class Keys:
         when the slot lapses (unix ms); expires with its newest slot."""
         return f"{self.prefix}:node-slots:{node_id}"
 
+    def node_waiting(self, node_id: str) -> str:
+        """Sorted set: ids of executions waiting for a slot of this node, scored by their first
+        deferral (unix ms); a freed slot wakes the oldest."""
+        return f"{self.prefix}:node-waiting:{node_id}"
+
     def node_targets(self, node_id: str) -> str:
         """Hash: name -> "reasoner" | "skill" for one node; what makes a target valid."""
         return f"{self.prefix}:node-targets:{node_id}"

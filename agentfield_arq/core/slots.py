@@ -5,8 +5,10 @@ for every other node waits in the queue behind it. A worker takes a slot of the 
 node before it claims the execution (`node_slot.lua`) and gives it back when its call ends. A
 node at its cap gets no more calls: the job goes back to arq's queue for a short wait that
 grows with each deferral, without counting as one of arq's tries or as an attempt of the
-execution, and without holding a worker slot meanwhile. A slot lapses on its own after the
-longest a job may run, so that the slots of a worker that died free themselves.
+execution, and without holding a worker slot meanwhile. A freed slot wakes the oldest waiter
+of its node at once (`node_slot_free.lua`), so the wait is a fallback, not the pace. A slot
+lapses on its own after the longest a job may run, so that the slots of a worker that died
+free themselves.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from agentfield_arq.core.keys import Keys, safe_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.backoff import backoff_s
-from agentfield_arq.kernel.codec import text
+from agentfield_arq.kernel.codec import now_ms, text
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ WAIT_BASE_S = 0.1
 LEASE_GRACE_S = 5.0
 # node_slot.lua's answer for an execution that is gone or has ended.
 NOT_NEEDED = 2
+# Waiters a freed slot looks at for one to wake (the ones before it may be running already).
+WAKE_SCAN = 10
 
 
 class Slot(msgspec.Struct, kw_only=True):
@@ -50,8 +54,9 @@ class NodeSlots:
         self.settings = settings
         self.lease_ms = int((settings.job_timeout_s + LEASE_GRACE_S) * 1000)
         self._take = load_script(redis, "node_slot")
+        self._free = load_script(redis, "node_slot_free")
 
-    async def take(self, execution_id: str, now_ms: int) -> Slot | None:
+    async def take(self, execution_id: str, now: int) -> Slot | None:
         """A slot of the execution's node, or the wait before asking again; None when the
         execution needs none (it is gone or has ended: the claim will say so)."""
         k = self.keys
@@ -65,8 +70,9 @@ class NodeSlots:
                 k.node(node_id),
                 k.arq_retry(execution_id),
                 k.execution(execution_id),
+                k.node_waiting(node_id),
             ],
-            args=[execution_id, now_ms, self.lease_ms, self.settings.node_in_flight_cap],
+            args=[execution_id, now, self.lease_ms, self.settings.node_in_flight_cap],
         )
         taken, deferrals, cap = (int(v) for v in reply)
         if taken == NOT_NEEDED:
@@ -85,11 +91,20 @@ class NodeSlots:
         )
         return Slot(node_id=node_id, taken=False, cap=cap, wait_s=wait_s)
 
-    async def give_back(self, node_id: str, execution_id: str) -> None:
-        """The call has ended: free its slot for the next execution to that node."""
-        await self.redis.zrem(self.keys.node_slots(node_id), execution_id)
+    async def give_back(self, node_id: str, execution_id: str) -> str | None:
+        """The call has ended: free its slot, and wake the oldest execution waiting for one of
+        this node; returns the id of the one woken, if any."""
+        k = self.keys
+        woken = await self._free(
+            keys=[k.node_slots(node_id), k.node_waiting(node_id), k.queue],
+            args=[execution_id, now_ms(), WAKE_SCAN],
+        )
+        if not woken:
+            return None
+        logger.debug("slot freed execution_id=%s woke execution_id=%s", execution_id, text(woken))
+        return text(woken)
 
-    async def in_flight(self, node_id: str, now_ms: int) -> int:
-        """How many slots of the node are held now (lapsed ones not counted)."""
-        count: int = await self.redis.zcount(self.keys.node_slots(node_id), f"({now_ms}", "+inf")
+    async def in_flight(self, node_id: str, now: int) -> int:
+        """How many slots of the node are held at `now` (lapsed ones not counted)."""
+        count: int = await self.redis.zcount(self.keys.node_slots(node_id), f"({now}", "+inf")
         return count

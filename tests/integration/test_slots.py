@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.slots import NodeSlots
+from agentfield_arq.kernel.codec import now_ms
 from agentfield_arq.kernel.models import NodeRegistration
 
 pytestmark = pytest.mark.integration
@@ -132,3 +133,54 @@ async def test_an_execution_that_has_ended_needs_no_slot_even_when_the_node_is_f
     # Not deferred until the node has room: the claim that follows skips it at once.
     assert await slots.take("exec_1", NOW_MS) is None
     assert await slots.in_flight("hang", NOW_MS) == 1
+
+
+async def _queued(redis: Redis, slots: NodeSlots, **due_in_ms: int) -> None:
+    """Put run jobs in arq's queue, due `due_in_ms` from now (negative: a worker runs them)."""
+    now = now_ms()
+    await redis.zadd(slots.keys.queue, {eid: now + ms for eid, ms in due_in_ms.items()})
+
+
+async def test_a_freed_slot_wakes_the_oldest_waiter_of_its_node_at_once(
+    redis_client: Redis, settings: Settings
+) -> None:
+    settings = msgspec.structs.replace(settings, node_max_in_flight=1)
+    slots = await _node(redis_client, settings, 3)
+    assert (await slots.take("exec_0", NOW_MS)).taken  # type: ignore[union-attr]
+    assert not (await slots.take("exec_1", NOW_MS)).taken  # type: ignore[union-attr]
+    assert not (await slots.take("exec_2", NOW_MS + 1)).taken  # type: ignore[union-attr]
+    # Their jobs went back to the queue for their waits, as arq's Retry puts them.
+    await _queued(redis_client, slots, exec_1=60_000, exec_2=60_000)
+    before = now_ms()
+    assert await slots.give_back("hang", "exec_0") == "exec_1"
+    assert (await redis_client.zscore(slots.keys.queue, "exec_1") or 0) <= now_ms()
+    assert (await redis_client.zscore(slots.keys.queue, "exec_2") or 0) > before + 50_000
+    assert await redis_client.zrange(slots.keys.node_waiting("hang"), 0, -1) == [b"exec_2"]
+    # The woken one takes the slot and leaves the list; the next freed slot wakes exec_2.
+    assert (await slots.take("exec_1", NOW_MS)).taken  # type: ignore[union-attr]
+    assert await slots.give_back("hang", "exec_1") == "exec_2"
+
+
+async def test_a_freed_slot_leaves_a_running_job_to_arq_and_forgets_a_finished_one(
+    redis_client: Redis, settings: Settings
+) -> None:
+    settings = msgspec.structs.replace(settings, node_max_in_flight=1)
+    slots = await _node(redis_client, settings, 4)
+    assert (await slots.take("exec_0", NOW_MS)).taken  # type: ignore[union-attr]
+    for n in (1, 2, 3):
+        assert not (await slots.take(f"exec_{n}", NOW_MS + n)).taken  # type: ignore[union-attr]
+    # exec_1's job is gone from the queue; exec_2's is being run (due in the past).
+    await _queued(redis_client, slots, exec_2=-1_000, exec_3=60_000)
+    running = await redis_client.zscore(slots.keys.queue, "exec_2")
+    assert await slots.give_back("hang", "exec_0") == "exec_3"
+    assert await redis_client.zscore(slots.keys.queue, "exec_2") == running
+    assert await redis_client.zrange(slots.keys.node_waiting("hang"), 0, -1) == [b"exec_2"]
+
+
+async def test_a_freed_slot_with_nobody_waiting_wakes_nothing(
+    redis_client: Redis, settings: Settings
+) -> None:
+    slots = await _node(redis_client, settings, 1)
+    assert (await slots.take("exec_0", NOW_MS)).taken  # type: ignore[union-attr]
+    assert await slots.give_back("hang", "exec_0") is None
+    assert await slots.in_flight("hang", NOW_MS) == 0
