@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
 from redis.asyncio import Redis
 
 from agentfield_arq.core.keys import NODE_TTL_S, Keys, safe_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import any_decoder, now_ms, rfc3339
-from agentfield_arq.kernel.errors import InvalidRequest, InvalidTarget, NodeNotFound
+from agentfield_arq.kernel.errors import InvalidBaseUrl, InvalidRequest, InvalidTarget, NodeNotFound
 from agentfield_arq.kernel.models import NodeRegistration
 from agentfield_arq.kernel.status import TargetKind
 from agentfield_arq.kernel.targets import parse_target
@@ -42,7 +43,7 @@ class NodeRegistry:
             raise InvalidRequest(
                 f"id: '{node.id[:128]}' must be 1-128 letters, digits, '_' or '-'"
             ) from exc
-        base_url = parse_base_url(node.base_url)
+        base_url = read_base_url(node.base_url)
         if node.max_in_flight is not None and node.max_in_flight < 1:
             raise InvalidRequest("max_in_flight: must be at least 1")
         targets: dict[str, str] = {r.id: TargetKind.REASONER for r in node.reasoners}
@@ -149,3 +150,14 @@ def _check_id(node_id: str) -> None:
     """An id that cannot be a node's (one with ':' could name another key) is simply unknown."""
     if not safe_id(node_id):
         raise NodeNotFound(f"node '{node_id[:128]}' is not registered")
+
+
+def read_base_url(url: str) -> str:
+    """A node's base URL in its canonical spelling (`kernel/urls.py`), refused as well if the
+    workers' HTTP client could not call it: what is stored never crashes a job."""
+    canonical = parse_base_url(url)
+    try:
+        httpx.URL(f"{canonical}/reasoners/x").host  # noqa: B018 - raises on what httpx refuses
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise InvalidBaseUrl(f"base_url: the workers' HTTP client cannot use it ({exc})") from exc
+    return canonical

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentfield_arq.core.execution import FORWARDED_HEADERS, truncate
-from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.nodes import NodeRegistry, read_base_url
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.slots import NodeSlots
 from agentfield_arq.core.store import ExecutionStore, Outcome
@@ -24,7 +24,6 @@ from agentfield_arq.kernel.errors import (
     InvalidBaseUrl,
 )
 from agentfield_arq.kernel.status import Status, TargetKind
-from agentfield_arq.kernel.urls import parse_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class Runner:
             return
         try:
             # Registration checks it; a record written before that rule, or by hand, may not.
-            base_url = parse_base_url(base_url)
+            base_url = read_base_url(base_url)
         except InvalidBaseUrl as exc:
             await self._fail(execution_id, int(attempt), f"node '{fields['node_id']}': {exc}")
             return

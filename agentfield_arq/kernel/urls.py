@@ -107,7 +107,25 @@ def _hostname(host: str) -> str:
             f"base_url: '{host[:64]}' is not a host name (dot-separated labels of letters, "
             "digits, '-' and '_', 1-63 characters each)"
         )
+    if any(label.startswith("xn--") for label in labels):
+        _check_idna(host, labels)
     return host
+
+
+def _check_idna(host: str, labels: list[str]) -> None:
+    """An internationalised name (an `xn--` label) is held to IDNA's letters-digits-hyphen
+    rule: HTTP clients decode such a name, and one that does not decode breaks them."""
+    for label in labels:
+        try:
+            decoded = label[4:].encode().decode("punycode") if label.startswith("xn--") else label
+        except UnicodeError:
+            decoded = "_"
+        letters = all(c.isalnum() or c == "-" for c in decoded)
+        if "_" in decoded or not letters or decoded != decoded.lower():
+            raise InvalidBaseUrl(
+                f"base_url: '{host[:64]}' is not a valid internationalised host name "
+                "(each label lower-case letters, digits and '-'; each xn-- label valid punycode)"
+            )
 
 
 def _path(path: str) -> str:

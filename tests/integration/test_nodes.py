@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import now_ms
-from agentfield_arq.kernel.errors import InvalidRequest, NodeNotFound
+from agentfield_arq.kernel.errors import InvalidBaseUrl, InvalidRequest, NodeNotFound
 from agentfield_arq.kernel.models import NodeRegistration, TargetSpec
 
 pytestmark = pytest.mark.integration
@@ -112,3 +112,14 @@ async def test_a_node_registering_again_while_the_list_forgets_it_keeps_its_plac
     )
     assert forgotten == 0
     assert await redis_client.smembers(registry.keys.nodes) == {b"n1"}  # type: ignore[misc]  # redis-py's async stubs
+
+
+async def test_a_base_url_the_workers_http_client_cannot_use_is_refused_at_registration(
+    redis_client: Redis, settings: Settings
+) -> None:
+    # Passes the grammar's IDNA approximation; httpx's stricter IDNA 2008 decoder refuses it.
+    registry = NodeRegistry(redis_client, settings)
+    node = NodeRegistration(id="n", base_url="http://xn--upd:8001")  # U+10FC
+    with pytest.raises(InvalidBaseUrl, match=r"^base_url: the workers' HTTP client cannot use it"):
+        await registry.register(b"{}", node)
+    assert await redis_client.exists(registry.keys.node("n")) == 0

@@ -127,3 +127,18 @@ def test_the_canonical_spelling_parses_to_itself() -> None:
     for url in ("HTTPS://A.Example:443/X/", "http://[0:0::1]", "http://host/p%2fq"):
         canonical = parse_base_url(url)
         assert parse_base_url(canonical) == canonical
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "xn--zz",  # not punycode
+        "xn--a",  # U+0080
+        "xn--ls8h",  # a symbol, not a letter
+        "xn--bcher-kva0y",  # an upper-case letter once decoded
+        "xn--bcher-kva.my_service",  # '_' is no IDNA character
+    ],
+)
+def test_an_internationalised_host_name_must_be_valid_idna(host: str) -> None:
+    with pytest.raises(InvalidBaseUrl, match="internationalised host name"):
+        parse_base_url(f"http://{host}:8001")
