@@ -3,8 +3,12 @@ refused, naming `base_url`, and what passes comes back canonical."""
 
 from __future__ import annotations
 
+import random
+
+import httpx
 import pytest
 
+from agentfield_arq.core.nodes import read_base_url
 from agentfield_arq.kernel.errors import InvalidBaseUrl, InvalidRequest, http_status
 from agentfield_arq.kernel.urls import MAX_BASE_URL_CHARS, parse_base_url
 
@@ -142,3 +146,37 @@ def test_the_canonical_spelling_parses_to_itself() -> None:
 def test_an_internationalised_host_name_must_be_valid_idna(host: str) -> None:
     with pytest.raises(InvalidBaseUrl, match="internationalised host name"):
         parse_base_url(f"http://{host}:8001")
+
+
+def _candidates(count: int) -> list[str]:
+    """URLs built from the pieces that parsers disagree on, from a fixed seed."""
+    rng = random.Random(9)
+    hosts = ["finance", "127.0.0.1", "[::1]", "[::ffff:1.2.3.4]", "xn--bcher-kva", "a_b", "0.0.0.0"]
+    hosts += ["xn--", "xn--a", "xn--80ak6aa92e", "1.2.3.4", "[2001:db8::1]", "a-b.c", "_a"]
+    tails = ["", "x", "_", ".b", ".xn--c", "-", ".1", "0"]
+    alphabet = "abXZ09-_.:/[]%@?#~!$&'()*+,;=\\ \t"
+    urls = []
+    for _ in range(count):
+        host = rng.choice(hosts) + rng.choice(tails)
+        port = rng.choice(["", ":1", ":80", f":{rng.randint(0, 99999)}"])
+        path = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        urls.append(
+            f"{rng.choice(['http://', 'https://'])}{host}{port}{rng.choice(['', '/'])}{path}"
+        )
+    return urls
+
+
+def test_every_base_url_registration_accepts_is_one_the_workers_http_client_can_call() -> None:
+    accepted = 0
+    for url in _candidates(8_000):
+        try:
+            grammar = parse_base_url(url)
+        except InvalidBaseUrl:
+            continue
+        # The grammar alone refuses these; the HTTP client's own check is for rarer names.
+        assert read_base_url(url) == grammar, url
+        accepted += 1
+        request = httpx.Request("POST", f"{grammar}/reasoners/deep_analysis")
+        assert request.url.host, url
+        assert parse_base_url(grammar) == grammar
+    assert accepted > 400  # the candidates are not all refused
