@@ -9,7 +9,9 @@ from agentfield_arq.core.settings import from_env
 from agentfield_arq.workers.settings import worker_settings
 
 
-def test_no_job_timeout_exceeds_the_execution_job_timeout() -> None:
+async def test_no_job_timeout_exceeds_the_execution_job_timeout() -> None:
+    # Async, so that arq's Worker takes the running loop: built outside one, after another
+    # test's asyncio.run has cleared the current loop, it makes a loop that nobody closes.
     settings = from_env({}, redis_url="redis://127.0.0.1:1/0")
     worker = Worker(**worker_settings(settings))
     assert worker.in_progress_timeout_s == settings.job_timeout_s + 10
