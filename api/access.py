@@ -28,6 +28,7 @@ class Access(enum.Enum):
     """The least a request needs to reach an operation."""
 
     PUBLIC = "public"  # no key: health and this document
+    REPORT = "report"  # a valid key or none: the endpoint asks for proof (agents' callbacks)
     CALLER = "caller"  # any valid key (a caller's, an agent's or an admin's)
     AGENT = "agent"  # an agent key or an admin key
     ADMIN = "admin"  # an admin key
@@ -35,10 +36,11 @@ class Access(enum.Enum):
 
 # Each role may do all that the roles below it may.
 _RANK = {Role.CALLER: 1, Role.AGENT: 2, Role.ADMIN: 3}
-_NEEDED = {Access.PUBLIC: 0, Access.CALLER: 1, Access.AGENT: 2, Access.ADMIN: 3}
+_NEEDED = {Access.PUBLIC: 0, Access.REPORT: 0, Access.CALLER: 1, Access.AGENT: 2, Access.ADMIN: 3}
 # What the access check itself can answer, listed in the OpenAPI document of each operation.
 ERRORS: Mapping[Access, tuple[type[ApiError], ...]] = {
     Access.PUBLIC: (),
+    Access.REPORT: (Unauthorized, RateLimited, Unavailable),
     Access.CALLER: (Unauthorized, RateLimited, Unavailable),
     Access.AGENT: (Unauthorized, Forbidden, RateLimited, Unavailable),
     Access.ADMIN: (Unauthorized, Forbidden, RateLimited, Unavailable),
@@ -61,13 +63,16 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key") or None
 
 
-async def authenticate(request: Request, access: Access) -> Identity:
-    """The identity behind the request, if it may reach an operation of `access`."""
+async def authenticate(request: Request, access: Access) -> Identity | None:
+    """The identity behind the request, if it may reach an operation of `access` (None: no
+    key, where `access` lets a request without one through)."""
     d = deps(request)
     if not d.settings.auth:
         return ANONYMOUS_ADMIN
     plain = presented_key(request.headers)
     if plain is None:
+        if access is Access.REPORT:
+            return None
         raise Unauthorized(MISSING)
     found = await d.credentials.lookup(plain)
     if found is Lookup.UNKNOWN:
@@ -83,6 +88,12 @@ async def authenticate(request: Request, access: Access) -> Identity:
 
 
 def identity(request: Request) -> Identity:
-    """The identity `authenticate` found for this request."""
+    """The identity `authenticate` found for this request (of an operation needing a key)."""
     found: Identity = request.scope["auth"]
+    return found
+
+
+def identity_if_any(request: Request) -> Identity | None:
+    """The identity of a request that may come without a key (`Access.REPORT`)."""
+    found: Identity | None = request.scope.get("auth")
     return found

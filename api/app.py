@@ -15,6 +15,7 @@ from agentfield_arq.api.errors import HANDLERS
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import KeyStore, well_formed
+from agentfield_arq.core.dispatch import CallbackProof
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> Starlette:
                     completions=completions,
                     outbox=Outbox(redis, settings),
                     credentials=credentials,
+                    proof=CallbackProof(redis, settings),
                 )
             }
         finally:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import KeyStore
+from agentfield_arq.core.dispatch import CallbackProof
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
@@ -26,6 +27,7 @@ class Deps:
     completions: Completions
     outbox: Outbox
     credentials: KeyStore
+    proof: CallbackProof
 
 
 def deps(request: Request) -> Deps:

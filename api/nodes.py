@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agentfield_arq.api.access import identity
 from agentfield_arq.api.body import decode, read_body, read_json
 from agentfield_arq.api.deps import deps
 from agentfield_arq.kernel.codec import encode
@@ -27,7 +28,7 @@ async def register(request: Request) -> Response:
     d = deps(request)
     body = await read_body(request, d.settings.max_body_bytes)
     node = decode(body, NodeRegistration)
-    base_url = await d.nodes.register(body, node)
+    base_url = await d.nodes.register(body, node, identity(request))
     registered = NodeRegistered(
         success=True,
         message=f"node '{node.id}' registered",
@@ -41,7 +42,7 @@ async def heartbeat(request: Request) -> Response:
     """Refresh the node's lease; the body is optional."""
     d = deps(request)
     beat = await read_json(request, HeartbeatRequest, d.settings.max_body_bytes, optional=True)
-    stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status)
+    stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status, identity(request))
     return _json(Acknowledged(success=True, message="heartbeat received", timestamp=stamp))
 
 
@@ -49,14 +50,14 @@ async def lifecycle(request: Request) -> Response:
     """The SDK's lifecycle update (`PATCH /nodes/{id}/status`): recorded like a heartbeat."""
     d = deps(request)
     beat = await read_json(request, HeartbeatRequest, d.settings.max_body_bytes, optional=True)
-    stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status)
+    stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status, identity(request))
     return _json(Acknowledged(success=True, message="status updated", timestamp=stamp))
 
 
 async def shutdown(request: Request) -> Response:
     """The node says goodbye: it is kept, marked stopped, and reported inactive."""
     d = deps(request)
-    await d.nodes.stop(request.path_params["node_id"])
+    await d.nodes.stop(request.path_params["node_id"], identity(request))
     return _json(Acknowledged(success=True, message="shutdown recorded"))
 
 

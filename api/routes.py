@@ -145,7 +145,7 @@ OPERATIONS: list[Operation] = [
         {200: ("the execution", Execution)},
         body=CallbackRequest,
         errors=(*BODY, ExecutionNotFound, InvalidTransition, *REDIS),
-        access=Access.AGENT,
+        access=Access.REPORT,
     ),
     Operation(
         "POST",

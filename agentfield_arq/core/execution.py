@@ -12,6 +12,7 @@ import msgspec
 
 from agentfield_arq.core import webhooks
 from agentfield_arq.core.completions import RECHECK_S, Completions
+from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
 from agentfield_arq.kernel.codec import canonical_json, encode, new_id, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
@@ -60,10 +61,13 @@ async def submit(
     request: ExecuteRequest,
     headers: Mapping[str, str],
     execution_id: str | None = None,
+    owner: Identity = ANONYMOUS_ADMIN,
 ) -> Submitted:
     """Validate, store and enqueue one execution; durable in Redis when this returns.
 
     A caller that must watch the execution before it exists passes a fresh `new_id("exec")`.
+    The execution remembers the id of the key that submitted it (`owner`); a key other than an
+    admin's may have `key_max_active` executions not yet ended.
     """
     node_id, name = parse_target(target)
     run_id = (
@@ -80,6 +84,7 @@ async def submit(
         "input": encode(request.input).decode(),
         "created_at": rfc3339(created),
         "created_ms": str(created),
+        "owner": owner.key_id,
     }
     if request.context is not None:
         fields["context"] = encode(request.context).decode()
@@ -88,6 +93,7 @@ async def submit(
         if value is not None:
             fields[field] = value
     webhook_error = _register_webhook(request.webhook, fields)
+    webhook_secret = fields.pop("webhook_secret", "")
     deadline = created + int(store.settings.execution_deadline_s * 1000)
     kind = await store.create(
         NewExecution(
@@ -97,6 +103,9 @@ async def submit(
             enqueue_ms=created,
             deadline_ms=deadline,
             fields=fields,
+            owner=owner.key_id,
+            webhook_secret=webhook_secret,
+            max_active=0 if owner.is_admin else store.settings.key_max_active,
         )
     )
     logger.info("queued execution_id=%s target=%s run_id=%s", execution_id, target, run_id)
@@ -136,6 +145,7 @@ async def execute_and_wait(
     target: str,
     request: ExecuteRequest,
     headers: Mapping[str, str],
+    owner: Identity = ANONYMOUS_ADMIN,
 ) -> tuple[Submitted, Execution[msgspec.Raw]]:
     """Submit and wait for the terminal document, whichever replica or worker sees the end.
 
@@ -145,7 +155,7 @@ async def execute_and_wait(
     deadline = loop.time() + store.settings.sync_timeout_s
     execution_id = new_id("exec")
     async with completions.watch(execution_id) as finished:
-        accepted = await submit(store, target, request, headers, execution_id)
+        accepted = await submit(store, target, request, headers, execution_id, owner)
         while True:
             raw = await store.get_doc(execution_id)
             doc = _doc_decoder.decode(raw) if raw else None
@@ -194,11 +204,16 @@ async def apply_callback(
     return doc
 
 
-async def cancel(store: ExecutionStore, execution_id: str) -> bytes:
-    """Cancel an execution that has not ended; cancelling a cancelled one is a no-op.
+async def cancel(
+    store: ExecutionStore, execution_id: str, owner: Identity = ANONYMOUS_ADMIN
+) -> bytes:
+    """Cancel an execution that has not ended; cancelling a cancelled one is a no-op. Another
+    key's execution (unless the key is an admin's) is not found.
 
     A worker already calling the agent finishes its call, but its outcome is discarded.
     """
+    if not await store.visible(execution_id, owner):
+        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
     now = now_ms()
     transition = await store.finish(
         execution_id, Status.CANCELLED, rfc3339(now), now, error=CANCELLED_ERROR

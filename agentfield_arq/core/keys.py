@@ -51,6 +51,11 @@ class Keys:
         """Hash: the webhook delivery of an execution (state, webhook-id, attempts, last error)."""
         return f"{self.prefix}:exec:{execution_id}:webhook"
 
+    def webhook_secret(self, execution_id: str) -> str:
+        """String: the webhook's signing secret, kept out of the hash so that HGETALL (what
+        operators read) does not show it."""
+        return f"{self.prefix}:exec:{execution_id}:webhook:secret"
+
     def webhook_events(self, execution_id: str) -> str:
         """List: one JSON record per delivery attempt, oldest first, capped."""
         return f"{self.prefix}:exec:{execution_id}:webhook:events"

@@ -8,11 +8,18 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
+from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.keys import NODE_TTL_S, Keys, safe_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.kernel.codec import any_decoder, now_ms, rfc3339
-from agentfield_arq.kernel.errors import InvalidBaseUrl, InvalidRequest, InvalidTarget, NodeNotFound
+from agentfield_arq.kernel.codec import any_decoder, now_ms, rfc3339, text
+from agentfield_arq.kernel.errors import (
+    InvalidBaseUrl,
+    InvalidRequest,
+    InvalidTarget,
+    NodeNotFound,
+    NodeOwned,
+)
 from agentfield_arq.kernel.models import NodeRegistration
 from agentfield_arq.kernel.status import TargetKind
 from agentfield_arq.kernel.targets import parse_target
@@ -34,9 +41,14 @@ class NodeRegistry:
         self.settings = settings
         self._heartbeat = load_script(redis, "heartbeat")
         self._forget = load_script(redis, "forget_nodes")
+        self._claim = load_script(redis, "claim_node")
 
-    async def register(self, body: bytes, node: NodeRegistration) -> str:
-        """Store a node's record (all its fields, known or not); returns its base URL."""
+    async def register(
+        self, body: bytes, node: NodeRegistration, identity: Identity = ANONYMOUS_ADMIN
+    ) -> str:
+        """Store a node's record (all its fields, known or not); returns its base URL. The
+        first agent key to register an id owns it; another key's registration is NodeOwned
+        and changes nothing. In-process callers act as an admin."""
         try:
             parse_target(f"{node.id}.x")  # the node id must be usable in targets
         except InvalidTarget as exc:
@@ -50,6 +62,7 @@ class NodeRegistry:
         targets.update({s.id: TargetKind.SKILL for s in node.skills})
         for name in targets:
             parse_target(f"{node.id}.{name}")
+        await self._claim_id(node.id, identity)
         now = now_ms()
         k = self.keys
         async with self.redis.pipeline(transaction=True) as tx:
@@ -80,9 +93,33 @@ class NodeRegistry:
         logger.info("registered node_id=%s base_url=%s targets=%d", node.id, base_url, len(targets))
         return base_url
 
-    async def heartbeat(self, node_id: str, status: str | None) -> str:
-        """Refresh a node's lease; returns the time recorded."""
+    async def _claim_id(self, node_id: str, identity: Identity) -> None:
+        k = self.keys
+        claim = await self._claim(
+            keys=[k.node_owner(node_id), k.api_key(identity.digest)],
+            args=[identity.key_id, node_id, "1" if identity.is_admin else "0"],
+        )
+        if text(claim) == "owned":
+            raise NodeOwned(f"node '{node_id}' belongs to another agent key; nothing was changed")
+        if text(claim) == "claimed":
+            logger.info("node_id=%s now owned by key %s", node_id, identity.key_id)
+
+    async def check_owner(self, node_id: str, identity: Identity) -> None:
+        """NodeOwned unless the key owns the node, the node has no owner, or the key is an
+        admin's. (Owners change only by a first registration or a revocation, so this check
+        needs no script of its own around the write that follows it.)"""
+        if identity.is_admin or not safe_id(node_id):
+            return
+        owner = await self.redis.get(self.keys.node_owner(node_id))
+        if owner is not None and text(owner) != identity.key_id:
+            raise NodeOwned(f"node '{node_id}' belongs to another agent key; nothing was changed")
+
+    async def heartbeat(
+        self, node_id: str, status: str | None, identity: Identity = ANONYMOUS_ADMIN
+    ) -> str:
+        """Refresh a node's lease (NodeOwned for another key's node); returns the time."""
         _check_id(node_id)
+        await self.check_owner(node_id, identity)
         now = now_ms()
         stamp = rfc3339(now)
         k = self.keys
@@ -94,9 +131,9 @@ class NodeRegistry:
             raise NodeNotFound(f"node '{node_id}' is not registered")
         return stamp
 
-    async def stop(self, node_id: str) -> None:
+    async def stop(self, node_id: str, identity: Identity = ANONYMOUS_ADMIN) -> None:
         """The node said goodbye: keep its record, report it inactive until it registers again."""
-        await self.heartbeat(node_id, STOPPED)
+        await self.heartbeat(node_id, STOPPED, identity)
 
     async def base_url(self, node_id: str) -> str | None:
         """Where the node listens now (it may have re-registered since the execution was queued)."""

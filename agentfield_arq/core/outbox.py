@@ -88,6 +88,7 @@ class Outbox:
                 k.execution(execution_id),
                 k.status_doc(execution_id),
                 k.dead_webhooks,
+                k.webhook_secret(execution_id),
             ],
             args=[
                 rfc3339(now_ms),

@@ -10,6 +10,7 @@ import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agentfield_arq.core.dispatch import TOKEN_HEADER, DispatchTokens
 from agentfield_arq.core.execution import FORWARDED_HEADERS, truncate
 from agentfield_arq.core.nodes import NodeRegistry, read_base_url
 from agentfield_arq.core.settings import Settings
@@ -48,6 +49,7 @@ class Runner:
         self.http = http
         self.settings = settings
         self.slots = NodeSlots(store.redis, settings)
+        self.tokens = DispatchTokens(store.redis, store.keys)
 
     async def run(self, execution_id: str, last_try: bool) -> float | None:
         """One attempt; returns seconds to wait before the next one, or None when settled.
@@ -161,6 +163,8 @@ class Runner:
             "X-Execution-ID": fields["execution_id"],
             "X-Run-ID": fields["run_id"],
             "X-Workflow-ID": fields["run_id"],
+            # The agent's proof, on its callback, that it is the node this was sent to.
+            TOKEN_HEADER: await self.tokens.token(fields["execution_id"]),
         }
         for header, field in FORWARDED_HEADERS.items():
             if field in fields:

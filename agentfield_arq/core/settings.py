@@ -39,6 +39,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Per key, admin keys excepted: requests per second, and executions not yet ended (0: none).
     key_rate_limit: int = 1000
     key_max_active: int = 10_000
+    # Node ids (comma-separated) whose callbacks are taken without proof when they come from
+    # the node's own base_url address: the weaker guarantee, for agents that send no key.
+    unproven_callback_nodes: str = ""
 
     # Executions.
     retention_s: int = 86_400

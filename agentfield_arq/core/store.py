@@ -19,12 +19,16 @@ from agentfield_arq.core.arq_bridge import (
     delivery_job_payload,
     run_job_payload,
 )
+from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, Keys, safe_id
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode, text
-from agentfield_arq.kernel.errors import QueueFull, TargetNotFound
+from agentfield_arq.kernel.errors import KeyQueueFull, QueueFull, TargetNotFound
+
+# A key at its cap of unfinished executions waits at least this long before trying again.
+KEY_QUEUE_RETRY_AFTER_S = 5
 
 
 class NewExecution(msgspec.Struct, kw_only=True):
@@ -37,6 +41,11 @@ class NewExecution(msgspec.Struct, kw_only=True):
     enqueue_ms: int
     deadline_ms: int
     fields: dict[str, str]
+    # The submitting key's id, and how many of its executions may be unfinished (0: no cap).
+    owner: str = ""
+    max_active: int = 0
+    # Stored beside the hash, not in it (keys.webhook_secret).
+    webhook_secret: str = ""
 
 
 class Outcome(enum.StrEnum):
@@ -96,6 +105,11 @@ class ExecutionStore:
             JOB_PAYLOAD_TTL_MS,
             self.settings.stream_maxlen,
             self.settings.max_queued,
+            new.max_active,
+            new.webhook_secret,
+            # It outlives the record by at most the retention (the record's TTL is shortened
+            # to the retention when it ends).
+            ttl_s + self.settings.retention_s,
         ]
         for field, value in new.fields.items():
             args += [field, value]
@@ -107,6 +121,8 @@ class ExecutionStore:
             k.queue,
             k.arq_job(new.execution_id),
             k.events,
+            k.key_active(new.owner),
+            k.webhook_secret(new.execution_id),
         ]
         reply = await self._create(keys=keys, args=args)
         state = text(reply[0])
@@ -118,39 +134,60 @@ class ExecutionStore:
             raise QueueFull(
                 f"{self.settings.max_queued} jobs already wait for a worker; retry later"
             )
+        if state == "key_queue_full":
+            raise KeyQueueFull(
+                f"this key already has {new.max_active} executions not yet ended; retry once "
+                "some have ended",
+                retry_after_s=KEY_QUEUE_RETRY_AFTER_S,
+            )
         return text(reply[1])
+
+    async def visible(self, execution_id: str, owner: Identity) -> bool:
+        """Whether `owner` may see the execution: it submitted it, or it is an admin's key
+        (False also when there is no such execution)."""
+        if owner.is_admin:
+            return True
+        if not safe_id(execution_id):
+            return False
+        found = await self.redis.hget(self.keys.execution(execution_id), "owner")  # type: ignore[misc]  # redis-py's async stubs
+        return found is not None and text(found) == owner.key_id
 
     async def get_doc(self, execution_id: str) -> bytes | None:
         """The status document of one execution, as stored (JSON bytes), or None."""
         doc: bytes | None = await self.redis.get(self.keys.status_doc(execution_id))
         return doc
 
-    async def get_view(self, execution_id: str) -> bytes | None:
-        """The status document with its webhook delivery fields, in one MGET, or None."""
-        if not safe_id(execution_id):
-            return None
-        doc, view = await self.redis.mget(
-            [self.keys.status_doc(execution_id), self.keys.webhook_view(execution_id)]
-        )
-        return None if doc is None else splice(doc, view)
+    async def get_view(self, execution_id: str, owner: Identity = ANONYMOUS_ADMIN) -> bytes | None:
+        """The status document with its webhook delivery fields, in one MGET, or None (also
+        for another key's execution, unless `owner` is an admin's key)."""
+        return (await self.get_views([execution_id], owner))[0]
 
-    async def get_views(self, execution_ids: list[str]) -> list[bytes | None]:
-        """`get_view` of many executions in one MGET, in the order asked."""
+    async def get_views(
+        self, execution_ids: list[str], owner: Identity = ANONYMOUS_ADMIN
+    ) -> list[bytes | None]:
+        """`get_view` of many executions in one MGET, in the order asked; for a key other
+        than an admin's, the owners are read in the same round trip and others' are None."""
         if not execution_ids:
             return []
         k = self.keys
         # An id that cannot be an execution's (one with ':') is not looked up at all.
         wanted = [i for i in execution_ids if safe_id(i)]
-        both = (
-            await self.redis.mget(
-                [key for i in wanted for key in (k.status_doc(i), k.webhook_view(i))]
-            )
-            if wanted
-            else []
-        )
+        if not wanted:
+            return [None] * len(execution_ids)
+        keys = [key for i in wanted for key in (k.status_doc(i), k.webhook_view(i))]
+        if owner.is_admin:
+            both = await self.redis.mget(keys)
+            mine = [True] * len(wanted)
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.mget(keys)
+                for i in wanted:
+                    pipe.hget(k.execution(i), "owner")
+                both, *owners = await pipe.execute()
+            mine = [o is not None and text(o) == owner.key_id for o in owners]
         found = iter(
-            None if doc is None else splice(doc, view)
-            for doc, view in zip(both[::2], both[1::2], strict=True)
+            None if doc is None or not ok else splice(doc, view)
+            for doc, view, ok in zip(both[::2], both[1::2], mine, strict=True)
         )
         return [next(found) if safe_id(i) else None for i in execution_ids]
 
@@ -237,6 +274,7 @@ class ExecutionStore:
                 job_id,
                 delivery_job_payload(execution_id, now_ms),
                 self.settings.retention_s * 1000,
+                k.key_active(""),
             ],
         )
         return _transition(reply)

@@ -22,6 +22,8 @@ class ExecutionContext(msgspec.Struct, kw_only=True, frozen=True):
     parent_execution_id: str | None = None
     session_id: str | None = None
     actor_id: str | None = None
+    # The control plane's proof token for this execution, sent back on its callback only.
+    callback_token: str | None = None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ExecutionContext:
@@ -36,6 +38,7 @@ class ExecutionContext(msgspec.Struct, kw_only=True, frozen=True):
             parent_execution_id=get("x-parent-execution-id"),
             session_id=get("x-session-id"),
             actor_id=get("x-actor-id"),
+            callback_token=get("x-callback-token"),
         )
 
     def child_headers(self) -> dict[str, str]:

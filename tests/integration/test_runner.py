@@ -14,12 +14,14 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
+from agentfield_arq.core.dispatch import CallbackProof
 from agentfield_arq.core.execution import submit
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.runner import AGENT_ERROR_BODY_CHARS, Runner
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore, Outcome
 from agentfield_arq.kernel.codec import now_ms, rfc3339
+from agentfield_arq.kernel.errors import ExecutionNotFound
 from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration, TargetSpec
 
 pytestmark = pytest.mark.integration
@@ -150,6 +152,18 @@ async def test_the_agent_is_posted_the_input_with_the_execution_headers(
     assert call.headers["x-run-id"] == "run_parent"
     assert call.headers["x-workflow-id"] == "run_parent"
     assert call.headers["x-session-id"] == "s-1"
+
+
+async def test_the_agent_call_carries_the_token_that_proves_its_report(
+    harness: Harness,
+) -> None:
+    execution_id, other = await harness.submit(), await harness.submit()
+    await harness.runner(_json({}, 202)).run(execution_id, last_try=False)
+    token = harness.calls[0].headers["x-callback-token"]
+    proof = CallbackProof(harness.redis, harness.settings)
+    await proof.check(execution_id, None, token, None)
+    with pytest.raises(ExecutionNotFound):
+        await proof.check(other, None, token, None)
 
 
 async def test_a_skill_is_posted_to_its_skills_route(harness: Harness) -> None:

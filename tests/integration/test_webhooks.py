@@ -345,6 +345,21 @@ async def test_reads_splice_in_the_delivery_fields_and_never_the_secret(
         assert b"s3cret" not in (raw or b"")
 
 
+async def test_the_secret_is_not_in_the_hash_operators_read_yet_signs_the_delivery(
+    store: ExecutionStore, outbox: Outbox, settings: Settings, redis_client: Redis
+) -> None:
+    execution_id = await _terminal(store)
+    fields = await redis_client.hgetall(store.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
+    assert fields[b"webhook_url"] == b"https://hooks.example.com/in?token=t0p"
+    assert not [name for name, value in fields.items() if b"s3cret" in name + value]
+    receiver = Receiver()
+    await _deliverer(outbox, settings, receiver).deliver(execution_id)
+    (sent,) = receiver.requests
+    verify(sent.content, sent.headers, "s3cret")
+    ttl = await redis_client.ttl(store.keys.webhook_secret(execution_id))
+    assert ttl >= await redis_client.ttl(store.keys.execution(execution_id))
+
+
 async def test_delivery_keys_expire_with_the_execution(
     store: ExecutionStore, outbox: Outbox, settings: Settings, redis_client: Redis
 ) -> None:

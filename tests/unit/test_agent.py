@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from agentfield_arq import Agent
+from agentfield_arq.sdk.context import ExecutionContext
 from tests.unit.control_plane import FakeControlPlane
 
 ASKED = {"X-Execution-ID": "exec_1", "X-Run-ID": "run_1"}
@@ -71,6 +72,38 @@ async def test_a_reasoner_asked_with_an_execution_id_answers_202_then_reports_su
     assert report["reasoner"] == "deep_analysis"
     assert isinstance(report["duration_ms"], int)
     assert report["completed_at"].endswith("Z")
+
+
+async def test_the_report_echoes_the_callback_token_and_carries_the_agents_key(
+    cp: FakeControlPlane,
+) -> None:
+    app = Agent("finance", "1.0.0", "http://cp", api_key="afk_agent", transport=cp.transport)
+
+    @app.reasoner
+    async def deep_analysis() -> int:
+        return 1
+
+    asked = {**ASKED, "X-Callback-Token": "tok_1"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as h:
+        assert (await h.post("/reasoners/deep_analysis", json={}, headers=asked)).status_code == 202
+        await cp.until(lambda: len(reports(cp)) == 1)
+    (sent,) = cp.sent("POST", "/api/v1/executions/exec_1/status")
+    assert sent.headers["x-callback-token"] == "tok_1"
+    assert sent.headers["authorization"] == "Bearer afk_agent"
+
+
+async def test_a_child_call_does_not_pass_the_callback_token_on() -> None:
+    context = ExecutionContext.from_headers({"x-execution-id": "e", "x-callback-token": "t"})
+    assert context.callback_token == "t"
+    assert "t" not in context.child_headers().values()
+
+
+async def test_the_agent_reads_its_key_from_agentfield_api_key(
+    cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTFIELD_API_KEY", "afk_from_env")
+    app = Agent("finance", "1.0.0", "http://cp", transport=cp.transport)
+    assert app.api_key == "afk_from_env"
 
 
 async def test_a_reasoner_asked_without_an_execution_id_answers_inline(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentfield_arq.api.access import Access, allows, presented_key
-from agentfield_arq.core.credentials import Role, well_formed
+from agentfield_arq.core.credentials import well_formed
 from agentfield_arq.ops.cli import walkthrough
 from agentfield_arq.ops.keyring import admin_key, agent_keys
 
@@ -34,17 +33,3 @@ def test_the_walkthrough_sends_the_key_with_every_command() -> None:
     text = walkthrough("http://127.0.0.1:8080", 2, api_key="afk_secret")
     commands = text.count("curl ")
     assert commands == text.count("-H 'Authorization: Bearer afk_secret'") == 5
-
-
-def test_the_bearer_header_wins_over_x_api_key() -> None:
-    both = {"authorization": "Bearer afk_one", "x-api-key": "afk_two"}
-    assert presented_key(both) == "afk_one"
-    assert presented_key({"authorization": "Basic abc", "x-api-key": "afk_two"}) == "afk_two"
-    assert presented_key({"authorization": "Bearer "}) is None
-
-
-def test_each_role_reaches_its_own_access_and_those_below_it() -> None:
-    reached = {role: {a for a in Access if allows(role, a)} for role in Role}
-    assert reached[Role.CALLER] == {Access.PUBLIC, Access.CALLER}
-    assert reached[Role.AGENT] == {Access.PUBLIC, Access.CALLER, Access.AGENT}
-    assert reached[Role.ADMIN] == set(Access)

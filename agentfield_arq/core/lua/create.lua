@@ -1,17 +1,29 @@
 -- Create an execution and enqueue its arq job in one atomic step, if the target exists.
--- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events
+-- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events,
+--       the submitting key's set of unfinished executions, webhook secret
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
---       stream_maxlen, max_queued, then field/value pairs of the hash
+--       stream_maxlen, max_queued, max_active (0: not counted), webhook secret ('' none),
+--       its ttl_s, then field/value pairs of the hash
 local kind = redis.call('HGET', KEYS[1], ARGV[1])
 if not kind then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_node'} end
   return {'no_name'}
 end
 -- Refuse new work while the workers are this far behind (or down), rather than fill Redis.
-if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[9]) then return {'queue_full'} end
+-- Only jobs due now count: webhook retries waiting for their time (scored later) do not.
+if redis.call('ZCOUNT', KEYS[5], '-inf', ARGV[3]) >= tonumber(ARGV[9]) then
+  return {'queue_full'}
+end
+-- One key's unfinished executions, scored by deadline (finish.lua removes each; those past
+-- their deadline are the sweep's and no longer count).
+local max_active = tonumber(ARGV[10])
+if max_active > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[3])
+  if redis.call('ZCARD', KEYS[8]) >= max_active then return {'key_queue_full'} end
+end
 local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
 local h = {type = kind, status = 'queued'}
-for i = 10, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   h[ARGV[i]] = ARGV[i + 1]
@@ -19,7 +31,12 @@ end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[3], build_doc(h, nil), 'EX', ARGV[5])
+if ARGV[11] ~= '' then redis.call('SET', KEYS[9], ARGV[11], 'EX', ARGV[12]) end
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+if max_active > 0 then
+  redis.call('ZADD', KEYS[8], ARGV[4], ARGV[2])
+  redis.call('EXPIRE', KEYS[8], ARGV[5])
+end
 enqueue_job(KEYS[5], KEYS[6], ARGV[2], ARGV[6], ARGV[7], ARGV[3], false)
 append_event(KEYS[7], ARGV[8], ARGV[2], 'queued')
 return {'ok', kind}

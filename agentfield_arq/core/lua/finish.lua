@@ -6,7 +6,8 @@
 --       webhook hash, webhook events, webhook view, queue, delivery arq job
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
---       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms
+--       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
+--       prefix of the submitting keys' sets of unfinished executions
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
 local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
@@ -31,6 +32,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
 redis.call('ZREM', KEYS[3], h.execution_id)
+-- The submitting key's set, named from the owner field (not known before this step).
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= '' then redis.call('ZREM', ARGV[15] .. owner, h.execution_id) end
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
 append_event(KEYS[4], ARGV[5], h.execution_id, ARGV[1], delivers and 'webhook' or nil)

@@ -2,7 +2,8 @@
 -- already `delivering` means the worker of the previous attempt died mid-flight: that attempt is
 -- recorded as lost and this one carries on, unless the lost one was the last allowed.
 -- Returns what the attempt needs to build, sign and send the request.
--- KEYS: webhook hash, webhook events, webhook view, exec hash, status doc, dead index
+-- KEYS: webhook hash, webhook events, webhook view, exec hash, status doc, dead index,
+--       webhook secret
 -- ARGV: now_iso, now_ms, max_events, max_attempts, execution_id, dead_cutoff_ms
 local w = hmget(KEYS[1], {'state', 'webhook_id', 'event_type', 'attempts', 'round_attempts'})
 if not w.state then return {'missing'} end
@@ -21,7 +22,7 @@ if w.state == 'delivering' then
   end
 end
 local doc = redis.call('GET', KEYS[5])
-local e = hmget(KEYS[4], {'webhook_url', 'webhook_secret', 'webhook_headers'})
+local e = hmget(KEYS[4], {'webhook_url', 'webhook_headers'})
 if not doc or not e.webhook_url then return {'missing'} end
 attempts = attempts + 1
 round = round + 1
@@ -30,4 +31,4 @@ redis.call('HSET', KEYS[1], 'state', 'delivering', 'attempts', attempts,
 redis.call('HDEL', KEYS[1], 'next_attempt_at')
 webhook_view(KEYS[1], KEYS[2], KEYS[3])
 return {'ok', tostring(attempts), tostring(round), w.webhook_id, w.event_type, doc,
-  e.webhook_url, e.webhook_secret or '', e.webhook_headers or '{}'}
+  e.webhook_url, redis.call('GET', KEYS[7]) or '', e.webhook_headers or '{}'}
