@@ -46,7 +46,6 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
     role: Role
     digest: str = ""
-    nodes: frozenset[str] = frozenset()
 
     @property
     def is_admin(self) -> bool:
@@ -130,7 +129,6 @@ class KeyStore:
             key_id=fields["id"],
             role=Role(fields["role"]),
             digest=found,
-            nodes=frozenset(_split(fields.get("nodes", ""))),
         )
 
     async def create(
