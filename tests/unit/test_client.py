@@ -61,6 +61,38 @@ async def test_an_error_answer_raises_the_class_of_its_code_with_the_http_status
     assert caught.value.message == "gone"
 
 
+async def test_a_refused_key_and_a_rate_limit_raise_their_classes_with_retry_after(
+    client: AsyncClient, cp: FakeControlPlane
+) -> None:
+    path = "/api/v1/execute/async/a.b"
+    full = httpx.Response(429, json={"error": "full", "code": "key_queue_full"},
+                          headers={"Retry-After": "5"})  # fmt: skip
+    cp.script("POST", path, answer(401, {"error": "no", "code": "unauthorized"}), full)
+    with pytest.raises(errors.Unauthorized):
+        await client.execute_async("a.b")
+    with pytest.raises(errors.KeyQueueFull) as caught:
+        await client.execute_async("a.b")
+    assert caught.value.retry_after_s == 5
+
+
+def test_the_client_sends_its_key_as_a_bearer_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTFIELD_API_KEY", "afk_env")
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(404, json={"error": "gone", "code": "execution_not_found"})
+
+    for explicit, sent in ((None, "afk_env"), ("afk_arg", "afk_arg")):
+        transport = httpx.MockTransport(handler)
+        with (
+            Client("http://cp", api_key=explicit, transport=transport) as c,
+            pytest.raises(errors.ExecutionNotFound),
+        ):
+            c.get("exec_1")
+        assert seen[-1].headers["authorization"] == f"Bearer {sent}"
+
+
 async def test_an_unknown_error_code_is_kept_on_a_plain_api_error(
     client: AsyncClient, cp: FakeControlPlane
 ) -> None:
