@@ -53,7 +53,8 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
         return self.role is Role.ADMIN
 
 
-# What a request is treated as when auth is off (AGENTFIELD_ARQ_AUTH=false, loopback only).
+# What a request is treated as when auth is off (AGENTFIELD_ARQ_AUTH=false, loopback only), and
+# what the core's in-process callers (tests, the bench, tools) act as unless they say otherwise.
 ANONYMOUS_ADMIN = Identity(key_id="anonymous", role=Role.ADMIN)
 
 

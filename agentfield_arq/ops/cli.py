@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from agentfield_arq.core.settings import Settings, from_env
-from agentfield_arq.kernel.errors import ConfigurationError
+from agentfield_arq.kernel.errors import ApiError, ConfigurationError
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
 from agentfield_arq.ops.supervisor import Child, Supervisor, child_env, python_module
 
@@ -152,9 +152,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         logger.info("embedded valkey-server at %s (data in %s)", redis_url, embedded.data_dir)
     from agentfield_arq.ops import keyring
 
-    admin, agent_keys = keyring.provision(
-        settings, redis_url, Path(settings.data_dir), EXAMPLE_NODES
-    )
+    try:
+        admin, agent_keys = keyring.provision(
+            settings, redis_url, Path(settings.data_dir), EXAMPLE_NODES
+        )
+    except (ApiError, ValueError) as exc:  # a node id owned by another key, a bad key file
+        if embedded is not None:
+            embedded.stop()
+        print(f"agentfield-arq: cannot provision the run's keys: {exc}", file=sys.stderr)
+        return 2
     # AGENTFIELD_SERVER tells the agents (ours and AgentField's SDK alike) where the API is.
     env = child_env(
         {"AGENTFIELD_ARQ_REDIS_URL": redis_url, "AGENTFIELD_SERVER": settings.resolved_public_url}

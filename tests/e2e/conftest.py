@@ -7,6 +7,7 @@ do not see each other's executions and no flush is needed while processes run.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -70,7 +71,10 @@ class System:
     def issue_key(self, role: Role, nodes: Iterable[str] = ()) -> str:
         """A new API key of `role` (owning `nodes`) in this system's Redis."""
         settings = from_env({}, redis_url=self.redis_url, key_prefix=self.prefix)
-        return asyncio.run(issue(settings, role, nodes))
+        # In a thread of its own: asyncio.run here would clear this thread's current loop, and
+        # code that later asks for one would make a loop nobody closes (a ResourceWarning).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, issue(settings, role, nodes)).result()
 
     def spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         """Start `python args...` with this system's environment, logging to a file."""

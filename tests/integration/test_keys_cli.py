@@ -83,3 +83,17 @@ async def test_provision_writes_the_admin_key_and_one_agent_key_per_node(
         ["run-finance", "agent", "finance"],
         ["run-research", "agent", "research"],
     ]
+
+
+async def test_run_stops_before_starting_anything_when_a_node_id_is_anothers(
+    system_redis: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await cli(["keys", "create", "--role", "agent", "--node", "finance"]) == 0
+    monkeypatch.setenv("AGENTFIELD_ARQ_DATA_DIR", str(tmp_path))
+    assert await cli(["run"]) == 2
+    assert "cannot provision the run's keys: node 'finance' is owned by another key" in (
+        capsys.readouterr().err
+    )
