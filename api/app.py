@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from agentfield_arq.api import routes
 from agentfield_arq.api.deps import Deps
+from agentfield_arq.api.edge import Edge
 from agentfield_arq.api.errors import HANDLERS
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.connection import connect
@@ -59,7 +61,12 @@ def create_app(settings: Settings) -> Starlette:
             await reader.aclose()
             await redis.aclose()
 
-    return Starlette(routes=routes.table(), exception_handlers=HANDLERS, lifespan=lifespan)
+    return Starlette(
+        routes=routes.table(),
+        middleware=[Middleware(Edge, settings=settings)],
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+    )
 
 
 def check_auth(settings: Settings) -> None:

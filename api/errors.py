@@ -41,7 +41,7 @@ async def api_error(request: Request, exc: Exception) -> Response:
             response.headers[header] = exc.details[field]
     if isinstance(exc, errors.Unauthorized):
         response.headers.update(CHALLENGE)
-    if isinstance(exc, errors.RateLimited):
+    if exc.retry_after_s is not None:
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
@@ -59,7 +59,8 @@ async def redis_error(request: Request, exc: Exception) -> Response:
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
-    """Anything unexpected: logged with its traceback, answered in our error shape."""
+    """Anything unexpected: logged once with its traceback, answered in our error shape (by
+    the redis handler here, and by `api/edge.py` for every other exception)."""
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(
         errors.INTERNAL_STATUS, errors.ApiError.code, "internal error; see the API's log"
@@ -79,5 +80,4 @@ HANDLERS = {
     errors.ApiError: api_error,
     RedisError: redis_error,
     HTTPException: http_error,
-    Exception: internal_error,
 }

@@ -34,7 +34,7 @@ def _json(content: bytes, status: int = 200, headers: dict[str, str] | None = No
 async def execute_async(request: Request) -> Response:
     """Queue an execution and answer 202 at once; it is durable before the answer."""
     d = deps(request)
-    body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
+    body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
     accepted = await submit(d.store, target, body, request.headers, owner=identity(request))
     return _json(
@@ -47,7 +47,7 @@ async def execute_async(request: Request) -> Response:
 async def execute_sync(request: Request) -> Response:
     """Queue an execution and wait for its end, up to the sync limit (then 504 with its id)."""
     d = deps(request)
-    body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
+    body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
     accepted, doc = await execute_and_wait(
         d.store, d.completions, target, body, request.headers, identity(request)
@@ -85,7 +85,7 @@ async def batch_status(request: Request) -> Response:
     """Many executions' documents in one MGET, keyed by id; unknown ids (and other keys'
     executions) say `not_found`."""
     d = deps(request)
-    body = await read_json(request, BatchStatusRequest, d.settings.max_body_bytes)
+    body = await read_json(request, BatchStatusRequest, d.settings)
     asked = len(body.execution_ids)
     if asked > d.settings.batch_max_ids:
         raise TooManyIds(
@@ -115,7 +115,7 @@ async def callback(request: Request) -> Response:
     await d.proof.check(execution_id, identity_if_any(request), token, client)
     # A callback carries a whole result, which may be as large as an inline one.
     cap = max(d.settings.max_body_bytes, d.settings.max_result_bytes + CALLBACK_ENVELOPE_BYTES)
-    report = await read_json(request, CallbackRequest, cap)
+    report = await read_json(request, CallbackRequest, d.settings, cap=cap)
     doc = await apply_callback(d.store, execution_id, report)
     return _json(await d.store.get_view(execution_id) or doc)
 

@@ -27,7 +27,7 @@ async def register(request: Request) -> Response:
     """A node announces itself; the whole record is kept, unknown fields included."""
     d = deps(request)
     body = await read_body(request, d.settings.max_body_bytes)
-    node = decode(body, NodeRegistration)
+    node = decode(body, NodeRegistration, d.settings.max_json_depth)
     base_url = await d.nodes.register(body, node, identity(request))
     registered = NodeRegistered(
         success=True,
@@ -41,7 +41,7 @@ async def register(request: Request) -> Response:
 async def heartbeat(request: Request) -> Response:
     """Refresh the node's lease; the body is optional."""
     d = deps(request)
-    beat = await read_json(request, HeartbeatRequest, d.settings.max_body_bytes, optional=True)
+    beat = await read_json(request, HeartbeatRequest, d.settings, optional=True)
     stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status, identity(request))
     return _json(Acknowledged(success=True, message="heartbeat received", timestamp=stamp))
 
@@ -49,7 +49,7 @@ async def heartbeat(request: Request) -> Response:
 async def lifecycle(request: Request) -> Response:
     """The SDK's lifecycle update (`PATCH /nodes/{id}/status`): recorded like a heartbeat."""
     d = deps(request)
-    beat = await read_json(request, HeartbeatRequest, d.settings.max_body_bytes, optional=True)
+    beat = await read_json(request, HeartbeatRequest, d.settings, optional=True)
     stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status, identity(request))
     return _json(Acknowledged(success=True, message="status updated", timestamp=stamp))
 

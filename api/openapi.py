@@ -17,7 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentfield_arq.api.access import ERRORS, Access
-from agentfield_arq.kernel.errors import INTERNAL_STATUS, ApiError, http_status
+from agentfield_arq.kernel.errors import (
+    INTERNAL_STATUS,
+    ApiError,
+    HeadersTooLarge,
+    HostNotAllowed,
+    UnsupportedMediaType,
+    http_status,
+)
 from agentfield_arq.kernel.models import ErrorBody, WebhookSpec
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -30,6 +37,9 @@ INTERNAL_ERROR = "`internal_error`: unexpected; the API's log holds the tracebac
 # Documented although ExecuteRequest decodes `webhook` loosely (an invalid one must not reject
 # the execution): this is the shape a caller should send.
 EXTRA_SCHEMAS: tuple[type, ...] = (WebhookSpec,)
+# What any request can be answered before it reaches its operation (api/edge.py, and the HTTP
+# protocol's header limits in api/protocol.py).
+EDGE_ERRORS: tuple[type[ApiError], ...] = (UnsupportedMediaType, HostNotAllowed, HeadersTooLarge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +58,7 @@ class Operation:
     `answers` maps each success status to its description and shape (a Struct, or a type such
     as `dict[str, Execution]`; None for no body); `errors` lists the error classes the
     endpoint can raise, each answered with its `http_status` and an `ErrorBody`. Every
-    operation can also answer 500.
+    operation can also answer 500 and the EDGE_ERRORS.
     """
 
     method: str
@@ -123,7 +133,7 @@ def _responses(op: Operation, schema_of: Mapping[object, Any]) -> dict[str, Any]
         if shape is not None:
             responses[status]["content"] = {"application/json": {"schema": schema_of[shape]}}
     by_status: dict[int, list[str]] = {}
-    for kind in op.answered_errors:
+    for kind in (*op.answered_errors, *EDGE_ERRORS):
         by_status.setdefault(http_status(kind), []).append(_describe(kind))
     by_status.setdefault(INTERNAL_STATUS, []).append(INTERNAL_ERROR)
     error_body = {"application/json": {"schema": schema_of[ErrorBody]}}

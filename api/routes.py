@@ -28,10 +28,12 @@ from agentfield_arq.kernel.errors import (
     InvalidRequest,
     InvalidTarget,
     InvalidTransition,
+    JsonTooDeep,
     NodeNotFound,
     NotSupported,
     PayloadTooLarge,
     QueueFull,
+    RequestTimeout,
     SyncTimeout,
     TargetNotFound,
     TooManyIds,
@@ -63,7 +65,7 @@ from agentfield_arq.kernel.models import (
 PREFIX = "/api/v1"
 # What every endpoint that reads a body can answer, and every one that touches Redis
 # (api/errors.py answers any Redis connection error as Unavailable).
-BODY = (InvalidRequest, PayloadTooLarge)
+BODY = (InvalidRequest, JsonTooDeep, PayloadTooLarge, RequestTimeout)
 REDIS = (Unavailable,)
 
 
@@ -94,7 +96,11 @@ _DEAD_QUERY = (
             "default": webhooks.DEFAULT_PAGE,
         },
     ),
-    Query("cursor", "the `next_cursor` of the previous page", {"type": "string"}),
+    Query(
+        "cursor",
+        "the `next_cursor` of the previous page",
+        {"type": "string", "maxLength": webhooks.MAX_CURSOR},
+    ),
 )
 
 OPERATIONS: list[Operation] = [

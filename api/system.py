@@ -34,7 +34,9 @@ async def telemetry(request: Request) -> Response:
     """Record an SDK event; never changes an execution."""
     d = deps(request)
     body = await read_body(request, d.settings.max_body_bytes)
-    await Telemetry(d.redis, d.store.keys).event(body, decode(body, TelemetryEvent))
+    await Telemetry(d.redis, d.store.keys).event(
+        body, decode(body, TelemetryEvent, d.settings.max_json_depth)
+    )
     return Response(encode(ACKNOWLEDGED), media_type=JSON)
 
 
@@ -42,7 +44,7 @@ async def execution_logs(request: Request) -> Response:
     """Record an agent's execution log records; never changes an execution."""
     d = deps(request)
     body = await read_body(request, d.settings.max_body_bytes)
-    logs = decode(body, ExecutionLogs)
+    logs = decode(body, ExecutionLogs, d.settings.max_json_depth)
     await Telemetry(d.redis, d.store.keys).logs(request.path_params["execution_id"], body, logs)
     return Response(encode(ACKNOWLEDGED), media_type=JSON)
 

@@ -6,27 +6,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentfield_arq.api.deps import deps
+from agentfield_arq.api.params import int_param, text_param
 from agentfield_arq.kernel.codec import encode, now_ms
-from agentfield_arq.kernel.errors import InvalidRequest
 
 JSON = "application/json"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 
 
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise InvalidRequest(f"limit: a whole number from 1 to {MAX_PAGE}")
-    return int(raw)
+MAX_CURSOR = 200
 
 
 async def dead(request: Request) -> Response:
     """Deliveries that ran out of attempts (or were refused or gone), newest first; page on with
     `?cursor=<next_cursor>`."""
-    params = request.query_params
-    page = await deps(request).outbox.dead(_limit(params.get("limit")), params.get("cursor"))
+    limit = int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+    cursor = text_param(request, "cursor", max_length=MAX_CURSOR)
+    page = await deps(request).outbox.dead(limit, cursor)
     return Response(encode(page), media_type=JSON)
 
 

@@ -20,6 +20,9 @@ from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.ops.embedded import EmbeddedRedis
 from tests.keys import ADMIN_KEY
 
+# The host of the in-process API clients (`http://api.test`), allowed by the test settings.
+TEST_HOST = "api.test"
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
@@ -56,6 +59,8 @@ def settings(redis_url: str) -> Settings:
         agent_retry_max_s=0.05,
         sync_timeout_s=5.0,
         admin_key=ADMIN_KEY,
+        # The in-process clients' base URL: named here, the loopback-only default stays.
+        allowed_hosts=TEST_HOST,
     )
 
 

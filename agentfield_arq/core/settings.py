@@ -13,6 +13,7 @@ import msgspec
 from agentfield_arq.kernel.errors import ConfigurationError
 
 ENV_PREFIX = "AGENTFIELD_ARQ_"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,7 +30,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str = ""
     max_body_bytes: int = 1_048_576
     batch_max_ids: int = 1000
+    # batch-status answers a result over `batch_result_max_bytes` (or any result once the answer
+    # holds `batch_max_bytes`) as `result_truncated` with its `result_size`; GET reads it whole.
+    batch_result_max_bytes: int = 65_536
+    batch_max_bytes: int = 4_194_304
     sync_timeout_s: float = 90.0
+    # Hostile input: JSON nesting, the request line and headers (bytes, count), how long a
+    # connection may take to send its headers and its body, how long an idle keep-alive
+    # connection is kept, and how many connections are served at once.
+    max_json_depth: int = 64
+    max_header_bytes: int = 16_384
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    keep_alive_timeout_s: int = 5
+    max_connections: int = 2048
+    # Host names (or IPs) the API answers besides its own loopback names; "*" for any. An API
+    # on a loopback address answers only localhost, 127.0.0.1 and [::1] by default (DNS
+    # rebinding); one on another address answers any Host unless this lists some.
+    allowed_hosts: str = ""
+    # The Retry-After (seconds) of a 503 queue_full.
+    queue_retry_after_s: int = 5
 
     # Auth. Off only by this explicit setting, and only on a loopback api_host. `admin_key`
     # (a key of `keys create` shape) is stored as an admin key when the API starts: how a
@@ -106,6 +127,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.node_max_in_flight or max(1, self.workers * self.worker_concurrency // 2)
 
     @property
+    def allowed_host_names(self) -> frozenset[str] | None:
+        """The Host names the API answers (lower case, no port), or None for any."""
+        listed = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        if "*" in listed:
+            return None
+        if self.loopback_only:
+            return frozenset(LOOPBACK_HOSTS | listed)
+        return frozenset(listed) if listed else None
+
+    @property
     def job_timeout_s(self) -> float:
         """An arq job never outlives its agent call by more than a small margin."""
         return self.agent_timeout_s + 2.0
@@ -174,7 +205,17 @@ def _check(settings: Settings) -> None:
     positive = (
         "max_body_bytes",
         "batch_max_ids",
+        "batch_result_max_bytes",
+        "batch_max_bytes",
         "sync_timeout_s",
+        "max_json_depth",
+        "max_header_bytes",
+        "max_headers",
+        "header_timeout_s",
+        "body_timeout_s",
+        "keep_alive_timeout_s",
+        "max_connections",
+        "queue_retry_after_s",
         "retention_s",
         "execution_deadline_s",
         "stream_maxlen",

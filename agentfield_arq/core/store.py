@@ -132,7 +132,9 @@ class ExecutionStore:
             raise TargetNotFound(f"node '{new.node_id}' has no reasoner or skill '{new.name}'")
         if state == "queue_full":
             raise QueueFull(
-                f"{self.settings.max_queued} jobs already wait for a worker; retry later"
+                f"{self.settings.max_queued} jobs already wait for a worker (max_queued); "
+                "retry later",
+                retry_after_s=self.settings.queue_retry_after_s,
             )
         if state == "key_queue_full":
             raise KeyQueueFull(

@@ -10,8 +10,9 @@ AgentFieldArqError
 ├── ApiError                    carries a snake_case `code` and, in HTTP_STATUS below, the
 │   │                           status it is answered with (by the API and by agents alike);
 │   │                           the client raises the class of the `code` it was answered
-│   ├── InvalidRequest          400: a body, field or header is wrong
+│   ├── InvalidRequest          400: a body, field, query parameter or header is wrong
 │   │   ├── InvalidTarget       400: not `node_id.name`
+│   │   ├── JsonTooDeep         400: a JSON body nests deeper than the configured limit
 │   │   ├── TooManyIds          400: batch-status asked for more ids than allowed
 │   │   ├── InvalidWebhook      400: a webhook block is unusable (the execution runs without it)
 │   │   ├── InvalidBaseUrl      400: a node's base_url is not a plain http(s) URL
@@ -28,9 +29,13 @@ AgentFieldArqError
 │   ├── InvalidTransition       409: a terminal execution cannot change again
 │   │   ├── ExecutionNotTerminal 409: a webhook is only sent once its execution is terminal
 │   │   └── WebhookBusy         409: the last delivery attempt is still being closed
+│   ├── RequestTimeout          408: the body did not arrive within the body timeout
 │   ├── PayloadTooLarge         413: the body is over the configured cap
+│   ├── UnsupportedMediaType    415: a request body that is not `application/json`
+│   ├── HostNotAllowed          421: the `Host` header names no host this API answers for
 │   ├── RateLimited             429: the key sent more requests than its rate allows
 │   │   └── KeyQueueFull        429: the key has as many unfinished executions as it may
+│   ├── HeadersTooLarge         431: the request line and headers are over the limits
 │   ├── TargetFailed            500: an agent's reasoner or skill raised (answered inline)
 │   │   ├── ReasonerFailed      500
 │   │   └── SkillFailed         500
@@ -85,9 +90,11 @@ class ApiError(AgentFieldArqError):
     # The HTTP status a client was answered with; None when raised inside the control plane.
     status_code: int | None = None
 
-    def __init__(self, message: str, **details: str) -> None:
+    def __init__(self, message: str, *, retry_after_s: int | None = None, **details: str) -> None:
         super().__init__(message)
         self.message = message
+        # Answered as the Retry-After header: when trying again may succeed.
+        self.retry_after_s = retry_after_s
         # Extra fields of the error body (e.g. the `execution_id` of a sync timeout).
         self.details = details
 
@@ -102,6 +109,12 @@ class InvalidTarget(InvalidRequest):
     """The target is not of the form `node_id.name`."""
 
     code = "invalid_target"
+
+
+class JsonTooDeep(InvalidRequest):
+    """A JSON body nests arrays and objects deeper than `max_json_depth`."""
+
+    code = "json_too_deep"
 
 
 class TooManyIds(InvalidRequest):
@@ -230,6 +243,31 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class RequestTimeout(ApiError):
+    """The request body did not arrive within `body_timeout_s`; the connection is closed."""
+
+    code = "request_timeout"
+
+
+class UnsupportedMediaType(ApiError):
+    """A request body whose Content-Type is not `application/json`."""
+
+    code = "unsupported_media_type"
+
+
+class HostNotAllowed(ApiError):
+    """The `Host` header names a host this API does not answer for (DNS rebinding guard)."""
+
+    code = "host_not_allowed"
+
+
+class HeadersTooLarge(ApiError):
+    """The request line and headers are over `max_header_bytes`, or there are more than
+    `max_headers` headers; answered by the HTTP protocol layer, which then closes."""
+
+    code = "headers_too_large"
+
+
 class TargetFailed(ApiError):
     """A reasoner or skill raised, or returned something that is not JSON (answered inline)."""
 
@@ -331,8 +369,12 @@ HTTP_STATUS: dict[type[ApiError], int] = {
     Forbidden: 403,
     NotFound: 404,
     InvalidTransition: 409,
+    RequestTimeout: 408,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    HostNotAllowed: 421,
     RateLimited: 429,
+    HeadersTooLarge: 431,
     TargetFailed: 500,
     NotSupported: 501,
     Unavailable: 503,

@@ -32,6 +32,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from agentfield_arq.api.app import create_app
+    from agentfield_arq.api.protocol import protocol_class
 
     uvicorn.run(
         create_app(settings),
@@ -40,6 +41,9 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=5,
+        # httptools, with the header limits, header timeout and connection cap it lacks.
+        http=protocol_class(settings),
+        timeout_keep_alive=settings.keep_alive_timeout_s,
     )
     return 0
 

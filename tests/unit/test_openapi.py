@@ -17,9 +17,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from agentfield_arq.api.app import create_app
+from agentfield_arq.api.openapi import EDGE_ERRORS
 from agentfield_arq.api.routes import OPERATIONS
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.kernel.errors import http_status
+from tests.conftest import TEST_HOST
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
@@ -28,7 +30,7 @@ ERROR_BODY = {"$ref": "#/components/schemas/ErrorBody"}
 @pytest.fixture
 def app() -> Starlette:
     # Never connected to: the lifespan, which would create the clients, is not entered.
-    return create_app(from_env({}, redis_url="redis://127.0.0.1:1/0"))
+    return create_app(from_env({}, redis_url="redis://127.0.0.1:1/0", allowed_hosts=TEST_HOST))
 
 
 @pytest.fixture
@@ -93,12 +95,14 @@ def test_every_error_response_is_an_error_body(document: dict[str, Any]) -> None
                 assert schema == ERROR_BODY, (method, path, status)
 
 
-def test_every_operation_documents_the_statuses_of_its_error_classes_and_500(
+def test_every_operation_documents_the_statuses_of_its_error_classes_the_edge_and_500(
     document: dict[str, Any],
 ) -> None:
+    edge = {http_status(kind) for kind in EDGE_ERRORS}
+    assert edge == {415, 421, 431}
     for op in OPERATIONS:
         documented = set(document["paths"][op.path][op.method.lower()]["responses"])
-        expected = {*op.answers, *(http_status(kind) for kind in op.answered_errors), 500}
+        expected = {*op.answers, *(http_status(kind) for kind in op.answered_errors), *edge, 500}
         assert documented == {str(status) for status in expected}, (op.method, op.path)
 
 
@@ -106,10 +110,24 @@ def test_execute_async_documents_each_status_it_can_answer_with_its_codes(
     document: dict[str, Any],
 ) -> None:
     execute = document["paths"]["/api/v1/execute/async/{target}"]["post"]["responses"]
-    assert {"202", "400", "401", "404", "413", "429", "500", "503"} == set(execute)
+    assert {
+        "202",
+        "400",
+        "401",
+        "404",
+        "408",
+        "413",
+        "415",
+        "421",
+        "429",
+        "431",
+        "500",
+        "503",
+    } == set(execute)
     assert "`unauthorized`" in execute["401"]["description"]
     assert "`rate_limited`" in execute["429"]["description"]
     assert "`payload_too_large`" in execute["413"]["description"]
+    assert "`json_too_deep`" in execute["400"]["description"]
     assert "`queue_full`" in execute["503"]["description"]
     assert "`unavailable`" in execute["503"]["description"]
 
