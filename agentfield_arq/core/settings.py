@@ -42,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_header_bytes: int = 16_384
     max_headers: int = 100
     header_timeout_s: float = 10.0
-    body_timeout_s: float = 60.0
+    body_timeout_s: float = 30.0
     keep_alive_timeout_s: int = 5
     max_connections: int = 2048
     # Host names (or IPs) the API answers besides its own loopback names; "*" for any. An API

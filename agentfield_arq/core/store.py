@@ -90,6 +90,7 @@ class ExecutionStore:
         self._await_callback = load_script(redis, "await_callback")
         self._progress = load_script(redis, "progress")
         self._finish = load_script(redis, "finish")
+        self._batch_views = load_script(redis, "batch_views")
 
     async def create(self, new: NewExecution) -> str:
         """Write the execution and enqueue its job atomically; returns "reasoner" or "skill"."""
@@ -167,8 +168,11 @@ class ExecutionStore:
     async def get_views(
         self, execution_ids: list[str], owner: Identity = ANONYMOUS_ADMIN
     ) -> list[bytes | None]:
-        """`get_view` of many executions in one MGET, in the order asked; for a key other
-        than an admin's, the owners are read in the same round trip and others' are None."""
+        """`get_view` of many executions in one script, in the order asked, bounded in bytes:
+        a document over `batch_result_max_bytes`, or any result once the answer holds
+        `batch_max_bytes`, comes with `result_truncated` and `result_size` instead of its
+        result (see batch_views.lua); Redis never sends the large results themselves. For a
+        key other than an admin's, others' executions are None (checked in the same script)."""
         if not execution_ids:
             return []
         k = self.keys
@@ -176,20 +180,16 @@ class ExecutionStore:
         wanted = [i for i in execution_ids if safe_id(i)]
         if not wanted:
             return [None] * len(execution_ids)
-        keys = [key for i in wanted for key in (k.status_doc(i), k.webhook_view(i))]
-        if owner.is_admin:
-            both = await self.redis.mget(keys)
-            mine = [True] * len(wanted)
-        else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.mget(keys)
-                for i in wanted:
-                    pipe.hget(k.execution(i), "owner")
-                both, *owners = await pipe.execute()
-            mine = [o is not None and text(o) == owner.key_id for o in owners]
+        keys = [key for i in wanted for key in (k.status_doc(i), k.webhook_view(i), k.execution(i))]
+        args: list[int | str] = [
+            self.settings.batch_result_max_bytes,
+            self.settings.batch_max_bytes,
+            "" if owner.is_admin else owner.key_id,
+        ]
+        both = await self._batch_views(keys=keys, args=args)
         found = iter(
-            None if doc is None or not ok else splice(doc, view)
-            for doc, view, ok in zip(both[::2], both[1::2], mine, strict=True)
+            None if doc is None else splice(doc, view)
+            for doc, view in zip(both[::2], both[1::2], strict=True)
         )
         return [next(found) if safe_id(i) else None for i in execution_ids]
 

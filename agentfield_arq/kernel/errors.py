@@ -206,11 +206,11 @@ class RateLimited(ApiError):
     """The key sent more requests than its rate allows; retry after `Retry-After` seconds."""
 
     code = "rate_limited"
+    # Always set: a 429 always says when to try again.
+    retry_after_s: int
 
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
-        super().__init__(message)
-        # Answered as the `Retry-After` header.
-        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class KeyQueueFull(RateLimited):

@@ -190,6 +190,10 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
     webhook_status: str | None = None
     webhook_next_attempt_at: str | None = None
     webhook_events: list[WebhookEvent] = []
+    # Only in batch-status answers, for a result too large to send there: it is left out
+    # (`result` UNSET) and GET of the one execution reads it.
+    result_truncated: bool = False
+    result_size: int | None = None
 
     @property
     def terminal(self) -> bool:

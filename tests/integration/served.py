@@ -11,6 +11,7 @@ from starlette.types import Receive, Scope, Send
 
 from agentfield_arq.api.app import create_app
 from agentfield_arq.core.settings import Settings
+from tests.conftest import TEST_HOST
 from tests.keys import ADMIN_KEY, bearer
 
 
@@ -29,6 +30,6 @@ async def served(
         transport = httpx.ASGITransport(app=with_state)
         headers = bearer(key) if key else {}
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://api.test", headers=headers
+            transport=transport, base_url=f"http://{TEST_HOST}", headers=headers
         ) as client:
             yield client

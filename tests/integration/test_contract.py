@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from agentfield_arq.api.openapi import Operation
+from agentfield_arq.api.openapi import EDGE_ERRORS, Operation
 from agentfield_arq.api.routes import OPERATIONS
 from agentfield_arq.core.execution import submit
 from agentfield_arq.core.nodes import NodeRegistry
@@ -33,6 +33,7 @@ from agentfield_arq.kernel.models import (
     TargetSpec,
     WebhookEvent,
 )
+from tests.conftest import TEST_HOST
 from tests.e2e.agent_app import registration
 from tests.integration.served import served
 from tests.keys import ADMIN_KEY
@@ -277,12 +278,14 @@ async def _call(
     content = None if body is None else msgspec.json.encode(body)
     for placeholder, execution_id in ids.items():
         content = content and content.replace(placeholder.encode(), execution_id.encode())
-    return BY_ROUTE[method, path], await api.request(method, url, content=content)
+    headers = {} if content is None else {"Content-Type": "application/json"}
+    return BY_ROUTE[method, path], await api.request(method, url, content=content, headers=headers)
 
 
 def _check(op: Operation, answer: httpx.Response) -> None:
     """The status is one the operation documents, and the body decodes into its shape."""
-    documented = {*op.answers, *(http_status(kind) for kind in op.answered_errors), 500}
+    edge = (http_status(kind) for kind in EDGE_ERRORS)
+    documented = {*op.answers, *(http_status(kind) for kind in op.answered_errors), *edge, 500}
     assert answer.status_code in documented, (op.method, op.path, answer.text)
     shape = op.answers[answer.status_code][1] if answer.status_code in op.answers else ErrorBody
     if isinstance(shape, type) and issubclass(shape, msgspec.Struct):
@@ -318,7 +321,12 @@ async def test_with_redis_down_each_operation_answers_503_exactly_where_document
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     async with served(
-        from_env({}, redis_url=f"redis://127.0.0.1:{port}/0", admin_key=ADMIN_KEY)
+        from_env(
+            {},
+            redis_url=f"redis://127.0.0.1:{port}/0",
+            admin_key=ADMIN_KEY,
+            allowed_hosts=TEST_HOST,
+        )
     ) as api:
         answers = await _call_each_operation(api)
     for op, answer in answers:

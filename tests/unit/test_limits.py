@@ -1,4 +1,5 @@
-"""Request bodies are read up to a cap and no further."""
+"""Request bodies are read up to a cap and no further, JSON depth is measured before any
+decoder recurses, and the API's edge refuses or answers what no route should see."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 from starlette.requests import Request
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 
-from agentfield_arq.kernel.body import read_body
+from agentfield_arq.api.edge import Edge, host_name
+from agentfield_arq.core.settings import from_env
+from agentfield_arq.kernel.body import json_depth_over, read_body
 from agentfield_arq.kernel.errors import PayloadTooLarge
 
 
@@ -55,3 +58,53 @@ async def test_an_undeclared_body_stops_being_read_once_past_the_cap() -> None:
     with pytest.raises(PayloadTooLarge):
         await read_body(request(peer), 2500)
     assert peer.taken == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "over"),
+    [
+        (b'{"a": [[]]}', 3, False),
+        (b'{"a": [[[]]]}', 3, True),
+        (b'{"a": "[[[[[[", "b": []}', 2, False),  # brackets in strings do not count
+        (b'{"a": "\\"[[[[[[", "b": []}', 2, False),  # nor after an escaped quote
+        (b"[]" * 1000, 1, False),  # wide is not deep
+        (b"[" * 100_000 + b"]" * 100_000, 64, True),
+    ],
+)
+def test_json_depth_is_measured_without_decoding(body: bytes, limit: int, over: bool) -> None:
+    assert json_depth_over(body, limit) is over
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("localhost:8080", "localhost"),
+        ("LocalHost", "localhost"),
+        ("[::1]:8080", "::1"),
+        ("[::1]", "::1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("example.com.", "example.com"),
+    ],
+)
+def test_the_host_header_is_compared_without_port_case_or_brackets(header: str, name: str) -> None:
+    assert host_name(header).rstrip(".") == name
+
+
+async def test_the_edge_answers_an_unexpected_exception_itself_so_the_connection_survives() -> None:
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("a bug")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    edge = Edge(broken, from_env({}))
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"localhost")]}
+    await edge(scope, receive, send)  # does not raise: uvicorn would close the connection
+    assert sent[0]["status"] == 500
+    assert (b"connection", b"close") not in sent[0]["headers"]
+    assert b'"code":"internal_error"' in sent[1]["body"]
