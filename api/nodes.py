@@ -14,6 +14,7 @@ from agentfield_arq.kernel.models import (
     HeartbeatRequest,
     NodeRegistered,
     NodeRegistration,
+    ShutdownRequest,
 )
 
 JSON = "application/json"
@@ -57,6 +58,7 @@ async def lifecycle(request: Request) -> Response:
 async def shutdown(request: Request) -> Response:
     """The node says goodbye: it is kept, marked stopped, and reported inactive."""
     d = deps(request)
+    await read_json(request, ShutdownRequest, d.settings, optional=True)
     await d.nodes.stop(request.path_params["node_id"], identity(request))
     return _json(Acknowledged(success=True, message="shutdown recorded"))
 

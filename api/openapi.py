@@ -26,6 +26,7 @@ from agentfield_arq.kernel.errors import (
     http_status,
 )
 from agentfield_arq.kernel.models import ErrorBody, WebhookSpec
+from agentfield_arq.kernel.targets import NAME, NODE_ID
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 REF = "#/components/schemas/{name}"
@@ -37,6 +38,12 @@ INTERNAL_ERROR = "`internal_error`: unexpected; the API's log holds the tracebac
 # Documented although ExecuteRequest decodes `webhook` loosely (an invalid one must not reject
 # the execution): this is the shape a caller should send.
 EXTRA_SCHEMAS: tuple[type, ...] = (WebhookSpec,)
+# The path parameters, as strict as the code that reads them (an unknown id is a 404).
+PATH_SCHEMAS: Mapping[str, Mapping[str, str]] = {
+    "target": {"type": "string", "pattern": f"^{NODE_ID}\\.{NAME}$"},
+    "node_id": {"type": "string", "pattern": f"^{NODE_ID}$"},
+    "execution_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+}
 # What any request can be answered before it reaches its operation (api/edge.py, and the HTTP
 # protocol's header limits in api/protocol.py).
 EDGE_ERRORS: tuple[type[ApiError], ...] = (UnsupportedMediaType, HostNotAllowed, HeadersTooLarge)
@@ -108,7 +115,7 @@ def _operation(op: Operation, schema_of: Mapping[object, Any]) -> dict[str, Any]
     doc: dict[str, Any] = {"summary": op.summary}
     doc["security"] = [] if op.access is Access.PUBLIC else [{"bearer": []}, {"apiKey": []}]
     parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": PATH_SCHEMAS[name]}
         for name in (part.strip("{}") for part in op.path.split("/") if part.startswith("{"))
     ]
     parameters += [

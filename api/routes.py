@@ -227,11 +227,11 @@ OPERATIONS: list[Operation] = [
         "POST",
         f"{PREFIX}/nodes/{{node_id}}/shutdown",
         nodes.shutdown,
-        "The node goes away: kept, marked stopped, reported inactive (the body is not read)",
+        "The node goes away: kept, marked stopped, reported inactive",
         _ACK,
         body=ShutdownRequest,
         body_required=False,
-        errors=(NodeNotFound, *REDIS),
+        errors=(*BODY, NodeNotFound, *REDIS),
         access=Access.AGENT,
     ),
     *(

@@ -10,9 +10,10 @@ from starlette.responses import Response
 
 from agentfield_arq.api.body import decode, read_body
 from agentfield_arq.api.deps import deps
+from agentfield_arq.core.keys import safe_id
 from agentfield_arq.core.telemetry import Telemetry
 from agentfield_arq.kernel.codec import encode
-from agentfield_arq.kernel.errors import NotSupported, Unavailable
+from agentfield_arq.kernel.errors import InvalidRequest, NotSupported, Unavailable
 from agentfield_arq.kernel.models import Acknowledged, ExecutionLogs, Health, TelemetryEvent
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,12 @@ async def telemetry(request: Request) -> Response:
 async def execution_logs(request: Request) -> Response:
     """Record an agent's execution log records; never changes an execution."""
     d = deps(request)
+    execution_id = request.path_params["execution_id"]
+    if not safe_id(execution_id):
+        raise InvalidRequest(f"execution_id: '{execution_id[:128]}' is not an execution id")
     body = await read_body(request, d.settings.max_body_bytes)
     logs = decode(body, ExecutionLogs, d.settings.max_json_depth)
-    await Telemetry(d.redis, d.store.keys).logs(request.path_params["execution_id"], body, logs)
+    await Telemetry(d.redis, d.store.keys).logs(execution_id, body, logs)
     return Response(encode(ACKNOWLEDGED), media_type=JSON)
 
 

@@ -9,12 +9,22 @@ each of them writes with these Structs, strictly.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
 from agentfield_arq.kernel import errors
-from agentfield_arq.kernel.status import NOT_FOUND, TERMINAL_STATUSES, Status
+from agentfield_arq.kernel.status import NOT_FOUND, STATUS_WORDS, TERMINAL_STATUSES, Status
+from agentfield_arq.kernel.targets import NAME, NODE_ID
+from agentfield_arq.kernel.urls import BASE_URL_PATTERN
+
+# What the OpenAPI document says of fields checked by code rather than by msgspec (with the
+# messages of that code): exactly what is accepted, so that a generator drawing from the
+# document finds neither a valid body refused nor an invalid one accepted.
+NodeId = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": f"^{NODE_ID}$"})]
+TargetName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": f"^{NAME}$"})]
+BaseUrl = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": BASE_URL_PATTERN})]
+StatusWord = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(STATUS_WORDS)})]
 
 R = TypeVar("R")
 
@@ -51,7 +61,7 @@ class CallbackRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Body of `POST /executions/{id}/status`, sent by agents; extra fields are tolerated.
     `execution_id` and `reasoner` are what AgentField's SDK sends too; they are not read."""
 
-    status: str
+    status: StatusWord
     result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     error: str | None = None
     error_message: str | None = None
@@ -66,7 +76,7 @@ class CallbackRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
 class TargetSpec(msgspec.Struct, kw_only=True):
     """One reasoner or skill as a node declares it; other fields are kept in the raw record."""
 
-    id: str
+    id: TargetName
     input_schema: Any = None
     output_schema: Any = None
     tags: list[str] = []
@@ -78,8 +88,8 @@ class NodeRegistration(msgspec.Struct, kw_only=True):
     """Body of `POST /nodes/register`: AgentField's node record, unknown fields accepted (and
     kept: the registry stores the whole body)."""
 
-    id: str
-    base_url: str
+    id: NodeId
+    base_url: BaseUrl
     version: str = ""
     reasoners: list[TargetSpec] = []
     skills: list[TargetSpec] = []

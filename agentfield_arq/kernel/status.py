@@ -40,6 +40,10 @@ _ALIASES = {
 }
 
 
+# Every word a report may carry, as documented (normalise_status also takes other spellings).
+STATUS_WORDS = (*(s.value for s in Status), *_ALIASES)
+
+
 def normalise_status(word: str) -> Status | None:
     """Map a status word as AgentField does (`completed` -> succeeded); None if unknown."""
     key = word.strip().lower().replace("-", "_").replace(" ", "_")

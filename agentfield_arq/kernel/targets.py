@@ -10,8 +10,11 @@ import re
 
 from agentfield_arq.kernel.errors import InvalidTarget
 
-_NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")
+# Also the `pattern`s of the OpenAPI document, so that it says exactly what is accepted.
+NODE_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
+NAME = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}"
+_NODE_ID = re.compile(NODE_ID)
+_NAME = re.compile(NAME)
 
 
 def parse_target(target: str) -> tuple[str, str]:

@@ -16,6 +16,20 @@ import re
 
 from agentfield_arq.kernel.errors import InvalidBaseUrl
 
+# The `pattern` of `base_url` in the OpenAPI document: a plain subset of the grammar below
+# (every URL it matches is accepted; tests/unit/test_urls.py draws from it), so that a client
+# that follows the document is never refused. The grammar also accepts IPv6 literals, '_' in
+# labels, internationalised (xn--) names, dots and escapes in the path.
+_DOC_LABEL = r"[A-Za-z0-9]{1,20}(?:-[A-Za-z0-9]{1,20}){0,2}"
+_DOC_TOP = r"[A-Za-z][A-Za-z0-9]{0,19}(?:-[A-Za-z0-9]{1,20}){0,2}"
+_DOC_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_DOC_PORT = (
+    r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+)
+BASE_URL_PATTERN = (
+    rf"^https?://(?:{_DOC_OCTET}(?:\.{_DOC_OCTET}){{3}}|(?:{_DOC_LABEL}\.){{0,3}}{_DOC_TOP})"
+    rf"(?::{_DOC_PORT})?(?:/[A-Za-z0-9_~-]{{1,32}}){{0,4}}/?$"
+)
 MAX_BASE_URL_CHARS = 2048
 MAX_HOST_CHARS = 253
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")

@@ -53,12 +53,11 @@ def closed_by_server(peers: list[socket.socket], within_s: float) -> int:
     with selectors.DefaultSelector() as selector:
         for peer in peers:
             peer.setblocking(False)
-            selector.register(peer, selectors.EVENT_READ)
+            selector.register(peer, selectors.EVENT_READ, peer)
         deadline = time.monotonic() + within_s
         while open_ and (left := deadline - time.monotonic()) > 0:
             for key, _ in selector.select(left):
-                peer = key.fileobj
-                assert isinstance(peer, socket.socket)
+                peer = key.data
                 try:
                     data = peer.recv(65_536)
                 except BlockingIOError:
