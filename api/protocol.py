@@ -10,7 +10,9 @@ descriptor for ever and make the parser buffer megabytes. This subclass adds, pe
   else `431 headers_too_large` and the connection is closed;
 - `header_timeout_s` from the connection's start (or its first byte after a response) to
   the end of the headers, else `408 request_timeout` (nothing if it sent nothing) and close;
-- at most `max_connections` open at once: one more is closed on arrival.
+- at most `max_connections` open at once: one more is closed on arrival;
+- a request the parser cannot read is answered `400 invalid_request` in our error shape
+  (uvicorn answers it in plain text).
 
 The body's own deadline is `api/edge.py`'s; uvicorn already pauses reading a body the app
 has not taken.
@@ -26,7 +28,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode
-from agentfield_arq.kernel.errors import HeadersTooLarge, RequestTimeout
+from agentfield_arq.kernel.errors import HeadersTooLarge, InvalidRequest, RequestTimeout
 
 END_OF_HEADERS = b"\r\n\r\n"
 
@@ -120,6 +122,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_headers = True
         self._header_bytes = self._header_count = 0
         self._tail = b""
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser cannot read, answered in our error shape, then closed."""
+        self.transport.write(_answer(400, InvalidRequest.code, msg))
+        self.transport.close()
 
     def _refuse_headers(self, why: str) -> None:
         message = f"request line and headers: {why} (max_header_bytes, max_headers)"

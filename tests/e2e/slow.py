@@ -46,16 +46,19 @@ def slow_peers(port: int, count: int, huge: int = 0) -> Iterator[list[socket.soc
             peer.close()
 
 
-def closed_by_server(peers: list[socket.socket], within_s: float) -> int:
-    """How many of `peers` the server closed (end of stream, or reset) within `within_s`;
-    what it sent before closing is read and dropped."""
+def closed_by_server(
+    peers: list[socket.socket], within_s: float, enough: int = 0
+) -> list[socket.socket]:
+    """Those of `peers` the server closed (end of stream, or reset) within `within_s`, or as
+    soon as `enough` of them are; what it sent before closing is read and dropped."""
     open_ = set(peers)
     with selectors.DefaultSelector() as selector:
         for peer in peers:
             peer.setblocking(False)
             selector.register(peer, selectors.EVENT_READ, peer)
         deadline = time.monotonic() + within_s
-        while open_ and (left := deadline - time.monotonic()) > 0:
+        enough = enough or len(peers)
+        while len(peers) - len(open_) < enough and (left := deadline - time.monotonic()) > 0:
             for key, _ in selector.select(left):
                 peer = key.data
                 try:
@@ -67,4 +70,4 @@ def closed_by_server(peers: list[socket.socket], within_s: float) -> int:
                 if not data:
                     selector.unregister(peer)
                     open_.discard(peer)
-    return len(peers) - len(open_)
+    return [peer for peer in peers if peer not in open_]

@@ -206,3 +206,21 @@ async def test_a_405_on_the_lifecycle_path_names_patch_and_put(api: httpx.AsyncC
     answer = await api.post("/api/v1/nodes/n1/status")
     assert answer.status_code == 405
     assert answer.headers["allow"] == "PATCH, PUT"
+
+
+async def test_every_405_allows_exactly_the_documented_methods_and_head_with_get(
+    api: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    for path, item in document["paths"].items():
+        documented = {method.upper() for method in item}
+        url = re.sub(r"{\w+}", "x", path)
+        answer = await api.delete(url)
+        assert answer.status_code == 405, path
+        allowed = set(answer.headers["allow"].split(", "))
+        assert allowed == documented | ({"HEAD"} if "GET" in documented else set()), path
+
+
+async def test_head_is_served_where_get_is(api: httpx.AsyncClient) -> None:
+    answer = await api.head("/openapi.json")
+    assert answer.status_code == 200
+    assert answer.content == b""
