@@ -15,7 +15,6 @@ a body may take, and answers anything unexpected itself.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,8 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentfield_arq.api.errors import error_response, internal_error
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel import errors
-
-logger = logging.getLogger(__name__)
 
 JSON = "application/json"
 CLOSE = (b"connection", b"close")
@@ -35,7 +32,7 @@ def host_name(header: str) -> str:
     value = header.strip().lower()
     if value.startswith("["):
         return value[1 : value.find("]")] if "]" in value else value
-    return value.rpartition(":")[0] if ":" in value else value.rstrip(".")
+    return (value.rpartition(":")[0] if ":" in value else value).rstrip(".")
 
 
 def _has_body(headers: dict[bytes, bytes]) -> bool:
@@ -49,7 +46,7 @@ def refusal(scope: Scope, hosts: frozenset[str] | None) -> errors.ApiError | Non
     host = headers.get(b"host")
     if hosts is not None and host is not None:
         name = host_name(host.decode("latin-1"))
-        if name.rstrip(".") not in hosts:
+        if name not in hosts:
             return errors.HostNotAllowed(f"Host: '{name[:100]}' is not a host this API serves")
     if _has_body(headers):
         kind = headers.get(b"content-type", b"").decode("latin-1")
@@ -74,8 +71,10 @@ class Edge:
             return
         refused = refusal(scope, self.hosts)
         if refused is not None:
-            status = errors.http_status(refused)
-            await error_response(status, refused.code, refused.message)(scope, receive, send)
+            response = error_response(errors.http_status(refused), refused.code, refused.message)
+            if _has_body(dict(scope["headers"])):  # left unread: the connection is not reused
+                response.headers["Connection"] = "close"
+            await response(scope, receive, send)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout_s

@@ -164,7 +164,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
          # 501 by design: AgentField's DID registration, which this control plane lacks.
          "--exclude-path", "/api/v1/did/register",
          "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
     )  # fmt: skip
     summary = (run.stdout + run.stderr)[-20_000:]
     assert run.returncode == 0, summary

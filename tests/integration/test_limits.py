@@ -87,6 +87,7 @@ async def test_a_body_that_is_not_json_is_415_even_where_the_route_reads_none(
             answer = await api.post(path, content=b'{"input": {}}', headers=headers)
             assert answer.status_code == 415, (path, kind)
             assert answer.json()["code"] == "unsupported_media_type"
+            assert answer.headers["connection"] == "close"  # the body was left unread
 
 
 async def test_an_empty_post_without_a_content_type_still_works(api: httpx.AsyncClient) -> None:
