@@ -11,6 +11,8 @@ import pytest
 
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from tests.e2e.agent_app import registration
+from tests.integration.served import served
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +22,9 @@ BUDGET = 5_000
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """Small batch caps, so that a few kilobytes show them; a queue of three."""
+    """Small batch caps, so that a few kilobytes show them; a queue of five."""
     return msgspec.structs.replace(
-        settings, batch_result_max_bytes=RESULT_CAP, batch_max_bytes=BUDGET, max_queued=3
+        settings, batch_result_max_bytes=RESULT_CAP, batch_max_bytes=BUDGET, max_queued=5
     )
 
 
@@ -147,6 +149,22 @@ async def test_batch_status_stops_sending_results_once_its_answer_holds_the_budg
     sent = [i for i in ids if "result" in found[i]]
     assert len(sent) == BUDGET // RESULT_CAP
     assert all(found[i]["result_truncated"] is True for i in ids if i not in sent)
+
+
+async def test_batch_status_over_its_budget_still_sends_documents_without_results_whole(
+    settings: Settings,
+) -> None:
+    tiny = msgspec.structs.replace(settings, batch_max_bytes=10)  # under any one document
+    async with served(tiny) as api:
+        node = registration("e2e", "http://127.0.0.1:9")
+        assert (await api.post("/api/v1/nodes/register", json=node)).status_code == 201
+        done = await _succeeded(api, {"text": "r"})
+        queued = (await _submit(api)).json()["execution_id"]
+        found = await _batch(api, [done, queued])
+    assert found[done]["result_truncated"] is True
+    assert found[queued]["status"] == "queued"
+    assert "result_truncated" not in found[queued]
+    assert "started_at" in found[queued]
 
 
 async def test_an_unexpected_exception_is_one_clean_500_logged_once(

@@ -18,7 +18,9 @@ local function summary(doc_key, hash_key, size)
     local result_size = size - (at - 1) - #MARK - 1
     return string.sub(head, 1, at - 1) .. ',"result_truncated":true,"result_size":' .. result_size .. '}'
   end
-  -- No result in the head: the document is large for another reason (an agent's long error).
+  -- No result: a small document goes whole (GETRANGE read all of it); a large one is large
+  -- for another reason (an agent's long error), and is summarised from the hash.
+  if size <= cap then return head end
   local h = hmget(hash_key, {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at'})
   h.result_truncated = true
   return cjson.encode(h)
