@@ -21,7 +21,7 @@ import redis.asyncio
 from agentfield_arq.core.connection import connect
 from bench import fill
 from bench.harness import Harness
-from bench.load import AUTH, KeepAlive
+from bench.load import JSON_AUTH, KeepAlive
 from bench.plan import Plan
 from bench.stats import Figure, Target, figure, percentile
 
@@ -62,7 +62,7 @@ async def measure(h: Harness, plan: Plan, agent_url: str) -> list[Figure]:
             raise RuntimeError(f"batch-status answered {status}")
 
     try:
-        async with KeepAlive(api_port) as lean, httpx.AsyncClient(headers=AUTH) as http:
+        async with KeepAlive(api_port) as lean, httpx.AsyncClient(headers=JSON_AUTH) as http:
             url = f"http://127.0.0.1:{api_port}{PATH}"
             calls: dict[str, Callable[[], Awaitable[Any]]] = {
                 "lean": lean_post,

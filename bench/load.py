@@ -30,6 +30,8 @@ from bench.stats import percentile
 # the API, so that the figures stay comparable with runs from before auth.
 ADMIN_KEY = "afk_bench-admin-key-of-every-benchmark-run"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+# What the httpx clients of the benchmark send with every request (their bodies are JSON).
+JSON_AUTH = {**AUTH, "Content-Type": "application/json"}
 
 HOST = "127.0.0.1"
 # The repository, where `bench` is found (it is not an installed package).

@@ -19,7 +19,7 @@ import redis
 from bench import fill
 from bench.enqueue import BODY, OURS_PATH
 from bench.harness import Harness
-from bench.load import AUTH
+from bench.load import JSON_AUTH
 from bench.plan import Plan
 
 
@@ -93,7 +93,7 @@ async def measure(h: Harness, plan: Plan, agent_url: str) -> dict[str, Commands]
     url = f"http://127.0.0.1:{api_port}{OURS_PATH}"
     try:
         with _Recorder(h.url) as api:
-            async with httpx.AsyncClient(headers=AUTH) as http:
+            async with httpx.AsyncClient(headers=JSON_AUTH) as http:
                 for _ in range(count):
                     answer = await http.post(url, content=BODY)
                     answer.raise_for_status()
