@@ -4,13 +4,14 @@ refused, naming `base_url`, and what passes comes back canonical."""
 from __future__ import annotations
 
 import random
+import re
 
 import httpx
 import pytest
 
 from agentfield_arq.core.nodes import read_base_url
 from agentfield_arq.kernel.errors import InvalidBaseUrl, InvalidRequest, http_status
-from agentfield_arq.kernel.urls import MAX_BASE_URL_CHARS, parse_base_url
+from agentfield_arq.kernel.urls import BASE_URL_PATTERN, MAX_BASE_URL_CHARS, parse_base_url
 
 
 @pytest.mark.parametrize(
@@ -180,3 +181,49 @@ def test_every_base_url_registration_accepts_is_one_the_workers_http_client_can_
         assert request.url.host, url
         assert parse_base_url(grammar) == grammar
     assert accepted > 400  # the candidates are not all refused
+
+
+def _documented(count: int) -> list[str]:
+    """URLs of the document's shape (BASE_URL_PATTERN), drawn with a fixed seed."""
+    rng = random.Random(11)
+    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+    def word(first: str = chars) -> str:
+        return rng.choice(first) + "".join(rng.choices(chars, k=rng.randint(0, 19)))
+
+    def label(first: str = chars) -> str:
+        return "-".join([word(first), *(word() for _ in range(rng.randint(0, 2)))])
+
+    urls = []
+    for _ in range(count):
+        if rng.random() < 0.3:
+            host = ".".join(
+                str(rng.choice([0, 9, 10, 99, 100, 199, 200, 249, 250, 255])) for _ in "1234"
+            )
+        else:
+            host = ".".join([*(label() for _ in range(rng.randint(0, 3))), label(chars[:52])])
+        port = rng.choice(["", ":1", ":80", ":8001", ":65535", f":{rng.randint(1, 65535)}"])
+        path = "".join(
+            "/" + "".join(rng.choices(chars + "_~-", k=rng.randint(1, 32)))
+            for _ in range(rng.randint(0, 4))
+        )
+        urls.append(f"{rng.choice(['http', 'https'])}://{host}{port}{path}{rng.choice(['', '/'])}")
+    return urls
+
+
+def test_every_url_of_the_documented_pattern_is_accepted() -> None:
+    urls = _documented(2000)
+    assert all(re.fullmatch(BASE_URL_PATTERN, url) for url in urls)
+    for url in urls:
+        read_base_url(url)  # raises if the grammar or the workers' client refuses it
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://0177.0.0.1", "http://127.1", "http://a:1/x%0d%0a", "http://a:0", "http://a:65536",
+     "http://u:p@a", "http://a/?q", "ftp://a", "http://a/./b", "http://a\x00b"],
+)  # fmt: skip
+def test_what_the_grammar_refuses_is_off_the_documented_pattern(url: str) -> None:
+    assert re.fullmatch(BASE_URL_PATTERN, url) is None
+    with pytest.raises(InvalidRequest):
+        read_base_url(url)
