@@ -24,6 +24,10 @@ from agentfield_arq.kernel.urls import BASE_URL_PATTERN
 NodeId = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": f"^{NODE_ID}$"})]
 TargetName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": f"^{NAME}$"})]
 BaseUrl = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": BASE_URL_PATTERN})]
+# JSON Schema's integer is any whole number, 5.0 included (see NodeRegistration.__post_init__).
+InFlightCap = Annotated[
+    int | float, msgspec.Meta(extra_json_schema={"type": "integer", "minimum": 1})
+]
 StatusWord = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(STATUS_WORDS)})]
 
 R = TypeVar("R")
@@ -94,10 +98,17 @@ class NodeRegistration(msgspec.Struct, kw_only=True):
     reasoners: list[TargetSpec] = []
     skills: list[TargetSpec] = []
     # Our own: the most calls in flight to this node the node wants, under the fleet's cap.
-    max_in_flight: int | None = None
+    max_in_flight: InFlightCap | None = None
     # Sent by the SDKs and kept in the stored record; never read, so any JSON is accepted.
     lifecycle_status: Any = None
     metadata: Any = None
+
+    def __post_init__(self) -> None:
+        """A whole `max_in_flight` spelled as a float (5.0) is that int; 5.5 is refused."""
+        if isinstance(self.max_in_flight, float):
+            if not self.max_in_flight.is_integer():
+                raise ValueError("max_in_flight: must be a whole number")
+            self.max_in_flight = int(self.max_in_flight)
 
 
 class HeartbeatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):

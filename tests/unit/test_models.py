@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from agentfield_arq.kernel.codec import canonical_json, new_id, rfc3339
 from agentfield_arq.kernel.errors import InvalidTarget
+from agentfield_arq.kernel.models import NodeRegistration
 from agentfield_arq.kernel.status import TERMINAL_STATUSES, Status, normalise_status
 from agentfield_arq.kernel.targets import parse_target
 
@@ -65,3 +67,15 @@ def test_timestamps_are_rfc3339_utc_with_milliseconds() -> None:
 
 def test_canonical_json_makes_equal_values_equal_bytes() -> None:
     assert canonical_json(b'{ "a" : [1, 2] }') == canonical_json(b'{"a":[1,2]}')
+
+
+def test_a_node_cap_may_be_spelled_as_a_whole_float_as_json_schema_allows() -> None:
+    def cap(raw: bytes) -> object:
+        body = b'{"id": "n", "base_url": "http://n:1", "max_in_flight": ' + raw + b"}"
+        return msgspec.json.decode(body, type=NodeRegistration).max_in_flight
+
+    assert cap(b"5.0") == 5
+    assert isinstance(cap(b"5.0"), int)
+    for refused in (b"5.5", b'"5"', b"true"):
+        with pytest.raises(msgspec.ValidationError):
+            cap(refused)
