@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import selectors
 import socket
 import time
@@ -18,6 +19,8 @@ SLOW_BODY = (
 )
 IDLE_AFTER_ONE = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 KINDS = (PARTIAL_HEADERS, SLOW_BODY, IDLE_AFTER_ONE)
+# The state of a listening socket in /proc/net/tcp.
+LISTEN = "0A"
 # A peer that sends a megabyte of one header value without ever ending it.
 HUGE_HEADER = PARTIAL_HEADERS + b"a" * 1_048_576
 
@@ -27,6 +30,24 @@ def usage(pid: int) -> tuple[int, int]:
     status = Path(f"/proc/{pid}/status").read_text()
     rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
     return rss, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def client_sockets(pid: int, port: int) -> int:
+    """How many descriptors of process `pid` are TCP connections accepted on `port` (its Redis
+    connections and listening socket are not counted), from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] != LISTEN:
+                inodes.add(fields[9])
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            target = os.readlink(fd)
+            count += target.startswith("socket:[") and target[8:-1] in inodes
+    return count
 
 
 @contextlib.contextmanager
