@@ -161,9 +161,9 @@ class ExecutionStore:
         return doc
 
     async def get_view(self, execution_id: str, owner: Identity = ANONYMOUS_ADMIN) -> bytes | None:
-        """The status document with its webhook delivery fields, in one MGET, or None (also
-        for another key's execution, unless `owner` is an admin's key)."""
-        return (await self.get_views([execution_id], owner))[0]
+        """The status document with its webhook delivery fields, whole, in one script call, or
+        None (also for another key's execution, unless `owner` is an admin's key)."""
+        return (await self._views([execution_id], owner, bounded=False))[0]
 
     async def get_views(
         self, execution_ids: list[str], owner: Identity = ANONYMOUS_ADMIN
@@ -173,6 +173,11 @@ class ExecutionStore:
         `batch_max_bytes`, comes with `result_truncated` and `result_size` instead of its
         result (see batch_views.lua); Redis never sends the large results themselves. For a
         key other than an admin's, others' executions are None (checked in the same script)."""
+        return await self._views(execution_ids, owner, bounded=True)
+
+    async def _views(
+        self, execution_ids: list[str], owner: Identity, *, bounded: bool
+    ) -> list[bytes | None]:
         if not execution_ids:
             return []
         k = self.keys
@@ -182,7 +187,7 @@ class ExecutionStore:
             return [None] * len(execution_ids)
         keys = [key for i in wanted for key in (k.status_doc(i), k.webhook_view(i), k.execution(i))]
         args: list[int | str] = [
-            self.settings.batch_result_max_bytes,
+            self.settings.batch_result_max_bytes if bounded else 0,
             self.settings.batch_max_bytes,
             "" if owner.is_admin else owner.key_id,
         ]

@@ -4,7 +4,8 @@
 -- result is the document's last member (build_doc appends it), so only the head of a large
 -- document is read (GETRANGE), never the result itself. Reads only.
 -- KEYS: for each execution: status doc, webhook view, exec hash
--- ARGV: per-document cap (bytes), budget of the whole answer (bytes), the asking key's id
+-- ARGV: per-document cap (bytes; 0: none, every document whole, as GET of one reads it),
+--       budget of the whole answer (bytes), the asking key's id
 --       ('' for an admin: any execution; else only those it submitted, the others are nil)
 local cap = tonumber(ARGV[1])
 local budget = tonumber(ARGV[2])
@@ -34,7 +35,7 @@ for i = 1, #KEYS, 3 do
   end
   local doc = false
   if size > 0 then
-    if size <= cap and size <= budget then
+    if cap == 0 or (size <= cap and size <= budget) then
       doc = redis.call('GET', KEYS[i])
       budget = budget - size
     else
