@@ -14,7 +14,7 @@ from agentfield_arq.api import routes
 from agentfield_arq.api.deps import Deps
 from agentfield_arq.api.edge import Edge
 from agentfield_arq.api.errors import HANDLERS
-from agentfield_arq.core.completions import Completions
+from agentfield_arq.core.completions import BLOCK_MS, Completions
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import KeyStore, well_formed
 from agentfield_arq.core.dispatch import CallbackProof
@@ -34,9 +34,10 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        redis = connect(settings.redis_url)
-        # XREAD BLOCK holds its connection, so the stream reader gets a client of its own.
-        reader = connect(settings.redis_url)
+        redis = connect(settings.redis_url, settings)
+        # XREAD BLOCK holds its connection, so the stream reader gets a client of its own,
+        # whose command timeout allows for the block.
+        reader = connect(settings.redis_url, settings, block_s=BLOCK_MS / 1000)
         keys = Keys(settings.key_prefix)
         completions = Completions(reader, keys)
         credentials = KeyStore(redis, settings)

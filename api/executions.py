@@ -16,6 +16,7 @@ from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds
 from agentfield_arq.kernel.models import (
     BatchStatusRequest,
     CallbackRequest,
+    CancelRequest,
     ExecuteRequest,
     Execution,
     SyncResult,
@@ -121,8 +122,10 @@ async def callback(request: Request) -> Response:
 
 
 async def cancel_one(request: Request) -> Response:
-    """Cancel an execution that has not ended yet (409 if it ended otherwise)."""
+    """Cancel an execution that has not ended yet (409 if it ended otherwise); the body, if
+    any, gives the reason. Its agent is told, and its descendants cancelled, by a worker job."""
     d = deps(request)
+    body = await read_json(request, CancelRequest, d.settings.max_body_bytes, optional=True)
     execution_id = request.path_params["execution_id"]
-    doc = await cancel(d.store, execution_id, identity(request))
+    doc = await cancel(d.store, execution_id, body.reason, identity(request))
     return _json(await d.store.get_view(execution_id) or doc)

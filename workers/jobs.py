@@ -1,13 +1,24 @@
-"""arq job functions; each is a few lines over `Runner` and `Deliverer` of `agentfield_arq.core`."""
+"""arq job functions, each a few lines over `Runner`, `Deliverer` and `Cancellation` of the core.
+
+A Redis outage inside a job is not the job's failure: arq would record it as failed and drop
+it from the queue (no result is kept), leaving its execution to the deadline sweep. The job is
+retried instead, after the outage delay; if Redis is still away, arq's own retry step fails
+too, and the job waits in the queue until its in-progress lock expires.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from arq import Retry
 
+from agentfield_arq.core.arq_bridge import OUTAGE_CAP_S, OUTAGE_ERRORS
+from agentfield_arq.core.cancellation import Cancellation
 from agentfield_arq.core.delivery import Deliverer, job_max_tries
 from agentfield_arq.core.runner import Runner
+
+T = TypeVar("T")
 
 
 def _runner(ctx: dict[str, Any]) -> Runner:
@@ -15,11 +26,18 @@ def _runner(ctx: dict[str, Any]) -> Runner:
     return runner
 
 
+async def _outlasting_outages(step: Awaitable[T]) -> T:
+    try:
+        return await step
+    except OUTAGE_ERRORS as exc:
+        raise Retry(defer=OUTAGE_CAP_S) from exc
+
+
 async def run_execution(ctx: dict[str, Any], execution_id: str) -> None:
     """Invoke the execution's agent once; a transient failure is retried by arq after a backoff."""
     runner = _runner(ctx)
     last_try = ctx["job_try"] >= runner.settings.max_job_tries
-    delay = await runner.run(execution_id, last_try=last_try)
+    delay = await _outlasting_outages(runner.run(execution_id, last_try=last_try))
     if delay is not None:
         raise Retry(defer=delay)
 
@@ -29,11 +47,18 @@ async def deliver_webhook(ctx: dict[str, Any], execution_id: str) -> None:
     the schedule's wait. The agent is never run again."""
     deliverer: Deliverer = ctx["deliverer"]
     last_try = ctx["job_try"] >= job_max_tries(deliverer.settings)
-    delay = await deliverer.deliver(execution_id, last_try=last_try)
+    delay = await _outlasting_outages(deliverer.deliver(execution_id, last_try=last_try))
     if delay is not None:
         raise Retry(defer=delay)
 
 
+async def tell_agent(ctx: dict[str, Any], execution_id: str) -> None:
+    """A cancelled or timed-out execution: tell its agent to stop (once, best-effort), and end
+    a cancelled one's descendants."""
+    cancellation: Cancellation = ctx["cancellation"]
+    await _outlasting_outages(cancellation.tell_agent(execution_id))
+
+
 async def sweep_deadlines(ctx: dict[str, Any]) -> int:
     """Periodic: overdue running or queued executions become `timeout`."""
-    return await _runner(ctx).sweep()
+    return await _outlasting_outages(_runner(ctx).sweep())

@@ -12,10 +12,12 @@ from arq.connections import RedisSettings
 from agentfield_arq.core.arq_bridge import (
     DELIVER_WEBHOOK,
     RUN_EXECUTION,
+    TELL_AGENT,
     arq_deserialize,
     arq_serialize,
     sweep_cron_name,
 )
+from agentfield_arq.core.cancellation import Cancellation
 from agentfield_arq.core.delivery import Deliverer, job_max_tries, webhook_client
 from agentfield_arq.core.guard import agent_client
 from agentfield_arq.core.keys import Keys
@@ -24,7 +26,7 @@ from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.runner import Runner
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
-from agentfield_arq.workers.jobs import deliver_webhook, run_execution, sweep_deadlines
+from agentfield_arq.workers.jobs import deliver_webhook, run_execution, sweep_deadlines, tell_agent
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -69,9 +71,9 @@ def _lifecycle(
     async def on_startup(ctx: dict[str, Any]) -> None:
         redis = ctx["redis"]
         ctx["http"] = agent_client(settings, agent_transport)
-        ctx["runner"] = Runner(
-            ExecutionStore(redis, settings), NodeRegistry(redis, settings), ctx["http"], settings
-        )
+        store, nodes = ExecutionStore(redis, settings), NodeRegistry(redis, settings)
+        ctx["runner"] = Runner(store, nodes, ctx["http"], settings)
+        ctx["cancellation"] = Cancellation(store, nodes, ctx["http"], settings)
         ctx["webhook_http"] = webhook_client(settings, webhook_transport)
         ctx["deliverer"] = Deliverer(Outbox(redis, settings), ctx["webhook_http"], settings)
 
@@ -98,6 +100,14 @@ def _functions(settings: Settings) -> list[Any]:
             timeout=settings.webhook_job_timeout_s,
             keep_result=0,
             max_tries=job_max_tries(settings),
+        ),
+        func(
+            tell_agent,
+            name=TELL_AGENT,
+            # Within run_execution's: arq sizes every job's in-progress lock on the longest.
+            timeout=settings.job_timeout_s,
+            keep_result=0,
+            max_tries=settings.max_job_tries,
         ),
     ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from agentfield_arq.core.arq_bridge import WakingWorker
+from agentfield_arq.core.arq_bridge import WakingWorker, arq_pool
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.workers.settings import worker_settings
@@ -24,7 +24,8 @@ def create_worker(
     kwargs = worker_settings(
         settings, agent_transport=agent_transport, webhook_transport=webhook_transport
     )
-    kwargs.update(burst=burst, handle_signals=handle_signals)
-    return WakingWorker(
-        wake_url=settings.redis_url, wake_stream=Keys(settings.key_prefix).events, **kwargs
+    keys = Keys(settings.key_prefix)
+    kwargs.update(
+        burst=burst, handle_signals=handle_signals, redis_pool=arq_pool(settings, keys.queue)
     )
+    return WakingWorker(settings=settings, wake_stream=keys.events, **kwargs)

@@ -17,6 +17,7 @@ import msgspec
 from agentfield_arq.client.answers import decode
 from agentfield_arq.kernel.models import (
     BatchStatusRequest,
+    CancelRequest,
     ExecuteRequest,
     Execution,
     Submitted,
@@ -99,6 +100,17 @@ def get(execution_id: str) -> Call[Execution[Any]]:
     """One execution's state."""
     return Call(
         "GET", f"/api/v1/executions/{quote(execution_id, safe='')}", _reader(Execution[Any])
+    )
+
+
+def cancel(execution_id: str, reason: str | None) -> Call[Execution[Any]]:
+    """Cancel an execution (and its descendants), keeping `reason` as its error."""
+    return Call(
+        "POST",
+        f"/api/v1/executions/{quote(execution_id, safe='')}/cancel",
+        _reader(Execution[Any]),
+        msgspec.json.encode(CancelRequest(reason=reason)),
+        _JSON,
     )
 
 

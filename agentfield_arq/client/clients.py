@@ -140,6 +140,12 @@ class AsyncClient:
         """One execution's state; ExecutionNotFound for an unknown id."""
         return await self._do(calls.get(execution_id))
 
+    async def cancel(self, execution_id: str, reason: str | None = None) -> Execution[Any]:
+        """Cancel an execution that has not ended: its agent is told, its descendants in its run
+        are cancelled too, and `reason` is kept as its error. Cancelling a cancelled execution
+        changes nothing; InvalidTransition if it ended otherwise."""
+        return await self._do(calls.cancel(execution_id, reason))
+
     async def batch_status(self, execution_ids: Iterable[str]) -> dict[str, Execution[Any]]:
         """Many executions' states, keyed by id (an unknown id has status `not_found`), asked
         in chunks of 500."""
@@ -231,6 +237,10 @@ class Client:
     def get(self, execution_id: str) -> Execution[Any]:
         """See AsyncClient.get."""
         return self._do(calls.get(execution_id))
+
+    def cancel(self, execution_id: str, reason: str | None = None) -> Execution[Any]:
+        """See AsyncClient.cancel."""
+        return self._do(calls.cancel(execution_id, reason))
 
     def batch_status(self, execution_ids: Iterable[str]) -> dict[str, Execution[Any]]:
         """See AsyncClient.batch_status."""

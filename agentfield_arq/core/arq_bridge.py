@@ -41,6 +41,12 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   in-process tests, tests/integration/test_worker.py, rely on that).
 - arq 0.28's `Worker.close` calls redis-py's deprecated `close()`; those tests ignore that
   warning, and the filter can go once arq calls `aclose()`.
+- Redis outages: arq's `Worker.main` runs `_poll_iteration` in a bare loop, so a Redis error
+  in its poll, its job starts (`start_jobs`), its health record or its cron enqueues ends the
+  worker process (exit code 1). `WakingWorker._poll_iteration` catches those errors and polls
+  again with a growing delay, and `start_jobs` gives back the slot arq takes before the Redis
+  steps of a start that failed (arq counts it in `job_counter` and its semaphore). arq's
+  `create_pool` sets no command timeout, so `arq_pool` builds the worker's pool itself.
 """
 
 from __future__ import annotations
@@ -52,13 +58,18 @@ from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Worker
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agentfield_arq.core.connection import connect
+from agentfield_arq.core.connection import PackedConnection, connect, timeouts
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.status import Status
 
 logger = logging.getLogger(__name__)
@@ -67,6 +78,7 @@ logger = logging.getLogger(__name__)
 RUN_EXECUTION = "run_execution"
 DELIVER_WEBHOOK = "deliver_webhook"
 SWEEP_DEADLINES = "sweep_deadlines"
+TELL_AGENT = "tell_agent"
 
 # arq's own key prefixes (keys.py spells the keys).
 JOB_KEY_PREFIX = job_key_prefix
@@ -80,6 +92,10 @@ JOB_PAYLOAD_TTL_MS = 86_400_000
 # Lifecycle entries read per XREAD while waiting to be woken.
 READ_COUNT = 100
 _QUEUED = Status.QUEUED.value.encode()
+# Redis is unreachable or stalled: what a worker's poll loop survives and retries.
+OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+OUTAGE_BASE_S = 0.1
+OUTAGE_CAP_S = 2.0
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
@@ -114,6 +130,31 @@ def delivery_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
 def delivery_job_id(execution_id: str) -> str:
     """The arq job id of an execution's webhook delivery (its run job's id is the execution id)."""
     return f"whk_{execution_id}"
+
+
+def tell_agent_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
+    """arq's job record of `tell_agent(execution_id)`: a cancelled or timed-out execution's
+    agent is told to stop, and a cancel reaches the execution's descendants."""
+    return _payload(TELL_AGENT, execution_id, enqueue_ms)
+
+
+def tell_agent_job_id(execution_id: str) -> str:
+    """The arq job id of telling an execution's agent that it ended without it."""
+    return f"cnl_{execution_id}"
+
+
+def arq_pool(settings: Settings, queue: str) -> ArqRedis:
+    """The worker's Redis pool, as arq's `create_pool` builds it but with our connection class
+    and timeouts (arq's sets none for commands) and our msgpack serializer."""
+    pool = ConnectionPool.from_url(
+        settings.redis_url, connection_class=PackedConnection, **timeouts(settings)
+    )
+    return ArqRedis(
+        pool,
+        job_serializer=arq_serialize,
+        job_deserializer=arq_deserialize,
+        default_queue_name=queue,
+    )
 
 
 def sweep_cron_name(key_prefix: str) -> str:
@@ -162,17 +203,45 @@ class Wake:
 class WakingWorker(Worker):
     """arq's Worker, polling at once when the lifecycle stream says something was queued.
 
-    Takes arq's `Worker` arguments, plus the Redis URL and the stream to wake on.
+    Takes arq's `Worker` arguments, plus the settings (Redis URL and timeouts) and the stream to
+    wake on. A Redis outage does not end it: it polls again, with a growing delay, until Redis
+    answers.
     """
 
-    def __init__(self, *, wake_url: str, wake_stream: str, **kwargs: Any) -> None:
+    def __init__(self, *, settings: Settings, wake_stream: str, **kwargs: Any) -> None:
         self.wait_s = float(kwargs.pop("poll_delay"))
         # arq's own loop must not sleep between polls: _poll_iteration below does the waiting.
         super().__init__(poll_delay=0, **kwargs)
-        self.wake_redis = connect(wake_url)
+        self.wake_redis = connect(settings.redis_url, settings, block_s=self.wait_s)
         self.wake = Wake(self.wake_redis, wake_stream)
+        self.failed_polls = 0
 
     async def _poll_iteration(self) -> None:
+        try:
+            await self._poll_and_wait()
+        except OUTAGE_ERRORS as exc:
+            self.failed_polls += 1
+            if self.failed_polls == 1:
+                logger.warning("redis unavailable, polling again until it answers: %s", exc)
+            self.wake.cursor = None
+            await asyncio.sleep(backoff_s(self.failed_polls, OUTAGE_BASE_S, OUTAGE_CAP_S))
+            return
+        if self.failed_polls:
+            logger.info("redis answers again (after %d failed polls)", self.failed_polls)
+            self.failed_polls = 0
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's job starts, one id at a time, so that a start whose Redis steps fail gives
+        back the slot arq took for it before them."""
+        for job_id in job_ids:
+            try:
+                await super().start_jobs([job_id])
+            except OUTAGE_ERRORS:
+                self.job_counter -= 1
+                self.sem.release()
+                raise
+
+    async def _poll_and_wait(self) -> None:
         loop = asyncio.get_running_loop()
         began = loop.time()
         if self.wake.cursor is None:

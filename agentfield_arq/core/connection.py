@@ -1,10 +1,18 @@
-"""The Redis client of every process (`connect`), whose commands hiredis packs in C.
+"""The Redis client of every process (`connect`), whose commands hiredis packs in C, and
+which gives up on a stalled Redis after its timeouts.
 
 redis-py's synchronous client already packs commands with `hiredis.pack_command`; its asyncio
 client still builds each command's bytes in Python, argument by argument. Measured with the
 benchmark (bench/): that packing was 16% of the API's CPU at 4,000 enqueues/s, and 1 ms of the
 batch-status read of 1,000 ids (an MGET of 2,000 keys), which hiredis packs in 0.1 ms. The
 bytes on the wire are identical.
+
+Without a socket timeout, a command sent to a Redis that stalls (SIGSTOP, a full disk, a
+network partition) waits forever, and so does the request that sent it, `/health` included.
+Every client therefore has a connect timeout and a command timeout (`Settings`); a client that
+blocks on purpose (XREAD BLOCK) adds its block time to the command timeout. A command that
+times out raises `redis.exceptions.TimeoutError`, which the API answers 503, and its connection
+is dropped, so that the next command connects afresh.
 """
 
 from __future__ import annotations
@@ -14,6 +22,10 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 from redis.typing import EncodableT
+
+from agentfield_arq.core.settings import Settings
+
+DEFAULTS = Settings()
 
 
 class PackedConnection(Connection):
@@ -35,9 +47,24 @@ class PackedConnection(Connection):
             raise DataError(str(exc)) from exc
 
 
-def connect(url: str) -> Redis:
-    """A Redis client returning bytes, so that stored JSON documents pass through untouched."""
+def timeouts(settings: Settings, block_s: float = 0.0) -> dict[str, float]:
+    """redis-py's timeout arguments for a client whose longest blocking command blocks
+    `block_s` seconds (0: it never blocks)."""
+    return {
+        "socket_connect_timeout": settings.redis_connect_timeout_s,
+        "socket_timeout": settings.redis_command_timeout_s + block_s,
+    }
+
+
+def connect(url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0) -> Redis:
+    """A Redis client returning bytes, so that stored JSON documents pass through untouched,
+    with the timeouts of `settings` (see `timeouts`)."""
     client: Redis = Redis.from_url(
-        url, decode_responses=False, health_check_interval=30, connection_class=PackedConnection
+        url,
+        decode_responses=False,
+        health_check_interval=30,
+        connection_class=PackedConnection,
+        socket_connect_timeout=settings.redis_connect_timeout_s,
+        socket_timeout=settings.redis_command_timeout_s + block_s,
     )
     return client

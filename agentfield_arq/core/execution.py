@@ -205,20 +205,25 @@ async def apply_callback(
 
 
 async def cancel(
-    store: ExecutionStore, execution_id: str, owner: Identity = ANONYMOUS_ADMIN
+    store: ExecutionStore,
+    execution_id: str,
+    reason: str | None = None,
+    owner: Identity = ANONYMOUS_ADMIN,
 ) -> bytes:
-    """Cancel an execution that has not ended; cancelling a cancelled one is a no-op. Another
-    key's execution (unless the key is an admin's) is not found.
+    """Cancel an execution that has not ended; cancelling a cancelled one is a no-op. The
+    reason, when given, is the execution's error. Another key's execution (unless the key is
+    an admin's) is not found.
 
-    A worker already calling the agent finishes its call, but its outcome is discarded.
+    The same step queues a worker job (`Runner.tell_agent`) that calls the agent's cancel route
+    and cancels the execution's descendants; a worker already calling the agent finishes its
+    call, but its outcome is discarded.
     """
     if not await store.visible(execution_id, owner):
         raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
     now = now_ms()
-    transition = await store.finish(
-        execution_id, Status.CANCELLED, rfc3339(now), now, error=CANCELLED_ERROR
-    )
-    logger.info("cancel execution_id=%s: %s", execution_id, transition.outcome)
+    error = truncate(reason) if reason else CANCELLED_ERROR
+    transition = await store.finish(execution_id, Status.CANCELLED, rfc3339(now), now, error=error)
+    logger.info("cancel execution_id=%s: %s (%s)", execution_id, transition.outcome, error)
     return _settled(execution_id, Status.CANCELLED, transition)
 
 
@@ -227,7 +232,8 @@ def _settled(execution_id: str, status: str, transition: Transition) -> bytes:
         raise ExecutionNotFound(f"execution '{execution_id}' not found")
     if transition.doc is None:
         raise InvalidTransition(
-            f"execution '{execution_id}' is {transition.status}; cannot change it to {status}"
+            f"execution '{execution_id}' is {transition.status}; cannot change it to {status}",
+            status=transition.status or "",
         )
     return transition.doc
 

@@ -47,6 +47,11 @@ class Keys:
         """String: the JSON status document the API returns as is (GET / MGET)."""
         return f"{self.prefix}:exec:{execution_id}:status"
 
+    def children(self, execution_id: str) -> str:
+        """Set: ids of the executions started by this one in its run (through `app.call`), which
+        its cancel reaches; expires with the execution while it runs."""
+        return f"{self.prefix}:exec:{execution_id}:children"
+
     def webhook(self, execution_id: str) -> str:
         """Hash: the webhook delivery of an execution (state, webhook-id, attempts, last error)."""
         return f"{self.prefix}:exec:{execution_id}:webhook"

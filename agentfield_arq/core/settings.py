@@ -23,6 +23,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = ""
     key_prefix: str = "af"
     data_dir: str = ".agentfield-arq"
+    # Every Redis client gives up on a connect, and on a command's answer, after these; a
+    # stalled Redis then costs a request this long (a 503), not forever. Blocking reads
+    # (XREAD BLOCK) wait their block time on top of the command timeout.
+    redis_connect_timeout_s: float = 2.0
+    redis_command_timeout_s: float = 3.0
 
     # API.
     api_host: str = "127.0.0.1"
@@ -87,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     agent_allow_loopback: bool = False
     agent_allow_private: bool = False
     agent_allowed_networks: str = ""
+    # A cancelled or timed-out execution's agent is told at its cancel route; one try, this long.
+    agent_cancel_timeout_s: float = 5.0
 
     # Nodes.
     node_lease_s: float = 30.0
@@ -203,6 +210,8 @@ def _name_in(message: str) -> str:
 
 def _check(settings: Settings) -> None:
     positive = (
+        "redis_connect_timeout_s",
+        "redis_command_timeout_s",
         "max_body_bytes",
         "batch_max_ids",
         "batch_result_max_bytes",
@@ -226,6 +235,7 @@ def _check(settings: Settings) -> None:
         "agent_max_attempts",
         "sweep_interval_s",
         "max_job_tries",
+        "agent_cancel_timeout_s",
         "node_lease_s",
         "node_wait_max_s",
         "webhook_timeout_s",

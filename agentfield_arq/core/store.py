@@ -18,6 +18,8 @@ from agentfield_arq.core.arq_bridge import (
     delivery_job_id,
     delivery_job_payload,
     run_job_payload,
+    tell_agent_job_id,
+    tell_agent_job_payload,
 )
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, Keys, safe_id
@@ -25,7 +27,7 @@ from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode, text
-from agentfield_arq.kernel.errors import KeyQueueFull, QueueFull, TargetNotFound
+from agentfield_arq.kernel.errors import InvalidTransition, KeyQueueFull, QueueFull, TargetNotFound
 
 # A key at its cap of unfinished executions waits at least this long before trying again.
 KEY_QUEUE_RETRY_AFTER_S = 5
@@ -91,6 +93,7 @@ class ExecutionStore:
         self._progress = load_script(redis, "progress")
         self._finish = load_script(redis, "finish")
         self._batch_views = load_script(redis, "batch_views")
+        self._note = load_script(redis, "note")
 
     async def create(self, new: NewExecution) -> str:
         """Write the execution and enqueue its job atomically; returns "reasoner" or "skill"."""
@@ -125,12 +128,20 @@ class ExecutionStore:
             k.key_active(new.owner),
             k.webhook_secret(new.execution_id),
         ]
+        parent = new.fields.get("parent_execution_id")
+        if parent is not None and safe_id(parent):
+            keys += [k.execution(parent), k.children(parent)]
         reply = await self._create(keys=keys, args=args)
         state = text(reply[0])
         if state == "no_node":
             raise TargetNotFound(f"node '{new.node_id}' is not registered")
         if state == "no_name":
             raise TargetNotFound(f"node '{new.node_id}' has no reasoner or skill '{new.name}'")
+        if state == "parent_cancelled":
+            raise InvalidTransition(
+                f"parent execution '{parent}' is cancelled; its run takes no new children",
+                status="cancelled",
+            )
         if state == "queue_full":
             raise QueueFull(
                 f"{self.settings.max_queued} jobs already wait for a worker (max_queued); "
@@ -254,6 +265,7 @@ class ExecutionStore:
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
         job_id = delivery_job_id(execution_id)
+        tell_id = tell_agent_job_id(execution_id)
         reply = await self._finish(
             keys=[
                 k.execution(execution_id),
@@ -265,6 +277,8 @@ class ExecutionStore:
                 k.webhook_view(execution_id),
                 k.queue,
                 k.arq_job(job_id),
+                k.children(execution_id),
+                k.arq_job(tell_id),
             ],
             args=[
                 status,
@@ -282,9 +296,25 @@ class ExecutionStore:
                 delivery_job_payload(execution_id, now_ms),
                 self.settings.retention_s * 1000,
                 k.key_active(""),
+                tell_id,
+                tell_agent_job_payload(execution_id, now_ms),
             ],
         )
         return _transition(reply)
+
+    async def fields(self, execution_id: str) -> dict[str, str]:
+        """The execution's hash (request and scheduling facts), {} when it is gone."""
+        flat = await self.redis.hgetall(self.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
+        return {text(k): text(v) for k, v in flat.items()}
+
+    async def children(self, execution_id: str) -> list[str]:
+        """Ids of the executions this one started in its run, oldest first."""
+        members = await self.redis.smembers(self.keys.children(execution_id))  # type: ignore[misc]  # redis-py's async stubs
+        return sorted(text(m) for m in members)
+
+    async def note(self, execution_id: str, field: str, value: str) -> None:
+        """Record a fact about an execution on its hash (never creating one that expired)."""
+        await self._note(keys=[self.keys.execution(execution_id)], args=[field, value])
 
     async def overdue(self, now_ms: int, limit: int) -> list[str]:
         """Ids of non-terminal executions whose deadline has passed, oldest first."""

@@ -55,6 +55,13 @@ class ExecuteRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     webhook: Any = None
 
 
+class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Body of `POST /executions/{id}/cancel` (optional): why, kept as the execution's error
+    and passed to its agent and its descendants."""
+
+    reason: str | None = None
+
+
 class BatchStatusRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of `POST /executions/batch-status`."""
 

@@ -5,6 +5,12 @@ reasoner asked with `X-Execution-ID` (the control plane always sends it) answers
 later; otherwise, and for skills, the answer is the result itself. Input that does not fit the
 signature is refused before anything runs: 422 naming the field (400 when it is not JSON), 413
 past the agent's `max_input_bytes`, which is read no further.
+
+`POST /_internal/executions/{execution_id}/cancel` is the control plane's cancel, served as
+AgentField's SDK serves it: the task running that execution is cancelled, and the answer is
+200 `{"cancelled": true, "execution_id"}`, or `{"cancelled": false, "execution_id", "reason":
+"execution_not_active"}` when nothing of that id runs here. An inline invocation so cancelled
+answers 499 `{"status": "cancelled", "execution_id", "reason": "cancelled_by_control_plane"}`.
 """
 
 from __future__ import annotations
@@ -32,14 +38,14 @@ from agentfield_arq.kernel.errors import (
     http_status,
 )
 from agentfield_arq.kernel.status import TargetKind
-from agentfield_arq.sdk.context import ExecutionContext, entered
+from agentfield_arq.sdk.context import ExecutionContext
 from agentfield_arq.sdk.parameters import Target
-from agentfield_arq.sdk.reporter import settle
 
 if TYPE_CHECKING:
     from agentfield_arq.sdk.agent import Agent
 
 JSON = "application/json"
+CANCEL_PATH = "/_internal/executions/{execution_id}/cancel"
 Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
 
 
@@ -65,8 +71,10 @@ async def invoke(target: Target, agent: Agent, request: Request) -> Response:
     if target.kind is TargetKind.REASONER and context.execution_id:
         agent.reporter.start(context, target, kwargs)
         return _json({"status": "processing", "execution_id": context.execution_id}, 202)
-    with entered(context):
-        outcome = await settle(target, kwargs)
+    outcome = await agent.reporter.inline(context, target, kwargs)
+    if outcome.cancelled:
+        body = {"status": "cancelled", "reason": "cancelled_by_control_plane"}
+        return _json({**body, "execution_id": context.execution_id}, 499)
     if outcome.result is not None:
         return Response(bytes(outcome.result), media_type=JSON)
     return _error(TargetFailed.of(target.kind, outcome.error or "no error message"))
@@ -111,6 +119,14 @@ def create_app(agent: Agent, lifespan: Lifespan) -> Starlette:
     async def info(request: Request) -> Response:
         return _json(agent.registration())
 
+    async def cancel(request: Request) -> Response:
+        execution_id = request.path_params["execution_id"]
+        answer: dict[str, Any] = {"cancelled": agent.reporter.cancel(execution_id)}
+        answer["execution_id"] = execution_id
+        if not answer["cancelled"]:
+            answer["reason"] = "execution_not_active"
+        return _json(answer)
+
     routes = [
         Route("/reasoners/{name}", by_name(TargetKind.REASONER), methods=["POST"]),
         Route("/skills/{name}", by_name(TargetKind.SKILL), methods=["POST"]),
@@ -118,6 +134,7 @@ def create_app(agent: Agent, lifespan: Lifespan) -> Starlette:
         Route("/health", health),
         Route("/status", status),
         Route("/info", info),
+        Route(CANCEL_PATH, cancel, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

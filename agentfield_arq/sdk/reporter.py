@@ -6,6 +6,11 @@ again for an execution that runs here must not start it twice); its end is poste
 plane's callback route, retried with backoff on 5xx, 408, 429 and network errors. A result too
 large to be taken (over `max_result_bytes`, or refused with 413) is reported as a failure, so
 that the execution ends instead of waiting for its deadline.
+
+The control plane cancels a running execution at the agent's cancel route (`cancel`): the
+reasoner's task is cancelled (asyncio), and its end is reported as `cancelled`, once. A report
+refused because the execution was already cancelled or timed out is expected after a cancel
+(the reasoner finished first, or swallowed the cancellation): logged as information.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ CALLBACK_CAP_S = 15.0
 # After the drain budget, cancelled reasoners get this long to report that they were cut short.
 CANCEL_REPORT_S = 5.0
 RETRIED_STATUSES = frozenset({408, 425, 429})
+CANCELLED_ERROR = "cancelled by the control plane"
+STOPPED_STATUSES = frozenset({"cancelled", "timeout"})
 # The control plane's default cap on a result (AGENTFIELD_ARQ_MAX_RESULT_BYTES): a bigger one
 # is reported as a failure rather than sent to be refused.
 MAX_RESULT_BYTES = 10_485_760
@@ -43,13 +50,24 @@ class Outcome(msgspec.Struct, kw_only=True):
 
     result: msgspec.Raw | None = None
     error: str | None = None
+    cancelled: bool = False
+
+
+class Refusal(msgspec.Struct):
+    """What this module reads of a refused report's answer: the execution's status, which a
+    409 names."""
+
+    status: str | None = None
+
+
+_refusal = msgspec.json.Decoder(Refusal)
 
 
 def _report(execution_id: str, target: Target, started: float, outcome: Outcome) -> bytes:
     """The callback body: AgentField's shape, `result` on success and `error` otherwise."""
     failed = outcome.error is not None
     report = CallbackRequest(
-        status="failed" if failed else "succeeded",
+        status="cancelled" if outcome.cancelled else "failed" if failed else "succeeded",
         result=msgspec.UNSET if failed or outcome.result is None else outcome.result,
         error=outcome.error,
         duration_ms=int((time.monotonic() - started) * 1000),
@@ -92,6 +110,12 @@ class Reporter:
         # By execution id: the control plane may ask again for an execution already running
         # here (its worker died between our 202 and recording it); that must not run it twice.
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Inline invocations that name their execution, which a cancel reaches too.
+        self._inline: dict[str, asyncio.Task[Outcome]] = {}
+        # Executions whose task the control plane cancelled (not the drain).
+        self._cancelled: set[str] = set()
+        # Executions whose reasoner has ended and whose end is being reported: too late to cancel.
+        self._reporting: set[str] = set()
 
     @property
     def in_flight(self) -> int:
@@ -111,8 +135,45 @@ class Reporter:
             self._run(context, target, kwargs), name=f"{target.name} {execution_id}"
         )
         self._tasks[execution_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(execution_id, None))
+        task.add_done_callback(lambda _: self._forget(execution_id))
         return True
+
+    def _forget(self, execution_id: str) -> None:
+        self._tasks.pop(execution_id, None)
+        self._reporting.discard(execution_id)
+
+    def cancel(self, execution_id: str) -> bool:
+        """Cancel the task running `execution_id` here; False when none runs (it ended, or it
+        never ran here)."""
+        task = self._tasks.get(execution_id) or self._inline.get(execution_id)
+        if task is None or task.done() or execution_id in self._reporting:
+            return False
+        self._cancelled.add(execution_id)
+        task.cancel()
+        logger.info("cancelling execution_id=%s at the control plane's request", execution_id)
+        return True
+
+    async def inline(
+        self, context: ExecutionContext, target: Target, kwargs: dict[str, Any]
+    ) -> Outcome:
+        """Invoke `target` for a request that awaits its result, in a task that `cancel`
+        reaches when the request names its execution."""
+        execution_id = context.execution_id
+        with entered(context):
+            task = asyncio.create_task(settle(target, kwargs))
+        if execution_id:
+            self._inline[execution_id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the request itself is being cancelled
+            return Outcome(error=CANCELLED_ERROR, cancelled=True)
+        finally:
+            if execution_id:
+                self._inline.pop(execution_id, None)
+                self._cancelled.discard(execution_id)
 
     async def _run(self, context: ExecutionContext, target: Target, kwargs: dict[str, Any]) -> None:
         execution_id = context.execution_id or ""
@@ -121,9 +182,14 @@ class Reporter:
             try:
                 outcome = await settle(target, kwargs)
                 attempts = self.attempts
-            except asyncio.CancelledError:  # drain ran out: say so rather than leave it running
-                outcome = Outcome(error="the agent shut down before the reasoner finished")
+            except asyncio.CancelledError:
+                if execution_id in self._cancelled:
+                    self._cancelled.discard(execution_id)
+                    outcome = Outcome(error=CANCELLED_ERROR, cancelled=True)
+                else:  # the drain ran out: say so rather than leave it running
+                    outcome = Outcome(error="the agent shut down before the reasoner finished")
                 attempts = 1
+        self._reporting.add(execution_id)
         size = len(outcome.result) if outcome.result is not None else 0
         if size > self.max_result_bytes:
             cap = self.max_result_bytes
@@ -166,7 +232,7 @@ class Reporter:
                     return status
                 problem = f"HTTP {status}: {response.text[:200]}"
                 if status < 500 and status not in RETRIED_STATUSES:
-                    logger.error("report refused execution_id=%s: %s", execution_id, problem)
+                    _log_refusal(execution_id, response, problem)
                     return status
             if attempt < attempts:
                 delay = backoff_s(attempt, self.base_s, self.cap_s)
@@ -190,3 +256,18 @@ class Reporter:
             task.cancel()
         if late:
             await asyncio.wait(late, timeout=CANCEL_REPORT_S)
+
+
+def _log_refusal(execution_id: str, response: httpx.Response, problem: str) -> None:
+    """A report refused because the execution was cancelled (or timed out) meanwhile is
+    expected: information. Any other refusal is an error."""
+    try:
+        status = _refusal.decode(response.content).status if response.status_code == 409 else None
+    except msgspec.DecodeError:
+        status = None
+    if status in STOPPED_STATUSES:
+        logger.info(
+            "report not taken execution_id=%s: the execution was %s meanwhile", execution_id, status
+        )
+    else:
+        logger.error("report refused execution_id=%s: %s", execution_id, problem)

@@ -26,11 +26,12 @@ from agentfield_arq.core.arq_bridge import (
     arq_serialize,
     sweep_cron_name,
 )
-from agentfield_arq.core.execution import submit
+from agentfield_arq.core.execution import cancel, submit
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.errors import InvalidTransition
 from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration, TargetSpec
 from agentfield_arq.kernel.signing import verify
 from agentfield_arq.workers.worker import create_worker
@@ -221,7 +222,91 @@ async def test_the_sweep_cron_job_times_out_an_execution_past_its_deadline(
     await _burst(settings, agent)
     doc = await _doc(store, execution_id)
     assert (doc["status"], doc["error"]) == ("timeout", "execution deadline exceeded")
-    assert len(agent.requests) == 1
+    # The agent was invoked once, then told at its cancel route (by the job the timeout queued).
+    assert [r.url.path for r in agent.requests] == [
+        "/reasoners/deep_analysis",
+        f"/_internal/executions/{execution_id}/cancel",
+    ]
+
+
+async def test_a_cancel_tells_the_agent_at_its_cancel_route_with_the_reason(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    agent = Scripted(
+        (202, {"status": "processing"}), (200, {"cancelled": True, "execution_id": execution_id})
+    )
+    await _burst(settings, agent)
+    await cancel(store, execution_id, "the user closed the tab")
+    await _burst(settings, agent)
+    told = agent.requests[-1]
+    assert told.url.path == f"/_internal/executions/{execution_id}/cancel"
+    assert json.loads(told.content) == {"reason": "the user closed the tab", "status": "cancelled"}
+    assert (await store.fields(execution_id))["agent_told"] == "cancelled"
+    assert (await _doc(store, execution_id))["error"] == "the user closed the tab"
+
+
+async def test_an_agent_that_cannot_be_told_is_recorded_and_the_cancel_stands(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    agent = Scripted((202, {"status": "processing"}), (404, {"detail": "Not Found"}))
+    await _burst(settings, agent)
+    await cancel(store, execution_id)
+    await _burst(settings, agent)
+    assert len(agent.requests) == 2  # one try: telling the agent is best-effort
+    told = (await store.fields(execution_id))["agent_told"]
+    assert told.startswith("agent answered 404")
+    assert (await _doc(store, execution_id))["status"] == "cancelled"
+
+
+async def test_a_queued_execution_cancelled_before_any_worker_took_it_calls_no_agent(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store)
+    await cancel(store, execution_id)
+    agent = Scripted((202, {"status": "processing"}))
+    await _burst(settings, agent)
+    assert agent.requests == []
+
+
+async def test_a_cancel_reaches_every_descendant_in_its_run_and_each_agent_is_told(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    parent = await _submit(store)
+    agent = Scripted((202, {"status": "processing"}))
+    await _burst(settings, agent)
+    run_id = (await store.fields(parent))["run_id"]
+
+    async def child_of(of: str) -> str:
+        headers = {"x-run-id": run_id, "x-parent-execution-id": of}
+        request = ExecuteRequest(input={"quarter": "Q3"})
+        return (await submit(store, TARGET, request, headers)).execution_id
+
+    child = await child_of(parent)
+    grandchild = await child_of(child)
+    elsewhere = (
+        await submit(store, TARGET, ExecuteRequest(input={}), {"x-parent-execution-id": parent})
+    ).execution_id  # names the parent but not its run: not its descendant
+    await _burst(settings, agent)
+    await cancel(store, parent, "budget exhausted")
+    await _burst(settings, agent)
+    for execution_id in (child, grandchild):
+        doc = await _doc(store, execution_id)
+        assert doc["status"] == "cancelled"
+        assert "budget exhausted" in doc["error"]
+    assert (await _doc(store, elsewhere))["status"] == "running"
+    told = {r.url.path for r in agent.requests if r.url.path.endswith("/cancel")}
+    assert told == {f"/_internal/executions/{i}/cancel" for i in (parent, child, grandchild)}
+
+
+async def test_a_cancelled_parent_takes_no_new_children(store: ExecutionStore) -> None:
+    parent = await _submit(store)
+    run_id = (await store.fields(parent))["run_id"]
+    await cancel(store, parent)
+    headers = {"x-run-id": run_id, "x-parent-execution-id": parent}
+    with pytest.raises(InvalidTransition, match="takes no new children"):
+        await submit(store, TARGET, ExecuteRequest(input={}), headers)
 
 
 def _crash(request: httpx.Request) -> httpx.Response:

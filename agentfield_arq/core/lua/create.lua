@@ -1,6 +1,9 @@
--- Create an execution and enqueue its arq job in one atomic step, if the target exists.
+-- Create an execution and enqueue its arq job in one atomic step, if the target exists. A child
+-- (its parent named) of a parent in the same run is indexed under the parent, so that a cancel
+-- reaches it; a cancelled parent takes no new children.
 -- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events,
---       the submitting key's set of unfinished executions, webhook secret
+--       the submitting key's set of unfinished executions, webhook secret,
+--       and for a child: the parent's hash, the parent's children set
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
 --       stream_maxlen, max_queued, max_active (0: not counted), webhook secret ('' none),
 --       its ttl_s, then field/value pairs of the hash
@@ -21,6 +24,11 @@ if max_active > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[3])
   if redis.call('ZCARD', KEYS[8]) >= max_active then return {'key_queue_full'} end
 end
+local parent = nil
+if KEYS[11] then
+  parent = hmget(KEYS[10], {'run_id', 'status'})
+  if parent.status == 'cancelled' then return {'parent_cancelled'} end
+end
 local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
 local h = {type = kind, status = 'queued'}
 for i = 13, #ARGV, 2 do
@@ -36,6 +44,10 @@ redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
 if max_active > 0 then
   redis.call('ZADD', KEYS[8], ARGV[4], ARGV[2])
   redis.call('EXPIRE', KEYS[8], ARGV[5])
+end
+if parent and parent.run_id and parent.run_id == h.run_id then
+  redis.call('SADD', KEYS[11], ARGV[2])
+  expire_like(KEYS[10], KEYS[11])
 end
 enqueue_job(KEYS[5], KEYS[6], ARGV[2], ARGV[6], ARGV[7], ARGV[3], false)
 append_event(KEYS[7], ARGV[8], ARGV[2], 'queued')

@@ -2,17 +2,23 @@
 -- a terminal execution is a conflict. The worker fences on its attempt, the sweep on the deadline.
 -- With a webhook registered, the delivery and its arq job are created in this same step, so a
 -- terminal execution always has its delivery queued (and a non-terminal one never does).
+-- A cancel or a timeout of an execution that was started (or has children) queues the job that
+-- tells its agent and cancels its descendants, in the same step. An execution already cancelled
+-- or timed out takes a `cancelled` report (its agent saying that it stopped) as a no-op.
 -- KEYS: exec hash, status doc, deadlines, events,
---       webhook hash, webhook events, webhook view, queue, delivery arq job
+--       webhook hash, webhook events, webhook view, queue, delivery arq job,
+--       children set, tell-agent arq job
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
---       prefix of the submitting keys' sets of unfinished executions
+--       prefix of the submitting keys' sets of unfinished executions,
+--       tell-agent job id, tell-agent job payload
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
 local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
 if TERMINAL[h.status] then
-  if h.digest == digest then return {'noop', redis.call('GET', KEYS[2])} end
+  local stopped = ARGV[1] == 'cancelled' and (h.status == 'cancelled' or h.status == 'timeout')
+  if h.digest == digest or stopped then return {'noop', redis.call('GET', KEYS[2])} end
   return {'conflict', h.status}
 end
 if ARGV[6] ~= '' and h.attempt ~= ARGV[6] then return {'stale', h.status} end
@@ -38,6 +44,10 @@ if owner and owner ~= '' then redis.call('ZREM', ARGV[15] .. owner, h.execution_
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
 append_event(KEYS[4], ARGV[5], h.execution_id, ARGV[1], delivers and 'webhook' or nil)
+if (ARGV[1] == 'cancelled' or ARGV[1] == 'timeout')
+    and (h.started_at or redis.call('EXISTS', KEYS[10]) == 1) then
+  enqueue_job(KEYS[8], KEYS[11], ARGV[16], ARGV[17], ARGV[14], ARGV[3], false)
+end
 if delivers then
   local event_type = 'execution.failed'
   if ARGV[1] == 'succeeded' then event_type = 'execution.completed' end
