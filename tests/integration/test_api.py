@@ -135,3 +135,57 @@ async def test_registering_an_ambiguous_base_url_is_400_and_leaves_the_node_as_i
     assert answer.json()["error"].startswith("base_url: ")
     node = await api.get("/api/v1/nodes/e2e")
     assert node.json()["base_url"] == "http://127.0.0.1:9"
+
+
+async def test_a_cancel_keeps_its_reason_as_the_executions_error(api: httpx.AsyncClient) -> None:
+    execution_id = await _submit(api)
+    answer = await api.post(
+        f"/api/v1/executions/{execution_id}/cancel", json={"reason": "the user gave up"}
+    )
+    assert answer.status_code == 200
+    assert (answer.json()["status"], answer.json()["error"]) == ("cancelled", "the user gave up")
+
+
+async def test_a_cancel_without_a_body_says_it_was_requested(api: httpx.AsyncClient) -> None:
+    execution_id = await _submit(api)
+    answer = await api.post(f"/api/v1/executions/{execution_id}/cancel")
+    assert (answer.status_code, answer.json()["error"]) == (200, "cancelled by request")
+
+
+async def test_a_cancel_body_with_an_unknown_field_is_400_naming_it(api: httpx.AsyncClient) -> None:
+    execution_id = await _submit(api)
+    answer = await api.post(f"/api/v1/executions/{execution_id}/cancel", json={"why": "x"})
+    assert answer.status_code == 400
+    assert "why" in answer.json()["error"]
+
+
+async def test_cancelling_again_with_another_reason_changes_nothing(api: httpx.AsyncClient) -> None:
+    execution_id = await _submit(api)
+    first = await api.post(f"/api/v1/executions/{execution_id}/cancel", json={"reason": "one"})
+    again = await api.post(f"/api/v1/executions/{execution_id}/cancel", json={"reason": "two"})
+    assert again.status_code == 200
+    assert again.json() == first.json()
+
+
+async def test_an_agent_reporting_cancelled_after_a_cancel_is_answered_200(
+    api: httpx.AsyncClient,
+) -> None:
+    execution_id = await _submit(api)
+    await api.post(f"/api/v1/executions/{execution_id}/cancel")
+    answer = await api.post(
+        f"/api/v1/executions/{execution_id}/status",
+        json={"status": "cancelled", "error": "cancelled_by_control_plane"},
+    )
+    assert (answer.status_code, answer.json()["error"]) == (200, "cancelled by request")
+
+
+async def test_a_report_refused_after_a_cancel_names_the_executions_status(
+    api: httpx.AsyncClient,
+) -> None:
+    execution_id = await _submit(api)
+    await api.post(f"/api/v1/executions/{execution_id}/cancel")
+    answer = await api.post(
+        f"/api/v1/executions/{execution_id}/status", json={"status": "succeeded", "result": 1}
+    )
+    assert answer.status_code == 409
+    assert (answer.json()["code"], answer.json()["status"]) == ("invalid_transition", "cancelled")

@@ -293,3 +293,39 @@ async def test_an_execution_with_webhook_attempts_decodes_them(
     assert execution.webhook_status == "retrying"
     (event,) = execution.webhook_events
     assert (event.attempt, event.http_status, event.error_message) == (1, 503, "HTTP 503")
+
+
+CANCELLED = {
+    "execution_id": "exec_9",
+    "run_id": "run_9",
+    "status": "cancelled",
+    "target": "a.b",
+    "type": "reasoner",
+    "created_at": "2026-01-01T00:00:00Z",
+    "error": "too slow",
+}
+
+
+async def test_cancel_posts_the_reason_and_decodes_the_cancelled_execution(
+    client: AsyncClient, cp: FakeControlPlane
+) -> None:
+    cp.script("POST", "/api/v1/executions/exec_9/cancel", answer(200, CANCELLED))
+    doc = await client.cancel("exec_9", reason="too slow")
+    assert (doc.status, doc.error) == ("cancelled", "too slow")
+    assert cp.bodies("POST", "/api/v1/executions/exec_9/cancel") == [{"reason": "too slow"}]
+
+
+def test_the_sync_client_cancels_without_a_reason_too(cp: FakeControlPlane) -> None:
+    cp.script("POST", "/api/v1/executions/exec_9/cancel", answer(200, CANCELLED))
+    with Client("http://cp", transport=cp.transport) as client:
+        assert client.cancel("exec_9").status == "cancelled"
+    assert cp.bodies("POST", "/api/v1/executions/exec_9/cancel") == [{}]
+
+
+async def test_cancelling_an_execution_that_ended_otherwise_raises_invalid_transition(
+    client: AsyncClient, cp: FakeControlPlane
+) -> None:
+    refusal = {"error": "it succeeded", "code": "invalid_transition", "status": "succeeded"}
+    cp.script("POST", "/api/v1/executions/exec_9/cancel", answer(409, refusal))
+    with pytest.raises(errors.InvalidTransition):
+        await client.cancel("exec_9")
