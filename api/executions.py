@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,8 +12,8 @@ from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
 from agentfield_arq.core.dispatch import TOKEN_HEADER
 from agentfield_arq.core.execution import apply_callback, cancel, execute_and_wait, submit
-from agentfield_arq.kernel.codec import encode
-from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds
+from agentfield_arq.kernel.codec import encode, new_id
+from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds, Unavailable
 from agentfield_arq.kernel.models import (
     BatchStatusRequest,
     CallbackRequest,
@@ -33,11 +34,25 @@ def _json(content: bytes, status: int = 200, headers: dict[str, str] | None = No
 
 
 async def execute_async(request: Request) -> Response:
-    """Queue an execution and answer 202 at once; it is durable before the answer."""
+    """Queue an execution and answer 202 at once; it is durable before the answer.
+
+    If Redis times out, the create may still run once Redis resumes: the 503 names the id it
+    would have (body and `X-Execution-ID`), so that the caller can look before sending again.
+    """
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
-    accepted = await submit(d.store, target, body, request.headers, owner=identity(request))
+    execution_id = new_id("exec")
+    try:
+        accepted = await submit(
+            d.store, target, body, request.headers, execution_id, owner=identity(request)
+        )
+    except RedisTimeoutError as exc:
+        raise Unavailable(
+            f"the state store (Redis) did not answer in time; execution '{execution_id}' may "
+            "still be created: look it up before sending again",
+            execution_id=execution_id,
+        ) from exc
     return _json(
         encode(accepted),
         202,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,13 +23,22 @@ ACKNOWLEDGED = Acknowledged(success=True)
 
 
 async def health(request: Request) -> Response:
-    """200 when Redis answers a PING, 503 otherwise."""
+    """200 when Redis answers a PING, 503 with the reason otherwise: within the Redis command
+    timeout, since a stalled Redis is the case this must show."""
+    d = deps(request)
     try:
-        await deps(request).redis.ping()
+        await d.redis.ping()
+    except RedisTimeoutError as exc:
+        reason = f"Redis did not answer within {d.settings.redis_command_timeout_s:g}s"
+        raise _unhealthy(reason, exc) from exc
     except RedisError as exc:
-        logger.warning("health: redis does not answer: %s", exc)
-        raise Unavailable("Redis does not answer", status="unhealthy", redis="down") from exc
+        raise _unhealthy(f"Redis is unreachable ({exc})", exc) from exc
     return Response(encode(Health(status="ok", redis="up")), media_type=JSON)
+
+
+def _unhealthy(reason: str, exc: Exception) -> Unavailable:
+    logger.warning("health: %s: %s", reason, exc)
+    return Unavailable("Redis does not answer", status="unhealthy", redis="down", reason=reason)
 
 
 async def telemetry(request: Request) -> Response:

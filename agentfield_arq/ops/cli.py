@@ -192,7 +192,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         Child("webhook-receiver", python_module("agentfield_arq", "webhook-receiver", *receiver))
     )
     hook_url = f"http://127.0.0.1:{receiver_port}/hook"
-    supervisor = Supervisor(children, env)
+    supervisor = Supervisor(children, env, [embedded] if embedded is not None else [])
     supervisor.install_signal_handlers()
     try:
         supervisor.start()

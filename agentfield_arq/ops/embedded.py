@@ -63,21 +63,41 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
             self.port = free_port()
-            self.process = subprocess.Popen(
-                self._command(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=self.data_dir,
-                # Stopped by us after the processes that use it, not by the terminal's Ctrl-C,
-                # and by the kernel if we die without stopping it.
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-            if self._wait_ready():
-                logger.info("embedded redis pid=%d at %s", self.process.pid, self.url)
+            if self._spawn():
                 return self.url
-            self.stop()
         raise RuntimeError(f"valkey-server did not start; see {self.data_dir / 'valkey.log'}")
+
+    def alive(self) -> bool:
+        """Whether the server process still runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def restart(self) -> bool:
+        """Start again after the server died: same port and data folder, so that the processes
+        using it reconnect to the same URL and find the data its append-only file kept. False
+        if it did not answer (the port was taken meanwhile, say)."""
+        if self.process is not None:
+            logger.error(
+                "embedded redis pid=%d exited with code %s; restarting it on port %d",
+                self.process.pid, self.process.poll(), self.port,
+            )  # fmt: skip
+        return self._spawn()
+
+    def _spawn(self) -> bool:
+        self.process = subprocess.Popen(
+            self._command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.data_dir,
+            # Stopped by us after the processes that use it, not by the terminal's Ctrl-C,
+            # and by the kernel if we die without stopping it.
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        if self._wait_ready():
+            logger.info("embedded redis pid=%d at %s", self.process.pid, self.url)
+            return True
+        self.stop()
+        return False
 
     def _command(self) -> list[str]:
         return [

@@ -1,5 +1,8 @@
 """A small process supervisor for the run command: start children, restart the ones that die
-(with a growing delay), and stop them all in order on Ctrl-C or SIGTERM."""
+(with a growing delay), and stop them all in order on Ctrl-C or SIGTERM.
+
+Services the supervisor does not start or stop (the embedded Redis, which starts before every
+child and stops after them) are watched too, and restarted the same way when they die."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +55,43 @@ class Child:
         logger.info("started %s pid=%d", self.name, self.process.pid)
 
 
-class Supervisor:
-    """Keeps children alive until `stop` is called from a signal handler."""
+class Service(Protocol):
+    """A process started and stopped by someone else, which the supervisor keeps alive."""
 
-    def __init__(self, children: list[Child], env: dict[str, str]) -> None:
+    def alive(self) -> bool:
+        """Whether it still runs."""
+        ...
+
+    def restart(self) -> bool:
+        """Start it again; False if it did not come up."""
+        ...
+
+
+@dataclass
+class Watched:
+    """A service and its restart schedule."""
+
+    service: Service
+    failures: int = 0
+    next_start: float = 0.0
+
+
+def restart_delay_s(failures: int) -> float:
+    """The wait before restart number `failures` (1-based), doubling up to a cap."""
+    delay: float = min(RESTART_MAX_DELAY_S, 0.5 * 2.0 ** (failures - 1))
+    return delay
+
+
+class Supervisor:
+    """Keeps children (and watched services) alive until `stop` is called from a signal
+    handler."""
+
+    def __init__(
+        self, children: list[Child], env: dict[str, str], services: Sequence[Service] = ()
+    ) -> None:
         self.children = children
         self.env = env
+        self.services = [Watched(service) for service in services]
         self.stopping = threading.Event()
 
     def start(self) -> None:
@@ -71,10 +107,24 @@ class Supervisor:
     def supervise(self) -> None:
         """Restart dead children until asked to stop, then stop them all."""
         while not self.stopping.wait(0.5):
+            for watched in self.services:
+                self._revive(watched, time.monotonic())
             now = time.monotonic()
             for child in self.children:
                 self._check(child, now)
         self.stop()
+
+    def _revive(self, watched: Watched, now: float) -> None:
+        """Restart a dead service at once the first time, then with a growing delay while it
+        keeps failing to come up."""
+        if watched.service.alive():
+            watched.failures = 0
+            return
+        if now < watched.next_start:
+            return
+        if not watched.service.restart():
+            watched.failures += 1
+            watched.next_start = now + restart_delay_s(watched.failures)
 
     def _check(self, child: Child, now: float) -> None:
         process = child.process
@@ -84,7 +134,7 @@ class Supervisor:
             return
         if process is not None:
             child.failures += 1
-            delay = min(RESTART_MAX_DELAY_S, 0.5 * 2 ** (child.failures - 1))
+            delay = restart_delay_s(child.failures)
             logger.error(
                 "%s pid=%d exited with code %s; restarting in %.1fs",
                 child.name, process.pid, process.returncode, delay,

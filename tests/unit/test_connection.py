@@ -8,7 +8,8 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from agentfield_arq.core.connection import PackedConnection
+from agentfield_arq.core.connection import PackedConnection, connect
+from agentfield_arq.core.settings import Settings
 
 COMMANDS: list[tuple[Any, ...]] = [
     ("GET", "af:exec:exec_1:status"),
@@ -31,3 +32,16 @@ def test_hiredis_packs_the_same_bytes_as_redis_py(command: tuple[Any, ...]) -> N
 def test_a_value_redis_cannot_hold_is_a_data_error_as_with_redis_py(value: object) -> None:
     with pytest.raises(DataError):
         PackedConnection().pack_command("SET", "k", value)  # type: ignore[arg-type]
+
+
+def test_every_client_has_the_timeouts_of_its_settings_and_a_blocking_one_adds_its_block() -> None:
+    settings = Settings(redis_connect_timeout_s=0.5, redis_command_timeout_s=1.5)
+    plain = connect("redis://127.0.0.1:1/0", settings).connection_pool.connection_kwargs
+    blocking = connect("redis://127.0.0.1:1/0", settings, block_s=5).connection_pool
+    assert (plain["socket_connect_timeout"], plain["socket_timeout"]) == (0.5, 1.5)
+    assert blocking.connection_kwargs["socket_timeout"] == 6.5
+
+
+def test_a_new_connection_sends_no_handshake_that_could_hold_the_pool_lock() -> None:
+    kwargs = connect("redis://127.0.0.1:1/0").connection_pool.connection_kwargs
+    assert (kwargs["lib_name"], kwargs["lib_version"]) == (None, None)
