@@ -64,7 +64,7 @@ from arq.jobs import serialize_job
 from arq.worker import Worker
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentfield_arq.core.connection import PackedConnection, connect, timeouts
@@ -92,10 +92,14 @@ JOB_PAYLOAD_TTL_MS = 86_400_000
 # Lifecycle entries read per XREAD while waiting to be woken.
 READ_COUNT = 100
 _QUEUED = Status.QUEUED.value.encode()
-# Redis is unreachable or stalled: what a worker's poll loop survives and retries.
-OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis is unreachable, stalled or still loading its data: what a job retries (redis-py raises
+# WatchError for a connection lost while a key is watched).
+OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, WatchError, OSError)
+# What the poll loop survives: any Redis error (it polls again), so that no Redis answer can
+# end the worker process.
+POLL_ERRORS = (RedisError, OSError)
 OUTAGE_BASE_S = 0.1
-OUTAGE_CAP_S = 2.0
+OUTAGE_CAP_S = 1.0
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
@@ -219,7 +223,7 @@ class WakingWorker(Worker):
     async def _poll_iteration(self) -> None:
         try:
             await self._poll_and_wait()
-        except OUTAGE_ERRORS as exc:
+        except POLL_ERRORS as exc:
             self.failed_polls += 1
             if self.failed_polls == 1:
                 logger.warning("redis unavailable, polling again until it answers: %s", exc)
@@ -236,7 +240,7 @@ class WakingWorker(Worker):
         for job_id in job_ids:
             try:
                 await super().start_jobs([job_id])
-            except OUTAGE_ERRORS:
+            except POLL_ERRORS:
                 self.job_counter -= 1
                 self.sem.release()
                 raise
