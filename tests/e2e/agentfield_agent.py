@@ -5,6 +5,7 @@ $AGENTFIELD_SERVER, as for any AgentField agent, and every SDK default is left o
 
 import asyncio
 import os
+import time
 
 from agentfield import Agent
 
@@ -54,6 +55,22 @@ async def catch(target: str) -> dict:
     except Exception as exc:
         return {"raised": type(exc).__name__, "message": str(exc)}
     return {"raised": None, "value": value}
+
+
+@app.reasoner()
+async def work(log: str) -> None:
+    """Works until cancelled: appends `tick <unix time>` to the file `log` every 20 ms, and
+    `stopped <unix time>` once cancelled."""
+    with open(log, "a") as out:  # noqa: ASYNC230  # a few short lines, written as they happen
+        try:
+            while True:
+                out.write(f"tick {time.time()}\n")
+                out.flush()
+                await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            out.write(f"stopped {time.time()}\n")
+            out.flush()
+            raise
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ other nodes and reporting what `app.call` raised.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from agentfield_arq import Agent, ExecutionError
@@ -53,6 +54,22 @@ async def catch(target: str) -> dict[str, Any]:
     except ExecutionError as exc:
         return {"raised": type(exc).__name__, "execution_id": exc.execution_id, "error": exc.error}
     return {"raised": None, "value": value}
+
+
+@app.reasoner()
+async def work(log: str) -> None:
+    """Works until cancelled: appends `tick <unix time>` to the file `log` every 20 ms, and
+    `stopped <unix time>` once cancelled."""
+    with open(log, "a") as out:  # noqa: ASYNC230  # a few short lines, written as they happen
+        try:
+            while True:
+                out.write(f"tick {time.time()}\n")
+                out.flush()
+                await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            out.write(f"stopped {time.time()}\n")
+            out.flush()
+            raise
 
 
 @app.skill()

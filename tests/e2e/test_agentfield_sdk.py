@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,8 @@ import redis
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.ops.embedded import free_port
 from tests.e2e.conftest import System, deployed
-from tests.e2e.nodes import children, node, start_node, stop_node
+from tests.e2e.nodes import children, execution_fields, node, start_node, stop_node
+from tests.e2e.worklog import stopped_at, working
 
 
 def _sdk_python() -> str | None:
@@ -93,6 +95,7 @@ def test_it_registers_its_reasoners_and_skills_and_keeps_heartbeating(compat: Sy
         "nothing",
         "quarterly",
         "catch",
+        "work",
     ]
     assert record["skills"][0]["id"] == "format_report"
     assert record["reasoners"][0]["input_schema"]["required"] == ["ticker"]
@@ -186,3 +189,21 @@ def test_it_says_goodbye_on_sigterm(compat: System) -> None:
     stop_node(compat, "classic-bye").wait(30)
     record = node(compat, "classic-bye")
     assert (record["status"], record["agent_status"]) == ("inactive", "stopped")
+
+
+def test_its_running_reasoner_is_cancelled_at_its_cancel_route(
+    compat: System, tmp_path: Path
+) -> None:
+    log = tmp_path / "work.log"
+    execution_id = compat.submit("classic.work", {"input": {"log": str(log)}})
+    working(log)
+    asked = time.time()
+    compat.http.post(f"/api/v1/executions/{execution_id}/cancel", json={"reason": "enough"})
+    told = compat.until(
+        lambda: execution_fields(compat, execution_id).get("agent_told"), "the agent to be told"
+    )
+    assert told == "cancelled"
+    kept_working_s = stopped_at(log) - asked
+    print(f"\nAgentField SDK agent cancelled: it kept working {kept_working_s * 1000:.0f} ms")
+    doc = compat.wait(execution_id)
+    assert (doc["status"], doc["error"]) == ("cancelled", "enough")

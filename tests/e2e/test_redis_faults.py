@@ -5,7 +5,8 @@ Each test starts a Redis of its own (append-only on, as the run command's), neve
 Every acknowledged execution must reach exactly one terminal state; the API and the worker must
 come back by themselves, without a process restart. The figures (API latency while Redis
 stalls, executions created by calls answered 503, time for new work to resume) are printed;
-`pytest -s` shows them. AGENTFIELD_ARQ_CHAOS_STALL_S (default 3) sets how long Redis stalls.
+`pytest -s` shows them. CHAOS_STALL_S (default 3) sets how long Redis stalls, and
+CHAOS_REDIS_TIMEOUT_S (default 1) the Redis command timeout of the API and the worker.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from tests.e2e.waits import notify_keyspace_events, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-STALL_S = float(os.environ.get("AGENTFIELD_ARQ_CHAOS_STALL_S", "3"))
+STALL_S = float(os.environ.get("CHAOS_STALL_S", "3"))
 OUTAGE_S = 2.0
-COMMAND_TIMEOUT_S = 1.0
+COMMAND_TIMEOUT_S = float(os.environ.get("CHAOS_REDIS_TIMEOUT_S", "1"))
 CLIENT_TIMEOUT_S = 10.0
 SUBMITTERS = 4
 WARM_UP = 50
