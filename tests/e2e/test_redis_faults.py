@@ -6,7 +6,8 @@ Every acknowledged execution must reach exactly one terminal state; the API and 
 come back by themselves, without a process restart. The figures (API latency while Redis
 stalls, executions created by calls answered 503, time for new work to resume) are printed;
 `pytest -s` shows them. CHAOS_STALL_S (default 3) sets how long Redis stalls, and
-CHAOS_REDIS_TIMEOUT_S (default 1) the Redis command timeout of the API and the worker.
+CHAOS_REDIS_TIMEOUT_S (default 1) the Redis command timeout of the API and the worker, and
+CHAOS_SUBMITTERS (default 4) how many callers submit at once.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ STALL_S = float(os.environ.get("CHAOS_STALL_S", "3"))
 OUTAGE_S = 2.0
 COMMAND_TIMEOUT_S = float(os.environ.get("CHAOS_REDIS_TIMEOUT_S", "1"))
 CLIENT_TIMEOUT_S = 10.0
-SUBMITTERS = 4
+SUBMITTERS = int(os.environ.get("CHAOS_SUBMITTERS", "4"))
 WARM_UP = 50
 SETTLE_S = 60.0
 TARGET = "sdk.slow"
