@@ -67,7 +67,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agentfield_arq.core.connection import PackedConnection, connect, timeouts
+from agentfield_arq.core.connection import PackedConnection, connect, reraise_cancel, timeouts
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.status import Status
@@ -224,6 +224,7 @@ class WakingWorker(Worker):
         try:
             await self._poll_and_wait()
         except POLL_ERRORS as exc:
+            reraise_cancel()
             self.failed_polls += 1
             if self.failed_polls == 1:
                 logger.warning("redis unavailable, polling again until it answers: %s", exc)
@@ -246,6 +247,7 @@ class WakingWorker(Worker):
                 raise
 
     async def _poll_and_wait(self) -> None:
+        reraise_cancel()
         loop = asyncio.get_running_loop()
         began = loop.time()
         if self.wake.cursor is None:
@@ -265,6 +267,7 @@ class WakingWorker(Worker):
         try:
             return bool(await step)
         except RedisError as exc:
+            reraise_cancel()
             logger.warning("wake-up stream unavailable, polling instead: %s", exc)
             self.wake.cursor = None
             return False

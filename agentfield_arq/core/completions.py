@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from agentfield_arq.core.connection import reraise_cancel
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.kernel.status import TERMINAL_STATUSES
 
@@ -63,6 +64,7 @@ class Completions:
         """Read the stream until cancelled; survives Redis restarts."""
         cursor = await self._tail()
         while True:
+            reraise_cancel()
             if not self._waiters:
                 cursor = await self._idle(cursor)
                 continue
@@ -71,6 +73,7 @@ class Completions:
                     {self.keys.events: cursor}, count=READ_COUNT, block=BLOCK_MS
                 )
             except RedisError as exc:
+                reraise_cancel()
                 logger.warning("event stream read failed, retrying: %s", exc)
                 await asyncio.sleep(RECONNECT_S)
                 continue
@@ -94,6 +97,7 @@ class Completions:
             try:
                 last = await self.redis.xrevrange(self.keys.events, count=1)
             except RedisError as exc:
+                reraise_cancel()
                 logger.warning("event stream unavailable, retrying: %s", exc)
                 await asyncio.sleep(RECONNECT_S)
                 continue

@@ -22,6 +22,7 @@ of requests in flight (measured: a health probe answered after 1.8 s with a 1 s 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import hiredis
@@ -79,3 +80,14 @@ def connect(url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0) ->
         lib_version=None,
     )
     return client
+
+
+def reraise_cancel() -> None:
+    """Called by loops that retry Redis errors, at each turn and where they catch one: if the
+    task is being cancelled, raise CancelledError. A read cancelled inside redis-py's timeout
+    handling can end in a Redis error, or even in a plain return, instead of CancelledError
+    (seen: the API's stream follower went on after its cancel, and the API never shut down);
+    the task's own count of cancel requests is what cannot be lost."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

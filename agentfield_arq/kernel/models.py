@@ -151,9 +151,10 @@ class ExecutionLogs(msgspec.Struct, kw_only=True):
 
 class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Every error answer: AgentField's `error`, a machine-readable `code`, and the ids of the
-    execution it is about when there is one (a sync timeout); agents add the `field` of
-    invalid input, and health's 503 says `status` "unhealthy" and `redis` "down". The control
-    plane always sends `error` and `code`; a reader tolerates answers of others that lack them."""
+    execution it is about when there is one (a sync timeout, a submission Redis timed out on);
+    agents add the `field` of invalid input; health's 503 says `status` "unhealthy", `redis`
+    "down" and the `reason`; a 409 names the execution's `status`. The control plane always
+    sends `error` and `code`; a reader tolerates answers of others that lack them."""
 
     error: str = ""
     code: str = ""
@@ -164,6 +165,7 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     status: Any = None
     field: Any = None
     redis: str | None = None
+    reason: Any = None
 
 
 class Submitted(msgspec.Struct, kw_only=True):
