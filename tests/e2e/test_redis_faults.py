@@ -25,6 +25,7 @@ import httpx
 import pytest
 import redis
 
+from agentfield_arq.core.credentials import Role
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.kernel.status import TERMINAL_STATUSES
 from agentfield_arq.ops.embedded import EmbeddedRedis
@@ -32,6 +33,7 @@ from agentfield_arq.ops.supervisor import Supervisor
 from tests.e2e.conftest import System, deployed
 from tests.e2e.nodes import start_node
 from tests.e2e.waits import notify_keyspace_events, poll
+from tests.keys import bearer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -61,6 +63,7 @@ class Load:
     """Threads submitting executions back to back, and one probing `/health`."""
 
     api_url: str
+    key: str
     answers: list[Answer] = field(default_factory=list)
     health: list[Answer] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -75,7 +78,9 @@ class Load:
         return threads
 
     def _submit(self) -> None:
-        with httpx.Client(base_url=self.api_url, timeout=CLIENT_TIMEOUT_S) as http:
+        with httpx.Client(
+            base_url=self.api_url, timeout=CLIENT_TIMEOUT_S, headers=bearer(self.key)
+        ) as http:
             while not self.stop.is_set():
                 answer = _timed(lambda: http.post(f"/api/v1/execute/async/{TARGET}", json=BODY))
                 with self.lock:
@@ -160,7 +165,8 @@ def loaded_system(server: EmbeddedRedis, logs: Path) -> Iterator[tuple[System, L
         worker_poll_delay_s=0.02,
     ) as system:
         start_node(system, "sdk")
-        load = Load(system.api_url)
+        # A caller's key, looked up in Redis like any request's (the admin key is not).
+        load = Load(system.api_url, system.issue_key(Role.CALLER))
         threads = load.run()
         try:
             yield system, load
