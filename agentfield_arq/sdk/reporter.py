@@ -53,7 +53,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     cancelled: bool = False
 
 
-class Refusal(msgspec.Struct):
+class Refusal(msgspec.Struct, kw_only=True):
     """What this module reads of a refused report's answer: the execution's status, which a
     409 names."""
 
@@ -141,6 +141,7 @@ class Reporter:
     def _forget(self, execution_id: str) -> None:
         self._tasks.pop(execution_id, None)
         self._reporting.discard(execution_id)
+        self._cancelled.discard(execution_id)  # a reasoner that swallowed its cancellation
 
     def cancel(self, execution_id: str) -> bool:
         """Cancel the task running `execution_id` here; False when none runs (it ended, or it
