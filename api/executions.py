@@ -140,7 +140,7 @@ async def cancel_one(request: Request) -> Response:
     """Cancel an execution that has not ended yet (409 if it ended otherwise); the body, if
     any, gives the reason. Its agent is told, and its descendants cancelled, by a worker job."""
     d = deps(request)
-    body = await read_json(request, CancelRequest, d.settings.max_body_bytes, optional=True)
+    body = await read_json(request, CancelRequest, d.settings, optional=True)
     execution_id = request.path_params["execution_id"]
     doc = await cancel(d.store, execution_id, body.reason, identity(request))
     return _json(await d.store.get_view(execution_id) or doc)
