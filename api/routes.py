@@ -30,6 +30,7 @@ from agentfield_arq.kernel.errors import (
     InvalidTransition,
     JsonTooDeep,
     NodeNotFound,
+    NotReplicated,
     NotSupported,
     PayloadTooLarge,
     QueueFull,
@@ -68,6 +69,8 @@ PREFIX = "/api/v1"
 # (api/errors.py answers any Redis connection error as Unavailable).
 BODY = (InvalidRequest, JsonTooDeep, PayloadTooLarge, RequestTimeout)
 REDIS = (Unavailable,)
+# What every endpoint that acknowledges a state change can answer besides (REDIS_WAIT_REPLICAS).
+DURABLE = (*REDIS, NotReplicated)
 
 
 async def document(request: Request) -> Response:
@@ -112,7 +115,7 @@ OPERATIONS: list[Operation] = [
         "Queue an execution",
         {202: ("queued; durable before this answer", Submitted)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS),
+        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *DURABLE),
         access=Access.CALLER,
     ),
     Operation(
@@ -122,7 +125,7 @@ OPERATIONS: list[Operation] = [
         "Run an execution and wait for its end",
         {200: ("terminal", SyncResult)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS, SyncTimeout),
+        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *DURABLE, SyncTimeout),
         access=Access.CALLER,
     ),
     Operation(
@@ -151,7 +154,7 @@ OPERATIONS: list[Operation] = [
         "An agent reports an execution's progress or outcome",
         {200: ("the execution", Execution)},
         body=CallbackRequest,
-        errors=(*BODY, ExecutionNotFound, InvalidTransition, *REDIS),
+        errors=(*BODY, ExecutionNotFound, InvalidTransition, *DURABLE),
         access=Access.REPORT,
     ),
     Operation(
@@ -162,7 +165,7 @@ OPERATIONS: list[Operation] = [
         {200: ("the execution, cancelled", Execution)},
         body=CancelRequest,
         body_required=False,
-        errors=(*BODY, ExecutionNotFound, InvalidTransition, *REDIS),
+        errors=(*BODY, ExecutionNotFound, InvalidTransition, *DURABLE),
         access=Access.CALLER,
     ),
     Operation(

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 from arq import cron, func
-from arq.connections import RedisSettings
 
 from agentfield_arq.core.arq_bridge import (
     DELIVER_WEBHOOK,
@@ -15,6 +14,7 @@ from agentfield_arq.core.arq_bridge import (
     TELL_AGENT,
     arq_deserialize,
     arq_serialize,
+    redis_settings,
     sweep_cron_name,
 )
 from agentfield_arq.core.cancellation import Cancellation
@@ -47,7 +47,7 @@ def worker_settings(
     return {
         "functions": _functions(settings),
         "cron_jobs": _cron_jobs(settings),
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": redis_settings(settings.redis_url),
         "queue_name": Keys(settings.key_prefix).queue,
         "job_serializer": arq_serialize,
         "job_deserializer": arq_deserialize,

@@ -58,16 +58,17 @@ from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Worker
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agentfield_arq.core.connection import PackedConnection, connect, reraise_cancel, timeouts
+from agentfield_arq.core.connection import connect, connection_pool, reraise_cancel
+from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.status import Status
@@ -149,15 +150,29 @@ def tell_agent_job_id(execution_id: str) -> str:
 
 def arq_pool(settings: Settings, queue: str) -> ArqRedis:
     """The worker's Redis pool, as arq's `create_pool` builds it but with our connection class
-    and timeouts (arq's sets none for commands) and our msgpack serializer."""
-    pool = ConnectionPool.from_url(
-        settings.redis_url, connection_class=PackedConnection, **timeouts(settings)
-    )
+    and timeouts (arq's sets none for commands), through Sentinel for a `redis+sentinel://`
+    URL, and our msgpack serializer."""
     return ArqRedis(
-        pool,
+        connection_pool(settings.redis_url, settings),
         job_serializer=arq_serialize,
         job_deserializer=arq_deserialize,
         default_queue_name=queue,
+    )
+
+
+def redis_settings(url: str) -> RedisSettings:
+    """arq's connection settings for `url`, a plain Redis URL or a `redis+sentinel://` one (for
+    a Worker built without `arq_pool`: arq then asks the same sentinels)."""
+    address = sentinel_address(url)
+    if address is None:
+        return RedisSettings.from_dsn(url)
+    return RedisSettings(
+        host=address.sentinels,
+        sentinel=True,
+        sentinel_master=address.service,
+        database=address.db,
+        username=address.username,
+        password=address.password,
     )
 
 

@@ -23,13 +23,15 @@ from agentfield_arq.kernel.errors import (
     AgentCallTransient,
     DestinationRefused,
     InvalidBaseUrl,
+    NotReplicated,
 )
 from agentfield_arq.kernel.status import Status, TargetKind
 
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
-# Redis not answering: nothing can be recorded, so such a failure is not the execution's.
+# Redis not answering: nothing can be recorded, so such a failure is not the execution's
+# (nor is a write that no replica confirmed, with REDIS_WAIT_REPLICAS).
 REDIS_AWAY = (RedisConnectionError, RedisTimeoutError)
 AGENT_ERROR_BODY_CHARS = 500
 
@@ -69,7 +71,7 @@ class Runner:
             finally:
                 if slot is not None:
                     await self.slots.give_back(slot.node_id, execution_id)
-        except REDIS_AWAY:
+        except (*REDIS_AWAY, NotReplicated):
             raise
         except Exception as exc:
             await self._crashed(execution_id, exc)

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.kernel.errors import ConfigurationError
 
 ENV_PREFIX = "AGENTFIELD_ARQ_"
@@ -22,6 +23,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Redis. Empty means: start the embedded valkey-server (run command) in `data_dir`.
     redis_url: str = ""
     key_prefix: str = "af"
+    # Durability: an acknowledgement (execute's 202, a callback's or cancel's answer, a
+    # worker's recorded outcome) waits until this many replicas hold the write (WAIT), up to
+    # the timeout, else the API answers 503 not_replicated. 0: answer once the primary has it.
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
     data_dir: str = ".agentfield-arq"
     # Every Redis client gives up on a connect, and on a command's answer, after these; a
     # stalled Redis then costs a request this long (a 503), not forever. Blocking reads
@@ -250,6 +256,7 @@ def _check(settings: Settings) -> None:
     if not 1 <= settings.sweep_interval_s <= 59:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}SWEEP_INTERVAL_S must be 1..59")
     _check_webhooks(settings)
+    _check_redis(settings)
     for name in ("key_rate_limit", "key_max_active"):
         if getattr(settings, name) < 0:
             raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be >= 0")
@@ -258,6 +265,17 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}MAX_JOB_TRIES must be >= {ENV_PREFIX}AGENT_MAX_ATTEMPTS"
         )
+
+
+def _check_redis(settings: Settings) -> None:
+    try:
+        sentinel_address(settings.redis_url)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}REDIS_URL: {exc}") from exc
+    if settings.redis_wait_replicas < 0:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}REDIS_WAIT_REPLICAS must be >= 0")
+    if settings.redis_wait_timeout_ms <= 0:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}REDIS_WAIT_TIMEOUT_MS must be > 0")
 
 
 def _check_webhooks(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from agentfield_arq.core.arq_bridge import (
     JOB_PAYLOAD_TTL_MS,
@@ -27,7 +28,13 @@ from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode, text
-from agentfield_arq.kernel.errors import InvalidTransition, KeyQueueFull, QueueFull, TargetNotFound
+from agentfield_arq.kernel.errors import (
+    InvalidTransition,
+    KeyQueueFull,
+    NotReplicated,
+    QueueFull,
+    TargetNotFound,
+)
 
 # A key at its cap of unfinished executions waits at least this long before trying again.
 KEY_QUEUE_RETRY_AFTER_S = 5
@@ -131,7 +138,7 @@ class ExecutionStore:
         parent = new.fields.get("parent_execution_id")
         if parent is not None and safe_id(parent):
             keys += [k.execution(parent), k.children(parent)]
-        reply = await self._create(keys=keys, args=args)
+        reply = await self._durable(self._create, keys, args)
         state = text(reply[0])
         if state == "no_node":
             raise TargetNotFound(f"node '{new.node_id}' is not registered")
@@ -165,6 +172,27 @@ class ExecutionStore:
             return False
         found = await self.redis.hget(self.keys.execution(execution_id), "owner")  # type: ignore[misc]  # redis-py's async stubs
         return found is not None and text(found) == owner.key_id
+
+    async def _durable(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """Run a transition; with REDIS_WAIT_REPLICAS, wait until that many replicas hold it.
+
+        WAIT counts the writes of its own connection, so the script and the WAIT go down one
+        connection, pipelined (one round trip). A script that changed nothing is waited for
+        too: its reply is what an earlier, perhaps unreplicated, write left.
+        """
+        wanted = self.settings.redis_wait_replicas
+        if not wanted:
+            return await script(keys=keys, args=args)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            pipe.wait(wanted, self.settings.redis_wait_timeout_ms)
+            reply, replicas = await pipe.execute()
+        if replicas < wanted:
+            raise NotReplicated(
+                f"{replicas} of {wanted} replicas (AGENTFIELD_ARQ_REDIS_WAIT_REPLICAS) confirmed "
+                f"the write within {self.settings.redis_wait_timeout_ms} ms; retry later"
+            )
+        return reply
 
     async def get_doc(self, execution_id: str) -> bytes | None:
         """The status document of one execution, as stored (JSON bytes), or None."""
@@ -234,9 +262,10 @@ class ExecutionStore:
         if not safe_id(execution_id):
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
-        reply = await self._progress(
-            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
-            args=[
+        reply = await self._durable(
+            self._progress,
+            [k.execution(execution_id), k.status_doc(execution_id), k.events],
+            [
                 now_iso,
                 now_ms,
                 self.settings.stream_maxlen,
@@ -266,8 +295,9 @@ class ExecutionStore:
         k = self.keys
         job_id = delivery_job_id(execution_id)
         tell_id = tell_agent_job_id(execution_id)
-        reply = await self._finish(
-            keys=[
+        reply = await self._durable(
+            self._finish,
+            [
                 k.execution(execution_id),
                 k.status_doc(execution_id),
                 k.deadlines,
@@ -280,7 +310,7 @@ class ExecutionStore:
                 k.children(execution_id),
                 k.arq_job(tell_id),
             ],
-            args=[
+            [
                 status,
                 now_iso,
                 now_ms,

@@ -41,6 +41,7 @@ AgentFieldArqError
 │   │   └── SkillFailed         500
 │   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
 │   ├── Unavailable             503: Redis does not answer
+│   │   └── NotReplicated       503: the write reached no replica in time (REDIS_WAIT_REPLICAS)
 │   ├── QueueFull               503: too many executions wait for a worker; retry later
 │   └── SyncTimeout             504: a sync execute reached its limit; the execution carries on
 ├── ClientError                 the client (or an agent's `app.call`) got no usable answer
@@ -301,6 +302,13 @@ class Unavailable(ApiError):
     """A dependency (Redis) does not answer."""
 
     code = "unavailable"
+
+
+class NotReplicated(Unavailable):
+    """The primary took the write, but not `REDIS_WAIT_REPLICAS` replicas within the wait's
+    timeout: it is not acknowledged, since a failover now could lose it."""
+
+    code = "not_replicated"
 
 
 class ClientError(AgentFieldArqError):

@@ -35,9 +35,10 @@ _prefixes = itertools.count(1)
 
 
 class System:
-    """The processes of one deployment and an HTTP client for its API."""
+    """The processes of one deployment and an HTTP client for its API. The processes connect
+    to `connect_url` if given (a `redis+sentinel://` URL), the test's own waits to `redis_url`."""
 
-    def __init__(self, redis_url: str, logs: Path, **settings: Any) -> None:
+    def __init__(self, redis_url: str, logs: Path, connect_url: str = "", **settings: Any) -> None:
         self.redis_url = redis_url
         self.logs = logs
         self.api_port = free_port()
@@ -47,7 +48,7 @@ class System:
         self.prefix = f"e2e{next(_prefixes)}"
         self.env = {
             **os.environ,
-            "AGENTFIELD_ARQ_REDIS_URL": redis_url,
+            "AGENTFIELD_ARQ_REDIS_URL": connect_url or redis_url,
             "AGENTFIELD_ARQ_KEY_PREFIX": self.prefix,
             "AGENTFIELD_ARQ_API_PORT": str(self.api_port),
             "AGENTFIELD_ARQ_ADMIN_KEY": ADMIN_KEY,
@@ -197,12 +198,18 @@ def e2e_redis(redis_server: EmbeddedRedis) -> Iterator[str]:
 
 @contextlib.contextmanager
 def deployed(
-    redis_url: str, logs: Path, *, workers: int = 1, agent: bool = True, **settings: Any
+    redis_url: str,
+    logs: Path,
+    *,
+    workers: int = 1,
+    agent: bool = True,
+    connect_url: str = "",
+    **settings: Any,
 ) -> Iterator[System]:
     """A running System: the API, `workers` workers (`worker`, or `worker-1`, `worker-2`...)
     and, unless `agent` is False, the test agent registered as node `e2e`. Every process is
     stopped on exit, also when one of them fails to come up."""
-    deployment = System(redis_url, logs, **settings)
+    deployment = System(redis_url, logs, connect_url, **settings)
     try:
         deployment.start_api()
         for n in range(1, workers + 1):
