@@ -215,7 +215,7 @@ class Runner:
         for execution_id in await self.store.overdue(now, SWEEP_BATCH):
             try:
                 changed += await self._time_out(execution_id, now)
-            except REDIS_AWAY:
+            except (*REDIS_AWAY, NotReplicated):
                 raise
             except Exception as exc:
                 # One record that crashes the sweep must not keep it from the others.
