@@ -51,7 +51,7 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=with_state)
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://api.bench", headers=headers
+            transport=transport, base_url="http://127.0.0.1", headers=headers
         ) as client:
             yield client
 
