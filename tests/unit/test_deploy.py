@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from agentfield_arq.core.connection import sentinel_address
+from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.core.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
