@@ -123,7 +123,9 @@ def connect(url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0) ->
     """A Redis client returning bytes, so that stored JSON documents pass through untouched,
     with the timeouts of `settings` (see `timeouts`); through Sentinel when `url` is a
     `redis+sentinel://` URL."""
-    return Redis(connection_pool=connection_pool(url, settings, block_s=block_s))
+    # from_pool: closing the client closes its pool, as with Redis.from_url.
+    client: Redis = Redis.from_pool(connection_pool(url, settings, block_s=block_s))
+    return client
 
 
 def reraise_cancel() -> None:

@@ -96,3 +96,10 @@ def test_a_sentinel_client_packs_with_hiredis_and_has_the_timeouts_of_its_settin
     )
     [sentinel] = pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
     assert sentinel.connection_pool.connection_kwargs["socket_timeout"] == 1.5
+
+
+async def test_closing_a_client_closes_its_pool() -> None:
+    for url in ("redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/mymaster"):
+        client = connect(url)
+        assert client.auto_close_connection_pool
+        await client.aclose()
