@@ -71,6 +71,7 @@ from agentfield_arq.core.connection import connect, connection_pool, reraise_can
 from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.backoff import backoff_s
+from agentfield_arq.kernel.errors import NotReplicated
 from agentfield_arq.kernel.status import Status
 
 logger = logging.getLogger(__name__)
@@ -93,9 +94,11 @@ JOB_PAYLOAD_TTL_MS = 86_400_000
 # Lifecycle entries read per XREAD while waiting to be woken.
 READ_COUNT = 100
 _QUEUED = Status.QUEUED.value.encode()
-# Redis is unreachable, stalled or still loading its data: what a job retries (redis-py raises
-# WatchError for a connection lost while a key is watched).
-OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, WatchError, OSError)
+# Redis is unreachable, stalled or still loading its data, or no replica confirmed a write that
+# REDIS_WAIT_REPLICAS wanted confirmed: what a job retries (redis-py raises WatchError for a
+# connection lost while a key is watched; a transition retried after NotReplicated changes
+# nothing and waits for the replicas again).
+OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, WatchError, OSError, NotReplicated)
 # What the poll loop survives: any Redis error (it polls again), so that no Redis answer can
 # end the worker process.
 POLL_ERRORS = (RedisError, OSError)
