@@ -33,16 +33,27 @@ def _one(kind: str, name: str) -> dict[str, Any]:
     return found
 
 
-def _env(deployment: dict[str, Any]) -> dict[str, str]:
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
-
-
 @pytest.mark.parametrize(
     "manifest", _manifests(), ids=lambda m: f"{m['kind']}/{m['metadata']['name']}"
 )
 def test_every_manifest_is_valid_against_the_kubernetes_schemas(manifest: dict[str, Any]) -> None:
     kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_setting_the_manifests_and_compose_set_exists() -> None:
+    named: set[str] = set()
+    for manifest in _manifests():
+        if manifest["kind"] == "ConfigMap":
+            named |= set(manifest["data"])
+        if manifest["kind"] == "Deployment":
+            for container in manifest["spec"]["template"]["spec"]["containers"]:
+                named |= {e["name"] for e in container.get("env", [])}
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    for service in services.values():
+        named |= set(service.get("environment", {}))
+    named = {name for name in named if name.startswith(ENV_PREFIX)}
+    assert f"{ENV_PREFIX}REDIS_URL" in named
+    assert named - SETTINGS == set()
 
 
 def test_the_service_budgets_and_autoscaler_select_the_pods_of_their_deployment() -> None:
