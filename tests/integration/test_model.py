@@ -1,7 +1,8 @@
 """The lifecycle model (tests/lifecycle_model.py) over the session's valkey: the same rules as
 tests/unit/test_model.py, on the real server, so that a difference between fakeredis and valkey
-(see that module for the gaps bridged there) fails here. Half the profile's sequences: the
-bound keeps the tier's time, though valkey runs each step faster than fakeredis."""
+(tests/unit/fake_valkey.py lists the gaps bridged there) fails here. Half the profile's
+sequences: the bound keeps the tier's time, though valkey runs each step faster than
+fakeredis."""
 
 from __future__ import annotations
 
