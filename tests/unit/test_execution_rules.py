@@ -6,6 +6,7 @@ change (docs/mutation.md)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from agentfield_arq.core.execution import (
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.core.store import ExecutionStore
-from agentfield_arq.kernel.codec import rfc3339
+from agentfield_arq.kernel.codec import new_id, rfc3339
 from agentfield_arq.kernel.errors import ExecutionNotFound, InvalidRequest, InvalidTransition
 from agentfield_arq.kernel.models import (
     CallbackRequest,
@@ -308,3 +309,34 @@ def test_errors_are_capped_with_an_ellipsis() -> None:
     assert truncate("e" * MAX_ERROR_CHARS) == "e" * MAX_ERROR_CHARS
     capped = truncate("e" * (MAX_ERROR_CHARS + 1))
     assert capped == "e" * (MAX_ERROR_CHARS - 1) + "…"
+
+
+# ---------------------------------------------------------------------------- ids and logs
+
+
+async def test_a_new_execution_id_sorts_by_the_submission_time(
+    store: ExecutionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agentfield_arq.core.execution.now_ms", lambda: 1_600_000_000_000)
+    execution_id = await _queued(store)
+    assert execution_id[:15] == new_id("exec", 1_600_000_000_000)[:15]
+
+
+async def test_every_log_line_names_the_execution(
+    store: ExecutionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agentfield_arq.core.execution")
+    execution_id = await _queued(store, **{"x-run-id": "run_9"})
+    await apply_callback(store, execution_id, _report("running"))
+    await cancel(store, execution_id)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"queued execution_id={execution_id} target={TARGET} run_id=run_9",
+        f"callback execution_id={execution_id} status=running",
+        f"cancel execution_id={execution_id}: ok",
+    ]
+
+
+async def test_cancelling_an_unknown_execution_names_it(store: ExecutionStore) -> None:
+    with pytest.raises(ExecutionNotFound) as caught:
+        await cancel(store, "exec_nope")
+    assert str(caught.value) == "execution 'exec_nope' not found"

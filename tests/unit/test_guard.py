@@ -7,9 +7,17 @@ import ipaddress
 import typing
 
 import httpcore
+import httpx
 import pytest
 
-from agentfield_arq.core.guard import AgentPolicy, GuardedBackend, Policy, refusal
+from agentfield_arq.core.guard import (
+    AgentPolicy,
+    GuardedBackend,
+    GuardedTransport,
+    Policy,
+    refusal,
+    resolve,
+)
 from agentfield_arq.kernel.errors import DestinationRefused
 
 
@@ -345,3 +353,17 @@ async def test_unix_sockets_are_refused_saying_so_and_sleeps_are_delegated() -> 
         await backend.connect_unix_socket("/run/docker.sock")
     await backend.sleep(0.25)
     assert inner.calls == [("sleep", 0.25)]
+
+
+async def test_resolve_answers_each_address_once() -> None:
+    assert await resolve("127.0.0.1", 8080) == ["127.0.0.1"]
+
+
+def test_the_guarded_transport_s_pool_uses_the_guarded_backend_and_the_limits() -> None:
+    backend = GuardedBackend(Policy(), inner=_Recorder())
+    limits = httpx.Limits(max_connections=7, max_keepalive_connections=3, keepalive_expiry=9.0)
+    pool = GuardedTransport(backend, limits)._pool
+    assert pool._network_backend is backend
+    assert (pool._max_connections, pool._max_keepalive_connections) == (7, 3)
+    assert pool._keepalive_expiry == 9.0
+    assert pool._ssl_context is not None

@@ -161,3 +161,8 @@ def test_verify_refusals_name_what_is_wrong() -> None:
         verify(b"{", not_json, "s3cret", now=NOW)
     with pytest.raises(ValueError, match=r"^unknown signature scheme 'both'$"):
         verify(BODY, headers, "s3cret", scheme="both")  # type: ignore[arg-type]
+
+
+def test_a_whsec_secret_with_a_character_outside_base64_is_a_raw_secret() -> None:
+    # A lenient decoder would drop the '*' and decode the rest.
+    assert standard_key("whsec_YW*Jj") == b"whsec_YW*Jj"
