@@ -25,7 +25,7 @@ from tests.keys import ADMIN_KEY
 TEST_HOST = "api.test"
 
 
-# Property tests (tests/lifecycle_model.py). `ci` (chosen when CI is set) draws the same examples
+# Property tests (tests/lifecycle/). `ci` (chosen when CI is set) draws the same examples
 # on every run; `dev` draws new ones each run and keeps failures in .hypothesis/; `thorough`
 # (`--hypothesis-profile=thorough`) runs ten times as many, longer, sequences.
 hypothesis_settings.register_profile(

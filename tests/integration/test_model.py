@@ -1,4 +1,4 @@
-"""The lifecycle model (tests/lifecycle_model.py) over the session's valkey: the same rules as
+"""The lifecycle model (tests/lifecycle/) over the session's valkey: the same rules as
 tests/unit/test_model.py, on the real server, so that a difference between fakeredis and valkey
 (tests/unit/fake_valkey.py lists the gaps bridged there) fails here. Half the profile's
 sequences: the bound keeps the tier's time, though valkey runs each step faster than
@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.settings import Settings
-from tests.lifecycle_model import REGRESSIONS, Backend, machine_for, replay
+from tests.lifecycle import REGRESSIONS, Backend, machine_for, replay
 
 pytestmark = pytest.mark.integration
 

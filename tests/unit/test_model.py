@@ -1,4 +1,4 @@
-"""The lifecycle model (tests/lifecycle_model.py) over fakeredis (tests/unit/fake_valkey.py,
+"""The lifecycle model (tests/lifecycle/) over fakeredis (tests/unit/fake_valkey.py,
 where the gaps it bridges are listed): the real Lua scripts, run by fakeredis' Lua interpreter
 (lupa) in this process, no socket."""
 
@@ -9,7 +9,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from agentfield_arq.core.settings import from_env
-from tests.lifecycle_model import EXPLORED, REGRESSIONS, Backend, machine_for, replay
+from tests.lifecycle import EXPLORED, REGRESSIONS, Backend, machine_for, replay
 from tests.unit.fake_valkey import fake_valkey
 
 
