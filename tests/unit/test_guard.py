@@ -367,3 +367,10 @@ def test_the_guarded_transport_s_pool_uses_the_guarded_backend_and_the_limits() 
     assert (pool._max_connections, pool._max_keepalive_connections) == (7, 3)
     assert pool._keepalive_expiry == 9.0
     assert pool._ssl_context is not None
+
+
+def test_the_guarded_transport_ignores_the_environment_s_tls_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    GuardedTransport(GuardedBackend(Policy(), inner=_Recorder()), httpx.Limits())
