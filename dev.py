@@ -35,7 +35,7 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
   run     install if needed, then start Redis, the API, two workers and the example agents
   test    install if needed, then run ruff, mypy and the whole pytest suite
   bench   install if needed (with the bench extras), then run the benchmarks
-  mutate  install if needed (with mutmut), then mutation-test the pure core, niced (docs/mutation.md)
+  mutate  install if needed (with mutmut), then mutation-test the pure core (docs/mutation.md)
   shell   install if needed, then run ARGS inside the virtual environment
 """
 
