@@ -349,7 +349,7 @@ async def test_when_every_address_fails_the_last_failure_is_raised() -> None:
 async def test_unix_sockets_are_refused_saying_so_and_sleeps_are_delegated() -> None:
     inner = _Options()
     backend = GuardedBackend(Policy(), inner=inner)
-    with pytest.raises(DestinationRefused, match=r"^webhooks are not delivered to unix sockets$"):
+    with pytest.raises(DestinationRefused, match=r"^workers do not connect to unix sockets$"):
         await backend.connect_unix_socket("/run/docker.sock")
     await backend.sleep(0.25)
     assert inner.calls == [("sleep", 0.25)]
