@@ -27,11 +27,17 @@ TEST_HOST = "api.test"
 
 # Property tests (tests/lifecycle/). `ci` (chosen when CI is set) draws the same examples
 # on every run; `dev` draws new ones each run and keeps failures in .hypothesis/; `thorough`
-# (`--hypothesis-profile=thorough`) runs ten times as many, longer, sequences.
+# (`--hypothesis-profile=thorough`) runs ten times as many sequences, of up to 100 steps, not 30.
 hypothesis_settings.register_profile(
-    "ci", derandomize=True, database=None, max_examples=200, deadline=None, print_blob=True
+    "ci",
+    derandomize=True,
+    database=None,
+    max_examples=200,
+    stateful_step_count=30,
+    deadline=None,
+    print_blob=True,
 )
-hypothesis_settings.register_profile("dev", max_examples=200, deadline=None)
+hypothesis_settings.register_profile("dev", max_examples=200, stateful_step_count=30, deadline=None)
 hypothesis_settings.register_profile(
     "thorough", max_examples=2000, stateful_step_count=100, deadline=None
 )

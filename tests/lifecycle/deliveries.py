@@ -46,12 +46,12 @@ class DeliveryRules(MachineBase):
             expected = d.state
             if d.state in ("pending", "delivering"):
                 if job not in self.locks:
-                    self.queued.add(job)
+                    self.queued[job] = self.now
             elif job in self.locks:
                 expected = WebhookBusy
             else:
                 d.state, d.round, expected = "pending", 0, "pending"
-                self.queued.add(job)
+                self.queued[job] = self.now
         if isinstance(expected, str):
             answer = self.run(self.outbox.redrive(r.id, self.now))
             assert answer.webhook_status == expected, (answer, expected)
@@ -139,7 +139,7 @@ class DeliveryRules(MachineBase):
         job = sorted(self.queued)[index % len(self.queued)]
         self.run(self.redis.delete(self.keys.arq_job(job), self.keys.arq_in_progress(job)))
         self.run(self.redis.zrem(self.keys.queue, job))
-        self.queued.discard(job)
+        self.queued.pop(job, None)
         self.locks.discard(job)
         self.dead_jobs.discard(job)
         self._stepped()

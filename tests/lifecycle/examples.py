@@ -116,6 +116,30 @@ def _a_full_queue_refuses_without_writing(m: LifecycleMachine) -> None:
     m.create(webhook=False, node=NODE, name=NAME)  # no node: refused before the queue check
 
 
+def _a_freed_slot_wakes_the_oldest_deferred_waiter(m: LifecycleMachine) -> None:
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.worker_takes_a_slot(worker=0, index=0)  # the node's one slot
+    m.worker_takes_a_slot(worker=1, index=1)  # at the cap: deferred, waiting
+    m.worker_takes_a_slot(worker=1, index=1)  # still: a second deferral
+    m.arq_defers_a_run_job(index=1, step=4)  # arq puts its job back for later
+    m.worker_gives_a_slot_back(worker=0)  # wakes it: due now
+    assert m.queued[m.runs[1].id] == m.now
+    m.worker_takes_a_slot(worker=1, index=1)  # taken, off the waiting list
+    assert m.held[NODE] == {m.runs[1].id: m.now + m.slots.lease_ms}
+
+
+def _an_ended_execution_leaves_the_waiting_list(m: LifecycleMachine) -> None:
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.worker_takes_a_slot(worker=0, index=1)  # the second takes the node's slot
+    m.worker_takes_a_slot(worker=1, index=0)  # the first waits
+    m.cancel(index=0)
+    m.worker_takes_a_slot(worker=1, index=0)  # none needed: it leaves the list
+    assert not m.waiting[NODE]
+    m.time_passes(step=PAUSE_STEP, sweep=True)  # the slot set expires with its lease
+
+
 REGRESSIONS: dict[str, Callable[[LifecycleMachine], None]] = {
     f.__name__.lstrip("_"): f
     for f in (
@@ -127,5 +151,7 @@ REGRESSIONS: dict[str, Callable[[LifecycleMachine], None]] = {
         _an_expired_record_leaves_the_deadline_set_at_the_next_sweep,
         _a_repeated_callback_is_a_noop_whatever_its_duration,
         _a_full_queue_refuses_without_writing,
+        _a_freed_slot_wakes_the_oldest_deferred_waiter,
+        _an_ended_execution_leaves_the_waiting_list,
     )
 }

@@ -76,8 +76,10 @@ class ExecutionRules(MachineBase):
             self._stepped(f"create: {refusal.__name__}")
             return
         assert self.run(self.store.create(new)) == kind
-        self.runs.append(Run(id=execution_id, kind=kind, webhook=webhook, deadline_ms=deadline))
-        self.queued.add(execution_id)
+        self.runs.append(
+            Run(id=execution_id, kind=kind, webhook=webhook, deadline_ms=deadline, node=node)
+        )
+        self.queued[execution_id] = self.now
         self._stepped("create: ok")
 
     @precondition(lambda self: self.runs)
@@ -230,6 +232,7 @@ class ExecutionRules(MachineBase):
         for r in self.runs:
             if not r.expired and self.now >= r.expires_ms:
                 self._expire(r)
+        self._expire_slot_keys()
         if sweep:
             self._sweep()
         self._stepped()

@@ -9,6 +9,7 @@ from agentfield_arq.core.keys import WEBHOOK_EVENTS_MAX
 from agentfield_arq.kernel.models import Execution
 from agentfield_arq.kernel.status import TERMINAL_STATUSES
 from tests.lifecycle.machine import MachineBase
+from tests.lifecycle.model import NODE, OTHER_NODE
 
 _doc_decoder = msgspec.json.Decoder(Execution[msgspec.Raw], strict=True)
 
@@ -26,6 +27,7 @@ class Invariants(MachineBase):
         self.ttls_are_set_on_everything_that_must_expire()
         self.the_delivery_is_the_models_and_delivered_stays_delivered()
         self.the_node_index_names_every_live_node()
+        self.node_slots_and_waiting_lists_are_the_models()
 
     @invariant()
     def status_document_and_hash_agree_with_the_model(self) -> None:
@@ -74,8 +76,8 @@ class Invariants(MachineBase):
 
     @invariant()
     def nothing_is_queued_without_its_record(self) -> None:
-        """The queue is the model's, and every job in it has its arq record (unless Redis
-        expired the record with its execution, which arq then drops)."""
+        """The queue is the model's, each job due when the model says, and every job in it has
+        its arq record (unless Redis expired the record with its execution; arq drops it)."""
         snap = self.snapshot()
         assert snap.queue == self.queued, (snap.queue, self.queued)
         for job in snap.queue:
@@ -134,3 +136,17 @@ class Invariants(MachineBase):
         snap = self.snapshot()
         assert snap.nodes == self.node_ids, (snap.nodes, self.node_ids)
         assert set(self.targets) <= snap.nodes
+
+    @invariant()
+    def node_slots_and_waiting_lists_are_the_models(self) -> None:
+        """Each node's slots (lapse times) and waiting list (first deferrals) are the model's,
+        and each execution counts its deferrals."""
+        snap = self.snapshot()
+        for node in (NODE, OTHER_NODE):
+            held = snap.slot_sets[self.keys.node_slots(node)]
+            assert held == self.held.get(node, {}), (node, held, self.held)
+            waiting = snap.slot_sets[self.keys.node_waiting(node)]
+            assert waiting == self.waiting.get(node, {}), (node, waiting, self.waiting)
+        for r in self.runs:
+            if not r.expired:
+                assert snap.hashes[r.id].get("deferrals", "0") == str(r.deferrals), r

@@ -11,9 +11,10 @@ from tests.lifecycle.model import (
     Backend,
 )
 from tests.lifecycle.nodes import NodeRules
+from tests.lifecycle.slots import SlotRules
 
 
-class LifecycleMachine(ExecutionRules, DeliveryRules, NodeRules, Invariants):
+class LifecycleMachine(ExecutionRules, DeliveryRules, NodeRules, SlotRules, Invariants):
     """Two workers, two delivery workers, a late agent, a caller, the sweep, arq and the clock,
     against the real scripts (see the package docstring)."""
 

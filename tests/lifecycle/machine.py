@@ -17,6 +17,7 @@ from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Attempt, Outbox
 from agentfield_arq.core.runner import Runner
+from agentfield_arq.core.slots import NodeSlots
 from agentfield_arq.core.store import ExecutionStore, Outcome
 from agentfield_arq.kernel.codec import rfc3339
 from agentfield_arq.kernel.models import NodeRegistration, TargetSpec
@@ -24,6 +25,7 @@ from agentfield_arq.kernel.status import TargetKind
 from tests.lifecycle.model import (
     NAME,
     NODE,
+    OTHER_NODE,
     T0_MS,
     Backend,
     Delivery,
@@ -66,9 +68,17 @@ class MachineBase(RuleBasedStateMachine):
         self.backend.sequences += 1
         self.workers: dict[int, tuple[Run, str]] = {}
         self.couriers: dict[int, Attempt] = {}
-        self.queued: set[str] = set()
+        # arq's queue: job id -> when it may run (unix ms).
+        self.queued: dict[str, int] = {}
         self.locks: set[str] = set()
         self.dead_jobs: set[str] = set()
+        # Per node (node_slot.lua): the slots held (execution -> when it lapses) and the
+        # waiting list (execution -> first deferral), each key with when Redis expires it.
+        self.slots = NodeSlots(self.redis, settings)
+        self.held: dict[str, dict[str, int]] = {}
+        self.waiting: dict[str, dict[str, int]] = {}
+        self.key_expiry: dict[str, int] = {}
+        self.slot_of: dict[int, tuple[str, str]] = {}
         self._snap: tuple[int, Snapshot] | None = None
         self.steps = 0
 
@@ -109,7 +119,8 @@ class MachineBase(RuleBasedStateMachine):
         """Redis as it stands after the last step (read once per step)."""
         if self._snap is None or self._snap[0] != self.steps:
             ids = [r.id for r in self.runs]
-            self._snap = (self.steps, self.run(read(self.redis, self.keys, ids)))
+            nodes = [NODE, OTHER_NODE]
+            self._snap = (self.steps, self.run(read(self.redis, self.keys, ids, nodes)))
         return self._snap[1]
 
     def _check_finish(
@@ -143,7 +154,7 @@ class MachineBase(RuleBasedStateMachine):
         r.events.append(status)
         if r.webhook:
             r.delivery = Delivery()
-            self.queued.add(delivery_job_id(r.id))
+            self.queued[delivery_job_id(r.id)] = self.now
 
     def _sweep(self) -> None:
         """Runner.sweep at the fake clock: overdue executions time out, expired ones' deadline
@@ -160,6 +171,18 @@ class MachineBase(RuleBasedStateMachine):
                 r.doc = self.run(self.store.get_doc(r.id))
         assert changed == expected, (changed, expected)
         self.backend.outcomes[f"sweep: {'some' if expected else 'none'} timed out"] += 1
+
+    def _expire_slot_keys(self) -> None:
+        """Redis drops a node's slot set or waiting list a lease after its last renewal."""
+        for key, at in list(self.key_expiry.items()):
+            if self.now >= at:
+                self.run(self.redis.delete(key))
+                del self.key_expiry[key]
+                node = key.rpartition(":")[2]
+                if key == self.keys.node_slots(node):
+                    self.held.pop(node, None)
+                else:
+                    self.waiting.pop(node, None)
 
     def _expire(self, r: Run) -> None:
         """Redis drops a record at its TTL, with every key that expires with it (that each has

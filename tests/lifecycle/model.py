@@ -31,6 +31,8 @@ RETENTION_S = 7200
 # Below the most jobs the machine can queue (a run job and a delivery per execution), so that
 # `queue_full` is reached.
 MAX_QUEUED = 4
+# One call slot per node, so that two workers contend for it (node_slot.lua).
+NODE_SLOTS = 1
 # A pause longer than any deadline plus the grace period of a non-terminal record.
 PAUSE_MS = (NON_TERMINAL_GRACE_S + int(DEADLINE_S)) * 1000
 PAUSE_STEP = 16
@@ -44,6 +46,7 @@ def model_settings(base: Settings) -> Settings:
         execution_deadline_s=DEADLINE_S,
         retention_s=RETENTION_S,
         max_queued=MAX_QUEUED,
+        node_max_in_flight=NODE_SLOTS,
         webhook_retry_schedule_s="1,2",
     )
 
@@ -79,6 +82,8 @@ class Run:
     kind: str
     webhook: bool
     deadline_ms: int
+    node: str = NODE
+    deferrals: int = 0
     status: str = "queued"
     attempt: int = 0
     phase: str | None = None

@@ -22,25 +22,30 @@ class Snapshot:
     webhook_events: dict[str, list[bytes]]
     ttls_ms: dict[str, int]
     deadlines: set[str]
-    queue: set[str]
+    queue: dict[str, int]
     stream: list[dict[str, str]]
     dead: list[str]
     nodes: set[str]
+    # node_slots and node_waiting keys -> member -> score
+    slot_sets: dict[str, dict[str, int]]
 
 
 def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {text(k): text(v) for k, v in raw.items()}
 
 
-async def read(redis: Redis, k: Keys, ids: list[str]) -> Snapshot:
+async def read(redis: Redis, k: Keys, ids: list[str], nodes: list[str]) -> Snapshot:
     """Every key, TTL, index, stream entry and per-execution record the invariants check."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.keys("*")
         pipe.zrange(k.deadlines, 0, -1)
-        pipe.zrange(k.queue, 0, -1)
+        pipe.zrange(k.queue, 0, -1, withscores=True)
         pipe.xrange(k.events)
         pipe.zrange(k.dead_webhooks, 0, -1)
         pipe.smembers(k.nodes)
+        slot_keys = [key for n in nodes for key in (k.node_slots(n), k.node_waiting(n))]
+        for key in slot_keys:
+            pipe.zrange(key, 0, -1, withscores=True)
         for i in ids:
             pipe.hgetall(k.execution(i))
             pipe.get(k.status_doc(i))
@@ -48,7 +53,8 @@ async def read(redis: Redis, k: Keys, ids: list[str]) -> Snapshot:
             pipe.hgetall(k.webhook(i))
             pipe.lrange(k.webhook_events(i), 0, -1)
         replies: list[Any] = await pipe.execute()
-    names, deadlines, queue, stream, dead, nodes, *per_run = replies
+    names, deadlines, queue, stream, dead, members, *rest = replies
+    sets, per_run = rest[: len(slot_keys)], rest[len(slot_keys) :]
     keys = sorted(text(name) for name in names)
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
@@ -58,10 +64,14 @@ async def read(redis: Redis, k: Keys, ids: list[str]) -> Snapshot:
         hashes={}, docs={}, views={}, webhooks={}, webhook_events={},
         ttls_ms=dict(zip(keys, ttls, strict=True)),
         deadlines={text(m) for m in deadlines},
-        queue={text(m) for m in queue},
+        queue={text(m): int(score) for m, score in queue},
         stream=[_decoded(fields) for _id, fields in stream],
         dead=[text(m) for m in dead],
-        nodes={text(m) for m in nodes},
+        nodes={text(m) for m in members},
+        slot_sets={
+            key: {text(m): int(score) for m, score in found}
+            for key, found in zip(slot_keys, sets, strict=True)
+        },
     )  # fmt: skip
     it = iter(per_run)
     for i in ids:

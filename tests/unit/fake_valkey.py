@@ -34,10 +34,12 @@ def _sha1hex(data: bytes) -> bytes:
     return hashlib.sha1(data).hexdigest().encode()
 
 
-async def fake_valkey() -> Redis:
-    """A new, empty fakeredis server speaking as valkey 8, with `redis.sha1hex`."""
-    server = fakeredis.FakeServer(server_type="valkey", version=(8,))
+async def fake_valkey(server: fakeredis.FakeServer | None = None) -> Redis:
+    """A client of `server` (emptied), or of a new server, speaking as valkey 8, with
+    `redis.sha1hex`. Reusing a server keeps its Lua runtime and compiled scripts."""
+    server = server or fakeredis.FakeServer(server_type="valkey", version=(8,))
     client = aioredis.FakeRedis(server=server)
+    await client.flushall()
     await client.eval("return 1", 0)  # type: ignore[misc]  # redis-py's async stubs
     runtime: Any = server._lua_runtime  # type: ignore[attr-defined]  # created by that EVAL
     runtime.globals()[b"redis"][b"sha1hex"] = _sha1hex

@@ -4,6 +4,7 @@ where the gaps it bridges are listed): the real Lua scripts, run by fakeredis' L
 
 from __future__ import annotations
 
+import fakeredis
 import pytest
 from hypothesis import settings as hypothesis_settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -14,7 +15,8 @@ from tests.unit.fake_valkey import fake_valkey
 
 
 def _backend() -> Backend:
-    return Backend(fake_valkey, from_env({}, key_prefix="m"))
+    server = fakeredis.FakeServer(server_type="valkey", version=(8,))
+    return Backend(lambda: fake_valkey(server), from_env({}, key_prefix="m"))
 
 
 def test_the_lifecycle_keeps_every_guarantee_over_fakeredis() -> None:
