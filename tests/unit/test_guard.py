@@ -15,9 +15,12 @@ from agentfield_arq.core.guard import (
     GuardedBackend,
     GuardedTransport,
     Policy,
+    agent_client,
+    agent_policy,
     refusal,
     resolve,
 )
+from agentfield_arq.core.settings import from_env
 from agentfield_arq.kernel.errors import DestinationRefused
 
 
@@ -374,3 +377,30 @@ def test_the_guarded_transport_ignores_the_environment_s_tls_settings(
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
     GuardedTransport(GuardedBackend(Policy(), inner=_Recorder()), httpx.Limits())
+
+
+def test_an_agent_host_without_addresses_is_refused_naming_it() -> None:
+    with pytest.raises(DestinationRefused, match=r"^agent\.test did not resolve to any address$"):
+        AgentPolicy().check("agent.test", [])
+
+
+def test_the_agent_policy_follows_each_of_its_settings() -> None:
+    loopback = agent_policy(from_env({}, agent_allow_loopback=True))
+    assert (loopback.allow_loopback, loopback.allow_private, loopback.networks) == (True, False, [])
+    private = agent_policy(from_env({}, agent_allow_private=True))
+    assert (private.allow_loopback, private.allow_private) == (False, True)
+    listed = agent_policy(from_env({}, agent_allowed_networks="10.0.0.0/8"))
+    assert listed.networks == [ipaddress.ip_network("10.0.0.0/8")]
+
+
+async def test_the_agent_client_has_the_call_timeout_no_redirects_and_no_environment() -> None:
+    settings = from_env({}, agent_timeout_s=7.0, worker_concurrency=5)
+    client = agent_client(settings)
+    try:
+        assert client.timeout == httpx.Timeout(7.0)
+        assert client.follow_redirects is False
+        assert client.trust_env is False
+        pool = client._transport._pool  # type: ignore[attr-defined]  # the guarded pool
+        assert pool._max_connections == 5
+    finally:
+        await client.aclose()
