@@ -68,7 +68,8 @@ class ExecutionRules(MachineBase):
         )
         kind = self.targets.get(node, {}).get(name)
         refusal = TargetNotFound if kind is None else QueueFull
-        if kind is None or len(self.queued) >= self.settings.max_queued:
+        due = sum(1 for at in self.queued.values() if at <= self.now)  # retries wait: not counted
+        if kind is None or due >= self.settings.max_queued:
             before = self.run(self.redis.dbsize())
             with pytest.raises(refusal):
                 self.run(self.store.create(new))

@@ -12,7 +12,7 @@ import httpx
 from hypothesis.stateful import RuleBasedStateMachine
 from redis.asyncio import Redis
 
-from agentfield_arq.core.arq_bridge import delivery_job_id
+from agentfield_arq.core.arq_bridge import delivery_job_id, tell_agent_job_id
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Attempt, Outbox
@@ -136,7 +136,9 @@ class MachineBase(RuleBasedStateMachine):
         if r.expired:
             expected = Outcome.MISSING
         elif r.terminal:
-            expected = Outcome.NOOP if r.digest == digest else Outcome.CONFLICT
+            # A `cancelled` report of an execution already stopped is its agent saying so.
+            stopped = status == "cancelled" and r.status in ("cancelled", "timeout")
+            expected = Outcome.NOOP if r.digest == digest or stopped else Outcome.CONFLICT
         elif attempt is not None and attempt != str(r.attempt):
             expected = Outcome.STALE
         else:
@@ -155,6 +157,8 @@ class MachineBase(RuleBasedStateMachine):
         if r.webhook:
             r.delivery = Delivery()
             self.queued[delivery_job_id(r.id)] = self.now
+        if status in ("cancelled", "timeout") and r.started:  # the agent is told (no children)
+            self.queued[tell_agent_job_id(r.id)] = self.now
 
     def _sweep(self) -> None:
         """Runner.sweep at the fake clock: overdue executions time out, expired ones' deadline
@@ -188,7 +192,7 @@ class MachineBase(RuleBasedStateMachine):
         """Redis drops a record at its TTL, with every key that expires with it (that each has
         a TTL is `ttls_are_set_on_everything_that_must_expire`'s business)."""
         k = self.keys
-        job = delivery_job_id(r.id)
+        jobs = (delivery_job_id(r.id), tell_agent_job_id(r.id))  # records kept the retention
         self.run(
             self.redis.delete(
                 k.execution(r.id),
@@ -196,12 +200,11 @@ class MachineBase(RuleBasedStateMachine):
                 k.webhook(r.id),
                 k.webhook_events(r.id),
                 k.webhook_view(r.id),
-                k.arq_job(job),
+                *map(k.arq_job, jobs),
             )
         )
         r.expired = True
-        if job in self.queued:
-            self.dead_jobs.add(job)
+        self.dead_jobs.update(job for job in jobs if job in self.queued)
         self.backend.outcomes["expired"] += 1
 
 

@@ -100,6 +100,7 @@ async def test_submit_stores_the_request_its_context_and_the_forwarded_headers(
         "parent_execution_id": "exec_parent",
         "session_id": "alice@example.com",
         "actor_id": "Alice Smith",
+        "owner": "anonymous",
         "type": "reasoner",
         "status": "queued",
         "attempt": "0",
@@ -168,7 +169,8 @@ async def test_a_valid_webhook_is_stored_with_its_secret_and_headers(
     fields = await _fields(store, accepted.execution_id)
     assert fields["webhook_url"] == "https://hooks.example.com/in"
     assert json.loads(fields["webhook_headers"]) == {"X-A": "1"}
-    assert fields["webhook_secret"] == "s3"
+    assert "webhook_secret" not in fields  # kept beside the hash
+    assert await store.redis.get(store.keys.webhook_secret(accepted.execution_id)) == b"s3"
     assert accepted.webhook_registered is True
     assert (await _doc(store, accepted.execution_id))["webhook_registered"] is True
 
@@ -176,7 +178,7 @@ async def test_a_valid_webhook_is_stored_with_its_secret_and_headers(
 async def test_a_webhook_without_a_secret_stores_none(store: ExecutionStore) -> None:
     webhook = {"url": "https://hooks.example.com/in"}
     accepted = await submit(store, TARGET, ExecuteRequest(input={}, webhook=webhook), {})
-    assert "webhook_secret" not in await _fields(store, accepted.execution_id)
+    assert await store.redis.exists(store.keys.webhook_secret(accepted.execution_id)) == 0
 
 
 async def test_an_invalid_webhook_is_reported_and_not_registered(store: ExecutionStore) -> None:
@@ -332,7 +334,7 @@ async def test_every_log_line_names_the_execution(
     assert [r.getMessage() for r in caplog.records] == [
         f"queued execution_id={execution_id} target={TARGET} run_id=run_9",
         f"callback execution_id={execution_id} status=running",
-        f"cancel execution_id={execution_id}: ok",
+        f"cancel execution_id={execution_id}: ok (cancelled by request)",
     ]
 
 
