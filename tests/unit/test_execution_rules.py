@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from agentfield_arq.core.credentials import Identity, Role
 from agentfield_arq.core.execution import (
     CANCELLED_ERROR,
     MAX_DURATION_MS,
@@ -342,3 +343,45 @@ async def test_cancelling_an_unknown_execution_names_it(store: ExecutionStore) -
     with pytest.raises(ExecutionNotFound) as caught:
         await cancel(store, "exec_nope")
     assert str(caught.value) == "execution 'exec_nope' not found"
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+CALLER = Identity(key_id="key_c", role=Role.CALLER)
+
+
+async def test_a_caller_s_execution_names_its_key_and_counts_against_its_cap(
+    store: ExecutionStore,
+) -> None:
+    request = ExecuteRequest(input={})
+    accepted = await submit(store, TARGET, request, {}, owner=CALLER)
+    assert (await _fields(store, accepted.execution_id))["owner"] == "key_c"
+    active = await store.redis.zrange(store.keys.key_active("key_c"), 0, -1)
+    assert active == [accepted.execution_id.encode()]
+    admin = await submit(store, TARGET, request, {})  # an admin's key has no cap: not counted
+    assert await store.redis.exists(store.keys.key_active("anonymous")) == 0
+    assert (await _fields(store, admin.execution_id))["owner"] == "anonymous"
+
+
+async def test_another_key_s_execution_cannot_be_cancelled_and_is_not_found(
+    store: ExecutionStore,
+) -> None:
+    execution_id = await _queued(store)  # an admin's
+    long_id = execution_id + "x" * 200
+    with pytest.raises(ExecutionNotFound) as caught:
+        await cancel(store, long_id, owner=CALLER)
+    assert str(caught.value) == f"execution '{long_id[:100]}' not found"
+    with pytest.raises(ExecutionNotFound):
+        await cancel(store, execution_id, owner=CALLER)
+    mine = (await submit(store, TARGET, ExecuteRequest(input={}), {}, owner=CALLER)).execution_id
+    doc = json.loads(await cancel(store, mine, "no longer needed", owner=CALLER))
+    assert (doc["status"], doc["error"]) == ("cancelled", "no longer needed")
+
+
+async def test_a_refused_change_carries_the_execution_s_status(store: ExecutionStore) -> None:
+    execution_id = await _queued(store)
+    await apply_callback(store, execution_id, _report("succeeded"))
+    with pytest.raises(InvalidTransition) as caught:
+        await cancel(store, execution_id)
+    assert caught.value.details == {"status": "succeeded"}
