@@ -30,6 +30,7 @@ from agentfield_arq.kernel.errors import (
     InvalidTransition,
     JsonTooDeep,
     NodeNotFound,
+    NodeUnavailable,
     NotReplicated,
     NotSupported,
     PayloadTooLarge,
@@ -115,7 +116,7 @@ OPERATIONS: list[Operation] = [
         "Queue an execution",
         {202: ("queued; durable before this answer", Submitted)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *DURABLE),
+        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, NodeUnavailable, *DURABLE),
         access=Access.CALLER,
     ),
     Operation(
@@ -125,7 +126,15 @@ OPERATIONS: list[Operation] = [
         "Run an execution and wait for its end",
         {200: ("terminal", SyncResult)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *DURABLE, SyncTimeout),
+        errors=(
+            *BODY,
+            InvalidTarget,
+            TargetNotFound,
+            QueueFull,
+            NodeUnavailable,
+            *DURABLE,
+            SyncTimeout,
+        ),
         access=Access.CALLER,
     ),
     Operation(

@@ -30,11 +30,15 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   still a sorted set of job ids scored by the unix ms at which they may run.
 - The in-progress lock: webhook_redrive.lua refuses to queue a delivery while the lock of the
   same job id is held, because arq's `finish_job` of the previous run deletes the job record of
-  that id. `Settings.recovery_bound_s` assumes that the lock lasts the longest job timeout plus
-  10 s (`Worker.in_progress_timeout_s`) and that arq takes a job whose lock expired.
+  that id. `WakingWorker` sets `Worker.in_progress_timeout_s` (`Settings.lock_timeout_s`), and
+  `Settings.recovery_bound_s` assumes that arq takes a job whose lock expired. requeue.lua
+  deletes a run job's record, lock and retry count (`arq:retry:`) before queueing a new id.
 - The try counter: arq INCRs `arq:retry:{job id}` when a run of a job starts and keeps it when
   the job raises `Retry`; node_slot.lua DECRs it when a node is at its cap, so that waiting for
   a slot is not counted as one of the job's tries (`max_tries`, `job_try`).
+- Drains: `job_completion_wait` (SIGTERM stops picking jobs, waits, then cancels the tasks);
+  arq leaves a cancelled job queued to run again, which for a run job that handed its
+  execution back first is a no-op (its record and queue entry are gone).
 - The poll loop: `WakingWorker` overrides the private `Worker._poll_iteration` and reads the
   private `job_counter` and `max_jobs`; `Worker.main` must still call `_poll_iteration` once
   per `poll_delay` (we pass 0) and, in burst mode, stop once the queue is empty (the
@@ -133,6 +137,14 @@ def run_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
 def delivery_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
     """arq's job record of `deliver_webhook(execution_id)`, enqueued at `enqueue_ms`."""
     return _payload(DELIVER_WEBHOOK, execution_id, enqueue_ms)
+
+
+def run_job_id(execution_id: str, token: str) -> str:
+    """The arq job id of a run queued again (a hand-back, a retry, a wait for the node): a
+    fresh id each time, so that a worker still finishing an older job of the execution (arq's
+    `finish_job` deletes its job's record and queue entry) cannot touch the new one; the first
+    run job's id is the execution id itself."""
+    return f"{execution_id}~{token}"
 
 
 def delivery_job_id(execution_id: str) -> str:
@@ -234,6 +246,10 @@ class WakingWorker(Worker):
         self.wait_s = float(kwargs.pop("poll_delay"))
         # arq's own loop must not sleep between polls: _poll_iteration below does the waiting.
         super().__init__(poll_delay=0, **kwargs)
+        # arq sizes its lock on the longest job timeout, which for run jobs is the longest agent
+        # call allowed; run jobs do not need it (claims are fenced by the worker leases), and
+        # deliveries, which do, would otherwise wait that long after a crash.
+        self.in_progress_timeout_s = settings.lock_timeout_s
         self.wake_redis = connect(settings.redis_url, settings, block_s=self.wait_s)
         self.wake = Wake(self.wake_redis, wake_stream)
         self.failed_polls = 0

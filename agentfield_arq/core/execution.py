@@ -88,6 +88,11 @@ async def submit(
     }
     if request.context is not None:
         fields["context"] = encode(request.context).decode()
+    if request.timeout_s is not None:
+        limit = store.settings.agent_max_timeout_s
+        if not 0 < request.timeout_s <= limit:
+            raise InvalidRequest(f"timeout_s: must be > 0 and <= {limit:g}")
+        fields["timeout_s"] = repr(float(request.timeout_s))
     for header, field in FORWARDED_HEADERS.items():
         value = _header_id(headers, header)
         if value is not None:
@@ -106,6 +111,7 @@ async def submit(
             owner=owner.key_id,
             webhook_secret=webhook_secret,
             max_active=0 if owner.is_admin else store.settings.key_max_active,
+            queue_if_unavailable=request.queue_if_unavailable,
         )
     )
     logger.info("queued execution_id=%s target=%s run_id=%s", execution_id, target, run_id)

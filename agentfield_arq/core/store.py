@@ -18,6 +18,7 @@ from agentfield_arq.core.arq_bridge import (
     JOB_PAYLOAD_TTL_MS,
     delivery_job_id,
     delivery_job_payload,
+    run_job_id,
     run_job_payload,
     tell_agent_job_id,
     tell_agent_job_payload,
@@ -27,10 +28,11 @@ from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, Keys, safe_id
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.kernel.codec import encode, text
+from agentfield_arq.kernel.codec import encode, new_id, now_ms, text
 from agentfield_arq.kernel.errors import (
     InvalidTransition,
     KeyQueueFull,
+    NodeUnavailable,
     NotReplicated,
     QueueFull,
     TargetNotFound,
@@ -38,6 +40,8 @@ from agentfield_arq.kernel.errors import (
 
 # A key at its cap of unfinished executions waits at least this long before trying again.
 KEY_QUEUE_RETRY_AFTER_S = 5
+# What a caller refused for an unavailable node is told to wait before trying again.
+NODE_RETRY_AFTER_S = 5
 
 
 class NewExecution(msgspec.Struct, kw_only=True):
@@ -55,6 +59,8 @@ class NewExecution(msgspec.Struct, kw_only=True):
     max_active: int = 0
     # Stored beside the hash, not in it (keys.webhook_secret).
     webhook_secret: str = ""
+    # Queue even when the node has been silent longer than its lease (else NodeUnavailable).
+    queue_if_unavailable: bool = False
 
 
 class Outcome(enum.StrEnum):
@@ -69,6 +75,9 @@ class Outcome(enum.StrEnum):
     TERMINAL = "terminal"
     AWAITING = "awaiting"
     SKIPPED = "skipped"
+    SUPERSEDED = "superseded"
+    HELD = "held"
+    OVERDUE = "overdue"
 
 
 class Transition(msgspec.Struct, kw_only=True):
@@ -87,6 +96,19 @@ class Claim(msgspec.Struct, kw_only=True):
     status: str | None = None
 
 
+class HandBack(msgspec.Struct, kw_only=True, frozen=True):
+    """How `requeue` gives an execution back: after `delay_s`, fenced on its `phase` (and on
+    the `holder` worker, unless empty, and on that worker's lease having lapsed when
+    `lapsed_only`), spending the attempt or not (`charged`), and why."""
+
+    reason: str
+    delay_s: float = 0.0
+    charged: bool = False
+    phase: str = "invoking"
+    holder: str = ""
+    lapsed_only: bool = False
+
+
 class ExecutionStore:
     """Reads and atomic writes of executions."""
 
@@ -97,6 +119,8 @@ class ExecutionStore:
         self._create = load_script(redis, "create")
         self._claim = load_script(redis, "claim")
         self._await_callback = load_script(redis, "await_callback")
+        self._requeue = load_script(redis, "requeue")
+        self._forget_holder = load_script(redis, "forget_holder")
         self._progress = load_script(redis, "progress")
         self._finish = load_script(redis, "finish")
         self._batch_views = load_script(redis, "batch_views")
@@ -105,7 +129,7 @@ class ExecutionStore:
     async def create(self, new: NewExecution) -> str:
         """Write the execution and enqueue its job atomically; returns "reasoner" or "skill"."""
         k = self.keys
-        ttl_s = int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
+        ttl_s = self._record_ttl_s
         args: list[Any] = [
             new.name,
             new.execution_id,
@@ -121,6 +145,7 @@ class ExecutionStore:
             # It outlives the record by at most the retention (the record's TTL is shortened
             # to the retention when it ends).
             ttl_s + self.settings.retention_s,
+            "" if new.queue_if_unavailable else round(self.settings.node_lease_s * 1000),
         ]
         for field, value in new.fields.items():
             args += [field, value]
@@ -134,6 +159,7 @@ class ExecutionStore:
             k.events,
             k.key_active(new.owner),
             k.webhook_secret(new.execution_id),
+            k.node(new.node_id),
         ]
         parent = new.fields.get("parent_execution_id")
         if parent is not None and safe_id(parent):
@@ -148,6 +174,13 @@ class ExecutionStore:
             raise InvalidTransition(
                 f"parent execution '{parent}' is cancelled; its run takes no new children",
                 status="cancelled",
+            )
+        if state == "node_unavailable":
+            raise NodeUnavailable(
+                f"node '{new.node_id}' has not been heard from for over "
+                f"{self.settings.node_lease_s:g}s; retry later, or queue anyway with "
+                '"queue_if_unavailable": true',
+                retry_after_s=NODE_RETRY_AFTER_S,
             )
         if state == "queue_full":
             raise QueueFull(
@@ -237,12 +270,27 @@ class ExecutionStore:
         )
         return [next(found) if safe_id(i) else None for i in execution_ids]
 
-    async def claim(self, execution_id: str, now_iso: str, now_ms: int) -> Claim:
-        """queued/running -> running (attempt + 1) for a worker about to invoke the agent."""
+    async def claim(
+        self,
+        execution_id: str,
+        now_iso: str,
+        now_ms: int,
+        *,
+        job_id: str | None = None,
+        worker_id: str = "",
+    ) -> Claim:
+        """queued/running -> running (attempt + 1) for a worker about to invoke the agent, from
+        the arq job `job_id` (the execution's first job by default); see claim.lua."""
         k = self.keys
         reply = await self._claim(
-            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
-            args=[now_iso, now_ms, self.settings.stream_maxlen],
+            keys=[
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.events,
+                k.holders,
+                k.workers,
+            ],
+            args=[now_iso, now_ms, self.settings.stream_maxlen, job_id or execution_id, worker_id],
         )
         outcome = Outcome(text(reply[0]))
         if outcome is not Outcome.OK:
@@ -250,10 +298,79 @@ class ExecutionStore:
         flat = [text(v) for v in reply[1:]]
         return Claim(outcome=outcome, fields=dict(zip(flat[::2], flat[1::2], strict=True)))
 
-    async def await_callback(self, execution_id: str, attempt: str) -> bool:
+    async def await_callback(self, execution_id: str, attempt: str, node_id: str) -> bool:
         """Record that the agent answered 202; False if the attempt is no longer current."""
-        reply = await self._await_callback(keys=[self.keys.execution(execution_id)], args=[attempt])
+        k = self.keys
+        reply = await self._await_callback(
+            keys=[k.execution(execution_id), k.holders, k.node_awaiting(node_id)],
+            args=[attempt, now_ms(), self._record_ttl_s],
+        )
         return text(reply[0]) == Outcome.OK
+
+    async def requeue(self, execution_id: str, fields: dict[str, str], hand_back: HandBack) -> bool:
+        """Queue a running execution again under a fresh job id (see requeue.lua); `fields` are
+        its hash as the caller saw it (its `attempt`, `job` and `node_id` fence the step).
+        False when the execution had moved on meanwhile."""
+        k = self.keys
+        old_job = fields.get("job") or execution_id
+        new_job = run_job_id(execution_id, new_id("j"))
+        now = now_ms()
+        reply = await self._requeue(
+            keys=[
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.events,
+                k.queue,
+                k.holders,
+                k.arq_job(new_job),
+                k.arq_job(old_job),
+                k.arq_in_progress(old_job),
+                k.arq_retry(old_job),
+                k.node_awaiting(fields["node_id"]),
+                k.workers,
+                k.node_slots(fields["node_id"]),
+            ],
+            args=[
+                now,
+                self.settings.stream_maxlen,
+                now + round(hand_back.delay_s * 1000),
+                new_job,
+                run_job_payload(execution_id, now),
+                JOB_PAYLOAD_TTL_MS,
+                old_job,
+                fields["attempt"],
+                hand_back.phase,
+                hand_back.holder,
+                "1" if hand_back.charged else "0",
+                hand_back.reason,
+                "1" if hand_back.lapsed_only else "0",
+            ],
+        )
+        return text(reply[0]) == Outcome.OK
+
+    async def holders(self) -> dict[str, str]:
+        """Execution id -> the worker invoking its agent now, for every such execution."""
+        raw = await self.redis.hgetall(self.keys.holders)  # type: ignore[misc]  # redis-py's async stubs
+        return {text(k): text(v) for k, v in raw.items()}
+
+    async def forget_holder(self, execution_id: str, holder: str) -> None:
+        """Drop a dead worker's stale holder entry (its execution moved on or expired)."""
+        await self._forget_holder(keys=[self.keys.holders], args=[execution_id, holder])
+
+    async def fence(self, execution_id: str) -> dict[str, str]:
+        """The fields a hand-back of this execution is fenced on, as they stand now."""
+        names = ["node_id", "attempt", "job", "status", "phase"]
+        values = await self.redis.hmget(self.keys.execution(execution_id), names)  # type: ignore[misc]  # redis-py's async stubs
+        return {n: text(v) for n, v in zip(names, values, strict=True) if v is not None}
+
+    async def awaiting(self, node_id: str, now_ms: int) -> list[str]:
+        """Ids of executions the node accepted with 202 whose deadline has not passed."""
+        ids = await self.redis.zrangebyscore(self.keys.node_awaiting(node_id), now_ms, "+inf")
+        return [text(i) for i in ids]
+
+    @property
+    def _record_ttl_s(self) -> int:
+        return int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
 
     async def progress(
         self, execution_id: str, status: str, now_iso: str, now_ms: int, progress: Any = None
@@ -309,6 +426,7 @@ class ExecutionStore:
                 k.arq_job(job_id),
                 k.children(execution_id),
                 k.arq_job(tell_id),
+                k.holders,
             ],
             [
                 status,

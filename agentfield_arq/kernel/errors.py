@@ -5,7 +5,8 @@ AgentFieldArqError
 ├── DestinationRefused          a webhook receiver's or agent's address is not allowed
 ├── InvalidSignature            a received webhook failed verification (`verify`)
 ├── AgentCallError              a worker's call to an agent gave no answer to record
-│   ├── AgentCallTransient      timeout, connection error or 5xx: retried with backoff
+│   ├── AgentNotReached         nothing was sent (node not live, connection refused): waited out
+│   ├── AgentCallTransient      the agent refused before running (429, 502, 503): retried
 │   └── AgentAnswerTooLarge     the answer is over the result cap: the execution fails
 ├── ApiError                    carries a snake_case `code` and, in HTTP_STATUS below, the
 │   │                           status it is answered with (by the API and by agents alike);
@@ -43,6 +44,7 @@ AgentFieldArqError
 │   ├── Unavailable             503: Redis does not answer
 │   │   └── NotReplicated       503: the write reached no replica in time (REDIS_WAIT_REPLICAS)
 │   ├── QueueFull               503: too many executions wait for a worker; retry later
+│   ├── NodeUnavailable         503: the target's node has been silent past its lease
 │   └── SyncTimeout             504: a sync execute reached its limit; the execution carries on
 ├── ClientError                 the client (or an agent's `app.call`) got no usable answer
 │   ├── ControlPlaneUnreachable no HTTP answer: connection refused or reset, or a timeout
@@ -76,8 +78,14 @@ class AgentCallError(AgentFieldArqError):
     """A worker's call to an agent ended without an answer that can be recorded as is."""
 
 
+class AgentNotReached(AgentCallError):
+    """Nothing reached the agent (its node is not live, the connection was refused or never
+    made): the execution waits for the node without spending an attempt."""
+
+
 class AgentCallTransient(AgentCallError):
-    """The agent could not be reached, timed out or answered 5xx: worth another attempt."""
+    """The agent refused before running anything (429, 502, 503), or failed in a way its node
+    declared safe to repeat: worth another attempt."""
 
 
 class AgentAnswerTooLarge(AgentCallError):
@@ -360,6 +368,13 @@ class QueueFull(ApiError):
     code = "queue_full"
 
 
+class NodeUnavailable(ApiError):
+    """The target's node has sent no heartbeat for longer than its lease; the caller may retry
+    after `Retry-After`, or submit with `queue_if_unavailable` to have the execution wait."""
+
+    code = "node_unavailable"
+
+
 class SyncTimeout(ApiError):
     """A sync execute reached its limit; the execution carries on, and the answer names its
     `execution_id` (and `run_id`) to poll."""
@@ -387,6 +402,7 @@ HTTP_STATUS: dict[type[ApiError], int] = {
     NotSupported: 501,
     Unavailable: 503,
     QueueFull: 503,
+    NodeUnavailable: 503,
     SyncTimeout: 504,
 }
 INTERNAL_STATUS = 500

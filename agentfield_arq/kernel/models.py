@@ -53,6 +53,10 @@ class ExecuteRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     input: dict[str, Any]
     context: dict[str, Any] | None = None
     webhook: Any = None
+    # Queue even if the node has been silent past its lease (else 503 node_unavailable).
+    queue_if_unavailable: bool = False
+    # This execution's limit on an inline agent call, replacing the node's and the default.
+    timeout_s: float | None = None
 
 
 class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -109,6 +113,15 @@ class NodeRegistration(msgspec.Struct, kw_only=True):
     # Sent by the SDKs and kept in the stored record; never read, so any JSON is accepted.
     lifecycle_status: Any = None
     metadata: Any = None
+    # One per agent process (AgentField's SDK sends it): a registration under a new one means
+    # the node restarted, and what it accepted with 202 and never reported is handled by
+    # `on_restart` ("redispatch" queues it again, "fail" ends it `failed`).
+    instance_id: str = ""
+    on_restart: str = "redispatch"
+    # The limit on an inline call to this node (else the control plane's default), and whether
+    # a call that may have run (timed out, 5xx, dropped) is safe to repeat.
+    call_timeout_s: float | None = None
+    retry_safe: bool = False
 
     def __post_init__(self) -> None:
         """A whole `max_in_flight` spelled as a float (5.0) is that int; 5.5 is refused."""

@@ -75,3 +75,14 @@ def test_an_unusable_sentinel_url_fails_at_start_up_with_the_variables_name() ->
 def test_a_replica_wait_out_of_range_is_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=f"AGENTFIELD_ARQ_{name}"):
         from_env({f"AGENTFIELD_ARQ_{name}": value})
+
+
+def test_the_default_recovery_after_a_lost_worker_takes_seconds() -> None:
+    assert Settings().lease_recovery_bound_s <= 5
+
+
+def test_a_default_call_limit_over_the_most_allowed_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_AGENT_MAX_TIMEOUT_S"):
+        from_env(
+            {"AGENTFIELD_ARQ_AGENT_TIMEOUT_S": "60", "AGENTFIELD_ARQ_AGENT_MAX_TIMEOUT_S": "30"}
+        )

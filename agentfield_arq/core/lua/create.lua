@@ -1,16 +1,24 @@
 -- Create an execution and enqueue its arq job in one atomic step, if the target exists. A child
 -- (its parent named) of a parent in the same run is indexed under the parent, so that a cancel
 -- reaches it; a cancelled parent takes no new children.
+-- A node silent for longer than its lease (no heartbeat, no registration) is refused unless the
+-- caller asked to queue anyway (lease_ms ''): its executions would only wait.
 -- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events,
---       the submitting key's set of unfinished executions, webhook secret,
+--       the submitting key's set of unfinished executions, webhook secret, node hash,
 --       and for a child: the parent's hash, the parent's children set
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
 --       stream_maxlen, max_queued, max_active (0: not counted), webhook secret ('' none),
---       its ttl_s, then field/value pairs of the hash
+--       its ttl_s, lease_ms ('' no check), then field/value pairs of the hash
 local kind = redis.call('HGET', KEYS[1], ARGV[1])
 if not kind then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_node'} end
   return {'no_name'}
+end
+if ARGV[13] ~= '' then
+  local heard = redis.call('HGET', KEYS[10], 'last_heartbeat_ms')
+  if heard and tonumber(ARGV[3]) - tonumber(heard) > tonumber(ARGV[13]) then
+    return {'node_unavailable'}
+  end
 end
 -- Refuse new work while the workers are this far behind (or down), rather than fill Redis.
 -- Only jobs due now count: webhook retries waiting for their time (scored later) do not.
@@ -25,13 +33,13 @@ if max_active > 0 then
   if redis.call('ZCARD', KEYS[8]) >= max_active then return {'key_queue_full'} end
 end
 local parent = nil
-if KEYS[11] then
-  parent = hmget(KEYS[10], {'run_id', 'status'})
+if KEYS[12] then
+  parent = hmget(KEYS[11], {'run_id', 'status'})
   if parent.status == 'cancelled' then return {'parent_cancelled'} end
 end
 local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
 local h = {type = kind, status = 'queued'}
-for i = 13, #ARGV, 2 do
+for i = 14, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   h[ARGV[i]] = ARGV[i + 1]
@@ -46,8 +54,8 @@ if max_active > 0 then
   redis.call('EXPIRE', KEYS[8], ARGV[5])
 end
 if parent and parent.run_id and parent.run_id == h.run_id then
-  redis.call('SADD', KEYS[11], ARGV[2])
-  expire_like(KEYS[10], KEYS[11])
+  redis.call('SADD', KEYS[12], ARGV[2])
+  expire_like(KEYS[11], KEYS[12])
 end
 enqueue_job(KEYS[5], KEYS[6], ARGV[2], ARGV[6], ARGV[7], ARGV[3], false)
 append_event(KEYS[7], ARGV[8], ARGV[2], 'queued')

@@ -1,5 +1,6 @@
 -- Make an execution terminal, once. A repeated identical update is a no-op; any other update of
--- a terminal execution is a conflict. The worker fences on its attempt, the sweep on the deadline.
+-- a terminal execution is a conflict. The worker fences on its attempt (and on still invoking:
+-- an attempt handed back is no longer its to settle), the sweep on the deadline.
 -- With a webhook registered, the delivery and its arq job are created in this same step, so a
 -- terminal execution always has its delivery queued (and a non-terminal one never does).
 -- A cancel or a timeout of an execution that was started (or has children) queues the job that
@@ -7,7 +8,7 @@
 -- or timed out takes a `cancelled` report (its agent saying that it stopped) as a no-op.
 -- KEYS: exec hash, status doc, deadlines, events,
 --       webhook hash, webhook events, webhook view, queue, delivery arq job,
---       children set, tell-agent arq job
+--       children set, tell-agent arq job, holders
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
@@ -21,7 +22,9 @@ if TERMINAL[h.status] then
   if h.digest == digest or stopped then return {'noop', redis.call('GET', KEYS[2])} end
   return {'conflict', h.status}
 end
-if ARGV[6] ~= '' and h.attempt ~= ARGV[6] then return {'stale', h.status} end
+if ARGV[6] ~= '' and (h.attempt ~= ARGV[6] or h.status ~= 'running' or h.phase ~= 'invoking') then
+  return {'stale', h.status}
+end
 if ARGV[7] == '1' and tonumber(h.deadline_ms) > tonumber(ARGV[3]) then return {'not_due', h.status} end
 local outcome = {completed_at = ARGV[2]}
 if ARGV[10] ~= '' then
@@ -34,6 +37,7 @@ if ARGV[9] ~= '' then outcome.result = ARGV[9] end
 h.status = ARGV[1]
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'digest', digest, 'completed_at', ARGV[2])
 redis.call('HDEL', KEYS[1], 'phase')
+redis.call('HDEL', KEYS[12], h.execution_id)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
