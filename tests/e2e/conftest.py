@@ -56,6 +56,9 @@ class System:
             "AGENTFIELD_SERVER": self.api_url,
             # The test agents listen on 127.0.0.1, which a worker refuses unless allowed.
             "AGENTFIELD_ARQ_AGENT_ALLOW_LOOPBACK": "true",
+            # The test agent sends no heartbeats: its registration keeps it live for the
+            # module (tests of node liveness set a shorter lease).
+            "AGENTFIELD_ARQ_NODE_LEASE_S": "3600",
             **{f"AGENTFIELD_ARQ_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -100,18 +103,20 @@ class System:
         self._wait_http(f"{url}/api/v1/health", any_status=True)
         return url
 
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
-        """Start one arq worker process."""
-        return self.spawn(name, "-m", "agentfield_arq", "worker")
+    def start_worker(self, name: str = "worker", **settings: str) -> subprocess.Popen[bytes]:
+        """Start one arq worker process, with these settings changed for it alone."""
+        env = {f"AGENTFIELD_ARQ_{k.upper()}": v for k, v in settings.items()}
+        return self.spawn(name, "-m", "agentfield_arq", "worker", **env)
 
-    def start_agent(self, node_id: str = "e2e") -> None:
-        """Start the test agent with an agent key owning `node_id`, and register it."""
+    def start_agent(self, node_id: str = "e2e", *args: str, instance_id: str = "") -> None:
+        """Start the test agent (with `args`, e.g. `--lose-callbacks`) with an agent key owning
+        `node_id`, and register it, as the process `instance_id` when one is given."""
         self.spawn("agent", "-m", "tests.e2e.agent_app", "--port", str(self.agent_port),
-                   "--api", self.api_url, AGENTFIELD_API_KEY=self.agent_key(node_id))  # fmt: skip
+                   "--api", self.api_url, *args,
+                   AGENTFIELD_API_KEY=self.agent_key(node_id))  # fmt: skip
         self._wait_http(f"{self.agent_url}/health")
-        answer = self.http.post(
-            "/api/v1/nodes/register", json=registration(node_id, self.agent_url)
-        )
+        record = registration(node_id, self.agent_url, instance_id)
+        answer = self.http.post("/api/v1/nodes/register", json=record)
         assert answer.status_code == 201, answer.text
 
     def _wait_http(self, url: str, *, any_status: bool = False) -> None:
