@@ -29,7 +29,6 @@ from agentfield_arq.kernel.urls import parse_base_url
 logger = logging.getLogger(__name__)
 
 STOPPED = "stopped"
-ON_RESTART = frozenset({"redispatch", "fail"})
 # Statuses in which a node says it cannot take work, whatever its heartbeats.
 DOWN_STATUSES = frozenset({STOPPED, "offline", "stopping", "shutting_down"})
 
@@ -82,7 +81,6 @@ class NodeRegistry:
         targets.update({s.id: TargetKind.SKILL for s in node.skills})
         for name in targets:
             parse_target(f"{node.id}.{name}")
-        self._check_policy(node)
         await self._claim_id(node.id, identity)
         now = now_ms()
         k = self.keys
@@ -124,15 +122,6 @@ class NodeRegistry:
             node.id, base_url, len(targets), restarted,
         )  # fmt: skip
         return Registered(base_url=base_url, restarted=restarted)
-
-    def _check_policy(self, node: NodeRegistration) -> None:
-        if node.on_restart not in ON_RESTART:
-            raise InvalidRequest("on_restart: must be 'redispatch' or 'fail'")
-        limit = self.settings.agent_max_timeout_s
-        if node.call_timeout_s is not None and not 0 < node.call_timeout_s <= limit:
-            raise InvalidRequest(f"call_timeout_s: must be > 0 and <= {limit:g}")
-        if len(node.instance_id) > 128:
-            raise InvalidRequest("instance_id: at most 128 characters")
 
     async def _claim_id(self, node_id: str, identity: Identity) -> None:
         k = self.keys
