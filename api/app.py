@@ -19,6 +19,7 @@ from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import KeyStore, well_formed
 from agentfield_arq.core.dispatch import CallbackProof
 from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.memory import MemoryStore
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
@@ -53,6 +54,7 @@ def create_app(settings: Settings) -> Starlette:
                     outbox=Outbox(redis, settings),
                     credentials=credentials,
                     proof=CallbackProof(redis, settings),
+                    memory=MemoryStore(redis, settings),
                 )
             }
         finally:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import KeyStore
 from agentfield_arq.core.dispatch import CallbackProof
+from agentfield_arq.core.memory import MemoryStore
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
@@ -28,6 +29,7 @@ class Deps:
     outbox: Outbox
     credentials: KeyStore
     proof: CallbackProof
+    memory: MemoryStore
 
 
 def deps(request: Request) -> Deps:

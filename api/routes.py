@@ -18,17 +18,21 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentfield_arq.api import executions, nodes, openapi, system, webhooks
+from agentfield_arq.api import executions, memory, nodes, openapi, system, webhooks
 from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.errors import (
     ExecutionNotFound,
     ExecutionNotTerminal,
+    Forbidden,
     InvalidBaseUrl,
     InvalidRequest,
     InvalidTarget,
     InvalidTransition,
     JsonTooDeep,
+    MemoryNotFound,
+    MemoryScopeFull,
+    MemoryValueTooLarge,
     NodeNotFound,
     NodeUnavailable,
     NotReplicated,
@@ -42,6 +46,16 @@ from agentfield_arq.kernel.errors import (
     Unavailable,
     WebhookBusy,
     WebhookNotFound,
+)
+from agentfield_arq.kernel.memory import (
+    MemoryKeyRequest,
+    MemoryRecord,
+    MemorySetRequest,
+    VectorDeleted,
+    VectorHit,
+    VectorSearchRequest,
+    VectorSetRequest,
+    VectorStored,
 )
 from agentfield_arq.kernel.models import (
     Acknowledged,
@@ -107,6 +121,86 @@ _DEAD_QUERY = (
         {"type": "string", "maxLength": webhooks.MAX_CURSOR},
     ),
 )
+
+MEMORY = (Forbidden, *REDIS)
+_MEMORY_WRITE = (*BODY, MemoryValueTooLarge, MemoryScopeFull, *MEMORY)
+_SCOPE_QUERY = Query(
+    "scope",
+    "the scope: global, session, actor or workflow (its id is read from the headers)",
+    {"type": "string", "enum": ["global", "session", "actor", "workflow"]},
+)
+MEMORY_OPERATIONS: list[Operation] = [
+    Operation(
+        "POST",
+        f"{PREFIX}/memory/set",
+        memory.set_value,
+        "Store a memory value in a scope (X-Workflow-ID, X-Session-ID, X-Actor-ID name them)",
+        {200: ("stored", MemoryRecord)},
+        body=MemorySetRequest,
+        errors=_MEMORY_WRITE,
+        access=Access.AGENT,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/memory/get",
+        memory.get_value,
+        "A memory value: from the scope named, else workflow, session, actor, then global",
+        {200: ("found", MemoryRecord)},
+        body=MemoryKeyRequest,
+        errors=(*BODY, MemoryNotFound, *REDIS),
+        access=Access.AGENT,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/memory/delete",
+        memory.delete_value,
+        "Delete a memory value (204 whether or not it was stored)",
+        {204: ("deleted", None)},
+        body=MemoryKeyRequest,
+        errors=(*BODY, *REDIS),
+        access=Access.AGENT,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/memory/list",
+        memory.list_values,
+        "Every memory value of one scope, by key",
+        {200: ("the scope's records", list[MemoryRecord])},
+        query=(_SCOPE_QUERY,),
+        errors=(InvalidRequest, *REDIS),
+        access=Access.AGENT,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/memory/vector/set",
+        memory.set_vector,
+        "Store a vector embedding with its metadata",
+        {200: ("stored", VectorStored)},
+        body=VectorSetRequest,
+        errors=_MEMORY_WRITE,
+        access=Access.AGENT,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/memory/vector/delete",
+        memory.delete_vector,
+        "Delete a vector (the same answer whether or not it was stored)",
+        {200: ("deleted", VectorDeleted)},
+        body=MemoryKeyRequest,
+        errors=(*BODY, *REDIS),
+        access=Access.AGENT,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/memory/vector/search",
+        memory.search_vectors,
+        "The vectors of one scope most similar to a query (cosine, exact), best first",
+        {200: ("the best matches", list[VectorHit])},
+        body=VectorSearchRequest,
+        errors=(*BODY, *REDIS),
+        access=Access.AGENT,
+    ),
+]
 
 OPERATIONS: list[Operation] = [
     Operation(
@@ -292,6 +386,7 @@ OPERATIONS: list[Operation] = [
         errors=(NotSupported,),
         access=Access.AGENT,
     ),
+    *MEMORY_OPERATIONS,
     *(
         Operation("GET", path, system.health, summary, _HEALTH, errors=REDIS, access=Access.PUBLIC)
         for path, summary in (

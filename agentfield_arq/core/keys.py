@@ -20,6 +20,16 @@ TELEMETRY_MAXLEN = 2_000
 TELEMETRY_BODY_BYTES = 4096
 # Webhook attempt records kept per execution (the newest ones).
 WEBHOOK_EVENTS_MAX = 50
+# Memory: a key's name is at most this long; the change stream keeps about this many entries.
+MEMORY_KEY_MAX_BYTES = 512
+MEMORY_EVENTS_MAXLEN = 10_000
+# Notes kept per execution (the newest ones), and the caps of one note.
+NOTES_MAX = 100
+NOTE_MESSAGE_MAX_CHARS = 4096
+NOTE_TAGS_MAX = 20
+NOTE_TAG_MAX_CHARS = 64
+# An approval may wait at most this long (AgentField's SDK asks for 72 hours by default).
+APPROVAL_MAX_WAIT_S = 30 * 86_400
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -120,6 +130,28 @@ class Keys:
         """A glob matching every key of this prefix (SCAN MATCH, keyspace notifications); arq's
         own job keys are not under it."""
         return f"{self.prefix}:*"
+
+    def memory(self, scope: str, scope_id: str) -> str:
+        """Hash: memory key -> its JSON record (`MemoryRecord`), one hash per scope. The scope
+        id is the key's tail, so any text there cannot name another record's key."""
+        return f"{self.prefix}:mem:{scope}:{scope_id}"
+
+    def vectors(self, scope: str, scope_id: str) -> str:
+        """Hash: vector key -> its JSON record (`VectorRecord`), one hash per scope."""
+        return f"{self.prefix}:vec:{scope}:{scope_id}"
+
+    @property
+    def memory_events(self) -> str:
+        """Stream (capped): one entry per memory set or delete, read by the change routes."""
+        return f"{self.prefix}:memory-events"
+
+    def notes(self, execution_id: str) -> str:
+        """List: the execution's notes, one JSON object each, oldest first, capped."""
+        return f"{self.prefix}:exec:{execution_id}:notes"
+
+    def notes_view(self, execution_id: str) -> str:
+        """String: `{"notes": [...]}`, spliced into the status document on read."""
+        return f"{self.prefix}:exec:{execution_id}:notes:view"
 
     def node(self, node_id: str) -> str:
         """Hash: one node's registration, base URL and last heartbeat."""

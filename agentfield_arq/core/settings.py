@@ -131,6 +131,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_block_private: bool = True
     webhook_allowed_hosts: str = ""
 
+    # Memory. A scope other than global expires this long after its last write.
+    memory_max_value_bytes: int = 262_144
+    memory_max_keys_per_scope: int = 10_000
+    memory_max_vectors_per_scope: int = 1_000
+    memory_max_vector_dims: int = 4_096
+    memory_scope_ttl_s: int = 30 * 86_400
+
     log_level: str = "INFO"
 
     @property
@@ -270,6 +277,11 @@ def _check(settings: Settings) -> None:
         "webhook_timeout_s",
         "webhook_retry_after_max_s",
         "webhook_max_response_bytes",
+        "memory_max_value_bytes",
+        "memory_max_keys_per_scope",
+        "memory_max_vectors_per_scope",
+        "memory_max_vector_dims",
+        "memory_scope_ttl_s",
     )
     for name in positive:
         if getattr(settings, name) <= 0:

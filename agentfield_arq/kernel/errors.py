@@ -23,15 +23,19 @@ AgentFieldArqError
 │   │   ├── ExecutionNotFound   404: no such execution id
 │   │   ├── TargetNotFound      404: unknown node or reasoner/skill
 │   │   ├── NodeNotFound        404: unknown node id
-│   │   └── WebhookNotFound     404: the execution has no webhook
+│   │   ├── WebhookNotFound     404: the execution has no webhook
+│   │   ├── MemoryNotFound      404: no memory value under this key in the scopes looked at
+│   │   └── ApprovalNotFound    404: the execution never asked for approval
 │   ├── Unauthorized            401: no API key, or one that is unknown or revoked
 │   ├── Forbidden               403: the key's role does not allow this
 │   │   └── NodeOwned           403: the node id belongs to another agent key
 │   ├── InvalidTransition       409: a terminal execution cannot change again
 │   │   ├── ExecutionNotTerminal 409: a webhook is only sent once its execution is terminal
 │   │   └── WebhookBusy         409: the last delivery attempt is still being closed
+│   ├── MemoryScopeFull         409: a memory scope holds as many keys or vectors as allowed
 │   ├── RequestTimeout          408: the body did not arrive within the body timeout
 │   ├── PayloadTooLarge         413: the body is over the configured cap
+│   │   └── MemoryValueTooLarge 413: a memory value or vector is over its cap
 │   ├── UnsupportedMediaType    415: a request body that is not `application/json`
 │   ├── HostNotAllowed          421: the `Host` header names no host this API answers for
 │   ├── RateLimited             429: the key sent more requests than its rate allows
@@ -228,6 +232,24 @@ class KeyQueueFull(RateLimited):
     code = "key_queue_full"
 
 
+class MemoryNotFound(NotFound):
+    """No value is stored under this key in the scope asked (or in any scope looked at)."""
+
+    code = "memory_not_found"
+
+
+class ApprovalNotFound(NotFound):
+    """The execution has not asked for approval, so there is nothing to decide or report."""
+
+    code = "approval_not_found"
+
+
+class MemoryScopeFull(ApiError):
+    """The scope already holds its cap of keys (or vectors); delete some first."""
+
+    code = "memory_scope_full"
+
+
 class InvalidTransition(ApiError):
     """The execution is terminal and the update would change it."""
 
@@ -275,6 +297,12 @@ class HeadersTooLarge(ApiError):
     `max_headers` headers; answered by the HTTP protocol layer, which then closes."""
 
     code = "headers_too_large"
+
+
+class MemoryValueTooLarge(PayloadTooLarge):
+    """A memory value, key or vector is over its configured cap."""
+
+    code = "memory_value_too_large"
 
 
 class TargetFailed(ApiError):
@@ -392,6 +420,7 @@ HTTP_STATUS: dict[type[ApiError], int] = {
     Forbidden: 403,
     NotFound: 404,
     InvalidTransition: 409,
+    MemoryScopeFull: 409,
     RequestTimeout: 408,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,

@@ -1,0 +1,290 @@
+"""Memory in Redis: AgentField's scoped key-value store and its vector store.
+
+Each scope is one hash (`Keys.memory`, `Keys.vectors`) whose fields are the keys and whose
+values are JSON records, so `redis-cli HGETALL af:mem:global:global` shows them. Writes are
+Lua scripts that keep the first write's `created_at`, refuse a new key past the scope's cap,
+refresh the scope's expiry and, for values, append the change to the memory event stream in
+the same step. Vector search is exact: every vector of the scope, cosine similarity, in Python
+(the scope's cap bounds its cost; see the README for the measured latency).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import operator
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from agentfield_arq.core.keys import MEMORY_EVENTS_MAXLEN, MEMORY_KEY_MAX_BYTES, Keys
+from agentfield_arq.core.scripts import load_script
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.codec import canonical_json, encode, now_ms, rfc3339, text
+from agentfield_arq.kernel.errors import (
+    InvalidRequest,
+    MemoryNotFound,
+    MemoryScopeFull,
+    MemoryValueTooLarge,
+)
+from agentfield_arq.kernel.memory import (
+    GLOBAL,
+    LOOKUP_ORDER,
+    SCOPE_HEADERS,
+    SCOPES,
+    VectorHit,
+    VectorRecord,
+)
+
+_ID = re.compile(r"[\x20-\x7e]{1,256}")
+_vector_decoder = msgspec.json.Decoder(VectorRecord)
+MAX_TOP_K = 1000
+
+
+class Scope(msgspec.Struct, frozen=True):
+    """A resolved scope: its name and its id."""
+
+    name: str
+    id: str
+
+
+def scope_id(headers: Mapping[str, str], name: str) -> str | None:
+    """The id of scope `name` carried by the request's headers (None when absent)."""
+    if name not in SCOPES:
+        raise InvalidRequest(f"scope: must be one of {', '.join(SCOPES)}, got '{name[:64]}'")
+    if name == GLOBAL:
+        return GLOBAL
+    value = headers.get(SCOPE_HEADERS[name]) or None
+    if value is not None and not _ID.fullmatch(value):
+        raise InvalidRequest(
+            f"header {SCOPE_HEADERS[name]}: 1 to 256 printable ASCII characters, for scope {name}"
+        )
+    return value
+
+
+def resolve(headers: Mapping[str, str], explicit: str | None) -> Scope:
+    """The scope a write (or a scoped read) addresses: the one named, whose header must then be
+    present, or else the most specific one the headers carry (global without any)."""
+    if explicit is not None:
+        found = scope_id(headers, explicit)
+        if found is None:
+            raise InvalidRequest(
+                f"scope {explicit}: the {SCOPE_HEADERS[explicit]} header names its id; it is "
+                "missing"
+            )
+        return Scope(explicit, found)
+    for name in LOOKUP_ORDER:
+        found = scope_id(headers, name)
+        if found is not None:
+            return Scope(name, found)
+    raise AssertionError("the global scope always resolves")  # pragma: no cover
+
+
+def lookup(headers: Mapping[str, str]) -> list[Scope]:
+    """The scopes a read without a scope walks, most specific first, ending with global."""
+    scopes = []
+    for name in LOOKUP_ORDER:
+        found = scope_id(headers, name)
+        if found is not None:
+            scopes.append(Scope(name, found))
+    return scopes
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key.encode()) > MEMORY_KEY_MAX_BYTES:
+        raise InvalidRequest(f"key: 1 to {MEMORY_KEY_MAX_BYTES} bytes, got {len(key.encode())}")
+
+
+class MemoryStore:
+    """Key-value and vector memory, per scope."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix)
+        self.settings = settings
+        self._set = load_script(redis, "memory_set")
+        self._delete = load_script(redis, "memory_delete")
+
+    def _ttl(self, scope: Scope) -> str:
+        return "" if scope.name == GLOBAL else str(self.settings.memory_scope_ttl_s)
+
+    async def set(self, scope: Scope, key: str, data: bytes, who: Mapping[str, str]) -> bytes:
+        """Store `data` (JSON) under `key`; returns the stored record."""
+        _check_key(key)
+        data = canonical_json(data)
+        cap = self.settings.memory_max_value_bytes
+        if len(data) > cap:
+            raise MemoryValueTooLarge(f"data: {len(data)} bytes of JSON, the cap is {cap}")
+        now = rfc3339(now_ms())
+        tail = (
+            (
+                f',"updated_at":"{now}","key":{encode(key).decode()},"scope":"{scope.name}",'
+                f'"scope_id":{encode(scope.id).decode()},"data":'
+            ).encode()
+            + data
+            + b"}"
+        )
+        reply = await self._set(
+            keys=[self.keys.memory(scope.name, scope.id), self.keys.memory_events],
+            args=[
+                key,
+                tail,
+                now,
+                self.settings.memory_max_keys_per_scope,
+                self._ttl(scope),
+                MEMORY_EVENTS_MAXLEN,
+                "1",
+                scope.name,
+                scope.id,
+                data,
+                who.get("x-actor-id", ""),
+                who.get("x-workflow-id", ""),
+            ],
+        )
+        if text(reply[0]) == "full":
+            raise MemoryScopeFull(
+                f"scope {scope.name} '{scope.id[:64]}' holds "
+                f"{self.settings.memory_max_keys_per_scope} keys, its cap; delete some first"
+            )
+        record: bytes = reply[1]
+        return record
+
+    async def get(self, scopes: list[Scope], key: str) -> bytes:
+        """The record of `key` in the first of `scopes` that holds it."""
+        _check_key(key)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for scope in scopes:
+                pipe.hget(self.keys.memory(scope.name, scope.id), key)
+            found = await pipe.execute()
+        for record in found:
+            if record is not None:
+                value: bytes = record
+                return value
+        where = ", ".join(s.name for s in scopes)
+        raise MemoryNotFound(f"memory key '{key[:100]}' not found in scope {where}")
+
+    async def delete(self, scope: Scope, key: str, who: Mapping[str, str]) -> bool:
+        """Delete `key` from `scope`; False when it was not there."""
+        _check_key(key)
+        reply = await self._delete(
+            keys=[self.keys.memory(scope.name, scope.id), self.keys.memory_events],
+            args=[
+                key,
+                rfc3339(now_ms()),
+                MEMORY_EVENTS_MAXLEN,
+                "1",
+                scope.name,
+                scope.id,
+                who.get("x-actor-id", ""),
+                who.get("x-workflow-id", ""),
+            ],
+        )
+        return text(reply[0]) == "ok"
+
+    async def list_scope(self, scope: Scope) -> list[bytes]:
+        """Every record of `scope`, sorted by key (at most the scope's cap of them)."""
+        entries = await self.redis.hgetall(self.keys.memory(scope.name, scope.id))  # type: ignore[misc]  # redis-py's async stubs
+        return [entries[k] for k in sorted(entries)]
+
+    async def set_vector(
+        self, scope: Scope, key: str, embedding: list[float], metadata: dict[str, Any] | None
+    ) -> None:
+        """Store one vector (with its metadata and norm) under `key`."""
+        _check_key(key)
+        dims = self.settings.memory_max_vector_dims
+        if not embedding or len(embedding) > dims:
+            raise MemoryValueTooLarge(f"embedding: 1 to {dims} numbers, got {len(embedding)}")
+        if not all(math.isfinite(x) for x in embedding):
+            raise InvalidRequest("embedding: every number must be finite")
+        norm = math.sqrt(sum(x * x for x in embedding))
+        if norm == 0:
+            raise InvalidRequest("embedding: a zero vector has no direction to compare")
+        now = rfc3339(now_ms())
+        tail = encode(
+            {
+                "updated_at": now,
+                "key": key,
+                "scope": scope.name,
+                "scope_id": scope.id,
+                "metadata": metadata or {},
+                "norm": norm,
+                "embedding": embedding,
+            }
+        )
+        cap = self.settings.memory_max_value_bytes
+        if metadata and len(encode(metadata)) > cap:
+            raise MemoryValueTooLarge(f"metadata: over {cap} bytes of JSON")
+        reply = await self._set(
+            keys=[self.keys.vectors(scope.name, scope.id), self.keys.memory_events],
+            args=[
+                key,
+                b"," + tail[1:],
+                now,
+                self.settings.memory_max_vectors_per_scope,
+                self._ttl(scope),
+                MEMORY_EVENTS_MAXLEN,
+                "0",
+            ],
+        )
+        if text(reply[0]) == "full":
+            raise MemoryScopeFull(
+                f"scope {scope.name} '{scope.id[:64]}' holds "
+                f"{self.settings.memory_max_vectors_per_scope} vectors, its cap; delete some first"
+            )
+
+    async def delete_vector(self, scope: Scope, key: str) -> None:
+        """Delete one vector; deleting a missing one changes nothing."""
+        _check_key(key)
+        await self._delete(
+            keys=[self.keys.vectors(scope.name, scope.id), self.keys.memory_events],
+            args=[key, "", MEMORY_EVENTS_MAXLEN, "0"],
+        )
+
+    async def search(
+        self, scope: Scope, query: list[float], top_k: int, filters: dict[str, Any] | None
+    ) -> list[VectorHit]:
+        """The `top_k` vectors of `scope` most similar to `query` (cosine, exact); vectors of
+        another dimension, or whose metadata does not match `filters`, are left out."""
+        if not query or not all(math.isfinite(x) for x in query):
+            raise InvalidRequest("query_embedding: one or more finite numbers")
+        qnorm = math.sqrt(sum(x * x for x in query))
+        if qnorm == 0:
+            raise InvalidRequest("query_embedding: a zero vector has no direction to compare")
+        top_k = min(top_k if top_k > 0 else 10, MAX_TOP_K)
+        stored = await self.redis.hvals(self.keys.vectors(scope.name, scope.id))  # type: ignore[misc]  # redis-py's async stubs
+        return rank([_vector_decoder.decode(v) for v in stored], query, qnorm, top_k, filters)
+
+
+def rank(
+    records: list[VectorRecord],
+    query: list[float],
+    qnorm: float,
+    top_k: int,
+    filters: dict[str, Any] | None,
+) -> list[VectorHit]:
+    """Score `records` against `query` by cosine similarity and keep the best `top_k`."""
+    scored = []
+    for r in records:
+        if len(r.embedding) != len(query):
+            continue
+        if filters and any(r.metadata.get(k) != v for k, v in filters.items()):
+            continue
+        score = sum(map(operator.mul, r.embedding, query)) / (r.norm * qnorm)
+        scored.append((score, r))
+    best = heapq.nlargest(top_k, scored, key=operator.itemgetter(0))
+    return [
+        VectorHit(
+            scope=r.scope,
+            scope_id=r.scope_id,
+            key=r.key,
+            score=score,
+            distance=1.0 - score,
+            metadata=r.metadata,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )
+        for score, r in best
+    ]

@@ -1,0 +1,137 @@
+"""The wire shapes of memory: key-value records, vectors and change events, as AgentField's SDK
+sends and reads them (`agentfield/memory.py`, `memory_events.py`) and its Go server answers.
+
+A scope is one of `SCOPES`; its id comes from the request's headers (`SCOPE_HEADERS`), and the
+global scope's id is always `global`. Without an explicit scope a write lands in the most
+specific scope the headers carry, and a read walks `LOOKUP_ORDER`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+GLOBAL = "global"
+SCOPES = ("global", "session", "actor", "workflow")
+# Where the id of each scope is read from (the global scope's id is always "global").
+SCOPE_HEADERS = {"workflow": "x-workflow-id", "session": "x-session-id", "actor": "x-actor-id"}
+# A read without a scope: the first scope whose header is present and holds the key wins.
+LOOKUP_ORDER = ("workflow", "session", "actor", "global")
+
+# ---------------------------------------------------------------------------- key-value
+
+
+class MemorySetRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /memory/set`: any JSON `data` (stored byte for byte, compacted)."""
+
+    key: str
+    data: msgspec.Raw
+    scope: str | None = None
+
+
+class MemoryKeyRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /memory/get` and `POST /memory/delete`."""
+
+    key: str
+    scope: str | None = None
+
+
+class MemoryRecord(msgspec.Struct, kw_only=True):
+    """One stored value, as set, get and list answer it (the Go server's `Memory`)."""
+
+    created_at: str
+    updated_at: str
+    key: str
+    scope: str
+    scope_id: str
+    data: Any = None
+
+
+# ---------------------------------------------------------------------------- vectors
+
+
+class VectorSetRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /memory/vector/set`."""
+
+    key: str
+    embedding: list[float]
+    metadata: dict[str, Any] | None = None
+    scope: str | None = None
+
+
+class VectorSearchRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /memory/vector/search`; `top_k` <= 0 means 10, as in the Go server.
+    `filters` keeps the vectors whose metadata has each of its fields with the same value."""
+
+    query_embedding: list[float]
+    top_k: int = 10
+    filters: dict[str, Any] | None = None
+    scope: str | None = None
+
+
+class VectorRecord(msgspec.Struct, kw_only=True):
+    """One stored vector (the hash field's JSON); `norm` is kept so that a search divides only."""
+
+    created_at: str
+    updated_at: str
+    key: str
+    scope: str
+    scope_id: str
+    metadata: dict[str, Any] = {}
+    norm: float = 0.0
+    embedding: list[float] = []
+
+
+class VectorStored(msgspec.Struct, kw_only=True):
+    """The answer of `POST /memory/vector/set`."""
+
+    key: str
+    scope: str
+    scope_id: str
+    metadata: dict[str, Any] | None = None
+
+
+class VectorDeleted(msgspec.Struct, kw_only=True):
+    """The answer of `POST /memory/vector/delete`."""
+
+    status: str = "deleted"
+
+
+class VectorHit(msgspec.Struct, kw_only=True):
+    """One result of a search: cosine similarity `score`, and `distance` = 1 - score."""
+
+    scope: str
+    scope_id: str
+    key: str
+    score: float
+    distance: float
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+# ---------------------------------------------------------------------------- change events
+
+
+class MemoryEventMetadata(msgspec.Struct, kw_only=True):
+    """Who made a change: the request's `X-Actor-ID` and `X-Workflow-ID` (Go's names)."""
+
+    agent_id: str = ""
+    workflow_id: str = ""
+
+
+class MemoryChangeEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One change, as the WebSocket, SSE and history routes send it; `id` is the entry's id in
+    the memory event stream, `data` the new value (absent on delete)."""
+
+    id: str
+    type: str = "memory_change"
+    timestamp: str
+    scope: str
+    scope_id: str
+    key: str
+    action: str
+    data: msgspec.Raw | None = None
+    previous_data: msgspec.Raw | None = None
+    metadata: MemoryEventMetadata = msgspec.field(default_factory=MemoryEventMetadata)

@@ -1,0 +1,99 @@
+"""Who may touch memory and approvals: the ownership rules of these routes, in one place, over
+the identity the access check put on the request (`api/access.py`) and the owners the core
+records (a node's agent key, `Keys.node_owner`; an execution's submitting key, `owner`).
+
+- memory: an `admin` key reaches every scope. An `agent` key reaches the global scope, and a
+  workflow, session or actor scope only through an execution a node it owns runs: the request's
+  `X-Execution-ID` must name an execution of such a node whose run, session or actor id is the
+  scope's id (the headers AgentField's SDK sends from inside a reasoner). Caller keys are
+  refused by the routes' access (`agent`).
+- approvals: asking for approval, the awaiter status and the approval status are the running
+  node's (the key owning it) or an admin's; approving and rejecting are an admin's or the key
+  that submitted the execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.requests import Request
+
+from agentfield_arq.api.deps import deps
+from agentfield_arq.core.credentials import Identity, Role
+from agentfield_arq.core.keys import safe_id
+from agentfield_arq.core.memory import Scope
+from agentfield_arq.kernel.codec import text
+from agentfield_arq.kernel.errors import Forbidden
+from agentfield_arq.kernel.memory import GLOBAL
+
+_SCOPE_FIELD = {"workflow": "run_id", "session": "session_id", "actor": "actor_id"}
+
+
+def principal(connection: Request) -> Identity | None:
+    """The identity the access check found for a request (None where none ran)."""
+    found = connection.scope.get("auth")
+    return found if isinstance(found, Identity) else None
+
+
+async def owns_node(connection: Request, who: Identity, node_id: str) -> bool:
+    """Whether `who` may act for `node_id`: an admin, or the agent key that owns it."""
+    if who.is_admin:
+        return True
+    if who.role is not Role.AGENT or not safe_id(node_id):
+        return False
+    d = deps(connection)
+    owner = await d.redis.get(d.store.keys.node_owner(node_id))
+    return owner is not None and text(owner) == who.key_id
+
+
+async def authorize_memory(request: Request, scopes: Iterable[Scope]) -> None:
+    """Refuse (403) a memory request whose key may not reach every one of `scopes`."""
+    who = principal(request)
+    if who is None or who.is_admin:
+        return
+    if who.role is not Role.AGENT:
+        raise Forbidden(f"key '{who.key_id}' ({who.role}) may not use memory")
+    private = [s for s in scopes if s.name != GLOBAL]
+    if not private:
+        return
+    execution_id = request.headers.get("x-execution-id", "")
+    fields = await _execution_fields(request, execution_id, ["node_id", *_SCOPE_FIELD.values()])
+    if not await owns_node(request, who, fields.get("node_id", "")):
+        raise Forbidden(
+            "memory scopes are reached through an execution a node of the key runs; "
+            f"X-Execution-ID '{execution_id[:100]}' is not one"
+        )
+    for scope in private:
+        if fields.get(_SCOPE_FIELD[scope.name]) != scope.id:
+            raise Forbidden(f"scope {scope.name}: not the {scope.name} of this execution")
+
+
+async def authorize_agent(request: Request, execution_id: str) -> None:
+    """Refuse (403) an approval request, note or awaiter update not made for the execution's
+    node."""
+    who = principal(request)
+    if who is None or who.is_admin:
+        return
+    fields = await _execution_fields(request, execution_id, ["node_id"])
+    if not await owns_node(request, who, fields.get("node_id", "")):
+        raise Forbidden(f"only the node running '{execution_id[:100]}' may do this")
+
+
+async def authorize_decision(request: Request, execution_id: str) -> None:
+    """Refuse (403) an approve or reject not made by an admin or the execution's submitter."""
+    who = principal(request)
+    if who is None or who.is_admin:
+        return
+    fields = await _execution_fields(request, execution_id, ["owner"])
+    if fields.get("owner") != who.key_id:
+        raise Forbidden(f"only an admin or the submitter of '{execution_id[:100]}' may decide")
+
+
+async def _execution_fields(
+    request: Request, execution_id: str, names: list[str]
+) -> dict[str, str]:
+    if not safe_id(execution_id):
+        return {}
+    d = deps(request)
+    values = await d.redis.hmget(d.store.keys.execution(execution_id), names)  # type: ignore[misc]  # redis-py's async stubs
+    return {n: text(v) for n, v in zip(names, values, strict=True) if v is not None}
