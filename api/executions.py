@@ -1,4 +1,5 @@
-"""Execution routes: execute (async and sync), get one, batch status, agent callback."""
+"""Execution routes: execute (async and sync), get one, batch status, agent callback, cancel,
+notes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from starlette.responses import Response
 from agentfield_arq.api.access import identity, identity_if_any
 from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
+from agentfield_arq.api.owners import authorize_agent
+from agentfield_arq.core import notes
 from agentfield_arq.core.dispatch import TOKEN_HEADER
 from agentfield_arq.core.execution import apply_callback, cancel, execute_and_wait, submit
 from agentfield_arq.kernel.codec import encode, new_id
@@ -20,6 +23,10 @@ from agentfield_arq.kernel.models import (
     CancelRequest,
     ExecuteRequest,
     Execution,
+    ExecutionNote,
+    NoteAdded,
+    NoteList,
+    NoteRequest,
     SyncResult,
 )
 from agentfield_arq.kernel.status import Status
@@ -144,3 +151,28 @@ async def cancel_one(request: Request) -> Response:
     execution_id = request.path_params["execution_id"]
     doc = await cancel(d.store, execution_id, body.reason, identity(request))
     return _json(await d.store.get_view(execution_id) or doc)
+
+
+async def add_note(request: Request) -> Response:
+    """An agent's note on the execution its `X-Execution-ID` names (AgentField's `app.note`)."""
+    d = deps(request)
+    body = await read_json(request, NoteRequest, d.settings)
+    execution_id = request.headers.get("x-execution-id", "")
+    await authorize_agent(request, execution_id)
+    note = await notes.add_note(d.store, execution_id, body)
+    return _json(encode(NoteAdded(success=True, note=note, message="Note added successfully")))
+
+
+async def list_notes(request: Request) -> Response:
+    """An execution's notes, oldest first."""
+    execution_id = request.path_params["execution_id"]
+    d = deps(request)
+    found = await d.store.notes(execution_id)
+    if found is None or not await d.store.visible(execution_id, identity(request)):
+        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
+    answer = NoteList(
+        execution_id=execution_id,
+        notes=[msgspec.json.decode(n, type=ExecutionNote) for n in found],
+        total=len(found),
+    )
+    return _json(encode(answer))

@@ -24,7 +24,7 @@ from agentfield_arq.core.arq_bridge import (
     tell_agent_job_payload,
 )
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
-from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, Keys, safe_id
+from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, NOTES_MAX, Keys, safe_id
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
@@ -124,6 +124,7 @@ class ExecutionStore:
         self._progress = load_script(redis, "progress")
         self._finish = load_script(redis, "finish")
         self._batch_views = load_script(redis, "batch_views")
+        self._add_note = load_script(redis, "add_note")
         self._note = load_script(redis, "note")
 
     async def create(self, new: NewExecution) -> str:
@@ -233,8 +234,9 @@ class ExecutionStore:
         return doc
 
     async def get_view(self, execution_id: str, owner: Identity = ANONYMOUS_ADMIN) -> bytes | None:
-        """The status document with its webhook delivery fields, whole, in one script call, or
-        None (also for another key's execution, unless `owner` is an admin's key)."""
+        """The status document with its webhook delivery fields and notes, whole, in one
+        script call, or None (also for another key's execution, unless `owner` is an admin's
+        key)."""
         return (await self._views([execution_id], owner, bounded=False))[0]
 
     async def get_views(
@@ -257,16 +259,20 @@ class ExecutionStore:
         wanted = [i for i in execution_ids if safe_id(i)]
         if not wanted:
             return [None] * len(execution_ids)
-        keys = [key for i in wanted for key in (k.status_doc(i), k.webhook_view(i), k.execution(i))]
+        keys = [
+            key
+            for i in wanted
+            for key in (k.status_doc(i), k.webhook_view(i), k.execution(i), k.notes_view(i))
+        ]
         args: list[int | str] = [
             self.settings.batch_result_max_bytes if bounded else 0,
             self.settings.batch_max_bytes,
             "" if owner.is_admin else owner.key_id,
         ]
-        both = await self._batch_views(keys=keys, args=args)
+        views = await self._batch_views(keys=keys, args=args)
         found = iter(
-            None if doc is None else splice(doc, view)
-            for doc, view in zip(both[::2], both[1::2], strict=True)
+            None if doc is None else splice(splice(doc, view), notes)
+            for doc, view, notes in zip(views[::3], views[1::3], views[2::3], strict=True)
         )
         return [next(found) if safe_id(i) else None for i in execution_ids]
 
@@ -464,6 +470,33 @@ class ExecutionStore:
         """Record a fact about an execution on its hash (never creating one that expired)."""
         await self._note(keys=[self.keys.execution(execution_id)], args=[field, value])
 
+    async def add_note(self, execution_id: str, note: bytes) -> bool:
+        """Append a note (JSON) to an execution; False when there is no such execution."""
+        if not safe_id(execution_id):
+            return False
+        k = self.keys
+        reply = await self._add_note(
+            keys=[
+                k.execution(execution_id),
+                k.notes(execution_id),
+                k.notes_view(execution_id),
+                k.events,
+            ],
+            args=[note, NOTES_MAX, self.settings.stream_maxlen, execution_id],
+        )
+        return text(reply[0]) == Outcome.OK
+
+    async def notes(self, execution_id: str) -> list[bytes] | None:
+        """An execution's notes (JSON each), oldest first; None when there is no execution."""
+        if not safe_id(execution_id):
+            return None
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(k.execution(execution_id))
+            pipe.lrange(k.notes(execution_id), 0, -1)
+            exists, notes = await pipe.execute()
+        return list(notes) if exists else None
+
     async def overdue(self, now_ms: int, limit: int) -> list[str]:
         """Ids of non-terminal executions whose deadline has passed, oldest first."""
         ids = await self.redis.zrangebyscore(
@@ -477,8 +510,9 @@ class ExecutionStore:
 
 
 def splice(doc: bytes, view: bytes | None) -> bytes:
-    """Join the members of the webhook view object into the status document object, so that
-    neither (nor the result inside the document) is decoded and encoded again."""
+    """Join the members of a view object (webhook delivery fields, notes) into the status
+    document object, so that neither (nor the result inside the document) is decoded and
+    encoded again."""
     if not view:
         return doc
     return doc[:-1] + b"," + view[1:]

@@ -213,6 +213,15 @@ class WebhookEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     created_at: str = ""
 
 
+class ExecutionNote(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One note an agent wrote on an execution (`app.note`), as the document shows it."""
+
+    message: str
+    tags: list[str] = []
+    timestamp: str = ""
+    agent_node_id: str | None = None
+
+
 class Execution(msgspec.Struct, Generic[R], kw_only=True):
     """An execution's state: the status document of GET, of batch-status (where an unknown id
     is `{"execution_id", "status": "not_found"}`), of the callback and cancel answers. The
@@ -238,6 +247,7 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
     # (`result` UNSET) and GET of the one execution reads it.
     result_truncated: bool = False
     result_size: int | None = None
+    notes: list[ExecutionNote] = []
 
     @property
     def terminal(self) -> bool:
@@ -385,3 +395,33 @@ class Redriven(msgspec.Struct, kw_only=True):
     execution_id: str
     webhook_id: str
     webhook_status: str
+
+
+# ---------------------------------------------------------------------------- notes
+
+
+class NoteRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /executions/note` (AgentField's `app.note`); the execution is the request's
+    `X-Execution-ID`. The SDK's own `timestamp` (unix seconds) is not used: the control plane
+    stamps the note when it stores it."""
+
+    message: str
+    tags: list[str] = []
+    timestamp: Any = None
+    agent_node_id: str | None = None
+
+
+class NoteAdded(msgspec.Struct, kw_only=True):
+    """The answer of `POST /executions/note`, as the Go server sends it."""
+
+    success: bool
+    note: ExecutionNote
+    message: str
+
+
+class NoteList(msgspec.Struct, kw_only=True):
+    """The answer of `GET /executions/{id}/notes`, oldest first."""
+
+    execution_id: str
+    notes: list[ExecutionNote]
+    total: int

@@ -246,6 +246,15 @@ EXECUTION_CALLS: list[Call] = [
     ("POST", EXECUTION + "/cancel", {"execution_id": "{hooked}"}, None),
     ("POST", EXECUTION + "/webhook/retry", {"execution_id": "{hooked}"}, None),
     ("GET", "/api/v1/webhooks/dead", {}, None),
+    ("POST", "/api/v1/executions/note", {}, {"message": "m", "tags": ["t"]}),
+    ("GET", EXECUTION + "/notes", {"execution_id": "{id}"}, None),
+    ("POST", "/api/v1/memory/set", {}, {"key": "k", "data": {"v": 1}}),
+    ("POST", "/api/v1/memory/get", {}, {"key": "k"}),
+    ("GET", "/api/v1/memory/list", {}, None),
+    ("POST", "/api/v1/memory/delete", {}, {"key": "k"}),
+    ("POST", "/api/v1/memory/vector/set", {}, {"key": "v", "embedding": [1.0], "metadata": {}}),
+    ("POST", "/api/v1/memory/vector/search", {}, {"query_embedding": [1.0]}),
+    ("POST", "/api/v1/memory/vector/delete", {}, {"key": "v"}),
     ("POST", "/api/v1/did/register", {}, {}),
     ("GET", "/api/v1/health", {}, None),
     ("GET", "/health", {}, None),
@@ -278,8 +287,14 @@ async def _call(
     content = None if body is None else msgspec.json.encode(body)
     for placeholder, execution_id in ids.items():
         content = content and content.replace(placeholder.encode(), execution_id.encode())
-    headers = {} if content is None else {"Content-Type": "application/json"}
-    return BY_ROUTE[method, path], await api.request(method, url, content=content, headers=headers)
+    # The execution a note (or any call from inside a reasoner) is about.
+    headers = {"X-Execution-ID": ids["{id}"]} if "{id}" in ids else {}
+    if content is not None:
+        headers["Content-Type"] = "application/json"
+    if path.endswith("/memory/list"):
+        url += "?scope=global"
+    answer = await api.request(method, url, content=content, headers=headers)
+    return BY_ROUTE[method, path], answer
 
 
 def _check(op: Operation, answer: httpx.Response) -> None:
@@ -288,6 +303,9 @@ def _check(op: Operation, answer: httpx.Response) -> None:
     documented = {*op.answers, *(http_status(kind) for kind in op.answered_errors), *edge, 500}
     assert answer.status_code in documented, (op.method, op.path, answer.text)
     shape = op.answers[answer.status_code][1] if answer.status_code in op.answers else ErrorBody
+    if shape is None:  # documented without a body (204)
+        assert answer.content == b"", (op.method, op.path)
+        return
     if isinstance(shape, type) and issubclass(shape, msgspec.Struct):
         shape = _forbidding(shape)
     msgspec.json.decode(answer.content, type=shape, strict=True)

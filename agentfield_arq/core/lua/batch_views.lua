@@ -3,7 +3,8 @@
 -- with its result left out, `result_truncated` and the result's `result_size` in bytes. The
 -- result is the document's last member (build_doc appends it), so only the head of a large
 -- document is read (GETRANGE), never the result itself. Reads only.
--- KEYS: for each execution: status doc, webhook view, exec hash
+-- An execution's notes view comes too, while the budget holds it (else it is left out).
+-- KEYS: for each execution: status doc, webhook view, exec hash, notes view
 -- ARGV: per-document cap (bytes; 0: none, every document whole, as GET of one reads it),
 --       budget of the whole answer (bytes), the asking key's id
 --       ('' for an admin: any execution; else only those it submitted, the others are nil)
@@ -28,7 +29,7 @@ local function summary(doc_key, hash_key, size)
 end
 
 local out = {}
-for i = 1, #KEYS, 3 do
+for i = 1, #KEYS, 4 do
   local size = 0
   if owner == '' or redis.call('HGET', KEYS[i + 2], 'owner') == owner then
     size = redis.call('STRLEN', KEYS[i])
@@ -44,5 +45,13 @@ for i = 1, #KEYS, 3 do
   end
   out[#out + 1] = doc
   out[#out + 1] = redis.call('GET', KEYS[i + 1])
+  local notes = false
+  if doc then
+    notes = redis.call('GET', KEYS[i + 3])
+    if notes and cap ~= 0 then
+      if #notes <= budget then budget = budget - #notes else notes = false end
+    end
+  end
+  out[#out + 1] = notes
 end
 return out
