@@ -18,9 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentfield_arq.api import executions, memory, nodes, openapi, system, webhooks
+from agentfield_arq.api import discovery, executions, memory, nodes, openapi, system, webhooks
 from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
+from agentfield_arq.kernel.discovery import Discovery
 from agentfield_arq.kernel.errors import (
     ExecutionNotFound,
     ExecutionNotTerminal,
@@ -125,6 +126,26 @@ _DEAD_QUERY = (
     ),
 )
 
+_DISCOVERY_QUERY = (
+    Query("format", "json (default) or compact", {"type": "string", "enum": ["json", "compact"]}),
+    *(
+        Query(name, about, {"type": "string"})
+        for name, about in (
+            ("agent", "one node id"),
+            ("agent_ids", "node ids, comma-separated"),
+            ("reasoner", "a reasoner name or glob pattern; leaves skills out"),
+            ("skill", "a skill name or glob pattern; leaves reasoners out"),
+            ("tags", "tags or glob patterns, comma-separated: any one matches"),
+            ("health_status", "healthy or inactive"),
+        )
+    ),
+    *(
+        Query(f"include_{name}", f"include {name.replace('_', ' ')}", {"type": "boolean"})
+        for name in ("input_schema", "output_schema", "descriptions", "examples")
+    ),
+    Query("limit", "nodes per page", {"type": "integer", "minimum": 1, "maximum": 1000}),
+    Query("offset", "nodes to skip", {"type": "integer", "minimum": 0}),
+)
 MEMORY = (Forbidden, *REDIS)
 _MEMORY_WRITE = (*BODY, MemoryValueTooLarge, MemoryScopeFull, *MEMORY)
 _SCOPE_QUERY = Query(
@@ -409,6 +430,16 @@ OPERATIONS: list[Operation] = [
         access=Access.AGENT,
     ),
     *MEMORY_OPERATIONS,
+    Operation(
+        "GET",
+        f"{PREFIX}/discovery/capabilities",
+        discovery.capabilities,
+        "Which nodes offer which reasoners and skills (AgentField's discovery)",
+        {200: ("a page of nodes (format=compact: a `CompactDiscovery`)", Discovery)},
+        query=_DISCOVERY_QUERY,
+        errors=(InvalidRequest, NotSupported, *REDIS),
+        access=Access.CALLER,
+    ),
     *(
         Operation("GET", path, system.health, summary, _HEALTH, errors=REDIS, access=Access.PUBLIC)
         for path, summary in (

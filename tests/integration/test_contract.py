@@ -255,6 +255,7 @@ EXECUTION_CALLS: list[Call] = [
     ("POST", "/api/v1/memory/vector/set", {}, {"key": "v", "embedding": [1.0], "metadata": {}}),
     ("POST", "/api/v1/memory/vector/search", {}, {"query_embedding": [1.0]}),
     ("POST", "/api/v1/memory/vector/delete", {}, {"key": "v"}),
+    ("GET", "/api/v1/discovery/capabilities", {}, None),
     ("POST", "/api/v1/did/register", {}, {}),
     ("GET", "/api/v1/health", {}, None),
     ("GET", "/health", {}, None),
