@@ -1,5 +1,5 @@
 """Execution routes: execute (async and sync), get one, batch status, agent callback, cancel,
-notes."""
+restart, notes."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from agentfield_arq.api.owners import authorize_agent
 from agentfield_arq.core import notes
 from agentfield_arq.core.dispatch import TOKEN_HEADER
 from agentfield_arq.core.execution import apply_callback, cancel, execute_and_wait, submit
+from agentfield_arq.core.restart import restart
 from agentfield_arq.kernel.codec import encode, new_id
 from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds, Unavailable
 from agentfield_arq.kernel.models import (
@@ -27,6 +28,7 @@ from agentfield_arq.kernel.models import (
     NoteAdded,
     NoteList,
     NoteRequest,
+    RestartRequest,
     SyncResult,
 )
 from agentfield_arq.kernel.status import Status
@@ -176,3 +178,16 @@ async def list_notes(request: Request) -> Response:
         total=len(found),
     )
     return _json(encode(answer))
+
+
+async def restart_one(request: Request) -> Response:
+    """Submit an ended execution again, as a new execution in a new run (AgentField's
+    `restart_execution`)."""
+    d = deps(request)
+    body = await read_json(request, RestartRequest, d.settings, optional=True)
+    accepted = await restart(d.store, request.path_params["execution_id"], body)
+    return _json(
+        encode(accepted),
+        202,
+        {"X-Execution-ID": accepted.execution_id, "X-Run-ID": accepted.run_id},
+    )

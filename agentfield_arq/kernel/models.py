@@ -425,3 +425,24 @@ class NoteList(msgspec.Struct, kw_only=True):
     execution_id: str
     notes: list[ExecutionNote]
     total: int
+
+
+# ---------------------------------------------------------------------------- restart
+
+
+class RestartRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /executions/{id}/restart` (AgentField's `restart_execution`). `input` and
+    `context` replace the source's; `scope`, `reuse` and `fork` are accepted, not applied."""
+
+    scope: str = "workflow"
+    reuse: str = "succeeded-before"
+    fork: bool = False
+    reason: str | None = None
+    input: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+
+
+class Restarted(Submitted, kw_only=True):
+    """The 202 answer of a restart: the new execution, and the one it restarts."""
+
+    restarted_from: str = ""

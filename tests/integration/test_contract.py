@@ -244,6 +244,7 @@ EXECUTION_CALLS: list[Call] = [
     ("POST", EXECUTION + "/logs", {"execution_id": "{id}"}, {"entries": [{"message": "m"}]}),
     ("POST", "/api/v1/workflow/executions/events", {}, {"execution_id": "{id}"}),
     ("POST", EXECUTION + "/cancel", {"execution_id": "{hooked}"}, None),
+    ("POST", EXECUTION + "/restart", {"execution_id": "{hooked}"}, {"reason": "contract"}),
     ("POST", EXECUTION + "/webhook/retry", {"execution_id": "{hooked}"}, None),
     ("GET", "/api/v1/webhooks/dead", {}, None),
     ("POST", "/api/v1/executions/note", {}, {"message": "m", "tags": ["t"]}),

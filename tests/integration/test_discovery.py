@@ -6,13 +6,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.test_api import api  # noqa: F401  (the shared app fixture)
-
 pytestmark = pytest.mark.integration
 URL = "/api/v1/discovery/capabilities"
 
 
-async def _register(api: httpx.AsyncClient) -> None:  # noqa: F811
+async def _register(api: httpx.AsyncClient) -> None:
     record = {
         "id": "research",
         "base_url": "http://127.0.0.1:9",
@@ -31,7 +29,7 @@ async def _register(api: httpx.AsyncClient) -> None:  # noqa: F811
 
 
 async def test_the_json_answer_lists_every_node_with_totals_and_invocation_targets(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
 ) -> None:
     await _register(api)
     body = (await api.get(URL, params={"format": "json"})).json()
@@ -48,7 +46,7 @@ async def test_the_json_answer_lists_every_node_with_totals_and_invocation_targe
 
 
 async def test_filters_by_reasoner_pattern_tags_and_node_and_asks_for_schemas(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
 ) -> None:
     await _register(api)
     body = (
@@ -66,7 +64,7 @@ async def test_filters_by_reasoner_pattern_tags_and_node_and_asks_for_schemas(
 
 
 async def test_the_compact_answer_is_flat_and_pages_count_nodes(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
 ) -> None:
     await _register(api)
     compact = (await api.get(URL, params={"format": "compact", "agent": "research"})).json()
@@ -96,7 +94,7 @@ async def test_the_compact_answer_is_flat_and_pages_count_nodes(
     ],
 )
 async def test_unknown_formats_and_malformed_parameters_are_refused(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
     params: dict[str, str],
     status: int,
 ) -> None:
