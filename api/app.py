@@ -14,6 +14,7 @@ from agentfield_arq.api import routes
 from agentfield_arq.api.deps import Deps
 from agentfield_arq.api.edge import Edge
 from agentfield_arq.api.errors import HANDLERS
+from agentfield_arq.core.approvals import Approvals
 from agentfield_arq.core.completions import BLOCK_MS, Completions
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import KeyStore, well_formed
@@ -43,18 +44,21 @@ def create_app(settings: Settings) -> Starlette:
         completions = Completions(reader, keys)
         credentials = KeyStore(redis, settings)
         task = asyncio.create_task(completions.run(), name="completions")
+        store = ExecutionStore(redis, settings)
+        nodes = NodeRegistry(redis, settings)
         try:
             yield {
                 "deps": Deps(
                     settings=settings,
                     redis=redis,
-                    store=ExecutionStore(redis, settings),
-                    nodes=NodeRegistry(redis, settings),
+                    store=store,
+                    nodes=nodes,
                     completions=completions,
                     outbox=Outbox(redis, settings),
                     credentials=credentials,
                     proof=CallbackProof(redis, settings),
                     memory=MemoryStore(redis, settings),
+                    approvals=Approvals(store, nodes),
                 )
             }
         finally:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from starlette.requests import Request
 
+from agentfield_arq.core.approvals import Approvals
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import KeyStore
 from agentfield_arq.core.dispatch import CallbackProof
@@ -30,6 +31,7 @@ class Deps:
     credentials: KeyStore
     proof: CallbackProof
     memory: MemoryStore
+    approvals: Approvals
 
 
 def deps(request: Request) -> Deps:

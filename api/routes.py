@@ -18,11 +18,21 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentfield_arq.api import discovery, executions, memory, nodes, openapi, system, webhooks
+from agentfield_arq.api import (
+    approvals,
+    discovery,
+    executions,
+    memory,
+    nodes,
+    openapi,
+    system,
+    webhooks,
+)
 from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.discovery import Discovery
 from agentfield_arq.kernel.errors import (
+    ApprovalNotFound,
     ExecutionNotFound,
     ExecutionNotTerminal,
     Forbidden,
@@ -60,10 +70,15 @@ from agentfield_arq.kernel.memory import (
 )
 from agentfield_arq.kernel.models import (
     Acknowledged,
+    Approval,
+    ApprovalRequest,
+    ApprovalRequested,
+    AwaiterStatusRequest,
     BatchStatusRequest,
     CallbackRequest,
     CancelRequest,
     DeadPage,
+    Decision,
     ExecuteRequest,
     Execution,
     ExecutionLogs,
@@ -225,6 +240,57 @@ MEMORY_OPERATIONS: list[Operation] = [
         body=VectorSearchRequest,
         errors=(*BODY, *REDIS),
         access=Access.AGENT,
+    ),
+]
+
+AGENT_EXECUTION = f"{PREFIX}/agents/{{node_id}}/executions/{{execution_id}}"
+_APPROVAL = (Forbidden, ExecutionNotFound, *REDIS)
+APPROVAL_OPERATIONS: list[Operation] = [
+    Operation(
+        "POST",
+        f"{AGENT_EXECUTION}/request-approval",
+        approvals.request_approval,
+        "The running execution waits for a person's approval, holding no worker slot",
+        {200: ("waiting", ApprovalRequested)},
+        body=ApprovalRequest,
+        errors=(*BODY, InvalidTransition, *_APPROVAL),
+        access=Access.AGENT,
+    ),
+    Operation(
+        "GET",
+        f"{AGENT_EXECUTION}/approval-status",
+        approvals.approval_status,
+        "Where the execution's approval stands: pending, approved, rejected or expired",
+        {200: ("the approval", Approval)},
+        errors=(ApprovalNotFound, *_APPROVAL),
+        access=Access.AGENT,
+    ),
+    Operation(
+        "POST",
+        f"{AGENT_EXECUTION}/awaiter-status",
+        approvals.awaiter_status,
+        "The execution waits (or runs again) because a child it awaits waits",
+        {200: ("the execution", Execution)},
+        body=AwaiterStatusRequest,
+        errors=(*BODY, InvalidTransition, *_APPROVAL),
+        access=Access.AGENT,
+    ),
+    *(
+        Operation(
+            "POST",
+            f"{PREFIX}/executions/{{execution_id}}/{verb}",
+            endpoint,
+            summary,
+            {200: ("the approval, decided", Approval)},
+            body=Decision,
+            body_required=False,
+            errors=(*BODY, ApprovalNotFound, InvalidTransition, *_APPROVAL),
+            access=Access.CALLER,
+        )
+        for verb, endpoint, summary in (
+            ("approve", approvals.approve, "A person approves: the execution runs on"),
+            ("reject", approvals.reject, "A person rejects: the execution fails"),
+        )
     ),
 ]
 
@@ -443,6 +509,7 @@ OPERATIONS: list[Operation] = [
         access=Access.AGENT,
     ),
     *MEMORY_OPERATIONS,
+    *APPROVAL_OPERATIONS,
     Operation(
         "GET",
         f"{PREFIX}/discovery/capabilities",

@@ -446,3 +446,69 @@ class Restarted(Submitted, kw_only=True):
     """The 202 answer of a restart: the new execution, and the one it restarts."""
 
     restarted_from: str = ""
+
+
+# ---------------------------------------------------------------------------- approvals
+
+
+class ApprovalRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /agents/{node}/executions/{id}/request-approval` (AgentField's
+    `request_approval`, which `app.pause` sends): the approval's id and page, where to tell the
+    agent the decision (under its registered base URL), and how long it may wait."""
+
+    approval_request_id: str
+    approval_request_url: str = ""
+    callback_url: str = ""
+    expires_in_hours: float = 72
+
+
+class ApprovalRequested(msgspec.Struct, kw_only=True):
+    """The answer of request-approval: the execution now waits."""
+
+    approval_request_id: str
+    approval_request_url: str
+    execution_id: str
+    status: str
+    expires_at: str
+
+
+class Approval(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The answer of approval-status (AgentField's `ApprovalStatusResponse`), and of approve
+    and reject. `status`: pending, approved, rejected or expired."""
+
+    execution_id: str
+    approval_request_id: str
+    status: str
+    execution_status: str
+    request_url: str | None = None
+    requested_at: str | None = None
+    expires_at: str | None = None
+    responded_at: str | None = None
+    feedback: str | None = None
+    response: Any = None
+
+
+class Decision(msgspec.Struct, kw_only=True):
+    """Optional body of `POST /executions/{id}/approve` and `/reject`: what the person said."""
+
+    feedback: str = ""
+    response: dict[str, Any] | None = None
+
+
+class DecisionNotice(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the control plane POSTs to the agent's approval callback (AgentField's SDK serves
+    it at `/webhooks/approval` and resolves the waiting `app.pause` with it)."""
+
+    execution_id: str
+    approval_request_id: str
+    decision: str
+    feedback: str = ""
+    response: dict[str, Any] | None = None
+
+
+class AwaiterStatusRequest(msgspec.Struct, kw_only=True):
+    """Body of `POST /agents/{node}/executions/{id}/awaiter-status`: `waiting` while a child
+    it awaits waits, `running` again after."""
+
+    status: str
+    reason: str = ""

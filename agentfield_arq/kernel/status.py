@@ -6,10 +6,12 @@ import enum
 
 
 class Status(enum.StrEnum):
-    """The lifecycle of an execution; the last four are terminal."""
+    """The lifecycle of an execution; the last four are terminal. `waiting`: the agent paused it
+    for a person's approval (or for a child that waits); no worker slot is held meanwhile."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -1,5 +1,5 @@
 """The `agentfield-arq` command: run (the whole system), api, worker, redis, webhook-receiver,
-redis-cli, keys."""
+redis-cli, keys, approve, reject."""
 
 from __future__ import annotations
 
@@ -135,6 +135,26 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     if not url:
         return 2
     return asyncio.run(manage(settings, url, args))
+
+
+def _decide(settings: Settings, args: argparse.Namespace) -> int:
+    """approve / reject: a person's decision on an execution waiting for approval."""
+    from agentfield_arq.client.clients import resolve_api_key
+    from agentfield_arq.ops import keyring
+
+    verb = "approve" if args.command == "approve" else "reject"
+    url = f"{settings.resolved_public_url}/api/v1/executions/{args.execution_id}/{verb}"
+    # A key of its own ($AGENTFIELD_API_KEY), else the admin key the run command keeps.
+    key_file = Path(settings.data_dir) / keyring.API_KEY_FILE
+    key = resolve_api_key() or (key_file.read_text().strip() if key_file.exists() else None)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        answer = httpx.post(url, json={"feedback": args.feedback}, headers=headers, timeout=30.0)
+    except httpx.HTTPError as exc:
+        print(f"agentfield-arq: the API at {settings.resolved_public_url} did not answer: {exc}")
+        return 1
+    print(answer.text, flush=True)
+    return 0 if answer.is_success else 1
 
 
 def _print_reply(reply: object, indent: str = "") -> None:
@@ -320,6 +340,8 @@ COMMANDS = {
     "webhook-receiver": (_webhook_receiver, "print webhooks whose signatures verify"),
     "redis-cli": (_redis_cli, "send one command to the system's Redis and print the reply"),
     "keys": (_keys, "create, list or revoke API keys (in the system's Redis)"),
+    "approve": (_decide, "approve an execution that waits for approval; it runs on"),
+    "reject": (_decide, "reject an execution that waits for approval; it fails"),
 }
 
 
@@ -352,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("words", nargs="+", help="e.g. HGETALL af:exec:<id>")
         if name == "keys":
             _keys_parser(command)
+        if name in ("approve", "reject"):
+            command.add_argument("execution_id")
+            command.add_argument("--feedback", default="", help="what to tell the agent")
         if name == "webhook-receiver":
             command.add_argument("--host", default="127.0.0.1")
             command.add_argument("--port", type=int, default=8002)

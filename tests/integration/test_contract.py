@@ -42,6 +42,8 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 HOOK = {"url": "https://hooks.example.com/in?token=t0p", "secret": "s3cret"}
+# No callback URL: deciding tells no agent (tests/e2e/test_agentfield_sdk.py covers that call).
+ASK = {"approval_request_id": "req_contract", "expires_in_hours": 1}
 
 
 class StrictWebhookEvent(WebhookEvent, forbid_unknown_fields=True, kw_only=True):
@@ -222,6 +224,7 @@ async def test_an_attempt_lost_with_its_worker_writes_a_decodable_record(
 KEEP_UNKNOWN_FIELDS: set[object] = {Node, NodeList}
 NODE = "/api/v1/nodes/{node_id}"
 EXECUTION = "/api/v1/executions/{execution_id}"
+AGENT_EXECUTION = "/api/v1/agents/{node_id}/executions/{execution_id}"
 # One call of every operation: (method, path, its parameters, body). The node calls come
 # first; `{id}` and `{hooked}` (with a webhook) are executions submitted after them.
 Call = tuple[str, str, dict[str, str], Any]
@@ -257,6 +260,21 @@ EXECUTION_CALLS: list[Call] = [
     ("POST", "/api/v1/memory/vector/search", {}, {"query_embedding": [1.0]}),
     ("POST", "/api/v1/memory/vector/delete", {}, {"key": "v"}),
     ("GET", "/api/v1/discovery/capabilities", {}, None),
+    (
+        "POST",
+        AGENT_EXECUTION + "/request-approval",
+        {"node_id": "e2e", "execution_id": "{id}"},
+        ASK,
+    ),
+    ("GET", AGENT_EXECUTION + "/approval-status", {"node_id": "e2e", "execution_id": "{id}"}, None),
+    ("POST", EXECUTION + "/approve", {"execution_id": "{id}"}, {"feedback": "yes"}),
+    (
+        "POST",
+        AGENT_EXECUTION + "/awaiter-status",
+        {"node_id": "e2e", "execution_id": "{id}"},
+        {"status": "waiting"},
+    ),
+    ("POST", EXECUTION + "/reject", {"execution_id": "{paused}"}, None),
     ("POST", "/api/v1/did/register", {}, {}),
     ("GET", "/api/v1/health", {}, None),
     ("GET", "/health", {}, None),
@@ -269,8 +287,20 @@ BY_ROUTE = {(op.method, op.path): op for op in OPERATIONS}
 async def _call_each_operation(api: httpx.AsyncClient) -> list[tuple[Operation, httpx.Response]]:
     """The answer to every call of CALLS, with the operation it calls."""
     answers = [await _call(api, call, {}) for call in NODE_CALLS]
-    ids = {"{id}": await _submit(api, None), "{hooked}": await _submit(api, HOOK)}
+    ids = {
+        "{id}": await _submit(api, None),
+        "{hooked}": await _submit(api, HOOK),
+        "{paused}": await _paused(api),
+    }
     return answers + [await _call(api, call, ids) for call in EXECUTION_CALLS]
+
+
+async def _paused(api: httpx.AsyncClient) -> str:
+    """An execution waiting for approval (with Redis down, an id nobody submitted)."""
+    execution_id = await _submit(api, None)
+    await api.post(f"/api/v1/executions/{execution_id}/status", json={"status": "running"})
+    await api.post(f"/api/v1/agents/e2e/executions/{execution_id}/request-approval", json=ASK)
+    return execution_id
 
 
 async def _submit(api: httpx.AsyncClient, webhook: object) -> str:
