@@ -25,6 +25,7 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.core.vectors import VectorStore
 from agentfield_arq.kernel.errors import ConfigurationError
 
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> Starlette:
                     credentials=credentials,
                     proof=CallbackProof(redis, settings),
                     memory=MemoryStore(redis, settings),
+                    vectors=VectorStore(redis, settings),
                     approvals=Approvals(store, nodes),
                 )
             }

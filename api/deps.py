@@ -16,6 +16,7 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.core.vectors import VectorStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Deps:
     credentials: KeyStore
     proof: CallbackProof
     memory: MemoryStore
+    vectors: VectorStore
     approvals: Approvals
 
 

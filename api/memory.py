@@ -76,7 +76,7 @@ async def set_vector(request: Request) -> Response:
     body = await read_json(request, VectorSetRequest, d.settings)
     scope = resolve(request.headers, body.scope)
     await authorize_memory(request, [scope])
-    await d.memory.set_vector(scope, body.key, body.embedding, body.metadata)
+    await d.vectors.set(scope, body.key, body.embedding, body.metadata)
     stored = VectorStored(key=body.key, scope=scope.name, scope_id=scope.id, metadata=body.metadata)
     return _json(encode(stored))
 
@@ -87,7 +87,7 @@ async def delete_vector(request: Request) -> Response:
     body = await read_json(request, MemoryKeyRequest, d.settings)
     scope = resolve(request.headers, body.scope)
     await authorize_memory(request, [scope])
-    await d.memory.delete_vector(scope, body.key)
+    await d.vectors.delete(scope, body.key)
     return _json(encode(VectorDeleted()))
 
 
@@ -97,5 +97,5 @@ async def search_vectors(request: Request) -> Response:
     body = await read_json(request, VectorSearchRequest, d.settings)
     scope = resolve(request.headers, body.scope)
     await authorize_memory(request, [scope])
-    hits = await d.memory.search(scope, body.query_embedding, body.top_k, body.filters)
+    hits = await d.vectors.search(scope, body.query_embedding, body.top_k, body.filters)
     return _json(encode(hits))

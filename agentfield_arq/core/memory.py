@@ -1,21 +1,15 @@
-"""Memory in Redis: AgentField's scoped key-value store and its vector store.
+"""Memory in Redis: AgentField's scoped key-value store, and how a request's scope is found.
 
-Each scope is one hash (`Keys.memory`, `Keys.vectors`) whose fields are the keys and whose
-values are JSON records, so `redis-cli HGETALL af:mem:global:global` shows them. Writes are
-Lua scripts that keep the first write's `created_at`, refuse a new key past the scope's cap,
-refresh the scope's expiry and, for values, append the change to the memory event stream in
-the same step. Vector search is exact: every vector of the scope, cosine similarity, in Python
-(the scope's cap bounds its cost; see the README for the measured latency).
+Each scope is one hash (`Keys.memory`) whose fields are the keys and whose values are JSON
+records, so `redis-cli HGETALL af:mem:global:global` shows them. Writes are Lua scripts that
+keep the first write's `created_at`, refuse a new key past the scope's cap, refresh the scope's
+expiry and append the change to the memory event stream in the same step.
 """
 
 from __future__ import annotations
 
-import heapq
-import math
-import operator
 import re
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -35,13 +29,9 @@ from agentfield_arq.kernel.memory import (
     LOOKUP_ORDER,
     SCOPE_HEADERS,
     SCOPES,
-    VectorHit,
-    VectorRecord,
 )
 
 _ID = re.compile(r"[\x20-\x7e]{1,256}")
-_vector_decoder = msgspec.json.Decoder(VectorRecord)
-MAX_TOP_K = 1000
 
 
 class Scope(msgspec.Struct, frozen=True):
@@ -93,13 +83,19 @@ def lookup(headers: Mapping[str, str]) -> list[Scope]:
     return scopes
 
 
-def _check_key(key: str) -> None:
+def ttl(settings: Settings, scope: Scope) -> str:
+    """The expiry a write gives its scope's keys ('' for the global scope, which never expires)."""
+    return "" if scope.name == GLOBAL else str(settings.memory_scope_ttl_s)
+
+
+def check_key(key: str) -> None:
+    """Refuse an empty or overlong memory (or vector) key."""
     if not key or len(key.encode()) > MEMORY_KEY_MAX_BYTES:
         raise InvalidRequest(f"key: 1 to {MEMORY_KEY_MAX_BYTES} bytes, got {len(key.encode())}")
 
 
 class MemoryStore:
-    """Key-value and vector memory, per scope."""
+    """Key-value memory, per scope."""
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
@@ -108,12 +104,9 @@ class MemoryStore:
         self._set = load_script(redis, "memory_set")
         self._delete = load_script(redis, "memory_delete")
 
-    def _ttl(self, scope: Scope) -> str:
-        return "" if scope.name == GLOBAL else str(self.settings.memory_scope_ttl_s)
-
     async def set(self, scope: Scope, key: str, data: bytes, who: Mapping[str, str]) -> bytes:
         """Store `data` (JSON) under `key`; returns the stored record."""
-        _check_key(key)
+        check_key(key)
         data = canonical_json(data)
         cap = self.settings.memory_max_value_bytes
         if len(data) > cap:
@@ -134,9 +127,8 @@ class MemoryStore:
                 tail,
                 now,
                 self.settings.memory_max_keys_per_scope,
-                self._ttl(scope),
+                ttl(self.settings, scope),
                 MEMORY_EVENTS_MAXLEN,
-                "1",
                 scope.name,
                 scope.id,
                 data,
@@ -154,7 +146,7 @@ class MemoryStore:
 
     async def get(self, scopes: list[Scope], key: str) -> bytes:
         """The record of `key` in the first of `scopes` that holds it."""
-        _check_key(key)
+        check_key(key)
         async with self.redis.pipeline(transaction=False) as pipe:
             for scope in scopes:
                 pipe.hget(self.keys.memory(scope.name, scope.id), key)
@@ -168,14 +160,13 @@ class MemoryStore:
 
     async def delete(self, scope: Scope, key: str, who: Mapping[str, str]) -> bool:
         """Delete `key` from `scope`; False when it was not there."""
-        _check_key(key)
+        check_key(key)
         reply = await self._delete(
             keys=[self.keys.memory(scope.name, scope.id), self.keys.memory_events],
             args=[
                 key,
                 rfc3339(now_ms()),
                 MEMORY_EVENTS_MAXLEN,
-                "1",
                 scope.name,
                 scope.id,
                 who.get("x-actor-id", ""),
@@ -188,103 +179,3 @@ class MemoryStore:
         """Every record of `scope`, sorted by key (at most the scope's cap of them)."""
         entries = await self.redis.hgetall(self.keys.memory(scope.name, scope.id))  # type: ignore[misc]  # redis-py's async stubs
         return [entries[k] for k in sorted(entries)]
-
-    async def set_vector(
-        self, scope: Scope, key: str, embedding: list[float], metadata: dict[str, Any] | None
-    ) -> None:
-        """Store one vector (with its metadata and norm) under `key`."""
-        _check_key(key)
-        dims = self.settings.memory_max_vector_dims
-        if not embedding or len(embedding) > dims:
-            raise MemoryValueTooLarge(f"embedding: 1 to {dims} numbers, got {len(embedding)}")
-        if not all(math.isfinite(x) for x in embedding):
-            raise InvalidRequest("embedding: every number must be finite")
-        norm = math.sqrt(sum(x * x for x in embedding))
-        if norm == 0:
-            raise InvalidRequest("embedding: a zero vector has no direction to compare")
-        now = rfc3339(now_ms())
-        tail = encode(
-            {
-                "updated_at": now,
-                "key": key,
-                "scope": scope.name,
-                "scope_id": scope.id,
-                "metadata": metadata or {},
-                "norm": norm,
-                "embedding": embedding,
-            }
-        )
-        cap = self.settings.memory_max_value_bytes
-        if metadata and len(encode(metadata)) > cap:
-            raise MemoryValueTooLarge(f"metadata: over {cap} bytes of JSON")
-        reply = await self._set(
-            keys=[self.keys.vectors(scope.name, scope.id), self.keys.memory_events],
-            args=[
-                key,
-                b"," + tail[1:],
-                now,
-                self.settings.memory_max_vectors_per_scope,
-                self._ttl(scope),
-                MEMORY_EVENTS_MAXLEN,
-                "0",
-            ],
-        )
-        if text(reply[0]) == "full":
-            raise MemoryScopeFull(
-                f"scope {scope.name} '{scope.id[:64]}' holds "
-                f"{self.settings.memory_max_vectors_per_scope} vectors, its cap; delete some first"
-            )
-
-    async def delete_vector(self, scope: Scope, key: str) -> None:
-        """Delete one vector; deleting a missing one changes nothing."""
-        _check_key(key)
-        await self._delete(
-            keys=[self.keys.vectors(scope.name, scope.id), self.keys.memory_events],
-            args=[key, "", MEMORY_EVENTS_MAXLEN, "0"],
-        )
-
-    async def search(
-        self, scope: Scope, query: list[float], top_k: int, filters: dict[str, Any] | None
-    ) -> list[VectorHit]:
-        """The `top_k` vectors of `scope` most similar to `query` (cosine, exact); vectors of
-        another dimension, or whose metadata does not match `filters`, are left out."""
-        if not query or not all(math.isfinite(x) for x in query):
-            raise InvalidRequest("query_embedding: one or more finite numbers")
-        qnorm = math.sqrt(sum(x * x for x in query))
-        if qnorm == 0:
-            raise InvalidRequest("query_embedding: a zero vector has no direction to compare")
-        top_k = min(top_k if top_k > 0 else 10, MAX_TOP_K)
-        stored = await self.redis.hvals(self.keys.vectors(scope.name, scope.id))  # type: ignore[misc]  # redis-py's async stubs
-        return rank([_vector_decoder.decode(v) for v in stored], query, qnorm, top_k, filters)
-
-
-def rank(
-    records: list[VectorRecord],
-    query: list[float],
-    qnorm: float,
-    top_k: int,
-    filters: dict[str, Any] | None,
-) -> list[VectorHit]:
-    """Score `records` against `query` by cosine similarity and keep the best `top_k`."""
-    scored = []
-    for r in records:
-        if len(r.embedding) != len(query):
-            continue
-        if filters and any(r.metadata.get(k) != v for k, v in filters.items()):
-            continue
-        score = sum(map(operator.mul, r.embedding, query)) / (r.norm * qnorm)
-        scored.append((score, r))
-    best = heapq.nlargest(top_k, scored, key=operator.itemgetter(0))
-    return [
-        VectorHit(
-            scope=r.scope,
-            scope_id=r.scope_id,
-            key=r.key,
-            score=score,
-            distance=1.0 - score,
-            metadata=r.metadata,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-        )
-        for score, r in best
-    ]

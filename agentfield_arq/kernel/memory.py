@@ -71,7 +71,8 @@ class VectorSearchRequest(msgspec.Struct, kw_only=True):
 
 
 class VectorRecord(msgspec.Struct, kw_only=True):
-    """One stored vector (the hash field's JSON); `norm` is kept so that a search divides only."""
+    """One stored vector's record (its numbers are kept apart, packed); `norm` is kept so that
+    a search only divides."""
 
     created_at: str
     updated_at: str
@@ -80,7 +81,6 @@ class VectorRecord(msgspec.Struct, kw_only=True):
     scope_id: str
     metadata: dict[str, Any] = {}
     norm: float = 0.0
-    embedding: list[float] = []
 
 
 class VectorStored(msgspec.Struct, kw_only=True):

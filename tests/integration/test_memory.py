@@ -4,13 +4,14 @@ answers (404 for a missing key, 204 for a delete), caps, change entries, vector 
 from __future__ import annotations
 
 import math
+import struct
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
 from agentfield_arq.core.keys import Keys
-from agentfield_arq.core.memory import Scope, rank
+from agentfield_arq.core.vectors import pack, rank, unpack
 from agentfield_arq.kernel.memory import VectorRecord
 
 pytestmark = pytest.mark.integration
@@ -167,18 +168,24 @@ async def test_a_zero_or_oversized_embedding_is_refused(api: httpx.AsyncClient) 
 
 
 def test_rank_skips_vectors_of_another_dimension() -> None:
-    def record(key: str, embedding: list[float]) -> VectorRecord:
-        norm = math.sqrt(sum(x * x for x in embedding))
+    def record(key: str) -> VectorRecord:
         return VectorRecord(
-            created_at="",
-            updated_at="",
-            key=key,
-            scope="global",
-            scope_id="global",
-            norm=norm,
-            embedding=embedding,
+            created_at="", updated_at="", key=key, scope="global", scope_id="global", norm=1.0
         )
 
-    hits = rank([record("a", [1.0, 0.0]), record("b", [1.0, 0.0, 0.0])], [1.0, 0.0], 1.0, 10, None)
+    found = [(record("a"), unpack(pack([1.0, 0.0]))), (record("b"), unpack(pack([1.0, 0, 0])))]
+    hits = rank(found, unpack(pack([1.0, 0.0])), 1.0, 10, None)
     assert [h.key for h in hits] == ["a"]
-    assert Scope("global", "global").name == "global"
+
+
+async def test_vectors_keep_a_readable_record_and_packed_float32_numbers(
+    api: httpx.AsyncClient,
+    redis_client: Redis,
+) -> None:
+    await api.post("/api/v1/memory/vector/set", json={"key": "v", "embedding": [0.5, -2.0]})
+    keys = Keys("t")
+    record = await redis_client.hget(keys.vectors("global", "global"), "v")  # type: ignore[misc]  # redis-py's async stubs
+    assert record is not None
+    assert b'"norm":' in record
+    numbers = await redis_client.hget(keys.vector_numbers("global", "global"), "v")  # type: ignore[misc]  # redis-py's async stubs
+    assert numbers == struct.pack("<2f", 0.5, -2.0)
