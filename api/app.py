@@ -15,6 +15,8 @@ from agentfield_arq.api.deps import Deps
 from agentfield_arq.api.edge import Edge
 from agentfield_arq.api.errors import HANDLERS
 from agentfield_arq.core.approvals import Approvals
+from agentfield_arq.core.changes import BLOCK_MS as CHANGES_BLOCK_MS
+from agentfield_arq.core.changes import Changes
 from agentfield_arq.core.completions import BLOCK_MS, Completions
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import KeyStore, well_formed
@@ -45,6 +47,11 @@ def create_app(settings: Settings) -> Starlette:
         completions = Completions(reader, keys)
         credentials = KeyStore(redis, settings)
         task = asyncio.create_task(completions.run(), name="completions")
+        # The memory change follower blocks too: a third connection.
+        changes = Changes(
+            connect(settings.redis_url, settings, block_s=CHANGES_BLOCK_MS / 1000), keys
+        )
+        follower = asyncio.create_task(changes.run(), name="memory-changes")
         store = ExecutionStore(redis, settings)
         nodes = NodeRegistry(redis, settings)
         try:
@@ -55,6 +62,7 @@ def create_app(settings: Settings) -> Starlette:
                     store=store,
                     nodes=nodes,
                     completions=completions,
+                    changes=changes,
                     outbox=Outbox(redis, settings),
                     credentials=credentials,
                     proof=CallbackProof(redis, settings),
@@ -64,14 +72,16 @@ def create_app(settings: Settings) -> Starlette:
                 )
             }
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (task, follower):
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+            await changes.redis.aclose()
             await reader.aclose()
             await redis.aclose()
 
     return Starlette(
-        routes=routes.table(),
+        routes=[*routes.table(), *routes.SOCKETS],
         middleware=[Middleware(Edge, settings=settings)],
         exception_handlers=HANDLERS,
         lifespan=lifespan,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from agentfield_arq.core.approvals import Approvals
+from agentfield_arq.core.changes import Changes
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import KeyStore
 from agentfield_arq.core.dispatch import CallbackProof
@@ -28,6 +29,7 @@ class Deps:
     store: ExecutionStore
     nodes: NodeRegistry
     completions: Completions
+    changes: Changes
     outbox: Outbox
     credentials: KeyStore
     proof: CallbackProof
@@ -36,7 +38,7 @@ class Deps:
     approvals: Approvals
 
 
-def deps(request: Request) -> Deps:
-    """The Deps of the app serving `request`."""
-    value: Deps = request.state.deps
+def deps(connection: HTTPConnection) -> Deps:
+    """The Deps of the app serving a request (or a WebSocket)."""
+    value: Deps = connection.state.deps
     return value

@@ -6,7 +6,8 @@ records (a node's agent key, `Keys.node_owner`; an execution's submitting key, `
   workflow, session or actor scope only through an execution a node it owns runs: the request's
   `X-Execution-ID` must name an execution of such a node whose run, session or actor id is the
   scope's id (the headers AgentField's SDK sends from inside a reasoner). Caller keys are
-  refused by the routes' access (`agent`).
+  refused by the routes' access (`agent`). Of the memory change events an agent key gets those
+  of the global scope and those made by nodes it owns.
 - approvals: asking for approval, the awaiter status and the approval status are the running
   node's (the key owning it) or an admin's; approving and rejecting are an admin's or the key
   that submitted the execution.
@@ -16,26 +17,50 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
+from agentfield_arq.api.access import MISSING, Access, allows, presented_key
 from agentfield_arq.api.deps import deps
-from agentfield_arq.core.credentials import Identity, Role
+from agentfield_arq.core.changes import Change
+from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity, Lookup, Role
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.core.memory import Scope
 from agentfield_arq.kernel.codec import text
-from agentfield_arq.kernel.errors import Forbidden
+from agentfield_arq.kernel.errors import Forbidden, RateLimited, Unauthorized
 from agentfield_arq.kernel.memory import GLOBAL
 
 _SCOPE_FIELD = {"workflow": "run_id", "session": "session_id", "actor": "actor_id"}
 
 
-def principal(connection: Request) -> Identity | None:
+async def authenticate_socket(connection: HTTPConnection) -> Identity:
+    """The access check of the memory event WebSocket, which Starlette routes outside the
+    operations: an agent or admin key, as for the other memory routes (its identity is put on
+    the connection, as the operations' check does)."""
+    d = deps(connection)
+    found: Identity | Lookup = ANONYMOUS_ADMIN
+    if d.settings.auth:
+        plain = presented_key(connection.headers)
+        if plain is None:
+            raise Unauthorized(MISSING)
+        found = await d.credentials.lookup(plain)
+        if found is Lookup.UNKNOWN:
+            raise Unauthorized("the API key is unknown or revoked")
+        if found is Lookup.LIMITED:
+            raise RateLimited("the key sent more requests this second than it may")
+    assert isinstance(found, Identity)
+    if not allows(found.role, Access.AGENT):
+        raise Forbidden(f"a {found.role} key may not follow memory changes")
+    connection.scope["auth"] = found
+    return found
+
+
+def principal(connection: HTTPConnection) -> Identity | None:
     """The identity the access check found for a request (None where none ran)."""
     found = connection.scope.get("auth")
     return found if isinstance(found, Identity) else None
 
 
-async def owns_node(connection: Request, who: Identity, node_id: str) -> bool:
+async def owns_node(connection: HTTPConnection, who: Identity, node_id: str) -> bool:
     """Whether `who` may act for `node_id`: an admin, or the agent key that owns it."""
     if who.is_admin:
         return True
@@ -68,6 +93,44 @@ async def authorize_memory(request: Request, scopes: Iterable[Scope]) -> None:
             raise Forbidden(f"scope {scope.name}: not the {scope.name} of this execution")
 
 
+async def writer(request: Request) -> dict[str, str]:
+    """Who a memory change is recorded as made by: the request's actor and workflow, and its
+    `X-Agent-Node-ID` only when the key may act for that node (it decides who sees the change)."""
+    who = principal(request)
+    node_id = request.headers.get("x-agent-node-id", "")
+    if who is not None and node_id and not await owns_node(request, who, node_id):
+        node_id = ""
+    return {
+        "x-actor-id": request.headers.get("x-actor-id", ""),
+        "x-workflow-id": request.headers.get("x-workflow-id", ""),
+        "x-agent-node-id": node_id,
+    }
+
+
+class Visibility:
+    """Which memory changes one subscriber sees: an admin every one, an agent those of the
+    global scope and those made by nodes it owns (AgentField sends every change to everyone).
+    A node's ownership is read once per subscriber."""
+
+    def __init__(self, connection: HTTPConnection) -> None:
+        self.connection = connection
+        self.who = principal(connection)
+        self._owned: dict[str, bool] = {}
+
+    async def allows(self, item: Change) -> bool:
+        """Whether the subscriber sees `item`."""
+        who = self.who
+        if who is None or who.is_admin:
+            return True
+        if who.role is not Role.AGENT:
+            return False
+        if item.event.scope == GLOBAL:
+            return True
+        if item.node_id not in self._owned:
+            self._owned[item.node_id] = await owns_node(self.connection, who, item.node_id)
+        return self._owned[item.node_id]
+
+
 async def authorize_agent(request: Request, execution_id: str) -> None:
     """Refuse (403) an approval request, note or awaiter update not made for the execution's
     node."""
@@ -90,7 +153,7 @@ async def authorize_decision(request: Request, execution_id: str) -> None:
 
 
 async def _execution_fields(
-    request: Request, execution_id: str, names: list[str]
+    request: HTTPConnection, execution_id: str, names: list[str]
 ) -> dict[str, str]:
     if not safe_id(execution_id):
         return {}

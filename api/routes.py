@@ -15,11 +15,12 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, request_response
+from starlette.routing import Route, WebSocketRoute, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentfield_arq.api import (
     approvals,
+    changes,
     discovery,
     executions,
     memory,
@@ -59,6 +60,7 @@ from agentfield_arq.kernel.errors import (
     WebhookNotFound,
 )
 from agentfield_arq.kernel.memory import (
+    MemoryChangeEvent,
     MemoryKeyRequest,
     MemoryRecord,
     MemorySetRequest,
@@ -163,6 +165,16 @@ _DISCOVERY_QUERY = (
     Query("limit", "nodes per page", {"type": "integer", "minimum": 1, "maximum": 1000}),
     Query("offset", "nodes to skip", {"type": "integer", "minimum": 0}),
 )
+_EVENTS_QUERY = (
+    Query("scope", "only changes of this scope", {"type": "string"}),
+    Query("scope_id", "only changes of this scope id", {"type": "string"}),
+    Query("patterns", "key globs, comma-separated (`user.*`): any one matches", {"type": "string"}),
+    Query("max_s", "end the stream after this many seconds (default: never)", {"type": "number"}),
+)
+_HISTORY_QUERY = (
+    Query("since", "only changes made at or after this RFC 3339 time", {"type": "string"}),
+    Query("limit", "at most this many (the newest)", {"type": "integer", "minimum": 1}),
+)
 MEMORY = (Forbidden, *REDIS)
 _MEMORY_WRITE = (*BODY, MemoryValueTooLarge, MemoryScopeFull, *MEMORY)
 _SCOPE_QUERY = Query(
@@ -188,7 +200,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         "A memory value: from the scope named, else workflow, session, actor, then global",
         {200: ("found", MemoryRecord)},
         body=MemoryKeyRequest,
-        errors=(*BODY, MemoryNotFound, *REDIS),
+        errors=(*BODY, MemoryNotFound, *MEMORY),
         access=Access.AGENT,
     ),
     Operation(
@@ -198,7 +210,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         "Delete a memory value (204 whether or not it was stored)",
         {204: ("deleted", None)},
         body=MemoryKeyRequest,
-        errors=(*BODY, *REDIS),
+        errors=(*BODY, *MEMORY),
         access=Access.AGENT,
     ),
     Operation(
@@ -208,7 +220,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         "Every memory value of one scope, by key",
         {200: ("the scope's records", list[MemoryRecord])},
         query=(_SCOPE_QUERY,),
-        errors=(InvalidRequest, *REDIS),
+        errors=(InvalidRequest, *MEMORY),
         access=Access.AGENT,
     ),
     Operation(
@@ -228,7 +240,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         "Delete a vector (the same answer whether or not it was stored)",
         {200: ("deleted", VectorDeleted)},
         body=MemoryKeyRequest,
-        errors=(*BODY, *REDIS),
+        errors=(*BODY, *MEMORY),
         access=Access.AGENT,
     ),
     Operation(
@@ -238,10 +250,32 @@ MEMORY_OPERATIONS: list[Operation] = [
         "The vectors of one scope most similar to a query (cosine, exact), best first",
         {200: ("the best matches", list[VectorHit])},
         body=VectorSearchRequest,
-        errors=(*BODY, *REDIS),
+        errors=(*BODY, *MEMORY),
+        access=Access.AGENT,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/memory/events/sse",
+        changes.events,
+        "Memory changes as Server-Sent Events (the WebSocket /memory/events/ws sends the same)",
+        {200: ("`text/event-stream`: `event: message`, `data:` one MemoryChangeEvent", str)},
+        query=_EVENTS_QUERY,
+        errors=(InvalidRequest,),
+        access=Access.AGENT,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/memory/events/history",
+        changes.past,
+        "Recent memory changes, oldest first",
+        {200: ("the changes", list[MemoryChangeEvent])},
+        query=(*_EVENTS_QUERY[:3], *_HISTORY_QUERY),
+        errors=(InvalidRequest, *REDIS),
         access=Access.AGENT,
     ),
 ]
+# Not in the OpenAPI document, which has no words for it; docs/contract.md describes it.
+SOCKETS = [WebSocketRoute(f"{PREFIX}/memory/events/ws", changes.socket)]
 
 AGENT_EXECUTION = f"{PREFIX}/agents/{{node_id}}/executions/{{execution_id}}"
 _APPROVAL = (Forbidden, ExecutionNotFound, *REDIS)

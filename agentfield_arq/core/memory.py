@@ -134,6 +134,7 @@ class MemoryStore:
                 data,
                 who.get("x-actor-id", ""),
                 who.get("x-workflow-id", ""),
+                who.get("x-agent-node-id", ""),
             ],
         )
         if text(reply[0]) == "full":
@@ -171,6 +172,7 @@ class MemoryStore:
                 scope.id,
                 who.get("x-actor-id", ""),
                 who.get("x-workflow-id", ""),
+                who.get("x-agent-node-id", ""),
             ],
         )
         return text(reply[0]) == "ok"

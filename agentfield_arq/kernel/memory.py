@@ -132,6 +132,7 @@ class MemoryChangeEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     scope_id: str
     key: str
     action: str
-    data: msgspec.Raw | None = None
-    previous_data: msgspec.Raw | None = None
+    # JSON values: the control plane passes them through as `msgspec.Raw`.
+    data: Any = None
+    previous_data: Any = None
     metadata: MemoryEventMetadata = msgspec.field(default_factory=MemoryEventMetadata)

@@ -259,6 +259,8 @@ EXECUTION_CALLS: list[Call] = [
     ("POST", "/api/v1/memory/vector/set", {}, {"key": "v", "embedding": [1.0], "metadata": {}}),
     ("POST", "/api/v1/memory/vector/search", {}, {"query_embedding": [1.0]}),
     ("POST", "/api/v1/memory/vector/delete", {}, {"key": "v"}),
+    ("GET", "/api/v1/memory/events/history", {}, None),
+    ("GET", "/api/v1/memory/events/sse", {}, None),
     ("GET", "/api/v1/discovery/capabilities", {}, None),
     (
         "POST",
@@ -325,6 +327,8 @@ async def _call(
         headers["Content-Type"] = "application/json"
     if path.endswith("/memory/list"):
         url += "?scope=global"
+    if path.endswith("/memory/events/sse"):
+        url += "?max_s=0.2"  # a stream: ended, so that the transport can hand it over
     answer = await api.request(method, url, content=content, headers=headers)
     return BY_ROUTE[method, path], answer
 
@@ -335,6 +339,9 @@ def _check(op: Operation, answer: httpx.Response) -> None:
     documented = {*op.answers, *(http_status(kind) for kind in op.answered_errors), *edge, 500}
     assert answer.status_code in documented, (op.method, op.path, answer.text)
     shape = op.answers[answer.status_code][1] if answer.status_code in op.answers else ErrorBody
+    if answer.headers.get("content-type", "").startswith("text/event-stream"):
+        assert answer.content.startswith(b": subscribed\n\n"), (op.method, op.path)
+        return
     if shape is None:  # documented without a body (204)
         assert answer.content == b"", (op.method, op.path)
         return

@@ -1,0 +1,169 @@
+"""Memory change events: the memory event stream (`Keys.memory_events`, written by the memory
+scripts in the same step as each change), followed by one reader per API process and fanned
+out to the WebSocket and SSE subscribers of that process, and read back for the history route.
+
+Like `Completions`, the reader only follows the stream while someone subscribes; meanwhile it
+keeps its cursor near the tail, so a new subscriber sees the changes made after it arrived
+(and at most `IDLE_TAIL_S` of earlier ones). A subscriber that falls `QUEUE_MAX` changes behind
+loses the newest ones, logged, rather than slowing the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+from collections.abc import AsyncIterator
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from agentfield_arq.core.connection import reraise_cancel
+from agentfield_arq.core.keys import MEMORY_EVENTS_MAXLEN, Keys
+from agentfield_arq.kernel.codec import encode, text
+from agentfield_arq.kernel.memory import MemoryChangeEvent, MemoryEventMetadata
+
+logger = logging.getLogger(__name__)
+
+BLOCK_MS = 5000
+READ_COUNT = 500
+RECONNECT_S = 1.0
+IDLE_TAIL_S = 0.5
+QUEUE_MAX = 1000
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True):
+    """One change as subscribers get it: the event, its JSON (encoded once), who wrote it."""
+
+    event: MemoryChangeEvent
+    encoded: bytes
+    node_id: str
+
+
+class Filter(msgspec.Struct, frozen=True, kw_only=True):
+    """What a subscriber asked for (`scope`, `scope_id`, `patterns` of the query string):
+    patterns are globs on the key (`user.*`), any one of which matches."""
+
+    scope: str | None = None
+    scope_id: str | None = None
+    patterns: tuple[str, ...] = ()
+
+    def matches(self, event: MemoryChangeEvent) -> bool:
+        """Whether `event` is one the subscriber asked for."""
+        if self.scope and event.scope != self.scope:
+            return False
+        if self.scope_id and event.scope_id != self.scope_id:
+            return False
+        return not self.patterns or any(fnmatch.fnmatchcase(event.key, p) for p in self.patterns)
+
+
+def change(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Change:
+    """A stream entry as a `Change`."""
+    f = {text(k): v for k, v in fields.items()}
+
+    def raw(name: str) -> msgspec.Raw | None:
+        return msgspec.Raw(f[name]) if name in f else None
+
+    event = MemoryChangeEvent(
+        id=text(entry_id),
+        timestamp=text(f.get("timestamp", b"")),
+        scope=text(f.get("scope", b"")),
+        scope_id=text(f.get("scope_id", b"")),
+        key=text(f.get("key", b"")),
+        action=text(f.get("action", b"")),
+        data=raw("data"),
+        previous_data=raw("previous_data"),
+        metadata=MemoryEventMetadata(
+            agent_id=text(f.get("agent_id", b"")), workflow_id=text(f.get("workflow_id", b""))
+        ),
+    )
+    return Change(event=event, encoded=encode(event), node_id=text(f.get("node_id", b"")))
+
+
+class Changes:
+    """Follows the memory event stream on its own connection for this process's subscribers."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._queues: set[asyncio.Queue[Change]] = set()
+        self._wanted = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Change]]:
+        """A queue of every change from now on, until the block exits."""
+        queue: asyncio.Queue[Change] = asyncio.Queue(QUEUE_MAX)
+        self._queues.add(queue)
+        self._wanted.set()
+        try:
+            yield queue
+        finally:
+            self._queues.discard(queue)
+
+    async def run(self) -> None:
+        """Read the stream until cancelled; survives Redis restarts."""
+        cursor = await self._tail()
+        while True:
+            reraise_cancel()
+            if not self._queues:
+                cursor = await self._idle(cursor)
+                continue
+            try:
+                replies = await self.redis.xread(
+                    {self.keys.memory_events: cursor}, count=READ_COUNT, block=BLOCK_MS
+                )
+            except RedisError as exc:
+                reraise_cancel()
+                logger.warning("memory event stream read failed, retrying: %s", exc)
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            for _stream, entries in replies:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    self._dispatch(change(entry_id, fields))
+
+    def _dispatch(self, item: Change) -> None:
+        for queue in self._queues:
+            try:
+                queue.put_nowait(item)
+            except asyncio.QueueFull:
+                logger.warning("a memory event subscriber is behind; dropped %s", item.event.id)
+
+    async def _idle(self, cursor: bytes | str) -> bytes | str:
+        self._wanted.clear()
+        try:
+            await asyncio.wait_for(self._wanted.wait(), IDLE_TAIL_S)
+        except TimeoutError:
+            return await self._tail()
+        return cursor
+
+    async def _tail(self) -> bytes | str:
+        while True:
+            try:
+                last = await self.redis.xrevrange(self.keys.memory_events, count=1)
+            except RedisError as exc:
+                reraise_cancel()
+                logger.warning("memory event stream unavailable, retrying: %s", exc)
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            return last[0][0] if last else "0-0"
+
+
+async def history(
+    redis: Redis, keys: Keys, wanted: Filter, since_ms: int | None, limit: int
+) -> list[Change]:
+    """The newest `limit` changes that match, oldest first, from the stream's retained tail
+    (about `MEMORY_EVENTS_MAXLEN` entries), made at or after `since_ms` when given."""
+    low = "-" if since_ms is None else f"{since_ms}-0"
+    entries = await redis.xrevrange(keys.memory_events, "+", low, count=MEMORY_EVENTS_MAXLEN)
+    found: list[Change] = []
+    for entry_id, fields in entries:
+        item = change(entry_id, fields)
+        if wanted.matches(item.event):
+            found.append(item)
+            if len(found) >= limit:
+                break
+    found.reverse()
+    return found
