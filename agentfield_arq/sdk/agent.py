@@ -34,15 +34,18 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from agentfield_arq.client.answers import raise_for
 from agentfield_arq.client.clients import AsyncClient, resolve_api_key, resolve_server_url
 from agentfield_arq.kernel import errors
 from agentfield_arq.kernel.backoff import backoff_s
-from agentfield_arq.kernel.models import NodeRegistration
+from agentfield_arq.kernel.models import ApprovalRequest, NodeRegistration, NoteRequest
 from agentfield_arq.kernel.status import TargetKind
 from agentfield_arq.kernel.targets import parse_target
 from agentfield_arq.sdk.context import current
 from agentfield_arq.sdk.endpoint import advertised_url, create_app, listen
-from agentfield_arq.sdk.parameters import Target, describe
+from agentfield_arq.sdk.memory import Memory
+from agentfield_arq.sdk.parameters import Signatures, Target, bind, describe
+from agentfield_arq.sdk.pause import APPROVAL_PATH, ApprovalResult, Pauses
 from agentfield_arq.sdk.presence import Presence
 from agentfield_arq.sdk.reporter import MAX_RESULT_BYTES, Reporter
 
@@ -106,6 +109,9 @@ class Agent:
         self._http = self._new_http()
         self.client = AsyncClient(self.server_url, api_key=self.api_key, transport=transport)
         self.reporter = Reporter(self._http, max_result_bytes=max_result_bytes)
+        self.pauses = Pauses()
+        self._notes: set[asyncio.Task[None]] = set()
+        self._signatures = Signatures(node_id, self.targets, lambda: self._http)
         self._asgi: Starlette | None = None
 
     def _new_http(self) -> httpx.AsyncClient:
@@ -214,8 +220,11 @@ class Agent:
 
     # ------------------------------------------------------------------ calling other nodes
 
-    async def call(self, target: str, /, **kwargs: Any) -> Any:
-        """Run `node_id.name` with `kwargs` as its input and return its result as it returned it.
+    async def call(self, target: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Run `node_id.name` with `args` and `kwargs` as its input and return its result as it
+        returned it. Positional arguments take the target's parameter names in order, read
+        from this agent's own declaration or from the node's registration (its input schema);
+        too many, or one given twice, is a TypeError, as for a local call.
 
         Inside a reasoner or skill, the new execution joins the current run as a child of the
         current execution. Waits share one batch-status poll loop. Raises ExecutionFailed (or
@@ -223,10 +232,68 @@ class Agent:
         Unlike AgentField's SDK, a result that is an object with a `result` key is not unwrapped:
         the control plane stores results without an envelope, so there is nothing to unwrap.
         """
+        if args:
+            kwargs = bind(target, args, kwargs, await self._signatures.names(target))
         context = current()
         headers = context.child_headers() if context else {}
         execution_id = await self._submit(target, kwargs, headers)
         return await self.client.result(execution_id, self.call_timeout_s)
+
+    # ------------------------------------------------------------------ memory, notes, pauses
+
+    @property
+    def memory(self) -> Memory:
+        """The control plane's memory, in the scopes of the execution being served (see
+        `agentfield_arq.sdk.memory`)."""
+        return Memory(self._http, self.node_id)
+
+    def note(self, message: str, tags: Sequence[str] = ()) -> None:
+        """Write a note on the execution being served, in the background (as AgentField's
+        `app.note`); outside a reasoner or skill there is nothing to note on."""
+        context = current()
+        if context is None or not context.execution_id:
+            logger.warning("app.note outside an execution: %s", message[:100])
+            return
+        body = NoteRequest(message=message, tags=list(tags), agent_node_id=self.node_id)
+        task = asyncio.get_running_loop().create_task(self._send_note(context.execution_id, body))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
+    async def _send_note(self, execution_id: str, note: NoteRequest) -> None:
+        headers = {"Content-Type": "application/json", "X-Execution-ID": execution_id}
+        try:
+            answer = await self._http.post(
+                "/api/v1/executions/note", content=msgspec.json.encode(note), headers=headers
+            )
+            raise_for(answer)
+        except (httpx.HTTPError, errors.ApiError) as exc:
+            logger.warning("note on execution_id=%s not stored: %s", execution_id, exc)
+
+    async def pause(
+        self,
+        approval_request_id: str,
+        approval_request_url: str = "",
+        expires_in_hours: float = 72,
+        timeout: float | None = None,  # noqa: ASYNC109  (AgentField's name for it)
+        execution_id: str | None = None,
+    ) -> ApprovalResult:
+        """Wait for a person to approve the execution being served (AgentField's `app.pause`):
+        it is `waiting` meanwhile, holding no worker. Returns the decision (approved or
+        rejected), or `expired` after `timeout` (default: `expires_in_hours`)."""
+        context = current()
+        execution_id = execution_id or (context.execution_id if context else None)
+        if not execution_id:
+            raise errors.ClientError("app.pause needs an execution: call it inside a reasoner")
+        if not self.base_url:
+            raise errors.ClientError("app.pause needs a served agent, which the decision reaches")
+        request = ApprovalRequest(
+            approval_request_id=approval_request_id,
+            approval_request_url=approval_request_url,
+            callback_url=self.base_url.rstrip("/") + APPROVAL_PATH,
+            expires_in_hours=expires_in_hours,
+        )
+        wait_s = expires_in_hours * 3600 if timeout is None else timeout
+        return await self.pauses.pause(self._http, self.node_id, execution_id, request, wait_s)
 
     async def _submit(self, target: str, kwargs: dict[str, Any], headers: dict[str, str]) -> str:
         loop = asyncio.get_running_loop()

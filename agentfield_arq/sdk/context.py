@@ -51,6 +51,17 @@ class ExecutionContext(msgspec.Struct, kw_only=True, frozen=True):
         }
         return {name: value for name, value in pairs.items() if value}
 
+    def scope_headers(self) -> dict[str, str]:
+        """Headers that name this execution's memory scopes (and the execution itself), as
+        AgentField's SDK sends them: the run is the workflow scope."""
+        pairs = {
+            "X-Execution-ID": self.execution_id,
+            "X-Workflow-ID": self.run_id,
+            "X-Session-ID": self.session_id,
+            "X-Actor-ID": self.actor_id,
+        }
+        return {name: value for name, value in pairs.items() if value}
+
 
 _current: ContextVar[ExecutionContext | None] = ContextVar("agentfield_arq_execution", default=None)
 

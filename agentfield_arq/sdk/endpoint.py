@@ -11,6 +11,9 @@ AgentField's SDK serves it: the task running that execution is cancelled, and th
 200 `{"cancelled": true, "execution_id"}`, or `{"cancelled": false, "execution_id", "reason":
 "execution_not_active"}` when nothing of that id runs here. An inline invocation so cancelled
 answers 499 `{"status": "cancelled", "execution_id", "reason": "cancelled_by_control_plane"}`.
+
+`POST /webhooks/approval` takes the control plane's decision on an approval a reasoner waits for
+(`app.pause`).
 """
 
 from __future__ import annotations
@@ -32,20 +35,25 @@ from agentfield_arq.kernel.body import read_body
 from agentfield_arq.kernel.errors import (
     ApiError,
     InvalidInput,
+    InvalidRequest,
     PayloadTooLarge,
     TargetFailed,
     TargetNotFound,
     http_status,
 )
+from agentfield_arq.kernel.models import DecisionNotice
 from agentfield_arq.kernel.status import TargetKind
 from agentfield_arq.sdk.context import ExecutionContext
 from agentfield_arq.sdk.parameters import Target
+from agentfield_arq.sdk.pause import APPROVAL_PATH
 
 if TYPE_CHECKING:
     from agentfield_arq.sdk.agent import Agent
 
 JSON = "application/json"
 CANCEL_PATH = "/_internal/executions/{execution_id}/cancel"
+# A decision notice is small: ids, the decision, a person's feedback and response.
+NOTICE_MAX_BYTES = 262_144
 Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
 
 
@@ -127,8 +135,19 @@ def create_app(agent: Agent, lifespan: Lifespan) -> Starlette:
             answer["reason"] = "execution_not_active"
         return _json(answer)
 
+    async def approval(request: Request) -> Response:
+        try:
+            body = await read_body(request, NOTICE_MAX_BYTES)
+            notice = msgspec.json.decode(body, type=DecisionNotice)
+        except PayloadTooLarge as exc:
+            return _error(exc)
+        except msgspec.MsgspecError as exc:
+            return _error(InvalidRequest(f"invalid approval notice: {exc}"))
+        return _json({"status": "received", "resolved": agent.pauses.resolve(notice)})
+
     routes = [
         Route("/reasoners/{name}", by_name(TargetKind.REASONER), methods=["POST"]),
+        Route(APPROVAL_PATH, approval, methods=["POST"]),
         Route("/skills/{name}", by_name(TargetKind.SKILL), methods=["POST"]),
         *(Route(t.path, at_path(t), methods=["POST"]) for t in agent.targets.values() if t.path),
         Route("/health", health),

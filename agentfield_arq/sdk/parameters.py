@@ -3,6 +3,7 @@
 From the function's parameters we build a msgspec Struct type: it decodes a request body into
 keyword arguments in one pass (its errors name the offending field) and yields the JSON Schema
 that registration announces. Unknown fields are ignored, as AgentField's SDK ignores them.
+`Signatures` and `bind` give `app.call`'s positional arguments their parameter names.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ import functools
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import msgspec
 
-from agentfield_arq.kernel.errors import InvalidInput, MalformedInput
-from agentfield_arq.kernel.models import TargetSpec
+from agentfield_arq.client.answers import raise_for, unreachable
+from agentfield_arq.kernel.errors import InvalidInput, MalformedInput, TargetNotFound
+from agentfield_arq.kernel.models import NodeRegistration, TargetSpec
 from agentfield_arq.kernel.status import TargetKind
+from agentfield_arq.kernel.targets import parse_target
 
 _FIELD_IN_PATH = re.compile(r"at `\$\.([^`]+)`")
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
@@ -151,3 +155,56 @@ def _field_of(message: str) -> str | None:
     if missing:
         return f"{at.group(1)}.{missing.group(1)}" if at else missing.group(1)
     return at.group(1) if at else None
+
+
+def bind(
+    target: str, args: tuple[Any, ...], kwargs: dict[str, Any], names: list[str]
+) -> dict[str, Any]:
+    """Positional `args` given the parameter `names` in order, merged with `kwargs`; as Python
+    does, too many, or one given both ways, is a TypeError."""
+    if len(args) > len(names):
+        raise TypeError(
+            f"{target} takes {len(names)} positional arguments but {len(args)} were given"
+        )
+    bound = dict(zip(names, args, strict=False))
+    twice = sorted(set(bound) & set(kwargs))
+    if twice:
+        raise TypeError(f"{target} got multiple values for argument '{twice[0]}'")
+    return {**bound, **kwargs}
+
+
+class Signatures:
+    """The parameter names of targets, in order, for positional arguments of `app.call`: this
+    agent's own from their declaration, other nodes' from their registration (the input
+    schema's properties, which both SDKs list in signature order). Cached per target."""
+
+    def __init__(
+        self, node_id: str, local: Mapping[str, Target], http: Callable[[], httpx.AsyncClient]
+    ) -> None:
+        self.node_id = node_id
+        self.local = local
+        self.http = http
+        self._names: dict[str, list[str]] = {}
+
+    async def names(self, target: str) -> list[str]:
+        """The parameter names of `target`."""
+        if target not in self._names:
+            node_id, name = parse_target(target)
+            if node_id == self.node_id and name in self.local:
+                schema = self.local[name].input_schema
+            else:
+                schema = await self._remote(node_id, name)
+            self._names[target] = list((schema.get("properties") or {}).keys())
+        return self._names[target]
+
+    async def _remote(self, node_id: str, name: str) -> dict[str, Any]:
+        try:
+            answer = await self.http().get(f"/api/v1/nodes/{node_id}")
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from exc
+        raise_for(answer)
+        record = msgspec.json.decode(answer.content, type=NodeRegistration)
+        for spec in (*record.reasoners, *record.skills):
+            if spec.id == name and isinstance(spec.input_schema, dict):
+                return spec.input_schema
+        raise TargetNotFound(f"node '{node_id}' declares no parameters for '{name}'")

@@ -1,7 +1,8 @@
 """An agent written with agentfield_arq's SDK for end-to-end tests (node `sdk`), run as a process.
 
 Each reasoner shows one behaviour: raising, returning None or a list, taking its time, calling
-other nodes and reporting what `app.call` raised.
+other nodes (by keyword or position) and reporting what `app.call` raised, using memory,
+writing a note, pausing for approval.
 """
 
 from __future__ import annotations
@@ -70,6 +71,49 @@ async def work(log: str) -> None:
             out.write(f"stopped {time.time()}\n")
             out.flush()
             raise
+
+
+@app.reasoner()
+async def positional(a: int, b: int) -> Any:
+    """Calls the `add` skill with positional arguments."""
+    return await app.call("sdk.add", a, b=b)
+
+
+@app.reasoner()
+async def keep(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    """Sets, gets, lists, tests and deletes a value; stores and searches vectors."""
+    await app.memory.set(key, value)
+    got = await app.memory.get(key)
+    missing = await app.memory.get("never.set", default="absent")
+    context = app.memory.global_scope
+    await context.set(f"shared.{key}", value)
+    listed = await app.memory.list_keys("workflow")
+    await app.memory.set_vector("east", [1.0, 0.0], {"name": "east"})
+    await app.memory.set_vector("north", [0.0, 1.0])
+    hits = await app.memory.similarity_search([1.0, 0.1], top_k=1)
+    await app.memory.delete(key)
+    return {
+        "got": got,
+        "missing": missing,
+        "shared": await context.get(f"shared.{key}"),
+        "listed": listed,
+        "nearest": hits[0].key,
+        "after_delete": await app.memory.exists(key),
+    }
+
+
+@app.reasoner()
+async def jot(message: str) -> str:
+    """Writes a note on its execution."""
+    app.note(message, ["sdk"])
+    return message
+
+
+@app.reasoner()
+async def review(request_id: str) -> dict[str, Any]:
+    """Waits for a person's approval and reports the decision."""
+    result = await app.pause(request_id, f"https://review.example.com/{request_id}", 1)
+    return {"decision": result.decision, "feedback": result.feedback}
 
 
 @app.skill()
