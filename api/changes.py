@@ -17,10 +17,11 @@ from starlette.websockets import WebSocket
 from agentfield_arq.api.deps import deps
 from agentfield_arq.api.owners import Visibility, authenticate_socket
 from agentfield_arq.core.changes import Change, Filter, history
-from agentfield_arq.kernel.errors import ApiError, InvalidRequest
+from agentfield_arq.kernel.errors import ApiError, InvalidRequest, Unavailable
 
 KEEPALIVE_S = 15.0
 POLICY_VIOLATION = 1008  # the WebSocket close code for a key that may not follow changes
+TRY_AGAIN_LATER = 1013  # the WebSocket close code for a server that cannot serve now
 HISTORY_DEFAULT = 100
 HISTORY_MAX = 1000
 
@@ -46,9 +47,15 @@ async def socket(websocket: WebSocket) -> None:
     except ApiError:
         await websocket.close(code=POLICY_VIOLATION)
         return
+    changes = deps(websocket).changes
+    try:
+        await changes.ready()
+    except Unavailable:
+        await websocket.close(code=TRY_AGAIN_LATER)
+        return
     await websocket.accept()
     seen = Visibility(websocket)
-    async with deps(websocket).changes.subscribe() as queue:
+    async with changes.subscribe() as queue:
         gone = asyncio.create_task(_closed(websocket))
         try:
             while not gone.done():
@@ -78,6 +85,7 @@ async def events(request: Request) -> Response:
     max_s = _seconds(request.query_params.get("max_s"))
     changes = deps(request).changes
     seen = Visibility(request)
+    await changes.ready()  # 503 now rather than a stream that never starts
 
     async def stream() -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()

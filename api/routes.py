@@ -260,7 +260,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         "Memory changes as Server-Sent Events (the WebSocket /memory/events/ws sends the same)",
         {200: ("`text/event-stream`: `event: message`, `data:` one MemoryChangeEvent", str)},
         query=_EVENTS_QUERY,
-        errors=(InvalidRequest,),
+        errors=(InvalidRequest, *REDIS),
         access=Access.AGENT,
     ),
     Operation(

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from agentfield_arq.core.connection import reraise_cancel
 from agentfield_arq.core.keys import MEMORY_EVENTS_MAXLEN, Keys
 from agentfield_arq.kernel.codec import encode, text
+from agentfield_arq.kernel.errors import Unavailable
 from agentfield_arq.kernel.memory import MemoryChangeEvent, MemoryEventMetadata
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ READ_COUNT = 500
 RECONNECT_S = 1.0
 IDLE_TAIL_S = 0.5
 QUEUE_MAX = 1000
+READY_S = 2.0
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,10 +92,14 @@ class Changes:
         self.keys = keys
         self._queues: set[asyncio.Queue[Change]] = set()
         self._wanted = asyncio.Event()
+        # Set once the reader holds a cursor: a subscriber waits for it, so that no change made
+        # after it subscribed can fall before the cursor.
+        self._following = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[Change]]:
         """A queue of every change from now on, until the block exits."""
+        await self._following.wait()
         queue: asyncio.Queue[Change] = asyncio.Queue(QUEUE_MAX)
         self._queues.add(queue)
         self._wanted.set()
@@ -102,9 +108,20 @@ class Changes:
         finally:
             self._queues.discard(queue)
 
+    async def ready(self, timeout_s: float = READY_S) -> None:
+        """Return once the reader follows the stream (at once, after its first read of the
+        stream's tail); Unavailable if Redis does not let it within `timeout_s`."""
+        try:
+            await asyncio.wait_for(self._following.wait(), timeout_s)
+        except TimeoutError as exc:
+            raise Unavailable(
+                "the memory event stream cannot be read: Redis does not answer"
+            ) from exc
+
     async def run(self) -> None:
         """Read the stream until cancelled; survives Redis restarts."""
         cursor = await self._tail()
+        self._following.set()
         while True:
             reraise_cancel()
             if not self._queues:
