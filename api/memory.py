@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
-from agentfield_arq.api.owners import authorize_memory
+from agentfield_arq.api.owners import authorize_memory, writer
 from agentfield_arq.core.memory import lookup, resolve, scope_id
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.errors import InvalidRequest
@@ -35,7 +35,7 @@ async def set_value(request: Request) -> Response:
     body = await read_json(request, MemorySetRequest, d.settings)
     scope = resolve(request.headers, body.scope)
     await authorize_memory(request, [scope])
-    record = await d.memory.set(scope, body.key, bytes(body.data), request.headers)
+    record = await d.memory.set(scope, body.key, bytes(body.data), await writer(request))
     return _json(record)
 
 
@@ -54,7 +54,7 @@ async def delete_value(request: Request) -> Response:
     body = await read_json(request, MemoryKeyRequest, d.settings)
     scope = resolve(request.headers, body.scope)
     await authorize_memory(request, [scope])
-    await d.memory.delete(scope, body.key, request.headers)
+    await d.memory.delete(scope, body.key, await writer(request))
     return Response(status_code=204)
 
 

@@ -19,6 +19,7 @@ from agentfield_arq.ops.embedded import free_port
 from tests.e2e.conftest import System, deployed
 from tests.e2e.nodes import start_node
 from tests.e2e.test_agentfield_sdk import SDK_PYTHON, sdk_interpreter  # noqa: F401  (skips)
+from tests.keys import ADMIN_KEY, bearer
 
 pytestmark = pytest.mark.e2e
 AGENT = str(Path(__file__).with_name("agentfield_memory_agent.py"))
@@ -102,7 +103,11 @@ def test_its_pause_waits_without_a_worker_and_resumes_after_the_cli_approves(
     assert status.json()["status"] == "pending"
     approved = subprocess.run(
         [sys.executable, "-m", "agentfield_arq", "approve", execution_id, "--feedback", "ship it"],
-        env={**keeper.env, "AGENTFIELD_ARQ_PUBLIC_URL": keeper.api_url},
+        env={
+            **keeper.env,
+            "AGENTFIELD_ARQ_PUBLIC_URL": keeper.api_url,
+            "AGENTFIELD_API_KEY": ADMIN_KEY,
+        },
         capture_output=True,
         timeout=60,
         check=False,
@@ -139,7 +144,7 @@ def test_it_restarts_a_failed_execution_with_new_input(keeper: System) -> None:
 def test_the_sse_form_sends_a_change_made_after_it_subscribed(keeper: System) -> None:
     url = f"{keeper.api_url}/api/v1/memory/events/sse"
     params = {"patterns": "sse.*", "max_s": "20"}
-    with httpx.stream("GET", url, params=params, timeout=30) as events:
+    with httpx.stream("GET", url, params=params, headers=bearer(ADMIN_KEY), timeout=30) as events:
         lines = events.iter_lines()
         assert next(lines) == ": subscribed"
         keeper.http.post("/api/v1/memory/set", json={"key": "sse.k", "data": [1, 2]})
