@@ -185,7 +185,7 @@ async def restart_one(request: Request) -> Response:
     `restart_execution`)."""
     d = deps(request)
     body = await read_json(request, RestartRequest, d.settings, optional=True)
-    accepted = await restart(d.store, request.path_params["execution_id"], body)
+    accepted = await restart(d.store, request.path_params["execution_id"], body, identity(request))
     return _json(
         encode(accepted),
         202,

@@ -8,9 +8,10 @@ records (a node's agent key, `Keys.node_owner`; an execution's submitting key, `
   scope's id (the headers AgentField's SDK sends from inside a reasoner). Caller keys are
   refused by the routes' access (`agent`). Of the memory change events an agent key gets those
   of the global scope and those made by nodes it owns.
-- approvals: asking for approval, the awaiter status and the approval status are the running
-  node's (the key owning it) or an admin's; approving and rejecting are an admin's or the key
-  that submitted the execution.
+- notes and approvals: writing a note, asking for approval, the awaiter status and the
+  approval status are the running node's (the key owning it) or an admin's; approving and
+  rejecting are an admin's or the key that submitted the execution. To any other key the
+  execution is unknown (404), as the API answers another key's execution everywhere.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity, Lookup, R
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.core.memory import Scope
 from agentfield_arq.kernel.codec import text
-from agentfield_arq.kernel.errors import Forbidden, RateLimited, Unauthorized
+from agentfield_arq.kernel.errors import ExecutionNotFound, Forbidden, RateLimited, Unauthorized
 from agentfield_arq.kernel.memory import GLOBAL
 
 _SCOPE_FIELD = {"workflow": "run_id", "session": "session_id", "actor": "actor_id"}
@@ -132,24 +133,25 @@ class Visibility:
 
 
 async def authorize_agent(request: Request, execution_id: str) -> None:
-    """Refuse (403) an approval request, note or awaiter update not made for the execution's
-    node."""
+    """Answer an approval request, note or awaiter update not made for the execution's node as
+    if the execution did not exist (404), as the API answers another key's execution."""
     who = principal(request)
     if who is None or who.is_admin:
         return
     fields = await _execution_fields(request, execution_id, ["node_id"])
     if not await owns_node(request, who, fields.get("node_id", "")):
-        raise Forbidden(f"only the node running '{execution_id[:100]}' may do this")
+        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
 
 
 async def authorize_decision(request: Request, execution_id: str) -> None:
-    """Refuse (403) an approve or reject not made by an admin or the execution's submitter."""
+    """Answer an approve or reject not made by an admin or the execution's submitter as if the
+    execution did not exist (404)."""
     who = principal(request)
     if who is None or who.is_admin:
         return
     fields = await _execution_fields(request, execution_id, ["owner"])
     if fields.get("owner") != who.key_id:
-        raise Forbidden(f"only an admin or the submitter of '{execution_id[:100]}' may decide")
+        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
 
 
 async def _execution_fields(

@@ -13,6 +13,7 @@ import logging
 
 import msgspec
 
+from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.execution import FORWARDED_HEADERS, submit
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.core.store import ExecutionStore
@@ -25,15 +26,20 @@ logger = logging.getLogger(__name__)
 
 
 async def source_fields(store: ExecutionStore, execution_id: str) -> dict[str, str]:
-    """The stored record of `execution_id` (404 if it is unknown or expired)."""
-    raw = (
-        await store.redis.hgetall(store.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
-        if safe_id(execution_id)
-        else {}
-    )
+    """The stored record of `execution_id`, its webhook secret (kept apart) included, as
+    `webhook_secret`; 404 if it is unknown or expired."""
+    if not safe_id(execution_id):
+        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(store.keys.execution(execution_id))
+        pipe.get(store.keys.webhook_secret(execution_id))
+        raw, secret = await pipe.execute()
     if not raw:
         raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
-    return {text(k): text(v) for k, v in raw.items()}
+    fields = {text(k): text(v) for k, v in raw.items()}
+    if secret:
+        fields["webhook_secret"] = text(secret)
+    return fields
 
 
 def resubmission(
@@ -64,8 +70,16 @@ def _context(fields: dict[str, str]) -> dict[str, object] | None:
     return decode(fields["context"]) if "context" in fields else None
 
 
-async def restart(store: ExecutionStore, execution_id: str, body: RestartRequest) -> Restarted:
-    """Submit an ended execution again as a new one in a new run; 409 while it has not ended."""
+async def restart(
+    store: ExecutionStore,
+    execution_id: str,
+    body: RestartRequest,
+    owner: Identity = ANONYMOUS_ADMIN,
+) -> Restarted:
+    """Submit an ended execution again as a new one in a new run, owned by `owner`, who must be
+    able to see the source (else it is unknown to them); 409 while it has not ended."""
+    if not await store.visible(execution_id, owner):
+        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
     fields = await source_fields(store, execution_id)
     if fields.get("status") not in TERMINAL_STATUSES:
         raise ExecutionNotTerminal(
@@ -73,7 +87,7 @@ async def restart(store: ExecutionStore, execution_id: str, body: RestartRequest
             "can be restarted"
         )
     request, headers = resubmission(fields, body)
-    accepted = await submit(store, fields["target"], request, headers)
+    accepted = await submit(store, fields["target"], request, headers, owner=owner)
     logger.info(
         "restart execution_id=%s from=%s reason=%s",
         accepted.execution_id,

@@ -48,6 +48,26 @@ OWNERS = {
     ("POST", f"{V1}/workflow/executions/events"): AGENT,
     ("POST", f"{V1}/executions/{{execution_id}}/logs"): AGENT,
     ("POST", f"{V1}/did/register"): AGENT,
+    # Issue 14's routes: memory and notes are agents' (and within their own executions,
+    # api/owners.py); discovery, restart and a person's decision callers'.
+    ("POST", f"{V1}/executions/note"): AGENT,
+    ("GET", f"{V1}/executions/{{execution_id}}/notes"): CALLER,
+    ("POST", f"{V1}/executions/{{execution_id}}/restart"): CALLER,
+    ("POST", f"{V1}/memory/set"): AGENT,
+    ("POST", f"{V1}/memory/get"): AGENT,
+    ("POST", f"{V1}/memory/delete"): AGENT,
+    ("GET", f"{V1}/memory/list"): AGENT,
+    ("POST", f"{V1}/memory/vector/set"): AGENT,
+    ("POST", f"{V1}/memory/vector/delete"): AGENT,
+    ("POST", f"{V1}/memory/vector/search"): AGENT,
+    ("GET", f"{V1}/memory/events/sse"): AGENT,
+    ("GET", f"{V1}/memory/events/history"): AGENT,
+    ("GET", f"{V1}/discovery/capabilities"): CALLER,
+    ("POST", f"{V1}/agents/{{node_id}}/executions/{{execution_id}}/request-approval"): AGENT,
+    ("GET", f"{V1}/agents/{{node_id}}/executions/{{execution_id}}/approval-status"): AGENT,
+    ("POST", f"{V1}/agents/{{node_id}}/executions/{{execution_id}}/awaiter-status"): AGENT,
+    ("POST", f"{V1}/executions/{{execution_id}}/approve"): CALLER,
+    ("POST", f"{V1}/executions/{{execution_id}}/reject"): CALLER,
     ("GET", f"{V1}/health"): PUBLIC,
     ("GET", "/health"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
@@ -61,6 +81,8 @@ LET_IN: dict[Access, set[Role | None]] = {
     ADMIN: {Role.ADMIN},
 }
 PARAMS = {"{target}": "e2e.echo", "{execution_id}": "exec_x", "{node_id}": "e2e"}
+# A stream is asked to end at once, so that its answer can be read whole.
+QUERIES = {f"{V1}/memory/events/sse": "?max_s=0.1"}
 BODIES = {
     f"{V1}/nodes/register": registration("e2e", "http://127.0.0.1:9"),
     f"{V1}/nodes": registration("e2e", "http://127.0.0.1:9"),
@@ -88,6 +110,7 @@ async def test_each_role_reaches_exactly_the_operations_its_role_allows(
             url = path
             for name, value in PARAMS.items():
                 url = url.replace(name, value)
+            url += QUERIES.get(path, "")
             for role, key in keys.items():
                 answer = await api.request(
                     method,

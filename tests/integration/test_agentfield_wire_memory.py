@@ -12,8 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_api import api  # noqa: F401  (the shared app fixture)
-
 pytestmark = pytest.mark.integration
 
 WIRE: dict[str, Any] = json.loads(
@@ -23,7 +21,7 @@ IDS = {"{run_id}": "run_wire", "{port}": "18001"}
 
 
 async def replay(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
     name: str,
     **ids: str,
 ) -> httpx.Response:
@@ -40,7 +38,7 @@ async def replay(
     )
 
 
-async def test_its_memory_calls_get_the_answers_it_reads(api: httpx.AsyncClient) -> None:  # noqa: F811
+async def test_its_memory_calls_get_the_answers_it_reads(api: httpx.AsyncClient) -> None:
     ids = {"execution_id": "exec_wire"}
     assert (await replay(api, "memory_set", **ids)).status_code == 200
     got = await replay(api, "memory_get", **ids)
@@ -55,7 +53,7 @@ async def test_its_memory_calls_get_the_answers_it_reads(api: httpx.AsyncClient)
     assert (await replay(api, "memory_get_5", **ids)).status_code == 404
 
 
-async def test_its_vector_calls_store_and_rank(api: httpx.AsyncClient) -> None:  # noqa: F811
+async def test_its_vector_calls_store_and_rank(api: httpx.AsyncClient) -> None:
     for name in ("vector_set", "vector_set_2", "vector_set_3"):
         assert (await replay(api, name, execution_id="exec_wire")).status_code == 200
     hits = (await replay(api, "vector_search", execution_id="exec_wire")).json()
@@ -63,7 +61,7 @@ async def test_its_vector_calls_store_and_rank(api: httpx.AsyncClient) -> None: 
 
 
 async def test_its_note_lands_on_the_execution_its_header_names(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
 ) -> None:
     execution_id = (await api.post("/api/v1/execute/async/e2e.echo", json={"input": {}})).json()[
         "execution_id"
@@ -73,13 +71,13 @@ async def test_its_note_lands_on_the_execution_its_header_names(
     assert doc["notes"][0]["message"] == "halfway"
 
 
-async def test_its_discovery_query_is_understood(api: httpx.AsyncClient) -> None:  # noqa: F811
+async def test_its_discovery_query_is_understood(api: httpx.AsyncClient) -> None:
     answer = await replay(api, "discover")
     assert answer.status_code == 200
     assert answer.json()["pagination"]["limit"] == 100
 
 
-async def test_its_restart_and_approval_requests_are_served(api: httpx.AsyncClient) -> None:  # noqa: F811
+async def test_its_restart_and_approval_requests_are_served(api: httpx.AsyncClient) -> None:
     node = {"id": "keeper", "base_url": "http://localhost:18001", "reasoners": [{"id": "review"}]}
     assert (await api.post("/api/v1/nodes/register", json=node)).status_code == 201
     ended = (await api.post("/api/v1/execute/async/keeper.review", json={"input": {}})).json()

@@ -12,20 +12,20 @@ from agentfield_arq.core.credentials import Role
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import Settings
 from tests.integration.served import served
-from tests.integration.test_api import _submit, api  # noqa: F401  (the shared app fixture)
+from tests.integration.test_api import _submit
 from tests.keys import issue
 
 pytestmark = pytest.mark.integration
 
 
-async def _running(api: httpx.AsyncClient) -> tuple[str, str]:  # noqa: F811
+async def _running(api: httpx.AsyncClient) -> tuple[str, str]:
     execution_id = await _submit(api)
     doc = await api.post(f"/api/v1/executions/{execution_id}/status", json={"status": "running"})
     return execution_id, doc.json()["run_id"]
 
 
 async def test_an_agent_key_reaches_its_executions_scopes_and_global_only(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
     settings: Settings,
 ) -> None:
     execution_id, run_id = await _running(api)
@@ -41,8 +41,8 @@ async def test_an_agent_key_reaches_its_executions_scopes_and_global_only(
         assert shared.status_code == 200
 
 
-async def test_another_nodes_key_cannot_note_or_pause_the_execution(
-    api: httpx.AsyncClient,  # noqa: F811
+async def test_to_another_nodes_key_the_execution_is_unknown_for_notes_and_pauses(
+    api: httpx.AsyncClient,
     settings: Settings,
 ) -> None:
     execution_id, run_id = await _running(api)
@@ -53,12 +53,12 @@ async def test_another_nodes_key_cannot_note_or_pause_the_execution(
             json={"message": "m"},
             headers={"X-Execution-ID": execution_id},
         )
-        assert note.status_code == 403
+        assert note.status_code == 404  # another key's execution is unknown to it
         ask = await agent.post(
             f"/api/v1/agents/e2e/executions/{execution_id}/request-approval",
             json={"approval_request_id": "r"},
         )
-        assert ask.status_code == 403
+        assert ask.status_code == 404
         scoped = await agent.post(
             "/api/v1/memory/get",
             json={"key": "k"},
@@ -68,7 +68,7 @@ async def test_another_nodes_key_cannot_note_or_pause_the_execution(
 
 
 async def test_a_caller_that_did_not_submit_cannot_decide_and_reaches_no_memory(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
     settings: Settings,
 ) -> None:
     execution_id, _ = await _running(api)
@@ -79,13 +79,13 @@ async def test_a_caller_that_did_not_submit_cannot_decide_and_reaches_no_memory(
     assert asked.status_code == 200, asked.text
     key = await issue(settings, Role.CALLER)
     async with served(settings, key) as caller:
-        assert (await caller.post(f"/api/v1/executions/{execution_id}/approve")).status_code == 403
+        assert (await caller.post(f"/api/v1/executions/{execution_id}/approve")).status_code == 404
         assert (await caller.post("/api/v1/memory/get", json={"key": "g"})).status_code == 403
     assert (await api.post(f"/api/v1/executions/{execution_id}/approve")).status_code == 200
 
 
 async def test_a_change_is_recorded_as_made_by_a_node_only_if_the_key_owns_it(
-    api: httpx.AsyncClient,  # noqa: F811
+    api: httpx.AsyncClient,
     settings: Settings,
     redis_client: Redis,
 ) -> None:
