@@ -11,7 +11,7 @@ from starlette.responses import Response
 from agentfield_arq.api.access import identity, identity_if_any
 from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
-from agentfield_arq.api.owners import authorize_agent
+from agentfield_arq.api.owners import authorize_agent, authorize_restart
 from agentfield_arq.core import notes
 from agentfield_arq.core.dispatch import TOKEN_HEADER
 from agentfield_arq.core.execution import apply_callback, cancel, execute_and_wait, submit
@@ -185,6 +185,7 @@ async def restart_one(request: Request) -> Response:
     `restart_execution`)."""
     d = deps(request)
     body = await read_json(request, RestartRequest, d.settings, optional=True)
+    await authorize_restart(request, request.path_params["execution_id"])
     accepted = await restart(d.store, request.path_params["execution_id"], body, identity(request))
     return _json(
         encode(accepted),

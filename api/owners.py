@@ -12,6 +12,8 @@ records (a node's agent key, `Keys.node_owner`; an execution's submitting key, `
   approval status are the running node's (the key owning it) or an admin's; approving and
   rejecting are an admin's or the key that submitted the execution. To any other key the
   execution is unknown (404), as the API answers another key's execution everywhere.
+- restart: the key that submitted the execution, the agent key owning the node that ran it
+  (AgentField's `restart_execution` is called from agents), or an admin.
 """
 
 from __future__ import annotations
@@ -139,6 +141,19 @@ async def authorize_agent(request: Request, execution_id: str) -> None:
     if who is None or who.is_admin:
         return
     fields = await _execution_fields(request, execution_id, ["node_id"])
+    if not await owns_node(request, who, fields.get("node_id", "")):
+        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
+
+
+async def authorize_restart(request: Request, execution_id: str) -> None:
+    """Answer a restart by a key that neither submitted the execution nor owns the node that
+    ran it (nor is an admin's) as if the execution did not exist (404)."""
+    who = principal(request)
+    if who is None or who.is_admin:
+        return
+    fields = await _execution_fields(request, execution_id, ["owner", "node_id"])
+    if fields.get("owner") == who.key_id:
+        return
     if not await owns_node(request, who, fields.get("node_id", "")):
         raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
 
