@@ -12,7 +12,6 @@ from agentfield_arq.api.deps import deps
 from agentfield_arq.api.owners import authorize_memory, writer
 from agentfield_arq.core.memory import lookup, resolve, scope_id
 from agentfield_arq.kernel.codec import encode
-from agentfield_arq.kernel.errors import InvalidRequest
 from agentfield_arq.kernel.memory import (
     MemoryKeyRequest,
     MemorySetRequest,
@@ -59,12 +58,13 @@ async def delete_value(request: Request) -> Response:
 
 
 async def list_values(request: Request) -> Response:
-    """Every record of one scope (`?scope=` is required, as in the Go server)."""
-    name = request.query_params.get("scope")
-    if not name:
-        raise InvalidRequest("scope: the query parameter is required for listing memory")
-    found = scope_id(request.headers, name)
-    scopes = [] if found is None else [resolve(request.headers, name)]
+    """Every record of one scope: `?scope=` names it (its id from the headers), else the most
+    specific scope the headers carry, where a write without a scope would land."""
+    name = request.query_params.get("scope") or None
+    if name is not None and scope_id(request.headers, name) is None:
+        scopes = []  # a scope without its id holds nothing
+    else:
+        scopes = [resolve(request.headers, name)]
     await authorize_memory(request, scopes)
     records = await deps(request).memory.list_scope(scopes[0]) if scopes else []
     return _json(encode([msgspec.Raw(r) for r in records]))

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentfield_arq.api.access import ERRORS, Access
+from agentfield_arq.kernel.discovery import CompactDiscovery, Discovery
 from agentfield_arq.kernel.errors import (
     INTERNAL_STATUS,
     ApiError,
@@ -29,6 +30,12 @@ from agentfield_arq.kernel.models import ErrorBody, WebhookSpec
 from agentfield_arq.kernel.targets import NAME, NODE_ID
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class EventStream:
+    """The shape of an answer that is a `text/event-stream` (Server-Sent Events)."""
+
+
 REF = "#/components/schemas/{name}"
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "an agentfield-arq API key"},
@@ -37,7 +44,7 @@ SECURITY_SCHEMES = {
 INTERNAL_ERROR = "`internal_error`: unexpected; the API's log holds the traceback."
 # Documented although ExecuteRequest decodes `webhook` loosely (an invalid one must not reject
 # the execution): this is the shape a caller should send.
-EXTRA_SCHEMAS: tuple[type, ...] = (WebhookSpec,)
+EXTRA_SCHEMAS: tuple[type, ...] = (WebhookSpec, Discovery, CompactDiscovery)
 # The path parameters, as strict as the code that reads them (an unknown id is a 404).
 PATH_SCHEMAS: Mapping[str, Mapping[str, str]] = {
     "target": {"type": "string", "pattern": f"^{NODE_ID}\\.{NAME}$"},
@@ -92,7 +99,12 @@ def build(operations: Iterable[Operation]) -> dict[str, Any]:
         dict.fromkeys(
             [
                 *(op.body for op in ops if op.body is not None),
-                *(shape for op in ops for _, shape in op.answers.values() if shape is not None),
+                *(
+                    shape
+                    for op in ops
+                    for _, shape in op.answers.values()
+                    if shape is not None and shape is not EventStream
+                ),
                 ErrorBody,
                 *EXTRA_SCHEMAS,
             ]
@@ -137,7 +149,9 @@ def _responses(op: Operation, schema_of: Mapping[object, Any]) -> dict[str, Any]
     responses: dict[int, dict[str, Any]] = {}
     for status, (description, shape) in op.answers.items():
         responses[status] = {"description": description}
-        if shape is not None:
+        if shape is EventStream:
+            responses[status]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+        elif shape is not None:
             responses[status]["content"] = {"application/json": {"schema": schema_of[shape]}}
     by_status: dict[int, list[str]] = {}
     for kind in (*op.answered_errors, *EDGE_ERRORS):

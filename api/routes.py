@@ -30,8 +30,7 @@ from agentfield_arq.api import (
     webhooks,
 )
 from agentfield_arq.api.access import Access, authenticate
-from agentfield_arq.api.openapi import Operation, Query
-from agentfield_arq.kernel.discovery import Discovery
+from agentfield_arq.api.openapi import EventStream, Operation, Query
 from agentfield_arq.kernel.errors import (
     ApprovalNotFound,
     ExecutionNotFound,
@@ -163,20 +162,32 @@ _DISCOVERY_QUERY = (
         for name in ("input_schema", "output_schema", "descriptions", "examples")
     ),
     Query("limit", "nodes per page", {"type": "integer", "minimum": 1, "maximum": 1000}),
-    Query("offset", "nodes to skip", {"type": "integer", "minimum": 0}),
+    Query("offset", "nodes to skip", {"type": "integer", "minimum": 0, "maximum": 10**9}),
 )
 _EVENTS_QUERY = (
     Query("scope", "only changes of this scope", {"type": "string"}),
     Query("scope_id", "only changes of this scope id", {"type": "string"}),
     Query("patterns", "key globs, comma-separated (`user.*`): any one matches", {"type": "string"}),
-    Query("max_s", "end the stream after this many seconds (default: never)", {"type": "number"}),
+    Query(
+        "max_s",
+        "end the stream after this many seconds (default: never)",
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1e9},
+    ),
 )
 _HISTORY_QUERY = (
-    Query("since", "only changes made at or after this RFC 3339 time", {"type": "string"}),
-    Query("limit", "at most this many (the newest)", {"type": "integer", "minimum": 1}),
+    Query(
+        "since",
+        "only changes made at or after this RFC 3339 time (ignored if it is not one)",
+        {"type": "string"},
+    ),
+    Query(
+        "limit",
+        "at most this many (the newest)",
+        {"type": "integer", "minimum": 1, "maximum": 1000},
+    ),
 )
 MEMORY = (Forbidden, *REDIS)
-_MEMORY_WRITE = (*BODY, MemoryValueTooLarge, MemoryScopeFull, *MEMORY)
+_MEMORY_WRITE = (*BODY, MemoryNotFound, MemoryValueTooLarge, MemoryScopeFull, *MEMORY)
 _SCOPE_QUERY = Query(
     "scope",
     "the scope: global, session, actor or workflow (its id is read from the headers)",
@@ -210,7 +221,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         "Delete a memory value (204 whether or not it was stored)",
         {204: ("deleted", None)},
         body=MemoryKeyRequest,
-        errors=(*BODY, *MEMORY),
+        errors=(*BODY, MemoryNotFound, *MEMORY),
         access=Access.AGENT,
     ),
     Operation(
@@ -240,7 +251,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         "Delete a vector (the same answer whether or not it was stored)",
         {200: ("deleted", VectorDeleted)},
         body=MemoryKeyRequest,
-        errors=(*BODY, *MEMORY),
+        errors=(*BODY, MemoryNotFound, *MEMORY),
         access=Access.AGENT,
     ),
     Operation(
@@ -250,7 +261,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         "The vectors of one scope most similar to a query (cosine, exact), best first",
         {200: ("the best matches", list[VectorHit])},
         body=VectorSearchRequest,
-        errors=(*BODY, *MEMORY),
+        errors=(*BODY, MemoryNotFound, *MEMORY),
         access=Access.AGENT,
     ),
     Operation(
@@ -258,7 +269,7 @@ MEMORY_OPERATIONS: list[Operation] = [
         f"{PREFIX}/memory/events/sse",
         changes.events,
         "Memory changes as Server-Sent Events (the WebSocket /memory/events/ws sends the same)",
-        {200: ("`text/event-stream`: `event: message`, `data:` one MemoryChangeEvent", str)},
+        {200: ("`event: message`, `data:` one MemoryChangeEvent, per change", EventStream)},
         query=_EVENTS_QUERY,
         errors=(InvalidRequest, *REDIS),
         access=Access.AGENT,
@@ -549,7 +560,7 @@ OPERATIONS: list[Operation] = [
         f"{PREFIX}/discovery/capabilities",
         discovery.capabilities,
         "Which nodes offer which reasoners and skills (AgentField's discovery)",
-        {200: ("a page of nodes (format=compact: a `CompactDiscovery`)", Discovery)},
+        {200: ("json: a `Discovery` page of nodes; compact: a `CompactDiscovery`", dict[str, Any])},
         query=_DISCOVERY_QUERY,
         errors=(InvalidRequest, NotSupported, *REDIS),
         access=Access.CALLER,

@@ -57,13 +57,14 @@ def scope_id(headers: Mapping[str, str], name: str) -> str | None:
 
 def resolve(headers: Mapping[str, str], explicit: str | None) -> Scope:
     """The scope a write (or a scoped read) addresses: the one named, whose header must then be
-    present, or else the most specific one the headers carry (global without any)."""
+    present (else 404: there is no such scope), or else the most specific one the headers carry
+    (global without any)."""
     if explicit is not None:
         found = scope_id(headers, explicit)
         if found is None:
-            raise InvalidRequest(
-                f"scope {explicit}: the {SCOPE_HEADERS[explicit]} header names its id; it is "
-                "missing"
+            # Without its id there is no such scope to read or write.
+            raise MemoryNotFound(
+                f"scope {explicit}: no {SCOPE_HEADERS[explicit]} header names its id"
             )
         return Scope(explicit, found)
     for name in LOOKUP_ORDER:

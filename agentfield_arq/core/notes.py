@@ -15,10 +15,9 @@ logger = logging.getLogger(__name__)
 
 
 def build_note(request: NoteRequest, stamp_ms: int) -> ExecutionNote:
-    """The note to store: its message trimmed, checked against the caps, stamped now."""
-    message = request.message.strip()
-    if not message:
-        raise InvalidRequest("message: a note needs some text")
+    """The note to store: its message trimmed (unless it is all blank), checked against the
+    caps, stamped now."""
+    message = request.message.strip() or request.message  # a blank note is kept as sent
     if len(message) > NOTE_MESSAGE_MAX_CHARS:
         raise InvalidRequest(f"message: at most {NOTE_MESSAGE_MAX_CHARS} characters")
     if len(request.tags) > NOTE_TAGS_MAX:
@@ -36,7 +35,7 @@ def build_note(request: NoteRequest, stamp_ms: int) -> ExecutionNote:
 async def add_note(store: ExecutionStore, execution_id: str, request: NoteRequest) -> ExecutionNote:
     """Store a note on `execution_id` (any status; notes expire with the execution)."""
     if not execution_id:
-        raise InvalidRequest("header X-Execution-ID: names the execution the note is about")
+        raise ExecutionNotFound("no X-Execution-ID header names the execution the note is about")
     note = build_note(request, now_ms())
     if not await store.add_note(execution_id, encode(note)):
         raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")

@@ -1,8 +1,9 @@
 """Vector memory in Redis: AgentField's `vector/set`, `vector/delete` and `vector/search`.
 
 A scope keeps two hashes keyed by vector key: the JSON record (`Keys.vectors`, readable with
-`redis-cli`) and the numbers packed as little-endian float32 (`Keys.vector_numbers`), which a
-search reads without parsing. Search is exact: every vector of the one scope, cosine similarity,
+`redis-cli`, with the vector's norm) and its unit vector packed as little-endian float32
+(`Keys.vector_numbers`), which a search reads without parsing: a similarity is then a dot
+product, and no sum can overflow. Search is exact: every vector of the one scope, cosine similarity,
 in Python; the per-scope cap bounds its cost (`python -m bench.vectors` measures it).
 """
 
@@ -24,7 +25,7 @@ from agentfield_arq.core.memory import Scope, check_key, ttl
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode, now_ms, rfc3339, text
-from agentfield_arq.kernel.errors import InvalidRequest, MemoryScopeFull, MemoryValueTooLarge
+from agentfield_arq.kernel.errors import MemoryScopeFull, MemoryValueTooLarge
 from agentfield_arq.kernel.memory import VectorHit, VectorRecord
 
 MAX_TOP_K = 1000
@@ -48,15 +49,12 @@ def unpack(blob: bytes) -> array.array[float]:
     return numbers
 
 
-def _direction(numbers: list[float], name: str) -> tuple[array.array[float], float]:
-    """The numbers as float32 and their norm; refuses what has no direction."""
-    if not numbers or not all(math.isfinite(x) for x in numbers):
-        raise InvalidRequest(f"{name}: one or more finite numbers")
-    packed = unpack(pack(numbers))
-    norm = math.sqrt(sum(map(operator.mul, packed, packed)))
-    if norm == 0:
-        raise InvalidRequest(f"{name}: a zero vector has no direction to compare")
-    return packed, norm
+def _direction(numbers: list[float]) -> tuple[array.array[float], float]:
+    """The unit vector of `numbers` as float32, and their norm (hypot: no overflow). A zero
+    vector has no direction: it is kept as zeros, and every similarity with it is 0."""
+    norm = math.hypot(*numbers)
+    unit = [x / norm for x in numbers] if norm else [0.0] * len(numbers)
+    return unpack(pack(unit)), norm
 
 
 class VectorStore:
@@ -76,7 +74,7 @@ class VectorStore:
         dims = self.settings.memory_max_vector_dims
         if len(embedding) > dims:
             raise MemoryValueTooLarge(f"embedding: at most {dims} numbers, got {len(embedding)}")
-        numbers, norm = _direction(embedding, "embedding")
+        numbers, norm = _direction(embedding)
         cap = self.settings.memory_max_value_bytes
         if metadata and len(encode(metadata)) > cap:
             raise MemoryValueTooLarge(f"metadata: over {cap} bytes of JSON")
@@ -121,7 +119,7 @@ class VectorStore:
     ) -> list[VectorHit]:
         """The `top_k` vectors of `scope` most similar to `query` (cosine, exact); vectors of
         another dimension, or whose metadata does not match `filters`, are left out."""
-        numbers, qnorm = _direction(query, "query_embedding")
+        numbers, _ = _direction(query)
         top_k = min(top_k if top_k > 0 else 10, MAX_TOP_K)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.vectors(scope.name, scope.id))
@@ -134,7 +132,7 @@ class VectorStore:
         ]
         # Tens of milliseconds of CPU at the cap: in a thread, so that the event loop serves
         # other requests meanwhile (the GIL is handed over every few milliseconds).
-        return await asyncio.to_thread(rank, found, numbers, qnorm, top_k, filters)
+        return await asyncio.to_thread(rank, found, numbers, top_k, filters)
 
     def _numbers(self, scope: Scope) -> str:
         return self.keys.vector_numbers(scope.name, scope.id)
@@ -143,18 +141,18 @@ class VectorStore:
 def rank(
     found: list[tuple[VectorRecord, array.array[float]]],
     query: array.array[float],
-    qnorm: float,
     top_k: int,
     filters: dict[str, Any] | None,
 ) -> list[VectorHit]:
-    """Score each (record, numbers) against `query` by cosine similarity; keep the best."""
+    """Score each (record, unit vector) against the unit `query` by cosine similarity (their
+    dot product); keep the best."""
     scored = []
     for record, numbers in found:
         if len(numbers) != len(query):
             continue
         if filters and any(record.metadata.get(k) != v for k, v in filters.items()):
             continue
-        score = sum(map(operator.mul, numbers, query)) / (record.norm * qnorm)
+        score = sum(map(operator.mul, numbers, query))
         scored.append((score, record))
     best = heapq.nlargest(top_k, scored, key=operator.itemgetter(0))
     return [

@@ -8,7 +8,7 @@ specific scope the headers carry, and a read walks `LOOKUP_ORDER`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -19,22 +19,29 @@ SCOPE_HEADERS = {"workflow": "x-workflow-id", "session": "x-session-id", "actor"
 # A read without a scope: the first scope whose header is present and holds the key wins.
 LOOKUP_ORDER = ("workflow", "session", "actor", "global")
 
+# A key is 1 to 128 characters (at most 512 bytes); a scope one of SCOPES; vector numbers fit
+# float32, as the Go server keeps them.
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+ScopeName = Literal["global", "session", "actor", "workflow"]
+Number = Annotated[float, msgspec.Meta(ge=-3.0e38, le=3.0e38)]
+Numbers = Annotated[list[Number], msgspec.Meta(min_length=1)]
+
 # ---------------------------------------------------------------------------- key-value
 
 
 class MemorySetRequest(msgspec.Struct, kw_only=True):
     """Body of `POST /memory/set`: any JSON `data` (stored byte for byte, compacted)."""
 
-    key: str
+    key: Key
     data: msgspec.Raw
-    scope: str | None = None
+    scope: ScopeName | None = None
 
 
 class MemoryKeyRequest(msgspec.Struct, kw_only=True):
     """Body of `POST /memory/get` and `POST /memory/delete`."""
 
-    key: str
-    scope: str | None = None
+    key: Key
+    scope: ScopeName | None = None
 
 
 class MemoryRecord(msgspec.Struct, kw_only=True):
@@ -54,25 +61,24 @@ class MemoryRecord(msgspec.Struct, kw_only=True):
 class VectorSetRequest(msgspec.Struct, kw_only=True):
     """Body of `POST /memory/vector/set`."""
 
-    key: str
-    embedding: list[float]
+    key: Key
+    embedding: Numbers
     metadata: dict[str, Any] | None = None
-    scope: str | None = None
+    scope: ScopeName | None = None
 
 
 class VectorSearchRequest(msgspec.Struct, kw_only=True):
     """Body of `POST /memory/vector/search`; `top_k` <= 0 means 10, as in the Go server.
     `filters` keeps the vectors whose metadata has each of its fields with the same value."""
 
-    query_embedding: list[float]
+    query_embedding: Numbers
     top_k: int = 10
     filters: dict[str, Any] | None = None
-    scope: str | None = None
+    scope: ScopeName | None = None
 
 
 class VectorRecord(msgspec.Struct, kw_only=True):
-    """One stored vector's record (its numbers are kept apart, packed); `norm` is kept so that
-    a search only divides."""
+    """One stored vector's record (its unit vector is kept apart, packed) with its norm."""
 
     created_at: str
     updated_at: str

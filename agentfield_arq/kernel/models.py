@@ -405,8 +405,10 @@ class NoteRequest(msgspec.Struct, kw_only=True):
     `X-Execution-ID`. The SDK's own `timestamp` (unix seconds) is not used: the control plane
     stamps the note when it stores it."""
 
-    message: str
-    tags: list[str] = []
+    message: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    tags: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=20)
+    ] = []
     timestamp: Any = None
     agent_node_id: str | None = None
 
@@ -510,5 +512,5 @@ class AwaiterStatusRequest(msgspec.Struct, kw_only=True):
     """Body of `POST /agents/{node}/executions/{id}/awaiter-status`: `waiting` while a child
     it awaits waits, `running` again after."""
 
-    status: str
+    status: Literal["waiting", "running"]
     reason: str = ""

@@ -78,13 +78,13 @@ async def test_only_the_newest_notes_are_kept(
 @pytest.mark.parametrize(
     ("headers", "body", "status"),
     [
-        ({}, _note("x"), 400),
+        ({}, _note("x"), 404),
         ({"X-Execution-ID": "exec_unknown"}, _note("x"), 404),
-        ({"X-Execution-ID": "exec_unknown"}, _note("   "), 400),
+        ({"X-Execution-ID": "exec_unknown"}, _note(""), 400),
         ({"X-Execution-ID": "exec_unknown"}, _note("x", ["t"] * 21), 400),
     ],
 )
-async def test_a_note_without_execution_text_or_with_too_many_tags_is_refused(
+async def test_a_note_without_its_execution_or_text_or_with_too_many_tags_is_refused(
     api: httpx.AsyncClient,
     headers: dict[str, str],
     body: dict[str, object],
