@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentfield_arq.api import executions, nodes, openapi, system, webhooks
+from agentfield_arq.api import executions, listing, nodes, openapi, system, webhooks
 from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.errors import (
@@ -32,6 +32,7 @@ from agentfield_arq.kernel.errors import (
     NotSupported,
     PayloadTooLarge,
     QueueFull,
+    RunNotFound,
     SyncTimeout,
     TargetNotFound,
     TooManyIds,
@@ -47,6 +48,7 @@ from agentfield_arq.kernel.models import (
     ExecuteRequest,
     Execution,
     ExecutionLogs,
+    ExecutionPage,
     Health,
     HeartbeatRequest,
     Node,
@@ -54,11 +56,13 @@ from agentfield_arq.kernel.models import (
     NodeRegistered,
     NodeRegistration,
     Redriven,
+    Run,
     ShutdownRequest,
     Submitted,
     SyncResult,
     TelemetryEvent,
 )
+from agentfield_arq.kernel.status import Status
 
 PREFIX = "/api/v1"
 # What every endpoint that reads a body can answer, and every one that touches Redis
@@ -97,6 +101,27 @@ _DEAD_QUERY = (
     Query("cursor", "the `next_cursor` of the previous page", {"type": "string"}),
 )
 
+_LIST_QUERY = (
+    Query("status", "only executions now in this status", {"enum": [str(s) for s in Status]}),
+    Query("target", "only executions of this target (`node_id.name`)", {"type": "string"}),
+    Query("node", "only executions of this node's targets", {"type": "string"}),
+    Query("run_id", "only executions of this run", {"type": "string"}),
+    Query("parent", "only the children of this execution id", {"type": "string"}),
+    Query("since", "created at or after: RFC 3339, or unix ms", {"type": "string"}),
+    Query("until", "created at or before: RFC 3339, or unix ms", {"type": "string"}),
+    Query(
+        "limit",
+        "page size",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": listing.MAX_PAGE,
+            "default": listing.DEFAULT_PAGE,
+        },
+    ),
+    Query("cursor", "the `next_cursor` of the previous page", {"type": "string"}),
+)
+
 OPERATIONS: list[Operation] = [
     Operation(
         "POST",
@@ -127,6 +152,25 @@ OPERATIONS: list[Operation] = [
         body=BatchStatusRequest,
         errors=(*BODY, TooManyIds, *REDIS),
         access=Access.CALLER,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/executions",
+        listing.list_executions,
+        "Executions, newest first, filtered; a page may be short and still have a next one",
+        {200: ("one page", ExecutionPage)},
+        query=_LIST_QUERY,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/runs/{{run_id}}",
+        listing.get_run,
+        "A run's executions as a tree, with statuses and timings",
+        {200: ("the run", Run)},
+        errors=(RunNotFound, *REDIS),
+        access=Access.ADMIN,
     ),
     Operation(
         "GET",

@@ -60,6 +60,32 @@ class Keys:
         return f"{self.prefix}:exec:{execution_id}:webhook:view"
 
     @property
+    def index_all(self) -> str:
+        """Sorted set, every score 0, members execution ids: ordered by id, so by creation time
+        (the list route reads it newest first with ZREVRANGEBYLEX)."""
+        return f"{self.prefix}:idx:all"
+
+    def index_status(self, status: str) -> str:
+        """Sorted set like `index_all`: the executions now in `status`, moved by transitions."""
+        return f"{self.prefix}:idx:status:{status}"
+
+    def index_target(self, target: str) -> str:
+        """Sorted set like `index_all`: the executions of one target."""
+        return f"{self.prefix}:idx:target:{target}"
+
+    def index_node(self, node_id: str) -> str:
+        """Sorted set like `index_all`: the executions of one node's targets."""
+        return f"{self.prefix}:idx:node:{node_id}"
+
+    def index_run(self, run_id: str) -> str:
+        """Sorted set like `index_all`: the executions of one run (the run tree's members)."""
+        return f"{self.prefix}:idx:run:{run_id}"
+
+    def index_parent(self, execution_id: str) -> str:
+        """Sorted set like `index_all`: the children of one execution."""
+        return f"{self.prefix}:idx:parent:{execution_id}"
+
+    @property
     def dead_webhooks(self) -> str:
         """Sorted set (by member): `{failed_at_ms:013d}:{execution_id}` of dead deliveries."""
         return f"{self.prefix}:webhooks:dead"

@@ -214,6 +214,7 @@ class Runner:
             except Exception as exc:
                 # One record that crashes the sweep must not keep it from the others.
                 await self._crashed(execution_id, exc)
+        await self.store.prune_indexes(now, SWEEP_BATCH)
         return changed
 
     async def _time_out(self, execution_id: str, now: int) -> int:

@@ -23,8 +23,9 @@ from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, Keys, safe_id
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.kernel.codec import encode, text
+from agentfield_arq.kernel.codec import encode, id_floor, text
 from agentfield_arq.kernel.errors import QueueFull, TargetNotFound
+from agentfield_arq.kernel.status import Status
 
 
 class NewExecution(msgspec.Struct, kw_only=True):
@@ -96,6 +97,7 @@ class ExecutionStore:
             JOB_PAYLOAD_TTL_MS,
             self.settings.stream_maxlen,
             self.settings.max_queued,
+            *self._index_bounds(new.enqueue_ms),
         ]
         for field, value in new.fields.items():
             args += [field, value]
@@ -107,7 +109,14 @@ class ExecutionStore:
             k.queue,
             k.arq_job(new.execution_id),
             k.events,
+            k.index_all,
+            k.index_status(Status.QUEUED),
+            k.index_target(new.fields["target"]),
+            k.index_node(new.node_id),
+            k.index_run(new.fields["run_id"]),
         ]
+        if "parent_execution_id" in new.fields:
+            keys.append(k.index_parent(new.fields["parent_execution_id"]))
         reply = await self._create(keys=keys, args=args)
         state = text(reply[0])
         if state == "no_node":
@@ -158,8 +167,8 @@ class ExecutionStore:
         """queued/running -> running (attempt + 1) for a worker about to invoke the agent."""
         k = self.keys
         reply = await self._claim(
-            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
-            args=[now_iso, now_ms, self.settings.stream_maxlen],
+            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events, *self._moving()],
+            args=[now_iso, now_ms, self.settings.stream_maxlen, *self._index_bounds(now_ms)],
         )
         outcome = Outcome(text(reply[0]))
         if outcome is not Outcome.OK:
@@ -180,13 +189,14 @@ class ExecutionStore:
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
         reply = await self._progress(
-            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
+            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events, *self._moving()],
             args=[
                 now_iso,
                 now_ms,
                 self.settings.stream_maxlen,
                 status,
                 b"" if progress is None else encode(progress),
+                *self._index_bounds(now_ms),
             ],
         )
         return _transition(reply)
@@ -221,6 +231,8 @@ class ExecutionStore:
                 k.webhook_view(execution_id),
                 k.queue,
                 k.arq_job(job_id),
+                *self._moving(),
+                k.index_status(status),
             ],
             args=[
                 status,
@@ -237,9 +249,47 @@ class ExecutionStore:
                 job_id,
                 delivery_job_payload(execution_id, now_ms),
                 self.settings.retention_s * 1000,
+                *self._index_bounds(now_ms),
             ],
         )
         return _transition(reply)
+
+    @property
+    def record_lifetime_s(self) -> int:
+        """The longest an execution record can live: its deadline, the grace after it, then
+        retention from its end. An index member older than that points at nothing."""
+        deadline_s = int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
+        return deadline_s + self.settings.retention_s
+
+    def index_cutoff(self, now_ms: int) -> str:
+        """The id floor below which no execution record can still exist."""
+        return id_floor("exec", now_ms - self.record_lifetime_s * 1000)
+
+    def _index_bounds(self, now_ms: int) -> tuple[str, int]:
+        return self.index_cutoff(now_ms), self.record_lifetime_s
+
+    def _moving(self) -> tuple[str, str]:
+        """The status indexes an execution leaves when it starts or ends."""
+        return self.keys.index_status(Status.QUEUED), self.keys.index_status(Status.RUNNING)
+
+    async def prune_indexes(self, now_ms: int, batch: int) -> int:
+        """The sweep's share of index upkeep: cut what no record can outlive, and drop the
+        oldest `batch` members of the global index whose records have expired (from it and from
+        the status indexes; the narrower ones are cut on their next add or read). Returns how
+        many were dropped."""
+        k = self.keys
+        indexes = [k.index_all, *(k.index_status(s) for s in Status)]
+        floor = "(" + self.index_cutoff(now_ms)
+        oldest = [text(m) for m in await self.redis.zrangebylex(k.index_all, "-", "+", 0, batch)]
+        docs = await self.redis.mget([k.status_doc(i) for i in oldest]) if oldest else []
+        gone = [i for i, doc in zip(oldest, docs, strict=True) if doc is None]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zremrangebylex(index, "-", floor)
+                if gone:
+                    pipe.zrem(index, *gone)
+            await pipe.execute()
+        return len(gone)
 
     async def overdue(self, now_ms: int, limit: int) -> list[str]:
         """Ids of non-terminal executions whose deadline has passed, oldest first."""

@@ -55,14 +55,20 @@ def new_id(prefix: str, ms: int | None = None) -> str:
     The time part is the unix millisecond in Crockford base32 (as in ULID), so ids from different
     API replicas interleave by creation time; 80 random bits make collisions negligible.
     """
-    stamp = now_ms() if ms is None else ms
-    chars = []
-    for _ in range(10):
-        chars.append(_CROCKFORD[stamp & 31])
-        stamp >>= 5
     rand = int.from_bytes(os.urandom(10), "big")
     tail = []
     for _ in range(16):
         tail.append(_CROCKFORD[rand & 31])
         rand >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}{''.join(tail)}"
+    return id_floor(prefix, now_ms() if ms is None else ms) + "".join(tail)
+
+
+def id_floor(prefix: str, ms: int) -> str:
+    """The time part of the ids made at `ms`, `prefix_` included: every id made at `ms` or later
+    sorts at or after it, every id made earlier sorts before it."""
+    stamp = max(ms, 0)
+    chars = []
+    for _ in range(10):
+        chars.append(_CROCKFORD[stamp & 31])
+        stamp >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"

@@ -21,6 +21,7 @@ AgentFieldArqError
 │   │   ├── ExecutionNotFound   404: no such execution id
 │   │   ├── TargetNotFound      404: unknown node or reasoner/skill
 │   │   ├── NodeNotFound        404: unknown node id
+│   │   ├── RunNotFound         404: no execution of this run is kept
 │   │   └── WebhookNotFound     404: the execution has no webhook
 │   ├── Unauthorized            401: no API key, or one that is unknown or revoked
 │   ├── Forbidden               403: the key's role does not allow this
@@ -163,6 +164,12 @@ class NodeNotFound(NotFound):
     """No node is registered under this id."""
 
     code = "node_not_found"
+
+
+class RunNotFound(NotFound):
+    """No execution of this run id is kept (none was made, or all have expired)."""
+
+    code = "run_not_found"
 
 
 class WebhookNotFound(NotFound):

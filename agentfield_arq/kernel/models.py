@@ -190,6 +190,7 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
     webhook_status: str | None = None
     webhook_next_attempt_at: str | None = None
     webhook_events: list[WebhookEvent] = []
+    parent_execution_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -219,6 +220,44 @@ _FAILURES: dict[str, type[errors.ExecutionError]] = {
     Status.CANCELLED: errors.ExecutionCancelled,
     Status.TIMEOUT: errors.ExecutionTimedOut,
 }
+
+
+class ExecutionPage(msgspec.Struct, kw_only=True):
+    """One page of `GET /executions`, newest first; pass `next_cursor` for the next page (None:
+    no more). A page may hold fewer than `limit` executions and still have a next one, when
+    the filters skipped many."""
+
+    # Bare, so that the document names its component `Execution` (the API never decodes this).
+    executions: list[Execution]  # type: ignore[type-arg]
+    next_cursor: str | None = None
+
+
+class RunNode(msgspec.Struct, kw_only=True):
+    """One execution of a run tree, with its timings and the executions it called."""
+
+    execution_id: str
+    status: str
+    target: str = ""
+    parent_execution_id: str | None = None
+    created_at: str = ""
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    children: list[RunNode] = []
+
+
+class Run(msgspec.Struct, kw_only=True):
+    """The answer of `GET /runs/{run_id}`: its executions as a tree (an execution whose parent
+    is not in the run is a root). `status` is `running` while any execution has not ended, then
+    `succeeded` if every one succeeded, else `failed`. `truncated`: the run has more than
+    `count` executions and only the oldest are shown."""
+
+    run_id: str
+    status: str
+    count: int
+    truncated: bool = False
+    roots: list[RunNode]
 
 
 class SyncResult(msgspec.Struct, Generic[R], kw_only=True, omit_defaults=True):

@@ -239,6 +239,8 @@ EXECUTION_CALLS: list[Call] = [
     ("POST", "/api/v1/execute/{target}", {"target": "e2e.echo"}, {"input": {}}),
     ("POST", "/api/v1/executions/batch-status", {}, {"execution_ids": ["{id}", "exec_x"]}),
     ("GET", EXECUTION, {"execution_id": "{id}"}, None),
+    ("GET", "/api/v1/executions", {}, None),
+    ("GET", "/api/v1/runs/{run_id}", {"run_id": "{run}"}, None),
     ("POST", EXECUTION + "/status", {"execution_id": "{id}"}, {"status": "running"}),
     ("POST", EXECUTION + "/logs", {"execution_id": "{id}"}, {"entries": [{"message": "m"}]}),
     ("POST", "/api/v1/workflow/executions/events", {}, {"execution_id": "{id}"}),
@@ -258,6 +260,7 @@ async def _call_each_operation(api: httpx.AsyncClient) -> list[tuple[Operation, 
     """The answer to every call of CALLS, with the operation it calls."""
     answers = [await _call(api, call, {}) for call in NODE_CALLS]
     ids = {"{id}": await _submit(api, None), "{hooked}": await _submit(api, HOOK)}
+    ids["{run}"] = await _run_of(api, ids["{id}"])
     return answers + [await _call(api, call, ids) for call in EXECUTION_CALLS]
 
 
@@ -267,6 +270,12 @@ async def _submit(api: httpx.AsyncClient, webhook: object) -> str:
         "/api/v1/execute/async/e2e.echo", json={"input": {}, "webhook": webhook}
     )
     return str(answer.json()["execution_id"]) if answer.status_code == 202 else "exec_unsubmitted"
+
+
+async def _run_of(api: httpx.AsyncClient, execution_id: str) -> str:
+    """The run id of an execution (with Redis down, a run nobody made)."""
+    answer = await api.get(f"/api/v1/executions/{execution_id}")
+    return str(answer.json()["run_id"]) if answer.status_code == 200 else "run_unmade"
 
 
 async def _call(

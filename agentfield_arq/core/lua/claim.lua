@@ -1,8 +1,8 @@
 -- A worker takes an execution to invoke its agent: queued -> running, or running -> running for a
 -- retry or after a crashed worker (attempt + 1). An execution waiting for its agent's callback,
 -- or already terminal, is not claimed.
--- KEYS: exec hash, status doc, events
--- ARGV: now_iso, now_ms, stream_maxlen
+-- KEYS: exec hash, status doc, events, index status queued, index status running
+-- ARGV: now_iso, now_ms, stream_maxlen, index cutoff, index ttl_s
 local flat = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
@@ -21,6 +21,7 @@ if h.status == 'queued' then
   h.status = 'running'
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
   append_event(KEYS[3], ARGV[3], h.execution_id, 'running')
+  index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[4], ARGV[5])
 end
 h.attempt = attempt
 h.status = 'running'

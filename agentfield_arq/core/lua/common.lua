@@ -13,6 +13,7 @@ local function build_doc(h, outcome)
     created_at = h.created_at,
     started_at = h.started_at or cjson.null,  -- the contract lists it even before a start
     webhook_registered = (h.webhook_url ~= nil and h.webhook_url ~= ''),
+    parent_execution_id = h.parent_execution_id,
   }
   local result = nil
   if outcome then
@@ -62,7 +63,24 @@ local function append_event(events, maxlen, execution_id, status, job)
 end
 
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
-  'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest'}
+  'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest',
+  'parent_execution_id'}
+
+-- Execution indexes (core/catalog.py reads them): sorted sets of execution ids, every score 0,
+-- so ordered by id, that is by creation time. Each add also cuts the members older than
+-- `cutoff` (an id floor: no record lives that long) and keeps the key `ttl_s` past its last add,
+-- so that no index outgrows the records it points at by more than one record lifetime.
+local function index_add(key, execution_id, cutoff, ttl_s)
+  redis.call('ZADD', key, 0, execution_id)
+  redis.call('ZREMRANGEBYLEX', key, '-', '(' .. cutoff)
+  redis.call('EXPIRE', key, ttl_s)
+end
+
+-- A transition moves the execution from the status indexes `from` to the status index `to`.
+local function index_move(from, to, execution_id, cutoff, ttl_s)
+  for _, key in ipairs(from) do redis.call('ZREM', key, execution_id) end
+  index_add(to, execution_id, cutoff, ttl_s)
+end
 
 -- Webhook deliveries (core/delivery.py). The view is the JSON object of delivery fields
 -- that reads splice into the status document; it is rebuilt from the delivery hash and the list
