@@ -8,9 +8,16 @@ from starlette.responses import Response
 
 from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
-from agentfield_arq.core.execution import apply_callback, cancel, execute_and_wait, submit
+from agentfield_arq.core.execution import (
+    apply_callback,
+    cancel,
+    execute_and_wait,
+    submit,
+    wait_for_end,
+)
+from agentfield_arq.core.keys import safe_id
 from agentfield_arq.kernel.codec import encode
-from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds
+from agentfield_arq.kernel.errors import ExecutionNotFound, InvalidRequest, TooManyIds
 from agentfield_arq.kernel.models import (
     BatchStatusRequest,
     CallbackRequest,
@@ -23,6 +30,7 @@ from agentfield_arq.kernel.status import Status
 JSON = "application/json"
 NULL = msgspec.Raw(b"null")
 CALLBACK_ENVELOPE_BYTES = 65_536
+MAX_WAIT_S = 60
 
 
 def _json(content: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -67,10 +75,26 @@ def _sync_result(doc: Execution[msgspec.Raw]) -> SyncResult[msgspec.Raw]:
     )
 
 
+def _wait_of(request: Request) -> float:
+    """`wait`: seconds to hold the answer until the execution ends, 0 to MAX_WAIT_S."""
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_WAIT_S:
+        raise InvalidRequest(f"wait: a whole number of seconds from 0 to {MAX_WAIT_S}")
+    return float(raw)
+
+
 async def get_one(request: Request) -> Response:
-    """One execution's status document as stored, with its webhook delivery fields."""
+    """One execution's status document as stored, with its webhook delivery fields; with
+    `?wait=N`, answered when it ends or after N seconds, whichever comes first."""
+    d = deps(request)
     execution_id = request.path_params["execution_id"]
-    doc = await deps(request).store.get_view(execution_id)
+    wait_s = _wait_of(request)
+    if wait_s > 0 and safe_id(execution_id):
+        doc = await wait_for_end(d.store, d.completions, execution_id, wait_s)
+    else:
+        doc = await d.store.get_view(execution_id)
     if doc is None:
         raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
     return _json(doc)

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentfield_arq.api import executions, listing, nodes, openapi, system, webhooks
+from agentfield_arq.api import events, executions, listing, nodes, openapi, system, webhooks
 from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.errors import (
@@ -101,6 +101,10 @@ _DEAD_QUERY = (
     Query("cursor", "the `next_cursor` of the previous page", {"type": "string"}),
 )
 
+_SSE = (
+    "`text/event-stream`: each event's `id` is its stream id, its name the status (or `state`, "
+    "`gap`, `cutoff`), its data JSON; comment lines are heartbeats"
+)
 _LIST_QUERY = (
     Query("status", "only executions now in this status", {"enum": [str(s) for s in Status]}),
     Query("target", "only executions of this target (`node_id.name`)", {"type": "string"}),
@@ -165,6 +169,27 @@ OPERATIONS: list[Operation] = [
     ),
     Operation(
         "GET",
+        f"{PREFIX}/executions/{{execution_id}}/events",
+        events.execution_events,
+        "One execution's lifecycle as server-sent events (resumable with Last-Event-ID); "
+        "ends after its terminal event",
+        {200: (_SSE, None)},
+        errors=(InvalidRequest, ExecutionNotFound, *REDIS),
+        access=Access.CALLER,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/events",
+        events.all_events,
+        "Every execution's lifecycle as server-sent events, filtered (resumable with "
+        "Last-Event-ID)",
+        {200: (_SSE, None)},
+        query=tuple(q for q in _LIST_QUERY if q.name in ("status", "target", "run_id")),
+        errors=(InvalidRequest, *REDIS),
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
         f"{PREFIX}/runs/{{run_id}}",
         listing.get_run,
         "A run's executions as a tree, with statuses and timings",
@@ -176,9 +201,16 @@ OPERATIONS: list[Operation] = [
         "GET",
         f"{PREFIX}/executions/{{execution_id}}",
         executions.get_one,
-        "One execution",
+        "One execution; with `wait`, answered when it ends (or when the wait runs out)",
         {200: ("the execution", Execution)},
-        errors=(ExecutionNotFound, *REDIS),
+        query=(
+            Query(
+                "wait",
+                "seconds to wait for the end before answering",
+                {"type": "integer", "minimum": 0, "maximum": executions.MAX_WAIT_S, "default": 0},
+            ),
+        ),
+        errors=(InvalidRequest, ExecutionNotFound, *REDIS),
         access=Access.CALLER,
     ),
     Operation(

@@ -166,6 +166,27 @@ async def execute_and_wait(
                 await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
 
 
+async def wait_for_end(
+    store: ExecutionStore, completions: Completions, execution_id: str, wait_s: float
+) -> bytes | None:
+    """The execution's view once it is terminal, or as it stands after `wait_s`; None if it
+    does not exist. Woken by the lifecycle stream, re-read at least every `RECHECK_S`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    async with completions.watch(execution_id) as finished:
+        while True:
+            view = await store.get_view(execution_id)
+            remaining = deadline - loop.time()
+            if view is None or remaining <= 0:
+                return view
+            if _doc_decoder.decode(view).status in TERMINAL_STATUSES:
+                return view
+            if finished.done():  # woken, yet not terminal: the record expired meanwhile
+                return await store.get_view(execution_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
+
+
 async def apply_callback(
     store: ExecutionStore, execution_id: str, report: CallbackRequest
 ) -> bytes:

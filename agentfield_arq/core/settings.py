@@ -30,6 +30,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = 1_048_576
     batch_max_ids: int = 1000
     sync_timeout_s: float = 90.0
+    # Server-sent events: a comment line after this long without an event; lifecycle entries a
+    # client may fall behind by before it is cut off.
+    sse_heartbeat_s: float = 15.0
+    sse_buffer: int = 1000
 
     # Auth. Off only by this explicit setting, and only on a loopback api_host. `admin_key`
     # (a key of `keys create` shape) is stored as an admin key when the API starts: how a
@@ -172,6 +176,8 @@ def _check(settings: Settings) -> None:
         "max_body_bytes",
         "batch_max_ids",
         "sync_timeout_s",
+        "sse_heartbeat_s",
+        "sse_buffer",
         "retention_s",
         "execution_deadline_s",
         "stream_maxlen",

@@ -20,7 +20,7 @@ redis.call('HSET', KEYS[1], unpack(set))
 if h.status == 'queued' then
   h.status = 'running'
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-  append_event(KEYS[3], ARGV[3], h.execution_id, 'running')
+  append_event(KEYS[3], ARGV[3], h, 'running')
   index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[4], ARGV[5])
 end
 h.attempt = attempt

@@ -50,16 +50,17 @@ local function enqueue_job(queue, job_key, job_id, payload, ttl_ms, run_ms, nx)
   redis.call('ZADD', queue, run_ms, job_id)
 end
 
--- Append one entry to the lifecycle stream, capped near `maxlen`. `job` names a job queued by
--- the same step (a `queued` entry always implies one): it wakes idle workers (arq_bridge.py).
-local function append_event(events, maxlen, execution_id, status, job)
+-- Append one entry to the lifecycle stream, capped near `maxlen`: the execution's id, target and
+-- run (what event subscribers filter on) and its status. `job` names a job queued by the same
+-- step (a `queued` entry always implies one): it wakes idle workers (arq_bridge.py).
+local function append_event(events, maxlen, h, status, job)
+  local entry = {'execution_id', h.execution_id, 'status', status, 'target', h.target or '',
+    'run_id', h.run_id or ''}
   if job then
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'execution_id', execution_id,
-      'status', status, 'job', job)
-  else
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'execution_id', execution_id,
-      'status', status)
+    entry[#entry + 1] = 'job'
+    entry[#entry + 1] = job
   end
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(entry))
 end
 
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',

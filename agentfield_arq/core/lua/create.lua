@@ -22,6 +22,6 @@ redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('SET', KEYS[3], build_doc(h, nil), 'EX', ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
 enqueue_job(KEYS[5], KEYS[6], ARGV[2], ARGV[6], ARGV[7], ARGV[3], false)
-append_event(KEYS[7], ARGV[8], ARGV[2], 'queued')
+append_event(KEYS[7], ARGV[8], h, 'queued')
 for i = 8, #KEYS do index_add(KEYS[i], ARGV[2], ARGV[10], ARGV[11]) end
 return {'ok', kind}

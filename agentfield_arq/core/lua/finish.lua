@@ -36,7 +36,7 @@ redis.call('ZREM', KEYS[3], h.execution_id)
 index_move({KEYS[10], KEYS[11]}, KEYS[12], h.execution_id, ARGV[15], ARGV[16])
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
-append_event(KEYS[4], ARGV[5], h.execution_id, ARGV[1], delivers and 'webhook' or nil)
+append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil)
 if delivers then
   local event_type = 'execution.failed'
   if ARGV[1] == 'succeeded' then event_type = 'execution.completed' end

@@ -15,7 +15,7 @@ if h.status == 'queued' then
   h.started_at = ARGV[1]
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'started_ms', ARGV[2])
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-  append_event(KEYS[3], ARGV[3], h.execution_id, 'running')
+  append_event(KEYS[3], ARGV[3], h, 'running')
   index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[6], ARGV[7])
 end
 return {'ok', redis.call('GET', KEYS[2])}
