@@ -34,6 +34,12 @@ async def deliver_webhook(ctx: dict[str, Any], execution_id: str) -> None:
         raise Retry(defer=delay)
 
 
+async def notify_webhook(ctx: dict[str, Any], execution_id: str, event: str, bucket: str) -> None:
+    """One attempt at a `started` or `progress` webhook notice; not retried."""
+    deliverer: Deliverer = ctx["deliverer"]
+    await deliverer.notify(execution_id, event, bucket)
+
+
 async def sweep_deadlines(ctx: dict[str, Any]) -> int:
     """Periodic: overdue running or queued executions become `timeout`."""
     return await _runner(ctx).sweep()

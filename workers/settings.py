@@ -11,6 +11,7 @@ from arq.connections import RedisSettings
 
 from agentfield_arq.core.arq_bridge import (
     DELIVER_WEBHOOK,
+    NOTIFY_WEBHOOK,
     RUN_EXECUTION,
     arq_deserialize,
     arq_serialize,
@@ -24,7 +25,12 @@ from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.runner import Runner
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
-from agentfield_arq.workers.jobs import deliver_webhook, run_execution, sweep_deadlines
+from agentfield_arq.workers.jobs import (
+    deliver_webhook,
+    notify_webhook,
+    run_execution,
+    sweep_deadlines,
+)
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -98,6 +104,13 @@ def _functions(settings: Settings) -> list[Any]:
             timeout=settings.webhook_job_timeout_s,
             keep_result=0,
             max_tries=job_max_tries(settings),
+        ),
+        func(
+            notify_webhook,
+            name=NOTIFY_WEBHOOK,
+            timeout=settings.webhook_job_timeout_s,
+            keep_result=0,
+            max_tries=1,
         ),
     ]
 

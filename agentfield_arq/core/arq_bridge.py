@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 # Job function names. A run job's id is its execution id (create.lua queues that id).
 RUN_EXECUTION = "run_execution"
 DELIVER_WEBHOOK = "deliver_webhook"
+NOTIFY_WEBHOOK = "notify_webhook"
 SWEEP_DEADLINES = "sweep_deadlines"
 
 # arq's own key prefixes (keys.py spells the keys).
@@ -96,9 +97,10 @@ def arq_deserialize(data: bytes) -> dict[str, Any]:
     return value
 
 
-def _payload(function: str, execution_id: str, enqueue_ms: int) -> bytes:
+def _payload(function: str, execution_id: str, enqueue_ms: int, *more: str) -> bytes:
     # No job try: arq counts tries itself (its retry key), starting at 1.
-    return serialize_job(function, (execution_id,), {}, None, enqueue_ms, serializer=arq_serialize)
+    args = (execution_id, *more)
+    return serialize_job(function, args, {}, None, enqueue_ms, serializer=arq_serialize)
 
 
 def run_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
@@ -114,6 +116,17 @@ def delivery_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
 def delivery_job_id(execution_id: str) -> str:
     """The arq job id of an execution's webhook delivery (its run job's id is the execution id)."""
     return f"whk_{execution_id}"
+
+
+def notice_job_id(execution_id: str, event: str, bucket: int) -> str:
+    """The arq job id of a webhook notice: one per execution for `started`, one per throttle
+    bucket for `progress`."""
+    return f"ntc_{execution_id}_{event}_{bucket}"
+
+
+def notice_job_payload(execution_id: str, event: str, bucket: int, enqueue_ms: int) -> bytes:
+    """arq's job record of `notify_webhook(execution_id, event, bucket)`."""
+    return _payload(NOTIFY_WEBHOOK, execution_id, enqueue_ms, event, str(bucket))
 
 
 def sweep_cron_name(key_prefix: str) -> str:

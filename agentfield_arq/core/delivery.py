@@ -91,7 +91,9 @@ def build_body(attempt: Attempt) -> bytes:
         if succeeded
         else msgspec.UNSET,
         error_message=None if succeeded else doc.error,
-        timestamp=doc.completed_at or "",
+        timestamp=doc.completed_at or doc.started_at or doc.created_at,
+        progress=doc.progress,
+        progress_message=doc.progress_message,
     )
     return encode(payload)
 
@@ -169,6 +171,34 @@ class Deliverer:
         answer = await self.send(attempt)
         duration_ms = int((time.monotonic() - clock) * 1000)
         return await self._settle(attempt, answer, duration_ms, last_try)
+
+    async def notify(self, execution_id: str, event: str, bucket: str) -> None:
+        """One attempt at a `started` or `progress` notice, with the document as it is now;
+        never retried nor recorded (the `completed` delivery is the one that is)."""
+        attempt = await self.outbox.notice(execution_id, event, bucket)
+        if attempt is None:
+            logger.info("no webhook notice execution_id=%s: gone", execution_id)
+            return
+        clock = time.monotonic()
+        answer = await self.send(attempt)
+        duration_ms = int((time.monotonic() - clock) * 1000)
+        host = urlsplit(attempt.url).hostname
+        if answer.delivered:
+            logger.info(
+                "webhook notice %s delivered execution_id=%s host=%s in %dms",
+                event,
+                execution_id,
+                host,
+                duration_ms,
+            )
+        else:
+            logger.warning(
+                "webhook notice %s failed execution_id=%s host=%s: %s",
+                event,
+                execution_id,
+                host,
+                answer.error,
+            )
 
     async def send(self, attempt: Attempt) -> Answer:
         """Build, sign and POST the body; every failure becomes an Answer, never an exception,

@@ -40,6 +40,8 @@ FORWARDED_HEADERS = {
 MAX_ERROR_CHARS = 2000
 CANCELLED_ERROR = "cancelled by request"
 MAX_DURATION_MS = 2**31 - 1
+# A progress report is shown in every read of the execution: kept small.
+MAX_PROGRESS_BYTES = 4096
 
 
 def _header_id(headers: Mapping[str, str], name: str) -> str | None:
@@ -125,6 +127,9 @@ def _register_webhook(block: object, fields: dict[str, str]) -> str | None:
         return str(exc)
     fields["webhook_url"] = spec.url
     fields["webhook_headers"] = encode(spec.headers).decode()
+    notices = sorted(set(spec.events) - {"completed"})
+    if notices:
+        fields["webhook_notices"] = ",".join(notices)
     if spec.secret:
         fields["webhook_secret"] = spec.secret
     return None
@@ -209,7 +214,12 @@ async def apply_callback(
             duration_ms=_duration(report.duration_ms),
         )
     else:
-        transition = await store.progress(execution_id, status, rfc3339(now), now, report.progress)
+        if report.progress is not None and len(encode(report.progress)) > MAX_PROGRESS_BYTES:
+            raise InvalidRequest(f"progress: at most {MAX_PROGRESS_BYTES} bytes of JSON")
+        message = truncate(report.message) if report.message else None
+        transition = await store.progress(
+            execution_id, status, rfc3339(now), now, report.progress, message
+        )
     doc = _settled(execution_id, status, transition)
     logger.info("callback execution_id=%s status=%s", execution_id, status)
     return doc

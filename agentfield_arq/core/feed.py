@@ -66,10 +66,15 @@ class Event(msgspec.Struct, kw_only=True):
 
 
 def entry_event(entry: Entry) -> Event:
-    """A lifecycle entry as an event named by its status."""
+    """A lifecycle entry as an event named by its status (`progress` for a progress report,
+    whose data adds the report's `progress`, any JSON, and `message`)."""
     entry_id, fields = entry
-    shown = {name: fields.get(name.encode(), b"").decode() for name in _SHOWN}
-    return Event(id=text(entry_id), name=shown["status"], data=msgspec.json.encode(shown))
+    shown: dict[str, object] = {n: fields.get(n.encode(), b"").decode() for n in _SHOWN}
+    if fields.get(b"progress"):
+        shown["progress"] = msgspec.Raw(fields[b"progress"])
+    if fields.get(b"message"):
+        shown["message"] = fields[b"message"].decode()
+    return Event(id=text(entry_id), name=str(shown["status"]), data=msgspec.json.encode(shown))
 
 
 class Feed:

@@ -32,6 +32,7 @@ from agentfield_arq.kernel.models import DeadDelivery, DeadPage, Redriven
 _DEAD_FIELDS = ("webhook_id", "event_type", "attempts", "last_error", "last_http_status",
                 "failed_at")  # fmt: skip
 _EXEC_FIELDS = ("webhook_url", "target", "status")
+_NOTICE_FIELDS = ("webhook_url", "webhook_secret", "webhook_headers")
 
 
 def webhook_id(execution_id: str) -> str:
@@ -111,6 +112,28 @@ class Outbox:
             url=text(url),
             secret=text(secret) or None,
             headers=decode(headers, dict[str, str]),
+        )
+
+    async def notice(self, execution_id: str, event: str, bucket: str) -> Attempt | None:
+        """A `started` or `progress` notice of the execution as it stands (a read: nothing of a
+        notice is stored), or None once the execution or its webhook is gone."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(k.execution(execution_id), list(_NOTICE_FIELDS))
+            pipe.get(k.status_doc(execution_id))
+            (url, secret, headers), doc = await pipe.execute()
+        if url is None or doc is None:
+            return None
+        return Attempt(
+            execution_id=execution_id,
+            attempt=1,
+            round_attempt=1,
+            webhook_id=f"{webhook_id(execution_id)}_{event}_{bucket}",
+            event_type=f"execution.{event}",
+            doc=doc,
+            url=text(url),
+            secret=text(secret) if secret else None,
+            headers=decode(headers or b"{}", dict[str, str]),
         )
 
     async def record(

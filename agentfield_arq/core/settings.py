@@ -81,6 +81,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_jitter: float = 0.2
     webhook_retry_after_max_s: float = 3600.0
     webhook_max_response_bytes: int = 16_384
+    # `progress` notices (for callers whose webhook.events asks for them): at most one per
+    # execution per this many seconds.
+    webhook_progress_interval_s: float = 5.0
     # Refuse loopback, link-local, private and other non-public destinations (SSRF), except
     # the hosts, IPs or CIDR networks listed (comma-separated) as trusted.
     webhook_block_private: bool = True
@@ -193,6 +196,7 @@ def _check(settings: Settings) -> None:
         "webhook_timeout_s",
         "webhook_retry_after_max_s",
         "webhook_max_response_bytes",
+        "webhook_progress_interval_s",
     )
     for name in positive:
         if getattr(settings, name) <= 0:

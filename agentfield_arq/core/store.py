@@ -17,6 +17,8 @@ from agentfield_arq.core.arq_bridge import (
     JOB_PAYLOAD_TTL_MS,
     delivery_job_id,
     delivery_job_payload,
+    notice_job_id,
+    notice_job_payload,
     run_job_payload,
 )
 from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, Keys, safe_id
@@ -166,9 +168,25 @@ class ExecutionStore:
     async def claim(self, execution_id: str, now_iso: str, now_ms: int) -> Claim:
         """queued/running -> running (attempt + 1) for a worker about to invoke the agent."""
         k = self.keys
+        started = notice_job_id(execution_id, "started", 0)
         reply = await self._claim(
-            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events, *self._moving()],
-            args=[now_iso, now_ms, self.settings.stream_maxlen, *self._index_bounds(now_ms)],
+            keys=[
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.events,
+                *self._moving(),
+                k.queue,
+                k.arq_job(started),
+            ],
+            args=[
+                now_iso,
+                now_ms,
+                self.settings.stream_maxlen,
+                *self._index_bounds(now_ms),
+                started,
+                notice_job_payload(execution_id, "started", 0, now_ms),
+                JOB_PAYLOAD_TTL_MS,
+            ],
         )
         outcome = Outcome(text(reply[0]))
         if outcome is not Outcome.OK:
@@ -182,14 +200,32 @@ class ExecutionStore:
         return text(reply[0]) == Outcome.OK
 
     async def progress(
-        self, execution_id: str, status: str, now_iso: str, now_ms: int, progress: Any = None
+        self,
+        execution_id: str,
+        status: str,
+        now_iso: str,
+        now_ms: int,
+        progress: Any = None,
+        message: str | None = None,
     ) -> Transition:
-        """A non-terminal report (queued or running) from an agent."""
+        """A non-terminal report (queued or running) from an agent, with its progress (any
+        JSON) and message; see progress.lua for the webhook notices it queues."""
         if not safe_id(execution_id):
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
+        bucket = now_ms // max(int(self.settings.webhook_progress_interval_s * 1000), 1)
+        started = notice_job_id(execution_id, "started", 0)
+        progressed = notice_job_id(execution_id, "progress", bucket)
         reply = await self._progress(
-            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events, *self._moving()],
+            keys=[
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.events,
+                *self._moving(),
+                k.queue,
+                k.arq_job(started),
+                k.arq_job(progressed),
+            ],
             args=[
                 now_iso,
                 now_ms,
@@ -197,6 +233,13 @@ class ExecutionStore:
                 status,
                 b"" if progress is None else encode(progress),
                 *self._index_bounds(now_ms),
+                message or "",
+                started,
+                notice_job_payload(execution_id, "started", 0, now_ms),
+                progressed,
+                notice_job_payload(execution_id, "progress", bucket, now_ms),
+                bucket,
+                JOB_PAYLOAD_TTL_MS,
             ],
         )
         return _transition(reply)

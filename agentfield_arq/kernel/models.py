@@ -27,6 +27,9 @@ class WebhookSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     url: str
     secret: str | None = None
     headers: dict[str, str] = {}
+    # Which events to send, as Replicate's `webhook_events_filter`: `started`, `progress`
+    # (throttled), `completed` (always sent, listed or not: the default is that alone).
+    events: list[str] = []
 
 
 class ExecuteRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -58,6 +61,7 @@ class CallbackRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     duration_ms: int | float | None = None
     completed_at: str | None = None
     progress: Any = None
+    message: str | None = None
     # Sent by the SDKs, never read: any JSON is accepted, as before these were declared.
     execution_id: Any = None
     reasoner: Any = None
@@ -191,6 +195,8 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
     webhook_next_attempt_at: str | None = None
     webhook_events: list[WebhookEvent] = []
     parent_execution_id: str | None = None
+    progress: Any = None
+    progress_message: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -346,6 +352,9 @@ class WebhookPayload(msgspec.Struct, kw_only=True, omit_defaults=True):
     result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     error_message: str | None = None
     timestamp: str
+    # `execution.progress` (and others, once reported): the agent's last progress report.
+    progress: Any = None
+    progress_message: str | None = None
 
 
 class DeadDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):

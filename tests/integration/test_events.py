@@ -260,3 +260,34 @@ async def test_a_long_poll_answers_the_current_state_when_its_wait_runs_out(
         refused = await api.get(f"/api/v1/executions/{execution_id}?wait={bad}")
         assert refused.status_code == 400
         assert refused.json()["error"].startswith("wait:")
+
+
+async def test_an_agents_progress_shows_in_the_read_and_as_an_event(
+    api: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    execution_id = await _submit(api, "progress")
+    report = {"status": "running", "progress": 40, "message": "reading filings"}
+    async with opened(api, "/api/v1/events?run_id=progress") as stream:
+        await stream.until(comments=1)
+        answer = await api.post(f"/api/v1/executions/{execution_id}/status", json=report)
+        assert answer.status_code == 200, answer.text
+        await stream.until(frames=2)
+    doc = (await api.get(f"/api/v1/executions/{execution_id}")).json()
+    assert (doc["status"], doc["progress"], doc["progress_message"]) == (
+        "running",
+        40,
+        "reading filings",
+    )
+    assert stream.names() == ["running", "progress"]
+    data = msgspec.json.decode(stream.frames[1]["data"])
+    assert (data["progress"], data["message"]) == (40, "reading filings")
+
+
+async def test_a_progress_report_too_large_is_400_naming_progress(
+    api: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    execution_id = await _submit(api, "progress")
+    report = {"status": "running", "progress": "x" * 5000}
+    answer = await api.post(f"/api/v1/executions/{execution_id}/status", json=report)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("progress:")

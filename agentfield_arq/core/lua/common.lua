@@ -14,6 +14,7 @@ local function build_doc(h, outcome)
     started_at = h.started_at or cjson.null,  -- the contract lists it even before a start
     webhook_registered = (h.webhook_url ~= nil and h.webhook_url ~= ''),
     parent_execution_id = h.parent_execution_id,
+    progress_message = h.progress_message,
   }
   local result = nil
   if outcome then
@@ -23,6 +24,10 @@ local function build_doc(h, outcome)
     result = outcome.result
   end
   local s = cjson.encode(doc)
+  -- Raw JSON values, spliced in as they were stored.
+  if h.progress then
+    s = string.sub(s, 1, -2) .. ',"progress":' .. h.progress .. '}'
+  end
   if result then
     s = string.sub(s, 1, -2) .. ',"result":' .. result .. '}'
   end
@@ -53,19 +58,34 @@ end
 -- Append one entry to the lifecycle stream, capped near `maxlen`: the execution's id, target and
 -- run (what event subscribers filter on) and its status. `job` names a job queued by the same
 -- step (a `queued` entry always implies one): it wakes idle workers (arq_bridge.py).
-local function append_event(events, maxlen, h, status, job)
+-- `extra`: more field/value pairs (a progress entry's `progress` and `message`).
+local function append_event(events, maxlen, h, status, job, extra)
   local entry = {'execution_id', h.execution_id, 'status', status, 'target', h.target or '',
     'run_id', h.run_id or ''}
   if job then
     entry[#entry + 1] = 'job'
     entry[#entry + 1] = job
   end
+  for _, v in ipairs(extra or {}) do entry[#entry + 1] = v end
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(entry))
+end
+
+-- A webhook notice (`started`, `progress`): queued only when the caller's `webhook.events`
+-- asked for it (the hash's `webhook_notices`). Its job sends one attempt of the current
+-- document (core/delivery.py); `completed` goes through the delivery of finish.lua instead.
+-- Returns whether a job was queued.
+local function queue_notice(h, event, queue, job_key, job_id, payload, ttl_ms, now_ms)
+  if not h.webhook_url or h.webhook_url == '' or not h.webhook_notices then return false end
+  if not string.find(',' .. h.webhook_notices .. ',', ',' .. event .. ',', 1, true) then
+    return false
+  end
+  enqueue_job(queue, job_key, job_id, payload, ttl_ms, now_ms, true)
+  return true
 end
 
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
   'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest',
-  'parent_execution_id'}
+  'parent_execution_id', 'progress', 'progress_message', 'webhook_notices', 'notice_bucket'}
 
 -- Execution indexes (core/catalog.py reads them): sorted sets of execution ids, every score 0,
 -- so ordered by id, that is by creation time. Each add also cuts the members older than
