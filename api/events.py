@@ -18,7 +18,8 @@ from agentfield_arq.api.deps import Deps, deps
 from agentfield_arq.api.listing import filters_of
 from agentfield_arq.core.feed import STREAM_ID, Event, EventFilter, Feed
 from agentfield_arq.core.keys import safe_id
-from agentfield_arq.kernel.errors import ExecutionNotFound, InvalidRequest
+from agentfield_arq.core.rerun import missing
+from agentfield_arq.kernel.errors import InvalidRequest
 from agentfield_arq.kernel.status import TERMINAL_STATUSES
 
 MEDIA_TYPE = "text/event-stream"
@@ -79,7 +80,7 @@ async def execution_events(request: Request) -> StreamingResponse:
     execution_id = request.path_params["execution_id"]
     after = _resume_point(request)
     if not safe_id(execution_id) or await d.store.get_doc(execution_id) is None:
-        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
+        raise await missing(d.store, execution_id)
     body = _framed(d, EventFilter(execution_id=execution_id), after, execution_id)
     return StreamingResponse(body, media_type=MEDIA_TYPE, headers=_HEADERS)
 

@@ -9,13 +9,15 @@ from starlette.responses import Response
 from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
 from agentfield_arq.core.execution import (
+    Accepted,
+    accept,
     apply_callback,
     cancel,
     execute_and_wait,
-    submit,
     wait_for_end,
 )
 from agentfield_arq.core.keys import safe_id
+from agentfield_arq.core.rerun import missing, rerun
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.errors import ExecutionNotFound, InvalidRequest, TooManyIds
 from agentfield_arq.kernel.models import (
@@ -25,7 +27,7 @@ from agentfield_arq.kernel.models import (
     Execution,
     SyncResult,
 )
-from agentfield_arq.kernel.status import Status
+from agentfield_arq.kernel.status import EXPIRED, NOT_FOUND, Status
 
 JSON = "application/json"
 NULL = msgspec.Raw(b"null")
@@ -42,12 +44,18 @@ async def execute_async(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
     target = request.path_params["target"]
-    accepted = await submit(d.store, target, body, request.headers)
-    return _json(
-        encode(accepted),
-        202,
-        {"X-Execution-ID": accepted.execution_id, "X-Run-ID": accepted.run_id},
-    )
+    accepted = await accept(d.store, target, body, request.headers)
+    return _json(encode(accepted.submitted), 202, _headers(accepted))
+
+
+def _headers(accepted: Accepted) -> dict[str, str]:
+    headers = {
+        "X-Execution-ID": accepted.submitted.execution_id,
+        "X-Run-ID": accepted.submitted.run_id,
+    }
+    if accepted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers
 
 
 async def execute_sync(request: Request) -> Response:
@@ -56,8 +64,7 @@ async def execute_sync(request: Request) -> Response:
     body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
     target = request.path_params["target"]
     accepted, doc = await execute_and_wait(d.store, d.completions, target, body, request.headers)
-    headers = {"X-Execution-ID": accepted.execution_id, "X-Run-ID": accepted.run_id}
-    return _json(encode(_sync_result(doc)), 200, headers)
+    return _json(encode(_sync_result(doc)), 200, _headers(accepted))
 
 
 def _sync_result(doc: Execution[msgspec.Raw]) -> SyncResult[msgspec.Raw]:
@@ -96,7 +103,7 @@ async def get_one(request: Request) -> Response:
     else:
         doc = await d.store.get_view(execution_id)
     if doc is None:
-        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
+        raise await missing(d.store, execution_id)
     return _json(doc)
 
 
@@ -111,13 +118,17 @@ async def batch_status(request: Request) -> Response:
         )
     ids = list(dict.fromkeys(body.execution_ids))
     docs = await d.store.get_views(ids)
+    gone = [i for i, doc in zip(ids, docs, strict=True) if doc is None]
+    expired = await d.store.expired(gone) if gone else {}
     # One encode of the whole object, stored documents spliced in as they are (msgspec.Raw):
     # 2.5x faster than encoding and joining 1,000 members one by one (measured, bench/).
     answer: dict[str, msgspec.Raw | dict[str, str]] = {}
     for execution_id, doc in zip(ids, docs, strict=True):
-        answer[execution_id] = (
-            msgspec.Raw(doc) if doc else {"execution_id": execution_id, "status": "not_found"}
-        )
+        if doc:
+            answer[execution_id] = msgspec.Raw(doc)
+        else:
+            status = EXPIRED if execution_id in expired else NOT_FOUND
+            answer[execution_id] = {"execution_id": execution_id, "status": status}
     return _json(encode(answer))
 
 
@@ -136,5 +147,16 @@ async def cancel_one(request: Request) -> Response:
     """Cancel an execution that has not ended yet (409 if it ended otherwise)."""
     d = deps(request)
     execution_id = request.path_params["execution_id"]
-    doc = await cancel(d.store, execution_id)
+    try:
+        doc = await cancel(d.store, execution_id)
+    except ExecutionNotFound:
+        raise await missing(d.store, execution_id) from None
     return _json(await d.store.get_view(execution_id) or doc)
+
+
+async def retry_one(request: Request) -> Response:
+    """Run a finished execution again, as a new execution linked by `retry_of`."""
+    d = deps(request)
+    submitted = await rerun(d.store, request.path_params["execution_id"])
+    headers = {"X-Execution-ID": submitted.execution_id, "X-Run-ID": submitted.run_id}
+    return _json(encode(submitted), 202, headers)

@@ -22,8 +22,10 @@ from agentfield_arq.api import events, executions, listing, nodes, openapi, syst
 from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.errors import (
+    ExecutionExpired,
     ExecutionNotFound,
     ExecutionNotTerminal,
+    IdempotencyKeyReused,
     InvalidBaseUrl,
     InvalidRequest,
     InvalidTarget,
@@ -101,6 +103,15 @@ _DEAD_QUERY = (
     Query("cursor", "the `next_cursor` of the previous page", {"type": "string"}),
 )
 
+_EXECUTE_ERRORS = (
+    *BODY,
+    InvalidTarget,
+    IdempotencyKeyReused,
+    TargetNotFound,
+    ExecutionExpired,
+    QueueFull,
+)
+_GONE = (ExecutionNotFound, ExecutionExpired)
 _SSE = (
     "`text/event-stream`: each event's `id` is its stream id, its name the status (or `state`, "
     "`gap`, `cutoff`), its data JSON; comment lines are heartbeats"
@@ -134,7 +145,7 @@ OPERATIONS: list[Operation] = [
         "Queue an execution",
         {202: ("queued; durable before this answer", Submitted)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS),
+        errors=(*_EXECUTE_ERRORS, *REDIS),
         access=Access.CALLER,
     ),
     Operation(
@@ -144,7 +155,7 @@ OPERATIONS: list[Operation] = [
         "Run an execution and wait for its end",
         {200: ("terminal", SyncResult)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS, SyncTimeout),
+        errors=(*_EXECUTE_ERRORS, *REDIS, SyncTimeout),
         access=Access.CALLER,
     ),
     Operation(
@@ -174,7 +185,7 @@ OPERATIONS: list[Operation] = [
         "One execution's lifecycle as server-sent events (resumable with Last-Event-ID); "
         "ends after its terminal event",
         {200: (_SSE, None)},
-        errors=(InvalidRequest, ExecutionNotFound, *REDIS),
+        errors=(InvalidRequest, *_GONE, *REDIS),
         access=Access.CALLER,
     ),
     Operation(
@@ -210,7 +221,7 @@ OPERATIONS: list[Operation] = [
                 {"type": "integer", "minimum": 0, "maximum": executions.MAX_WAIT_S, "default": 0},
             ),
         ),
-        errors=(InvalidRequest, ExecutionNotFound, *REDIS),
+        errors=(InvalidRequest, *_GONE, *REDIS),
         access=Access.CALLER,
     ),
     Operation(
@@ -229,7 +240,16 @@ OPERATIONS: list[Operation] = [
         executions.cancel_one,
         "Cancel an execution that has not ended",
         {200: ("the execution, cancelled", Execution)},
-        errors=(ExecutionNotFound, InvalidTransition, *REDIS),
+        errors=(*_GONE, InvalidTransition, *REDIS),
+        access=Access.CALLER,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/executions/{{execution_id}}/retry",
+        executions.retry_one,
+        "Run a finished execution again, as a new execution linked by `retry_of`",
+        {202: ("the new execution, queued", Submitted)},
+        errors=(*_GONE, ExecutionNotTerminal, TargetNotFound, QueueFull, *REDIS),
         access=Access.CALLER,
     ),
     Operation(

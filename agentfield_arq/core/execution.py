@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from agentfield_arq.core.completions import RECHECK_S, Completions
 from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
 from agentfield_arq.kernel.codec import canonical_json, encode, new_id, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
+    ExecutionExpired,
     ExecutionNotFound,
     InvalidRequest,
     InvalidTransition,
@@ -56,6 +58,14 @@ def _header_id(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+class Accepted(msgspec.Struct, kw_only=True):
+    """What a submission got: the 202 answer, and whether it replays the first execution of
+    its Idempotency-Key (`Idempotent-Replayed: true`)."""
+
+    submitted: Submitted
+    replayed: bool = False
+
+
 async def submit(
     store: ExecutionStore,
     target: str,
@@ -67,10 +77,24 @@ async def submit(
 
     A caller that must watch the execution before it exists passes a fresh `new_id("exec")`.
     """
+    return (await accept(store, target, request, headers, execution_id)).submitted
+
+
+async def accept(
+    store: ExecutionStore,
+    target: str,
+    request: ExecuteRequest,
+    headers: Mapping[str, str],
+    execution_id: str | None = None,
+) -> Accepted:
+    """`submit`, honouring an `Idempotency-Key` header: the same request with the same key
+    within `AGENTFIELD_ARQ_IDEMPOTENCY_TTL_S` answers the first execution (nothing is written);
+    another request with it is IdempotencyKeyReused. Checked in create.lua, atomically."""
     node_id, name = parse_target(target)
     run_id = (
         _header_id(headers, "x-run-id") or _header_id(headers, "x-workflow-id") or new_id("run")
     )
+    key = _idempotency_key(headers)
     created = now_ms()
     execution_id = execution_id or new_id("exec", created)
     fields = {
@@ -90,29 +114,72 @@ async def submit(
         if value is not None:
             fields[field] = value
     webhook_error = _register_webhook(request.webhook, fields)
-    deadline = created + int(store.settings.execution_deadline_s * 1000)
-    kind = await store.create(
-        NewExecution(
-            execution_id=execution_id,
-            node_id=node_id,
-            name=name,
-            enqueue_ms=created,
-            deadline_ms=deadline,
-            fields=fields,
-        )
+    new = NewExecution(
+        execution_id=execution_id,
+        node_id=node_id,
+        name=name,
+        enqueue_ms=created,
+        deadline_ms=created + int(store.settings.execution_deadline_s * 1000),
+        fields=fields,
     )
+    if key is not None:
+        new.idempotency_key = hashlib.sha256(key.encode()).hexdigest()
+        new.request_digest = _request_digest(target, request, headers)
+    made = await store.create(new)
+    if made.replayed_id is not None:
+        logger.info("replayed execution_id=%s for its idempotency key", made.replayed_id)
+        return Accepted(submitted=await _replayed(store, made.replayed_id), replayed=True)
     logger.info("queued execution_id=%s target=%s run_id=%s", execution_id, target, run_id)
-    return Submitted(
+    submitted = Submitted(
         execution_id=execution_id,
         run_id=run_id,
         workflow_id=run_id,
         status=Status.QUEUED,
         target=target,
-        type=kind,
+        type=made.kind,
         created_at=fields["created_at"],
         enqueued_at=fields["created_at"],
         webhook_registered="webhook_url" in fields,
         webhook_error=msgspec.UNSET if webhook_error is None else webhook_error,
+    )
+    return Accepted(submitted=submitted)
+
+
+def _idempotency_key(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("idempotency-key")
+    if value is None or value == "":
+        return None
+    if not _HEADER_TEXT.fullmatch(value):
+        raise InvalidRequest("header Idempotency-Key: at most 256 printable ASCII characters")
+    return value
+
+
+def _request_digest(target: str, request: ExecuteRequest, headers: Mapping[str, str]) -> str:
+    """What makes two requests "the same" for an Idempotency-Key: the target, the body (keys
+    sorted) and the headers that shape the execution."""
+    shaping = {h: headers.get(h, "") for h in ("x-run-id", "x-workflow-id", *FORWARDED_HEADERS)}
+    body = msgspec.json.encode([target, request, shaping], order="sorted")
+    return hashlib.sha256(body).hexdigest()
+
+
+async def _replayed(store: ExecutionStore, execution_id: str) -> Submitted:
+    """The 202 answer of an execution made earlier, as it stands now."""
+    raw = await store.get_doc(execution_id)
+    if raw is None:
+        raise ExecutionExpired(
+            f"execution '{execution_id}', the first of this Idempotency-Key, has expired"
+        )
+    doc = _doc_decoder.decode(raw)
+    return Submitted(
+        execution_id=doc.execution_id,
+        run_id=doc.run_id,
+        workflow_id=doc.run_id,
+        status=doc.status,
+        target=doc.target,
+        type=doc.type,
+        created_at=doc.created_at,
+        enqueued_at=doc.created_at,
+        webhook_registered=doc.webhook_registered,
     )
 
 
@@ -141,34 +208,29 @@ async def execute_and_wait(
     target: str,
     request: ExecuteRequest,
     headers: Mapping[str, str],
-) -> tuple[Submitted, Execution[msgspec.Raw]]:
-    """Submit and wait for the terminal document, whichever replica or worker sees the end.
+) -> tuple[Accepted, Execution[msgspec.Raw]]:
+    """Submit (see `accept`) and wait for the terminal document, whichever replica or worker
+    sees the end; a replayed Idempotency-Key waits for its first execution.
 
     Raises SyncTimeout (with the ids to poll) at the sync limit; the execution carries on.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + store.settings.sync_timeout_s
-    execution_id = new_id("exec")
-    async with completions.watch(execution_id) as finished:
-        accepted = await submit(store, target, request, headers, execution_id)
-        while True:
-            raw = await store.get_doc(execution_id)
-            doc = _doc_decoder.decode(raw) if raw else None
-            if doc is not None and doc.status in TERMINAL_STATUSES:
-                return accepted, doc
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise SyncTimeout(
-                    "execution did not finish within the sync limit; it carries on and can be "
-                    "polled",
-                    execution_id=execution_id,
-                    run_id=accepted.run_id,
-                    status=doc.status if doc else Status.QUEUED,
-                )
-            if finished.done():  # woken, yet not terminal: the record expired; poll slowly
-                await asyncio.sleep(min(remaining, RECHECK_S))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
+    accepted = await accept(store, target, request, headers)
+    submitted = accepted.submitted
+    # An end before the wait starts is seen by its first read, one after it wakes it.
+    view = await wait_for_end(
+        store, completions, submitted.execution_id, max(deadline - loop.time(), 0)
+    )
+    doc = _doc_decoder.decode(view) if view else None
+    if doc is not None and doc.status in TERMINAL_STATUSES:
+        return accepted, doc
+    raise SyncTimeout(
+        "execution did not finish within the sync limit; it carries on and can be polled",
+        execution_id=submitted.execution_id,
+        run_id=submitted.run_id,
+        status=doc.status if doc else Status.QUEUED,
+    )
 
 
 async def wait_for_end(

@@ -20,6 +20,8 @@ TELEMETRY_MAXLEN = 2_000
 TELEMETRY_BODY_BYTES = 4096
 # Webhook attempt records kept per execution (the newest ones).
 WEBHOOK_EVENTS_MAX = 50
+# An expired execution's id answers `410 execution_expired` this long after its record is gone.
+TOMBSTONE_S = 7 * 86_400
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -58,6 +60,16 @@ class Keys:
     def webhook_view(self, execution_id: str) -> str:
         """String: the JSON object of delivery fields spliced into the status document on read."""
         return f"{self.prefix}:exec:{execution_id}:webhook:view"
+
+    def tombstone(self, execution_id: str) -> str:
+        """String (its final status): outlives the record by `TOMBSTONE_S`, so that an expired id
+        answers 410, not 404."""
+        return f"{self.prefix}:exec:{execution_id}:gone"
+
+    def idempotency(self, digest: str) -> str:
+        """String `{request digest} {execution id}`: an Idempotency-Key's first execution, kept
+        `AGENTFIELD_ARQ_IDEMPOTENCY_TTL_S`; named by a digest of the key, never the key."""
+        return f"{self.prefix}:idem:{digest}"
 
     @property
     def index_all(self) -> str:

@@ -46,6 +46,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Executions.
     retention_s: int = 86_400
+    # An Idempotency-Key names its first execution this long (at most the retention).
+    idempotency_ttl_s: int = 86_400
     execution_deadline_s: float = 3600.0
     stream_maxlen: int = 10_000
     max_queued: int = 100_000
@@ -182,6 +184,7 @@ def _check(settings: Settings) -> None:
         "sse_heartbeat_s",
         "sse_buffer",
         "retention_s",
+        "idempotency_ttl_s",
         "execution_deadline_s",
         "stream_maxlen",
         "max_queued",
@@ -210,6 +213,10 @@ def _check(settings: Settings) -> None:
         if getattr(settings, name) < 0:
             raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be >= 0")
     _check_networks(settings)
+    if settings.idempotency_ttl_s > settings.retention_s:
+        raise ConfigurationError(
+            f"invalid setting: {ENV_PREFIX}IDEMPOTENCY_TTL_S must be <= {ENV_PREFIX}RETENTION_S"
+        )
     if settings.max_job_tries < settings.agent_max_attempts:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}MAX_JOB_TRIES must be >= {ENV_PREFIX}AGENT_MAX_ATTEMPTS"

@@ -21,12 +21,12 @@ from agentfield_arq.core.arq_bridge import (
     notice_job_payload,
     run_job_payload,
 )
-from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, Keys, safe_id
+from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, TOMBSTONE_S, Keys, safe_id
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode, id_floor, text
-from agentfield_arq.kernel.errors import QueueFull, TargetNotFound
+from agentfield_arq.kernel.errors import IdempotencyKeyReused, QueueFull, TargetNotFound
 from agentfield_arq.kernel.status import Status
 
 
@@ -40,6 +40,17 @@ class NewExecution(msgspec.Struct, kw_only=True):
     enqueue_ms: int
     deadline_ms: int
     fields: dict[str, str]
+    # With an Idempotency-Key: the digest of its key (names the record) and of the request.
+    idempotency_key: str | None = None
+    request_digest: str = ""
+
+
+class Created(msgspec.Struct, kw_only=True):
+    """What `create` did: the target's kind, or the id of the execution an Idempotency-Key
+    already made for the same request (`replayed_id`; nothing was written)."""
+
+    kind: str = ""
+    replayed_id: str | None = None
 
 
 class Outcome(enum.StrEnum):
@@ -85,8 +96,8 @@ class ExecutionStore:
         self._progress = load_script(redis, "progress")
         self._finish = load_script(redis, "finish")
 
-    async def create(self, new: NewExecution) -> str:
-        """Write the execution and enqueue its job atomically; returns "reasoner" or "skill"."""
+    async def create(self, new: NewExecution) -> Created:
+        """Write the execution and enqueue its job atomically (see create.lua)."""
         k = self.keys
         ttl_s = int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
         args: list[Any] = [
@@ -100,6 +111,9 @@ class ExecutionStore:
             self.settings.stream_maxlen,
             self.settings.max_queued,
             *self._index_bounds(new.enqueue_ms),
+            new.request_digest,
+            self.settings.idempotency_ttl_s,
+            ttl_s + TOMBSTONE_S,
         ]
         for field, value in new.fields.items():
             args += [field, value]
@@ -111,6 +125,8 @@ class ExecutionStore:
             k.queue,
             k.arq_job(new.execution_id),
             k.events,
+            k.tombstone(new.execution_id),
+            k.idempotency(new.idempotency_key or ""),
             k.index_all,
             k.index_status(Status.QUEUED),
             k.index_target(new.fields["target"]),
@@ -121,6 +137,13 @@ class ExecutionStore:
             keys.append(k.index_parent(new.fields["parent_execution_id"]))
         reply = await self._create(keys=keys, args=args)
         state = text(reply[0])
+        if state == "replayed":
+            return Created(replayed_id=text(reply[1]))
+        if state == "idempotency_key_reused":
+            raise IdempotencyKeyReused(
+                "header Idempotency-Key: already used for another request (another target, "
+                "body or header) within its lifetime"
+            )
         if state == "no_node":
             raise TargetNotFound(f"node '{new.node_id}' is not registered")
         if state == "no_name":
@@ -129,12 +152,28 @@ class ExecutionStore:
             raise QueueFull(
                 f"{self.settings.max_queued} jobs already wait for a worker; retry later"
             )
-        return text(reply[1])
+        return Created(kind=text(reply[1]))
 
     async def get_doc(self, execution_id: str) -> bytes | None:
         """The status document of one execution, as stored (JSON bytes), or None."""
         doc: bytes | None = await self.redis.get(self.keys.status_doc(execution_id))
         return doc
+
+    async def expired(self, execution_ids: list[str]) -> dict[str, str]:
+        """Of these ids without a record, those whose tombstone remains, with the status each
+        last had: they existed, and expired (410, not 404)."""
+        wanted = [i for i in execution_ids if safe_id(i)]
+        if not wanted:
+            return {}
+        stones = await self.redis.mget([self.keys.tombstone(i) for i in wanted])
+        return {i: text(s) for i, s in zip(wanted, stones, strict=True) if s is not None}
+
+    async def get_fields(self, execution_id: str) -> dict[str, str]:
+        """The execution's hash (empty when it does not exist)."""
+        if not safe_id(execution_id):
+            return {}
+        raw = await self.redis.hgetall(self.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
+        return {text(k): text(v) for k, v in raw.items()}
 
     async def get_view(self, execution_id: str) -> bytes | None:
         """The status document with its webhook delivery fields, in one MGET, or None."""
@@ -276,6 +315,7 @@ class ExecutionStore:
                 k.arq_job(job_id),
                 *self._moving(),
                 k.index_status(status),
+                k.tombstone(execution_id),
             ],
             args=[
                 status,
@@ -293,6 +333,7 @@ class ExecutionStore:
                 delivery_job_payload(execution_id, now_ms),
                 self.settings.retention_s * 1000,
                 *self._index_bounds(now_ms),
+                self.settings.retention_s + TOMBSTONE_S,
             ],
         )
         return _transition(reply)

@@ -15,6 +15,7 @@ AgentFieldArqError
 │   │   ├── TooManyIds          400: batch-status asked for more ids than allowed
 │   │   ├── InvalidWebhook      400: a webhook block is unusable (the execution runs without it)
 │   │   ├── InvalidBaseUrl      400: a node's base_url is not a plain http(s) URL
+│   │   ├── IdempotencyKeyReused 422: an Idempotency-Key came back with another request
 │   │   └── InvalidInput        422: an agent's input does not fit the target's signature
 │   │       └── MalformedInput  400: an agent's input is not JSON at all
 │   ├── NotFound                404
@@ -26,6 +27,7 @@ AgentFieldArqError
 │   ├── Unauthorized            401: no API key, or one that is unknown or revoked
 │   ├── Forbidden               403: the key's role does not allow this
 │   │   └── NodeOwned           403: the node id belongs to another agent key
+│   ├── ExecutionExpired        410: the execution existed, its record is past retention
 │   ├── InvalidTransition       409: a terminal execution cannot change again
 │   │   ├── ExecutionNotTerminal 409: a webhook is only sent once its execution is terminal
 │   │   └── WebhookBusy         409: the last delivery attempt is still being closed
@@ -123,6 +125,13 @@ class InvalidBaseUrl(InvalidRequest, ValueError):
     code = "invalid_base_url"
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    """An `Idempotency-Key` already used, within its lifetime, for another request (another
+    target, body or header)."""
+
+    code = "idempotency_key_reused"
+
+
 class InvalidInput(InvalidRequest, ValueError):
     """An agent's input does not fit the target's signature; `field` names the culprit."""
 
@@ -211,6 +220,12 @@ class KeyQueueFull(RateLimited):
     """The key has as many unfinished executions as it may; retry once some have ended."""
 
     code = "key_queue_full"
+
+
+class ExecutionExpired(ApiError):
+    """The execution existed and ended, and its record is gone past retention."""
+
+    code = "execution_expired"
 
 
 class InvalidTransition(ApiError):
@@ -333,11 +348,13 @@ class SyncTimeout(ApiError):
 HTTP_STATUS: dict[type[ApiError], int] = {
     InvalidRequest: 400,
     InvalidInput: 422,
+    IdempotencyKeyReused: 422,
     MalformedInput: 400,
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
     InvalidTransition: 409,
+    ExecutionExpired: 410,
     PayloadTooLarge: 413,
     RateLimited: 429,
     TargetFailed: 500,

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from agentfield_arq.kernel import errors
-from agentfield_arq.kernel.status import NOT_FOUND, TERMINAL_STATUSES, Status
+from agentfield_arq.kernel.status import EXPIRED, NOT_FOUND, TERMINAL_STATUSES, Status
 
 R = TypeVar("R")
 
@@ -197,6 +197,7 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
     parent_execution_id: str | None = None
     progress: Any = None
     progress_message: str | None = None
+    retry_of: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -205,8 +206,8 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
 
     @property
     def settled(self) -> bool:
-        """True when waiting longer cannot change anything (terminal, or unknown id)."""
-        return self.terminal or self.status == NOT_FOUND
+        """True when waiting longer cannot change anything (terminal, unknown or expired id)."""
+        return self.terminal or self.status in (NOT_FOUND, EXPIRED)
 
     def outcome(self) -> Any:
         """The result of a succeeded execution, as its agent returned it (None if it reported
@@ -215,6 +216,8 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
             return None if self.result is msgspec.UNSET else self.result
         if self.status == NOT_FOUND:
             raise errors.ExecutionNotFound(f"execution '{self.execution_id}' not found")
+        if self.status == EXPIRED:
+            raise errors.ExecutionExpired(f"execution '{self.execution_id}' has expired")
         kind = _FAILURES.get(self.status)
         if kind is None:
             raise errors.ClientError(f"execution {self.execution_id} is still {self.status}")

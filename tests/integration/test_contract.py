@@ -245,8 +245,9 @@ EXECUTION_CALLS: list[Call] = [
     ("POST", EXECUTION + "/logs", {"execution_id": "{id}"}, {"entries": [{"message": "m"}]}),
     ("POST", "/api/v1/workflow/executions/events", {}, {"execution_id": "{id}"}),
     ("POST", EXECUTION + "/cancel", {"execution_id": "{hooked}"}, None),
-    # Terminal by now, so that its event stream ends.
+    # Terminal by now, so that its event stream ends and it may be retried.
     ("GET", EXECUTION + "/events", {"execution_id": "{hooked}"}, None),
+    ("POST", EXECUTION + "/retry", {"execution_id": "{hooked}"}, None),
     ("POST", EXECUTION + "/webhook/retry", {"execution_id": "{hooked}"}, None),
     ("GET", "/api/v1/webhooks/dead", {}, None),
     ("POST", "/api/v1/did/register", {}, {}),

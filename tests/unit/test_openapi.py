@@ -106,10 +106,11 @@ def test_execute_async_documents_each_status_it_can_answer_with_its_codes(
     document: dict[str, Any],
 ) -> None:
     execute = document["paths"]["/api/v1/execute/async/{target}"]["post"]["responses"]
-    assert {"202", "400", "401", "404", "413", "429", "500", "503"} == set(execute)
+    assert {"202", "400", "401", "404", "410", "413", "422", "429", "500", "503"} == set(execute)
     assert "`unauthorized`" in execute["401"]["description"]
     assert "`rate_limited`" in execute["429"]["description"]
     assert "`payload_too_large`" in execute["413"]["description"]
+    assert "`idempotency_key_reused`" in execute["422"]["description"]
     assert "`queue_full`" in execute["503"]["description"]
     assert "`unavailable`" in execute["503"]["description"]
 

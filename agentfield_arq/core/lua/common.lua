@@ -15,6 +15,7 @@ local function build_doc(h, outcome)
     webhook_registered = (h.webhook_url ~= nil and h.webhook_url ~= ''),
     parent_execution_id = h.parent_execution_id,
     progress_message = h.progress_message,
+    retry_of = h.retry_of,
   }
   local result = nil
   if outcome then
@@ -85,7 +86,8 @@ end
 
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
   'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest',
-  'parent_execution_id', 'progress', 'progress_message', 'webhook_notices', 'notice_bucket'}
+  'parent_execution_id', 'progress', 'progress_message', 'webhook_notices', 'notice_bucket',
+  'retry_of'}
 
 -- Execution indexes (core/catalog.py reads them): sorted sets of execution ids, every score 0,
 -- so ordered by id, that is by creation time. Each add also cuts the members older than
