@@ -18,7 +18,16 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentfield_arq.api import events, executions, listing, nodes, openapi, system, webhooks
+from agentfield_arq.api import (
+    events,
+    executions,
+    listing,
+    metrics,
+    nodes,
+    openapi,
+    system,
+    webhooks,
+)
 from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.errors import (
@@ -31,6 +40,7 @@ from agentfield_arq.kernel.errors import (
     InvalidTarget,
     InvalidTransition,
     NodeNotFound,
+    NotReady,
     NotSupported,
     PayloadTooLarge,
     QueueFull,
@@ -89,6 +99,7 @@ EXECUTIONS_BY_ID = dict[str, Execution]  # type: ignore[type-arg]
 _ACK = {200: ("recorded", Acknowledged)}
 _BEAT_ERRORS = (*BODY, NodeNotFound, *REDIS)
 _HEALTH = {200: ("Redis answers", Health)}
+_DETAIL = (Query("detail", "1 adds the counts", {"enum": ["0", "1", "false", "true"]}),)
 _DEAD_QUERY = (
     Query(
         "limit",
@@ -367,12 +378,43 @@ OPERATIONS: list[Operation] = [
         errors=(NotSupported,),
         access=Access.AGENT,
     ),
-    *(
-        Operation("GET", path, system.health, summary, _HEALTH, errors=REDIS, access=Access.PUBLIC)
-        for path, summary in (
-            (f"{PREFIX}/health", "Health"),
-            ("/health", "Health (as /api/v1/health)"),
-        )
+    Operation(
+        "GET",
+        f"{PREFIX}/health",
+        system.health,
+        "Health; with `detail=1`, the queue, the workers alive and the active nodes",
+        _HEALTH,
+        query=_DETAIL,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/health",
+        system.health,
+        "Liveness (as /api/v1/health)",
+        _HEALTH,
+        query=_DETAIL,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/ready",
+        system.ready,
+        "Readiness: Redis answers and a worker is alive; with the queue and node counts",
+        {200: ("ready", Health)},
+        errors=(NotReady, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        metrics.metrics,
+        "Prometheus metrics of the whole deployment (text format 0.0.4), read from Redis",
+        {200: ("`text/plain; version=0.0.4`: the metrics docs/contract.md lists", None)},
+        errors=REDIS,
+        access=Access.ADMIN,
     ),
     Operation(
         "GET",

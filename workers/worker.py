@@ -25,6 +25,7 @@ def create_worker(
         settings, agent_transport=agent_transport, webhook_transport=webhook_transport
     )
     kwargs.update(burst=burst, handle_signals=handle_signals)
+    keys = Keys(settings.key_prefix)
     return WakingWorker(
-        wake_url=settings.redis_url, wake_stream=Keys(settings.key_prefix).events, **kwargs
+        wake_url=settings.redis_url, wake_stream=keys.events, roster_key=keys.workers, **kwargs
     )

@@ -48,6 +48,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
+import socket
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -172,22 +176,57 @@ class Wake:
         return False
 
 
+class Heartbeat:
+    """This worker's entry in the roster (core/roster.py's sorted set): refreshed from the poll
+    loop at most every `BEAT_S`, dropped when the worker closes."""
+
+    BEAT_S = 5.0
+    ALIVE_S = 3 * BEAT_S
+
+    def __init__(self, redis: Redis, key: str) -> None:
+        self.redis = redis
+        self.key = key
+        self.member = f"{socket.gethostname()}:{os.getpid()}"
+        self.last = -math.inf
+
+    async def beat(self, now: float) -> None:
+        """Record this worker alive now, unless it did within `BEAT_S`; forget the silent."""
+        if now - self.last < self.BEAT_S:
+            return
+        self.last = now
+        stamp = time.time_ns() // 1_000_000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.key, {self.member: stamp})
+            pipe.zremrangebyscore(self.key, "-inf", stamp - self.ALIVE_S * 1000)
+            await pipe.execute()
+
+    async def leave(self) -> None:
+        """Counted out at once."""
+        await self.redis.zrem(self.key, self.member)
+
+
 class WakingWorker(Worker):
     """arq's Worker, polling at once when the lifecycle stream says something was queued.
 
     Takes arq's `Worker` arguments, plus the Redis URL and the stream to wake on.
     """
 
-    def __init__(self, *, wake_url: str, wake_stream: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, wake_url: str, wake_stream: str, roster_key: str | None = None, **kwargs: Any
+    ) -> None:
         self.wait_s = float(kwargs.pop("poll_delay"))
         # arq's own loop must not sleep between polls: _poll_iteration below does the waiting.
         super().__init__(poll_delay=0, **kwargs)
         self.wake_redis = connect(wake_url)
         self.wake = Wake(self.wake_redis, wake_stream)
+        # A heartbeat from the poll loop itself: a worker that stops polling stops counting.
+        self.heartbeat = None if roster_key is None else Heartbeat(self.wake_redis, roster_key)
 
     async def _poll_iteration(self) -> None:
         loop = asyncio.get_running_loop()
         began = loop.time()
+        if self.heartbeat is not None:
+            await self._guarded(self.heartbeat.beat(loop.time()))
         if self.wake.cursor is None:
             await self._guarded(self.wake.prime())
         await super()._poll_iteration()
@@ -210,9 +249,11 @@ class WakingWorker(Worker):
             return False
 
     async def close(self) -> None:
-        """arq's shutdown, then the wake-up connection's."""
+        """arq's shutdown, then the wake-up connection's (leaving the roster first)."""
         try:
             await super().close()
         finally:
             with contextlib.suppress(RedisError):
+                if self.heartbeat is not None:
+                    await self.heartbeat.leave()
                 await self.wake_redis.aclose()

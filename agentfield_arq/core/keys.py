@@ -98,6 +98,36 @@ class Keys:
         return f"{self.prefix}:idx:parent:{execution_id}"
 
     @property
+    def stats_executions(self) -> str:
+        """Hash of counters (core/metrics.py): `created|{target}` and `ended|{target}|{status}`."""
+        return f"{self.prefix}:stats:executions"
+
+    @property
+    def stats_wait(self) -> str:
+        """Hash: histogram of enqueue-to-start times (ms): a count per bucket, `count`, `sum`."""
+        return f"{self.prefix}:stats:wait-ms"
+
+    @property
+    def stats_run(self) -> str:
+        """Hash: histogram of start-to-end times (ms), as `stats_wait`."""
+        return f"{self.prefix}:stats:run-ms"
+
+    @property
+    def stats_agent_calls(self) -> str:
+        """Hash of counters: workers' agent calls by outcome."""
+        return f"{self.prefix}:stats:agent-calls"
+
+    @property
+    def stats_webhook_attempts(self) -> str:
+        """Hash of counters: webhook delivery attempts by outcome."""
+        return f"{self.prefix}:stats:webhook-attempts"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker process ids scored by their last heartbeat (unix ms)."""
+        return f"{self.prefix}:workers"
+
+    @property
     def dead_webhooks(self) -> str:
         """Sorted set (by member): `{failed_at_ms:013d}:{execution_id}` of dead deliveries."""
         return f"{self.prefix}:webhooks:dead"

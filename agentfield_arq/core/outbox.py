@@ -156,6 +156,7 @@ class Outbox:
                 k.webhook_events(execution_id),
                 k.webhook_view(execution_id),
                 k.dead_webhooks,
+                k.stats_webhook_attempts,
             ],
             args=[
                 attempt.attempt,

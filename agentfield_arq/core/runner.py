@@ -116,6 +116,7 @@ class Runner:
         attempt = fields["attempt"]
         base_url = await self.nodes.base_url(fields["node_id"])
         if base_url is None:
+            await self.store.count_call("node_gone")
             await self._fail(execution_id, int(attempt), f"node '{fields['node_id']}' is gone")
             return
         try:
@@ -132,17 +133,23 @@ class Runner:
             async with asyncio.timeout(self.settings.agent_timeout_s):
                 status, body = await self._post(url, fields)
         except TimeoutError as exc:
+            await self.store.count_call("timeout")
             raise AgentCallTransient("agent timed out (no full answer in time)") from exc
         except httpx.TimeoutException as exc:
+            await self.store.count_call("timeout")
             raise AgentCallTransient(f"agent timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
+            await self.store.count_call("unreachable")
             raise AgentCallTransient(f"agent unreachable ({type(exc).__name__}: {exc})") from exc
         except AgentAnswerTooLarge:
+            await self.store.count_call("too_large")
             await self._fail(execution_id, int(attempt), "agent result is too large")
             return
         except DestinationRefused as exc:
+            await self.store.count_call("destination_refused")
             await self._fail(execution_id, int(attempt), str(exc))
             return
+        await self.store.count_call(_outcome_of(status))
         if status == 202:
             if await self.store.await_callback(execution_id, attempt):
                 logger.info("awaiting callback execution_id=%s", execution_id)
@@ -232,6 +239,17 @@ class Runner:
         if transition.outcome is Outcome.MISSING:
             await self.store.forget_deadline(execution_id)
         return 0
+
+
+def _outcome_of(status: int) -> str:
+    """How an agent's answer counts in `agentfield_arq_agent_calls_total`."""
+    if status == 202:
+        return "accepted"
+    if 200 <= status < 300:
+        return "succeeded"
+    if 400 <= status < 500:
+        return "refused"
+    return "error"
 
 
 def _as_json(body: bytes) -> bytes:

@@ -127,6 +127,7 @@ class ExecutionStore:
             k.events,
             k.tombstone(new.execution_id),
             k.idempotency(new.idempotency_key or ""),
+            k.stats_executions,
             k.index_all,
             k.index_status(Status.QUEUED),
             k.index_target(new.fields["target"]),
@@ -216,6 +217,7 @@ class ExecutionStore:
                 *self._moving(),
                 k.queue,
                 k.arq_job(started),
+                k.stats_wait,
             ],
             args=[
                 now_iso,
@@ -232,6 +234,10 @@ class ExecutionStore:
             return Claim(outcome=outcome, status=text(reply[1]) if len(reply) > 1 else None)
         flat = [text(v) for v in reply[1:]]
         return Claim(outcome=outcome, fields=dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    async def count_call(self, outcome: str) -> None:
+        """Count one agent call by its outcome (for /metrics; not an execution's state)."""
+        await self.redis.hincrby(self.keys.stats_agent_calls, outcome, 1)  # type: ignore[misc]  # redis-py's async stubs
 
     async def await_callback(self, execution_id: str, attempt: str) -> bool:
         """Record that the agent answered 202; False if the attempt is no longer current."""
@@ -264,6 +270,7 @@ class ExecutionStore:
                 k.queue,
                 k.arq_job(started),
                 k.arq_job(progressed),
+                k.stats_wait,
             ],
             args=[
                 now_iso,
@@ -316,6 +323,8 @@ class ExecutionStore:
                 *self._moving(),
                 k.index_status(status),
                 k.tombstone(execution_id),
+                k.stats_run,
+                k.stats_executions,
             ],
             args=[
                 status,

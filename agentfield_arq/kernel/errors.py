@@ -39,6 +39,7 @@ AgentFieldArqError
 │   │   └── SkillFailed         500
 │   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
 │   ├── Unavailable             503: Redis does not answer
+│   │   └── NotReady            503: no worker is alive to take the work (`/ready`)
 │   ├── QueueFull               503: too many executions wait for a worker; retry later
 │   └── SyncTimeout             504: a sync execute reached its limit; the execution carries on
 ├── ClientError                 the client (or an agent's `app.call`) got no usable answer
@@ -285,6 +286,12 @@ class Unavailable(ApiError):
     """A dependency (Redis) does not answer."""
 
     code = "unavailable"
+
+
+class NotReady(Unavailable):
+    """Redis answers, but no worker has been heard from: work would wait."""
+
+    code = "not_ready"
 
 
 class ClientError(AgentFieldArqError):

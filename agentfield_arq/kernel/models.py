@@ -331,11 +331,23 @@ class NodeList(msgspec.Struct, kw_only=True):
     count: int
 
 
-class Health(msgspec.Struct, kw_only=True):
-    """The 200 answer of `GET /health`."""
+class QueueDepth(msgspec.Struct, kw_only=True):
+    """Jobs waiting in the queue, by kind (a worker takes them in due order)."""
+
+    executions: int
+    webhook_deliveries: int
+    webhook_notices: int
+    oldest_queued_s: float
+
+
+class Health(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The 200 answer of `GET /health`; `/ready` and `?detail=1` add the counts."""
 
     status: str
     redis: str
+    queue: QueueDepth | None = None
+    workers_alive: int | None = None
+    nodes_active: int | None = None
 
 
 # ---------------------------------------------------------------------------- webhooks

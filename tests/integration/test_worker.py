@@ -29,8 +29,10 @@ from agentfield_arq.core.arq_bridge import (
 from agentfield_arq.core.execution import apply_callback, submit
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import webhook_id
+from agentfield_arq.core.roster import Roster
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.codec import now_ms
 from agentfield_arq.kernel.models import (
     CallbackRequest,
     ExecuteRequest,
@@ -361,3 +363,19 @@ async def test_a_caller_who_asked_for_nothing_gets_only_the_completion(
     assert [verify(r.content, r.headers, SECRET)["event"] for r in receiver.requests] == [
         "execution.completed"
     ]
+
+
+async def test_a_worker_counts_as_alive_while_it_polls_and_not_once_it_stops(
+    store: ExecutionStore, settings: Settings, redis_client: Redis
+) -> None:
+    await _submit(store)
+    roster = Roster(redis_client, store.keys)
+    seen: list[int] = []
+
+    async def agent(request: httpx.Request) -> httpx.Response:
+        seen.append(await roster.alive(now_ms()))
+        return httpx.Response(200, json={})
+
+    await _burst(settings, agent)
+    assert seen == [1]
+    assert await roster.alive(now_ms()) == 0

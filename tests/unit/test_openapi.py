@@ -115,7 +115,7 @@ def test_execute_async_documents_each_status_it_can_answer_with_its_codes(
     assert "`unavailable`" in execute["503"]["description"]
 
 
-def test_only_health_and_the_document_are_served_without_a_key(
+def test_only_health_readiness_and_the_document_are_served_without_a_key(
     document: dict[str, Any],
 ) -> None:
     public = {
@@ -124,7 +124,12 @@ def test_only_health_and_the_document_are_served_without_a_key(
         for method, op in item.items()
         if op["security"] == []
     }
-    assert public == {("get", "/health"), ("get", "/api/v1/health"), ("get", "/openapi.json")}
+    assert public == {
+        ("get", "/health"),
+        ("get", "/api/v1/health"),
+        ("get", "/ready"),
+        ("get", "/openapi.json"),
+    }
     assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
 
 

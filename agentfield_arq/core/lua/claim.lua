@@ -3,7 +3,7 @@
 -- or already terminal, is not claimed.
 -- The first claim queues the caller's `started` webhook notice, if it asked for one.
 -- KEYS: exec hash, status doc, events, index status queued, index status running, queue,
---       started notice arq job
+--       started notice arq job, enqueue-to-start histogram
 -- ARGV: now_iso, now_ms, stream_maxlen, index cutoff, index ttl_s, started job id,
 --       started job payload, notice job ttl_ms
 local flat = redis.call('HGETALL', KEYS[1])
@@ -28,6 +28,7 @@ if h.status == 'queued' then
     job = 'webhook'
   end
   append_event(KEYS[3], ARGV[3], h, 'running', job)
+  if h.created_ms then observe(KEYS[8], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
   index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[4], ARGV[5])
 end
 h.attempt = attempt

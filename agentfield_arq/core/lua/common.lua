@@ -87,7 +87,7 @@ end
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
   'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest',
   'parent_execution_id', 'progress', 'progress_message', 'webhook_notices', 'notice_bucket',
-  'retry_of'}
+  'retry_of', 'created_ms'}
 
 -- Execution indexes (core/catalog.py reads them): sorted sets of execution ids, every score 0,
 -- so ordered by id, that is by creation time. Each add also cuts the members older than
@@ -97,6 +97,24 @@ local function index_add(key, execution_id, cutoff, ttl_s)
   redis.call('ZADD', key, 0, execution_id)
   redis.call('ZREMRANGEBYLEX', key, '-', '(' .. cutoff)
   redis.call('EXPIRE', key, ttl_s)
+end
+
+-- Histograms of durations for /metrics (core/metrics.py holds the same bounds): a count per
+-- bucket (the first bound at or above the value; not cumulative), plus `count` and `sum`.
+local BUCKETS_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+  300000, 900000, 3600000}
+
+local function observe(hist, ms)
+  local le = '+Inf'
+  for _, bound in ipairs(BUCKETS_MS) do
+    if ms <= bound then
+      le = tostring(bound)
+      break
+    end
+  end
+  redis.call('HINCRBY', hist, le, 1)
+  redis.call('HINCRBY', hist, 'count', 1)
+  redis.call('HINCRBY', hist, 'sum', ms)
 end
 
 -- A transition moves the execution from the status indexes `from` to the status index `to`.

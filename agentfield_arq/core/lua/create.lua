@@ -2,8 +2,8 @@
 -- Idempotency-Key, its record is checked first and written in the same step: the same request
 -- again is answered with the first execution, another request with the key is refused.
 -- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events, tombstone,
---       idempotency record, then the indexes it joins: all, status queued, target, node,
---       run[, parent]
+--       idempotency record, execution counters, then the indexes it joins: all, status queued,
+--       target, node, run[, parent]
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
 --       stream_maxlen, max_queued, index cutoff, index ttl_s, request digest ('' no key),
 --       idempotency ttl_s, tombstone ttl_s, then field/value pairs of the hash
@@ -39,5 +39,6 @@ append_event(KEYS[7], ARGV[8], h, 'queued')
 if ARGV[12] ~= '' then
   redis.call('SET', KEYS[9], ARGV[12] .. ' ' .. ARGV[2], 'EX', ARGV[13])
 end
-for i = 10, #KEYS do index_add(KEYS[i], ARGV[2], ARGV[10], ARGV[11]) end
+redis.call('HINCRBY', KEYS[10], 'created|' .. h.target, 1)
+for i = 11, #KEYS do index_add(KEYS[i], ARGV[2], ARGV[10], ARGV[11]) end
 return {'ok', kind}

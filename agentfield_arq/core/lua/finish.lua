@@ -4,7 +4,8 @@
 -- terminal execution always has its delivery queued (and a non-terminal one never does).
 -- KEYS: exec hash, status doc, deadlines, events,
 --       webhook hash, webhook events, webhook view, queue, delivery arq job,
---       index status queued, index status running, index of the new status, tombstone
+--       index status queued, index status running, index of the new status, tombstone,
+--       start-to-end histogram, execution counters
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
@@ -33,6 +34,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
 redis.call('SET', KEYS[13], ARGV[1], 'EX', ARGV[17])
+if h.started_ms then observe(KEYS[14], math.max(tonumber(ARGV[3]) - tonumber(h.started_ms), 0)) end
+redis.call('HINCRBY', KEYS[15], 'ended|' .. (h.target or '') .. '|' .. ARGV[1], 1)
 redis.call('ZREM', KEYS[3], h.execution_id)
 index_move({KEYS[10], KEYS[11]}, KEYS[12], h.execution_id, ARGV[15], ARGV[16])
 local delivers = h.webhook_url and h.webhook_url ~= ''
