@@ -1,5 +1,5 @@
 """The `agentfield-arq` command: run (the whole system), api, worker, redis, webhook-receiver,
-redis-cli, keys."""
+redis-cli, keys, and the operator's executions, webhooks, queue and nodes (ops/console.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import httpx
 
 from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.kernel.errors import ConfigurationError
+from agentfield_arq.ops.console import NoRedis, add_commands, find_redis_url, guarded
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
 from agentfield_arq.ops.supervisor import Child, Supervisor, child_env, python_module
 
@@ -86,14 +87,13 @@ def _redis(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _system_redis(settings: Settings) -> str:
-    """The Redis of the system: the configured URL, else the one `run` last started."""
-    url_file = Path(settings.data_dir) / "redis.url"
-    url = settings.redis_url or (url_file.read_text().strip() if url_file.exists() else "")
-    if not url:
-        print(
-            "agentfield-arq: no Redis: set AGENTFIELD_ARQ_REDIS_URL or start `run`", file=sys.stderr
-        )
-    return url
+    """The Redis of the system (found as `console.find_redis_url` finds it), or '' once it has
+    said on stderr why there is none."""
+    try:
+        return find_redis_url(settings)
+    except NoRedis as exc:
+        print(f"agentfield-arq: {exc}", file=sys.stderr)
+        return ""
 
 
 def _redis_cli(settings: Settings, args: argparse.Namespace) -> int:
@@ -287,9 +287,19 @@ def _keys_parser(command: argparse.ArgumentParser) -> None:
     revoke.add_argument("id", help="the key's id, as `keys list` shows it")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentfield-arq")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `agentfield-arq` console script."""
     parser = argparse.ArgumentParser(prog="agentfield-arq", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text)
@@ -301,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--host", default="127.0.0.1")
             command.add_argument("--port", type=int, default=8002)
             command.add_argument("--secret", required=True, help="the webhook's secret")
+    operators = add_commands(sub)
     args = parser.parse_args(argv)
     try:
         settings = from_env()
@@ -314,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     # Per-request lines of these libraries drown ours (which name every execution_id).
     for noisy in ("httpx", "arq.worker"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
-    handler = COMMANDS[args.command][0]
     try:
-        return handler(settings, args)
+        if args.command in operators:
+            return guarded(operators[args.command], settings, args)
+        return COMMANDS[args.command][0](settings, args)
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] not in SERVER_PACKAGES:
             raise
