@@ -13,6 +13,7 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.core.tracing import Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class Deps:
     completions: Completions
     outbox: Outbox
     credentials: KeyStore
+    tracing: Tracing
 
 
 def deps(request: Request) -> Deps:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,6 +20,7 @@ from agentfield_arq.core.execution import (
 )
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.core.rerun import missing, rerun
+from agentfield_arq.core.tracing import TRACEPARENT, parse_traceparent
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.errors import ExecutionNotFound, InvalidRequest, TooManyIds
 from agentfield_arq.kernel.models import (
@@ -44,8 +47,15 @@ async def execute_async(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
     target = request.path_params["target"]
-    accepted = await accept(d.store, target, body, request.headers)
+    with _span(request, f"execute {target[:200]}") as traceparent:
+        accepted = await accept(d.store, target, body, request.headers, traceparent=traceparent)
     return _json(encode(accepted.submitted), 202, _headers(accepted))
+
+
+def _span(request: Request, name: str) -> contextlib.AbstractContextManager[str | None]:
+    """This hop's span, under the caller's `traceparent` (ignored when invalid)."""
+    parent = parse_traceparent(request.headers.get(TRACEPARENT))
+    return deps(request).tracing.span(name, parent, "SERVER")
 
 
 def _headers(accepted: Accepted) -> dict[str, str]:
@@ -63,7 +73,10 @@ async def execute_sync(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
     target = request.path_params["target"]
-    accepted, doc = await execute_and_wait(d.store, d.completions, target, body, request.headers)
+    with _span(request, f"execute {target[:200]}") as traceparent:
+        accepted, doc = await execute_and_wait(
+            d.store, d.completions, target, body, request.headers, traceparent
+        )
     return _json(encode(_sync_result(doc)), 200, _headers(accepted))
 
 
@@ -139,7 +152,8 @@ async def callback(request: Request) -> Response:
     cap = max(d.settings.max_body_bytes, d.settings.max_result_bytes + CALLBACK_ENVELOPE_BYTES)
     report = await read_json(request, CallbackRequest, cap)
     execution_id = request.path_params["execution_id"]
-    doc = await apply_callback(d.store, execution_id, report)
+    with _span(request, f"callback {report.status[:32]}"):
+        doc = await apply_callback(d.store, execution_id, report)
     return _json(await d.store.get_view(execution_id) or doc)
 
 

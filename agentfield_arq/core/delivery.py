@@ -22,6 +22,7 @@ import msgspec
 from agentfield_arq.core.guard import GuardedBackend, GuardedTransport, Policy
 from agentfield_arq.core.outbox import Attempt, Outbox, Outcome
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.tracing import TRACEPARENT, Tracing
 from agentfield_arq.core.webhooks import RESERVED_HEADERS
 from agentfield_arq.kernel.codec import encode, now_ms
 from agentfield_arq.kernel.errors import DestinationRefused
@@ -155,11 +156,13 @@ class Deliverer:
         http: httpx.AsyncClient,
         settings: Settings,
         rng: random.Random | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.outbox = outbox
         self.http = http
         self.settings = settings
         self.rng = rng
+        self.tracing = tracing or Tracing()
 
     async def deliver(self, execution_id: str, last_try: bool = False) -> float | None:
         """One attempt; returns seconds to wait before the next one, or None when settled."""
@@ -211,7 +214,11 @@ class Deliverer:
         timeout_s = self.settings.webhook_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._post(attempt.url, body, headers)
+                name = f"webhook {attempt.event_type}"
+                with self.tracing.span(name, attempt.traceparent, "CLIENT") as traceparent:
+                    if traceparent is not None:
+                        headers[TRACEPARENT] = traceparent
+                    return await self._post(attempt.url, body, headers)
         except TimeoutError:
             return Answer(error=f"no answer within {timeout_s:g}s")
         except DestinationRefused as exc:

@@ -86,10 +86,12 @@ async def accept(
     request: ExecuteRequest,
     headers: Mapping[str, str],
     execution_id: str | None = None,
+    traceparent: str | None = None,
 ) -> Accepted:
     """`submit`, honouring an `Idempotency-Key` header: the same request with the same key
     within `AGENTFIELD_ARQ_IDEMPOTENCY_TTL_S` answers the first execution (nothing is written);
-    another request with it is IdempotencyKeyReused. Checked in create.lua, atomically."""
+    another request with it is IdempotencyKeyReused. Checked in create.lua, atomically.
+    `traceparent` is kept on the execution and passed on at each hop (core/tracing.py)."""
     node_id, name = parse_target(target)
     run_id = (
         _header_id(headers, "x-run-id") or _header_id(headers, "x-workflow-id") or new_id("run")
@@ -113,6 +115,8 @@ async def accept(
         value = _header_id(headers, header)
         if value is not None:
             fields[field] = value
+    if traceparent is not None:
+        fields["traceparent"] = traceparent
     webhook_error = _register_webhook(request.webhook, fields)
     new = NewExecution(
         execution_id=execution_id,
@@ -208,6 +212,7 @@ async def execute_and_wait(
     target: str,
     request: ExecuteRequest,
     headers: Mapping[str, str],
+    traceparent: str | None = None,
 ) -> tuple[Accepted, Execution[msgspec.Raw]]:
     """Submit (see `accept`) and wait for the terminal document, whichever replica or worker
     sees the end; a replayed Idempotency-Key waits for its first execution.
@@ -216,7 +221,7 @@ async def execute_and_wait(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + store.settings.sync_timeout_s
-    accepted = await accept(store, target, request, headers)
+    accepted = await accept(store, target, request, headers, traceparent=traceparent)
     submitted = accepted.submitted
     # An end before the wait starts is seen by its first read, one after it wakes it.
     view = await wait_for_end(

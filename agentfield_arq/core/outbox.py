@@ -32,7 +32,7 @@ from agentfield_arq.kernel.models import DeadDelivery, DeadPage, Redriven
 _DEAD_FIELDS = ("webhook_id", "event_type", "attempts", "last_error", "last_http_status",
                 "failed_at")  # fmt: skip
 _EXEC_FIELDS = ("webhook_url", "target", "status")
-_NOTICE_FIELDS = ("webhook_url", "webhook_secret", "webhook_headers")
+_NOTICE_FIELDS = ("webhook_url", "webhook_secret", "webhook_headers", "traceparent")
 
 
 def webhook_id(execution_id: str) -> str:
@@ -52,6 +52,8 @@ class Attempt(msgspec.Struct, kw_only=True):
     url: str
     secret: str | None
     headers: dict[str, str]
+    # The execution's trace context (core/tracing.py), sent on as the request's `traceparent`.
+    traceparent: str | None = None
 
 
 class Outcome(enum.StrEnum):
@@ -101,7 +103,7 @@ class Outbox:
         )
         if text(reply[0]) != "ok":
             return " ".join(text(part) for part in reply)
-        attempt, round_attempt, webhook_id, event_type, doc, url, secret, headers = reply[1:]
+        attempt, round_attempt, webhook_id, event_type, doc, url, secret, headers, trace = reply[1:]
         return Attempt(
             execution_id=execution_id,
             attempt=int(attempt),
@@ -112,6 +114,7 @@ class Outbox:
             url=text(url),
             secret=text(secret) or None,
             headers=decode(headers, dict[str, str]),
+            traceparent=text(trace) or None,
         )
 
     async def notice(self, execution_id: str, event: str, bucket: str) -> Attempt | None:
@@ -121,7 +124,7 @@ class Outbox:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hmget(k.execution(execution_id), list(_NOTICE_FIELDS))
             pipe.get(k.status_doc(execution_id))
-            (url, secret, headers), doc = await pipe.execute()
+            (url, secret, headers, trace), doc = await pipe.execute()
         if url is None or doc is None:
             return None
         return Attempt(
@@ -134,6 +137,7 @@ class Outbox:
             url=text(url),
             secret=text(secret) if secret else None,
             headers=decode(headers or b"{}", dict[str, str]),
+            traceparent=text(trace) if trace else None,
         )
 
     async def record(

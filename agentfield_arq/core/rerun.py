@@ -31,6 +31,7 @@ _COPIED = (
     "webhook_headers",
     "webhook_secret",
     "webhook_notices",
+    "traceparent",
 )
 
 

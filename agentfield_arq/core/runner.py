@@ -15,6 +15,7 @@ from agentfield_arq.core.nodes import NodeRegistry, read_base_url
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.slots import NodeSlots
 from agentfield_arq.core.store import ExecutionStore, Outcome
+from agentfield_arq.core.tracing import TRACEPARENT, Tracing
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.codec import canonical_json, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
@@ -42,12 +43,14 @@ class Runner:
         nodes: NodeRegistry,
         http: httpx.AsyncClient,
         settings: Settings,
+        tracing: Tracing | None = None,
     ) -> None:
         self.store = store
         self.nodes = nodes
         self.http = http
         self.settings = settings
         self.slots = NodeSlots(store.redis, settings)
+        self.tracing = tracing or Tracing()
 
     async def run(self, execution_id: str, last_try: bool) -> float | None:
         """One attempt; returns seconds to wait before the next one, or None when settled.
@@ -98,7 +101,9 @@ class Runner:
             await self._fail(execution_id, attempt, f"gave up after {attempt - 1} attempts")
             return None
         try:
-            await self._invoke(execution_id, fields)
+            target = fields.get("target", "")
+            with self.tracing.span(f"run {target}", fields.get(TRACEPARENT), "CONSUMER") as tp:
+                await self._invoke(execution_id, fields, tp)
         except AgentCallTransient as exc:
             if last_try or attempt >= self.settings.agent_max_attempts:
                 await self._fail(execution_id, attempt, f"{exc} (after {attempt} attempts)")
@@ -112,7 +117,9 @@ class Runner:
             return delay
         return None
 
-    async def _invoke(self, execution_id: str, fields: dict[str, str]) -> None:
+    async def _invoke(
+        self, execution_id: str, fields: dict[str, str], traceparent: str | None
+    ) -> None:
         attempt = fields["attempt"]
         base_url = await self.nodes.base_url(fields["node_id"])
         if base_url is None:
@@ -131,7 +138,8 @@ class Runner:
             # httpx's timeout bounds each phase (connect, each read); this bounds the whole call,
             # so a trickling agent cannot outlive the job and leave the execution unsettled.
             async with asyncio.timeout(self.settings.agent_timeout_s):
-                status, body = await self._post(url, fields)
+                with self.tracing.span(f"call {fields['target']}", traceparent, "CLIENT") as tp:
+                    status, body = await self._post(url, fields, tp)
         except TimeoutError as exc:
             await self.store.count_call("timeout")
             raise AgentCallTransient("agent timed out (no full answer in time)") from exc
@@ -162,7 +170,9 @@ class Runner:
                 raise AgentCallTransient(f"agent answered {status}: {text}")
             await self._fail(execution_id, int(attempt), f"agent answered {status}: {text}")
 
-    async def _post(self, url: str, fields: dict[str, str]) -> tuple[int, bytes]:
+    async def _post(
+        self, url: str, fields: dict[str, str], traceparent: str | None
+    ) -> tuple[int, bytes]:
         headers = {
             "Content-Type": "application/json",
             "X-Execution-ID": fields["execution_id"],
@@ -172,6 +182,8 @@ class Runner:
         for header, field in FORWARDED_HEADERS.items():
             if field in fields:
                 headers[header] = fields[field]
+        if traceparent is not None:
+            headers[TRACEPARENT] = traceparent
         cap = self.settings.max_result_bytes
         async with self.http.stream(
             "POST", url, content=fields["input"].encode(), headers=headers

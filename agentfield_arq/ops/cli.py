@@ -33,9 +33,10 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from agentfield_arq.api.app import create_app
+    from agentfield_arq.core.tracing import from_env as tracing_from_env
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, tracing_from_env("api")),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
@@ -59,7 +60,9 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         pass
     else:
         asyncio.set_event_loop(uvloop.new_event_loop())
-    create_worker(settings).run()
+    from agentfield_arq.core.tracing import from_env as tracing_from_env
+
+    create_worker(settings, tracing=tracing_from_env("worker")).run()
     return 0
 
 
@@ -329,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in operators:
             return guarded(operators[args.command], settings, args)
         return COMMANDS[args.command][0](settings, args)
+    except ConfigurationError as exc:  # OTEL_TRACES_EXPORTER, read by the api and worker
+        print(f"agentfield-arq: {exc}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] not in SERVER_PACKAGES:
             raise

@@ -234,7 +234,9 @@ class Agent:
         body = msgspec.json.encode(
             CallbackRequest(status=Status.RUNNING, progress=progress, message=message)
         )
-        status = await self.reporter.report(context.execution_id, body, attempts=1)
+        status = await self.reporter.report(
+            context.execution_id, body, attempts=1, headers=context.trace_headers()
+        )
         return status is not None and 200 <= status < 300
 
     async def _submit(self, target: str, kwargs: dict[str, Any], headers: dict[str, str]) -> str:

@@ -22,6 +22,8 @@ class ExecutionContext(msgspec.Struct, kw_only=True, frozen=True):
     parent_execution_id: str | None = None
     session_id: str | None = None
     actor_id: str | None = None
+    # W3C trace context the control plane sent: passed on to children and callbacks.
+    traceparent: str | None = None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ExecutionContext:
@@ -36,15 +38,22 @@ class ExecutionContext(msgspec.Struct, kw_only=True, frozen=True):
             parent_execution_id=get("x-parent-execution-id"),
             session_id=get("x-session-id"),
             actor_id=get("x-actor-id"),
+            traceparent=get("traceparent"),
         )
 
+    def trace_headers(self) -> dict[str, str]:
+        """The trace context to send with a report about this execution."""
+        return {"traceparent": self.traceparent} if self.traceparent else {}
+
     def child_headers(self) -> dict[str, str]:
-        """Headers that make a new execution a child of this one, in the same run."""
+        """Headers that make a new execution a child of this one, in the same run (and the
+        same trace)."""
         pairs = {
             "X-Run-ID": self.run_id,
             "X-Parent-Execution-ID": self.execution_id,
             "X-Session-ID": self.session_id,
             "X-Actor-ID": self.actor_id,
+            "traceparent": self.traceparent,
         }
         return {name: value for name, value in pairs.items() if value}
 

@@ -131,24 +131,31 @@ class Reporter:
                 error=f"result too large: {size} bytes, over the agent's cap of {cap}"
             )
         body = _report(execution_id, target, started, outcome)
-        if await self.report(execution_id, body, attempts) == 413 and outcome.result is not None:
+        trace = context.trace_headers()
+        status = await self.report(execution_id, body, attempts, trace)
+        if status == 413 and outcome.result is not None:
             # The control plane's cap is below ours: end the execution now rather than leave it
             # running until its deadline.
             error = f"result too large: the control plane refused its {size} bytes (HTTP 413)"
             refused = _report(execution_id, target, started, Outcome(error=error))
-            await self.report(execution_id, refused)
+            await self.report(execution_id, refused, headers=trace)
 
     async def report(
-        self, execution_id: str, body: bytes, attempts: int | None = None
+        self,
+        execution_id: str,
+        body: bytes,
+        attempts: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> int | None:
         """POST a status report, retrying 5xx, 408, 425, 429 and network errors; the last HTTP
         status (2xx: taken), None when the control plane never answered."""
         url = f"/api/v1/executions/{execution_id}/status"
         attempts = attempts or self.attempts
         status: int | None = None
+        sent = {**_JSON, **(headers or {})}
         for attempt in range(1, attempts + 1):
             try:
-                response = await self.http.post(url, content=body, headers=_JSON)
+                response = await self.http.post(url, content=body, headers=sent)
             except httpx.TransportError as exc:
                 status, problem = None, f"{type(exc).__name__}: {exc}"
             else:

@@ -26,7 +26,7 @@ from agentfield_arq.core.arq_bridge import (
     arq_serialize,
     sweep_cron_name,
 )
-from agentfield_arq.core.execution import apply_callback, submit
+from agentfield_arq.core.execution import accept, apply_callback, submit
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.roster import Roster
@@ -379,3 +379,16 @@ async def test_a_worker_counts_as_alive_while_it_polls_and_not_once_it_stops(
     await _burst(settings, agent)
     assert seen == [1]
     assert await roster.alive(now_ms()) == 0
+
+
+async def test_the_callers_traceparent_reaches_the_agent_and_the_webhook(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    request = ExecuteRequest(input={"quarter": "Q3"}, webhook=HOOK)
+    accepted = await accept(store, TARGET, request, {}, traceparent=traceparent)
+    agent, receiver = Scripted((200, {"ok": True})), Scripted((204, None))
+    await _burst(settings, agent, receiver)
+    assert (await _doc(store, accepted.submitted.execution_id))["status"] == "succeeded"
+    assert [r.headers["traceparent"] for r in agent.requests] == [traceparent]
+    assert [r.headers["traceparent"] for r in receiver.requests] == [traceparent]
