@@ -1,5 +1,7 @@
 """The operator's commands against the session's Redis, through `main` as the console script
-runs it: tables, --json, where Redis is looked for, and one line when it is missing."""
+runs it: tables, --json, where Redis is looked for, and one line when it is missing. `main`
+runs its own event loop (asyncio.run), so each call runs in a thread of its own, leaving this
+thread's loop alone."""
 
 from __future__ import annotations
 
@@ -28,89 +30,85 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return settings
 
 
-def _seed(settings: Settings, count: int) -> list[str]:
+async def _seed(settings: Settings, count: int) -> list[str]:
     """A node `finance` and `count` queued executions of it."""
-
-    async def seed() -> list[str]:
-        redis = connect(settings.redis_url)
-        try:
-            node = NodeRegistration(
-                id="finance", base_url="http://127.0.0.1:9", reasoners=[TargetSpec(id="report")]
-            )
-            await NodeRegistry(redis, settings).register(b'{"id": "finance"}', node)
-            store = ExecutionStore(redis, settings)
-            request = ExecuteRequest(input={"quarter": "Q3"})
-            return [(await submit(store, "finance.report", request, {})).execution_id
-                    for _ in range(count)]  # fmt: skip
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(seed())
+    redis = connect(settings.redis_url)
+    try:
+        node = NodeRegistration(
+            id="finance", base_url="http://127.0.0.1:9", reasoners=[TargetSpec(id="report")]
+        )
+        await NodeRegistry(redis, settings).register(b'{"id": "finance"}', node)
+        store = ExecutionStore(redis, settings)
+        request = ExecuteRequest(input={"quarter": "Q3"})
+        return [(await submit(store, "finance.report", request, {})).execution_id
+                for _ in range(count)]  # fmt: skip
+    finally:
+        await redis.aclose()
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+async def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = await asyncio.to_thread(main, list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_executions_list_prints_a_table_and_json(
+async def test_executions_list_prints_a_table_and_json(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ids = _seed(env, 3)
-    code, out, _ = _run(capsys, "executions", "list")
+    ids = await _seed(env, 3)
+    code, out, _ = await _run(capsys, "executions", "list")
     assert code == 0
     header, *rows = out.strip().splitlines()
     assert header.split() == ["EXECUTION", "STATUS", "TARGET", "CREATED", "MS"]
     assert [r.split()[0] for r in rows] == sorted(ids, reverse=True)
-    code, out, _ = _run(capsys, "executions", "list", "--json", "--limit", "2")
+    code, out, _ = await _run(capsys, "executions", "list", "--json", "--limit", "2")
     assert [e["execution_id"] for e in json.loads(out)] == sorted(ids, reverse=True)[:2]
 
 
-def test_show_cancel_and_retry_steer_one_execution(
+async def test_show_cancel_and_retry_steer_one_execution(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (execution_id,) = _seed(env, 1)
-    code, out, _ = _run(capsys, "executions", "cancel", execution_id, "--json")
+    (execution_id,) = await _seed(env, 1)
+    code, out, _ = await _run(capsys, "executions", "cancel", execution_id, "--json")
     assert (code, json.loads(out)["status"]) == (0, "cancelled")
-    code, out, _ = _run(capsys, "executions", "retry", execution_id, "--json")
+    code, out, _ = await _run(capsys, "executions", "retry", execution_id, "--json")
     retry = json.loads(out)
     assert (code, retry["status"]) == (0, "queued")
-    code, out, _ = _run(capsys, "executions", "show", retry["execution_id"])
+    code, out, _ = await _run(capsys, "executions", "show", retry["execution_id"])
     assert code == 0
     rows = {line.split()[0]: line.split()[-1] for line in out.strip().splitlines()[1:]}
     assert (rows["retry_of"], rows["status"]) == (execution_id, "queued")
-    code, _, err = _run(capsys, "executions", "retry", retry["execution_id"])
+    code, _, err = await _run(capsys, "executions", "retry", retry["execution_id"])
     assert code == 1
     assert err.count("\n") == 1
     assert "execution_not_terminal" in err
 
 
-def test_queue_and_nodes_report_the_system(
+async def test_queue_and_nodes_report_the_system(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _seed(env, 2)
-    code, out, _ = _run(capsys, "queue", "--json")
+    await _seed(env, 2)
+    code, out, _ = await _run(capsys, "queue", "--json")
     state = json.loads(out)
     assert (code, state["queued_executions"], state["workers_alive"]) == (0, 2, 0)
-    code, out, _ = _run(capsys, "nodes")
+    code, out, _ = await _run(capsys, "nodes")
     header, row = out.strip().splitlines()
     assert header.split()[:2] == ["NODE", "STATUS"]
     assert row.split()[:2] == ["finance", "active"]
-    code, out, _ = _run(capsys, "webhooks", "dead", "--json")
+    code, out, _ = await _run(capsys, "webhooks", "dead", "--json")
     assert (code, json.loads(out)["deliveries"]) == (0, [])
 
 
-def test_a_bad_filter_is_one_line_naming_it(
+async def test_a_bad_filter_is_one_line_naming_it(
     env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _run(capsys, "executions", "list", "--status", "done")
+    code, _, err = await _run(capsys, "executions", "list", "--status", "done")
     assert code == 1
     assert err.startswith("agentfield-arq: status:")
     assert err.count("\n") == 1
 
 
-def test_the_system_is_found_from_a_folder_below_its_data_folder(
+async def test_the_system_is_found_from_a_folder_below_its_data_folder(
     settings: Settings,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -123,27 +121,27 @@ def test_the_system_is_found_from_a_folder_below_its_data_folder(
     monkeypatch.chdir(below)
     monkeypatch.delenv("AGENTFIELD_ARQ_REDIS_URL", raising=False)
     monkeypatch.setenv("AGENTFIELD_ARQ_KEY_PREFIX", settings.key_prefix)
-    code, out, _ = _run(capsys, "queue", "--json")
+    code, out, _ = await _run(capsys, "queue", "--json")
     assert code == 0
     assert json.loads(out)["queued_jobs"] == 0
 
 
-def test_without_a_system_it_says_where_it_looked_in_one_line(
+async def test_without_a_system_it_says_where_it_looked_in_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AGENTFIELD_ARQ_REDIS_URL", raising=False)
-    code, _, err = _run(capsys, "nodes")
+    code, _, err = await _run(capsys, "nodes")
     assert code == 1
     assert err.count("\n") == 1
     assert str(tmp_path / ".agentfield-arq" / "redis.url") in err
 
 
-def test_a_redis_that_does_not_answer_is_one_line_not_a_traceback(
+async def test_a_redis_that_does_not_answer_is_one_line_not_a_traceback(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AGENTFIELD_ARQ_REDIS_URL", "redis://127.0.0.1:1/0")
-    code, out, err = _run(capsys, "executions", "list")
+    code, out, err = await _run(capsys, "executions", "list")
     assert (code, out) == (1, "")
     assert err.count("\n") == 1
     assert "does not answer" in err
