@@ -283,7 +283,7 @@ async def apply_callback(
     else:
         if report.progress is not None and len(encode(report.progress)) > MAX_PROGRESS_BYTES:
             raise InvalidRequest(f"progress: at most {MAX_PROGRESS_BYTES} bytes of JSON")
-        message = truncate(report.message) if report.message else None
+        message = truncate(report.message) if isinstance(report.message, str) else None
         transition = await store.progress(
             execution_id, status, rfc3339(now), now, report.progress, message
         )

@@ -61,7 +61,9 @@ class CallbackRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     duration_ms: int | float | None = None
     completed_at: str | None = None
     progress: Any = None
-    message: str | None = None
+    # Text shown with the progress; typed loosely, so that another SDK's `message` of another
+    # type cannot make its report undecodable (only a string is kept).
+    message: Any = None
     # Sent by the SDKs, never read: any JSON is accepted, as before these were declared.
     execution_id: Any = None
     reasoner: Any = None
