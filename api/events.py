@@ -80,7 +80,7 @@ async def execution_events(request: Request) -> StreamingResponse:
     execution_id = request.path_params["execution_id"]
     after = _resume_point(request)
     if not safe_id(execution_id) or await d.store.get_doc(execution_id) is None:
-        raise await missing(d.store, execution_id)
+        raise missing(d.store, execution_id)
     body = _framed(d, EventFilter(execution_id=execution_id), after, execution_id)
     return StreamingResponse(body, media_type=MEDIA_TYPE, headers=_HEADERS)
 

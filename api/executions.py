@@ -21,7 +21,7 @@ from agentfield_arq.core.execution import (
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.core.rerun import missing, rerun
 from agentfield_arq.core.tracing import TRACEPARENT, parse_traceparent
-from agentfield_arq.kernel.codec import encode
+from agentfield_arq.kernel.codec import encode, now_ms
 from agentfield_arq.kernel.errors import ExecutionNotFound, InvalidRequest, TooManyIds
 from agentfield_arq.kernel.models import (
     BatchStatusRequest,
@@ -116,7 +116,7 @@ async def get_one(request: Request) -> Response:
     else:
         doc = await d.store.get_view(execution_id)
     if doc is None:
-        raise await missing(d.store, execution_id)
+        raise missing(d.store, execution_id)
     return _json(doc)
 
 
@@ -132,7 +132,7 @@ async def batch_status(request: Request) -> Response:
     ids = list(dict.fromkeys(body.execution_ids))
     docs = await d.store.get_views(ids)
     gone = [i for i, doc in zip(ids, docs, strict=True) if doc is None]
-    expired = await d.store.expired(gone) if gone else {}
+    expired = d.store.expired(gone, now_ms()) if gone else set()
     # One encode of the whole object, stored documents spliced in as they are (msgspec.Raw):
     # 2.5x faster than encoding and joining 1,000 members one by one (measured, bench/).
     answer: dict[str, msgspec.Raw | dict[str, str]] = {}
@@ -164,7 +164,7 @@ async def cancel_one(request: Request) -> Response:
     try:
         doc = await cancel(d.store, execution_id)
     except ExecutionNotFound:
-        raise await missing(d.store, execution_id) from None
+        raise missing(d.store, execution_id) from None
     return _json(await d.store.get_view(execution_id) or doc)
 
 

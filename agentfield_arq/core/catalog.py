@@ -4,10 +4,12 @@ Each index is a sorted set of execution ids with every score 0 (`keys.py`): memb
 and ids sort by creation time, so one `ZREVRANGEBYLEX` reads a page newest first, the cursor is
 the last id read (stable: a new execution sorts before it, never inside a page already read),
 and `since`/`until` are id bounds (`id_floor`). One index is read per request, the narrowest
-the filters name (run, parent, target, node, status, else all); the other filters are checked
-on the status documents, which are fetched for the page anyway, with a bounded number of
-members examined per request. A member whose record has expired is dropped from the index it
-was read from, and from the global one, as it is met.
+the filters name (run, parent, target, a status but succeeded, else the global one); the other
+filters are checked on the status documents, which are fetched for the page anyway, with a
+bounded number of members examined per request. A node's filter and succeeded have no index of
+their own, to save memory: succeeded is most of what is retained, so its scan of the global
+index is dense, and `target` narrows a node's. A member whose record has expired is dropped
+from the index it was read from, and from the global one, as it is met.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from agentfield_arq.kernel.codec import id_floor, text
 from agentfield_arq.kernel.models import Run, RunNode
 from agentfield_arq.kernel.status import TERMINAL_STATUSES, Status
 
+# Statuses without an index (lua/common.lua's UNINDEXED_STATUS): read from the global index.
+UNINDEXED = frozenset({Status.SUCCEEDED})
 # Members examined per list request, at most: a page whose filters match rarely comes back
 # short, with a cursor to go on from, rather than scanning the whole index.
 SCAN_BUDGET = 2000
@@ -89,9 +93,7 @@ class Catalog:
             return k.index_parent(f.parent)
         if f.target is not None:
             return k.index_target(f.target)
-        if f.node is not None:
-            return k.index_node(f.node)
-        if f.status is not None:
+        if f.status is not None and f.status not in UNINDEXED:
             return k.index_status(f.status)
         return k.index_all
 

@@ -20,8 +20,9 @@ TELEMETRY_MAXLEN = 2_000
 TELEMETRY_BODY_BYTES = 4096
 # Webhook attempt records kept per execution (the newest ones).
 WEBHOOK_EVENTS_MAX = 50
-# An expired execution's id answers `410 execution_expired` this long after its record is gone.
-TOMBSTONE_S = 7 * 86_400
+# An expired execution's id answers `410 execution_expired` this long after its record is gone
+# (store.py: known from the creation time in the id, no key is kept).
+EXPIRED_FOR_S = 7 * 86_400
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -61,11 +62,6 @@ class Keys:
         """String: the JSON object of delivery fields spliced into the status document on read."""
         return f"{self.prefix}:exec:{execution_id}:webhook:view"
 
-    def tombstone(self, execution_id: str) -> str:
-        """String (its final status): outlives the record by `TOMBSTONE_S`, so that an expired id
-        answers 410, not 404."""
-        return f"{self.prefix}:exec:{execution_id}:gone"
-
     def idempotency(self, digest: str) -> str:
         """String `{request digest} {execution id}`: an Idempotency-Key's first execution, kept
         `AGENTFIELD_ARQ_IDEMPOTENCY_TTL_S`; named by a digest of the key, never the key."""
@@ -78,16 +74,13 @@ class Keys:
         return f"{self.prefix}:idx:all"
 
     def index_status(self, status: str) -> str:
-        """Sorted set like `index_all`: the executions now in `status`, moved by transitions."""
+        """Sorted set like `index_all`: the executions now in `status`, moved by transitions
+        (none for `succeeded`: the global index serves that filter, see lua/common.lua)."""
         return f"{self.prefix}:idx:status:{status}"
 
     def index_target(self, target: str) -> str:
         """Sorted set like `index_all`: the executions of one target."""
         return f"{self.prefix}:idx:target:{target}"
-
-    def index_node(self, node_id: str) -> str:
-        """Sorted set like `index_all`: the executions of one node's targets."""
-        return f"{self.prefix}:idx:node:{node_id}"
 
     def index_run(self, run_id: str) -> str:
         """Sorted set like `index_all`: the executions of one run (the run tree's members)."""

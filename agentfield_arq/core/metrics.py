@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from agentfield_arq.core.catalog import UNINDEXED
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.roster import Roster
@@ -111,8 +112,10 @@ class Gauges:
         k = self.keys
         now = now_ms()
         rtt = await self.rtt_s()
+        indexed = [each for each in Status if each not in UNINDEXED]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for each in Status:
+            pipe.zcard(k.index_all)
+            for each in indexed:
                 pipe.zcard(k.index_status(each))
             for key in (k.stats_executions, k.stats_wait, k.stats_run):
                 pipe.hgetall(key)
@@ -120,8 +123,11 @@ class Gauges:
             pipe.hgetall(k.stats_webhook_attempts)
             pipe.zcard(k.dead_webhooks)
             replies = await pipe.execute()
-        by_status = dict(zip(map(str, Status), map(int, replies[: len(Status)]), strict=True))
-        executions, wait, run, calls, attempts, dead = replies[len(Status) :]
+        everything, *counts = replies[: len(indexed) + 1]
+        by_status = dict(zip(map(str, indexed), map(int, counts), strict=True))
+        # Succeeded has no index: the rest of the global one (members not yet pruned included).
+        by_status[Status.SUCCEEDED] = max(int(everything) - sum(by_status.values()), 0)
+        executions, wait, run, calls, attempts, dead = replies[len(indexed) + 1 :]
         created: dict[str, int] = {}
         ended: dict[tuple[str, str], int] = {}
         for name, count in _counts(executions).items():

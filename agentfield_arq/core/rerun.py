@@ -35,12 +35,11 @@ _COPIED = (
 )
 
 
-async def missing(store: ExecutionStore, execution_id: str) -> ExecutionNotFound | ExecutionExpired:
-    """The error for an id without a record: expired (410) while its tombstone lasts, else
-    unknown (404)."""
-    stone = (await store.expired([execution_id])).get(execution_id)
+def missing(store: ExecutionStore, execution_id: str) -> ExecutionNotFound | ExecutionExpired:
+    """The error for an id without a record: expired (410) for `EXPIRED_FOR_S` after its
+    record can have expired (see `ExecutionStore.expired`), else unknown (404)."""
     shown = execution_id[:100]
-    if stone is not None:
+    if store.expired([execution_id], now_ms()):
         return ExecutionExpired(
             f"execution '{shown}' ended and its record expired after the retention period",
             execution_id=shown,
@@ -52,7 +51,7 @@ async def rerun(store: ExecutionStore, execution_id: str) -> Submitted:
     """Queue a new execution of what `execution_id` ran; only a terminal one may be retried."""
     old = await store.get_fields(execution_id)
     if not old:
-        raise await missing(store, execution_id)
+        raise missing(store, execution_id)
     if old["status"] not in TERMINAL_STATUSES:
         raise ExecutionNotTerminal(
             f"execution '{execution_id}' is {old['status']}; only a finished one can be retried"

@@ -21,11 +21,11 @@ from agentfield_arq.core.arq_bridge import (
     notice_job_payload,
     run_job_payload,
 )
-from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, TOMBSTONE_S, Keys, safe_id
+from agentfield_arq.core.keys import EXPIRED_FOR_S, NON_TERMINAL_GRACE_S, Keys, safe_id
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.kernel.codec import encode, id_floor, text
+from agentfield_arq.kernel.codec import encode, id_floor, id_ms, text
 from agentfield_arq.kernel.errors import IdempotencyKeyReused, QueueFull, TargetNotFound
 from agentfield_arq.kernel.status import Status
 
@@ -113,7 +113,6 @@ class ExecutionStore:
             *self._index_bounds(new.enqueue_ms),
             new.request_digest,
             self.settings.idempotency_ttl_s,
-            ttl_s + TOMBSTONE_S,
         ]
         for field, value in new.fields.items():
             args += [field, value]
@@ -125,13 +124,11 @@ class ExecutionStore:
             k.queue,
             k.arq_job(new.execution_id),
             k.events,
-            k.tombstone(new.execution_id),
             k.idempotency(new.idempotency_key or ""),
             k.stats_executions,
             k.index_all,
             k.index_status(Status.QUEUED),
             k.index_target(new.fields["target"]),
-            k.index_node(new.node_id),
             k.index_run(new.fields["run_id"]),
         ]
         if "parent_execution_id" in new.fields:
@@ -160,14 +157,14 @@ class ExecutionStore:
         doc: bytes | None = await self.redis.get(self.keys.status_doc(execution_id))
         return doc
 
-    async def expired(self, execution_ids: list[str]) -> dict[str, str]:
-        """Of these ids without a record, those whose tombstone remains, with the status each
-        last had: they existed, and expired (410, not 404)."""
-        wanted = [i for i in execution_ids if safe_id(i)]
-        if not wanted:
-            return {}
-        stones = await self.redis.mget([self.keys.tombstone(i) for i in wanted])
-        return {i: text(s) for i, s in zip(wanted, stones, strict=True) if s is not None}
+    def expired(self, execution_ids: list[str], now_ms: int) -> set[str]:
+        """Of these ids without a record, those that answer 410 rather than 404: ids the API
+        makes (they carry their creation time) made long enough ago for their record to have
+        expired, and not so long ago that `EXPIRED_FOR_S` has passed since. No key is kept for
+        it, so a forged id of the right age answers 410 too."""
+        newest = now_ms - self.settings.retention_s * 1000
+        oldest = now_ms - (self.record_lifetime_s + EXPIRED_FOR_S) * 1000
+        return {i for i in execution_ids if oldest <= (id_ms(i, "exec") or -1) <= newest}
 
     async def get_fields(self, execution_id: str) -> dict[str, str]:
         """The execution's hash (empty when it does not exist)."""
@@ -322,7 +319,6 @@ class ExecutionStore:
                 k.arq_job(job_id),
                 *self._moving(),
                 k.index_status(status),
-                k.tombstone(execution_id),
                 k.stats_run,
                 k.stats_executions,
             ],
@@ -342,7 +338,6 @@ class ExecutionStore:
                 delivery_job_payload(execution_id, now_ms),
                 self.settings.retention_s * 1000,
                 *self._index_bounds(now_ms),
-                self.settings.retention_s + TOMBSTONE_S,
             ],
         )
         return _transition(reply)

@@ -72,3 +72,17 @@ def id_floor(prefix: str, ms: int) -> str:
         chars.append(_CROCKFORD[stamp & 31])
         stamp >>= 5
     return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def id_ms(value: str, prefix: str) -> int | None:
+    """The unix millisecond an id of `new_id(prefix)` was made at, or None if it is not one."""
+    head = f"{prefix}_"
+    if not value.startswith(head) or len(value) != len(head) + 26:
+        return None
+    stamp = 0
+    for char in value[len(head) : len(head) + 10]:
+        digit = _CROCKFORD.find(char)
+        if digit < 0:
+            return None
+        stamp = stamp * 32 + digit
+    return stamp

@@ -139,7 +139,7 @@ def _executions(settings: Settings, args: argparse.Namespace) -> int:
             await cancel(store, args.id)
         view = await store.get_view(args.id)
         if view is None:
-            raise await missing(store, args.id)
+            raise missing(store, args.id)
         _emit(args, decode(view), _show_table)
         return 0
 

@@ -51,6 +51,7 @@ async def test_metrics_parse_and_count_what_happened(
     m = await _scrape(api)
     assert m["agentfield_arq_executions", (("status", "queued"),)] == 1
     assert m["agentfield_arq_executions", (("status", "cancelled"),)] == 1
+    assert m["agentfield_arq_executions", (("status", "succeeded"),)] == 1
     assert m["agentfield_arq_executions_created_total", (("target", "e2e.echo"),)] == 3
     ended = (("status", "succeeded"), ("target", "e2e.echo"))
     assert m["agentfield_arq_executions_ended_total", ended] == 1

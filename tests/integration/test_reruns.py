@@ -6,10 +6,10 @@ import asyncio
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
-from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.keys import EXPIRED_FOR_S
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.codec import new_id, now_ms
 from tests.integration.test_api import api  # noqa: F401 - the shared client fixture
 
 pytestmark = pytest.mark.integration
@@ -116,27 +116,23 @@ async def test_retrying_an_unknown_execution_is_404(
 
 async def test_an_expired_execution_answers_410_and_batch_status_says_expired(
     api: httpx.AsyncClient,  # noqa: F811
-    redis_client: Redis,
     settings: Settings,
 ) -> None:
-    execution_id = (await _post(api, None)).json()["execution_id"]
-    await _cancel(api, execution_id)
-    keys = Keys(settings.key_prefix)
-    assert await redis_client.get(keys.tombstone(execution_id)) == b"cancelled"
-    assert await redis_client.ttl(keys.tombstone(execution_id)) > settings.retention_s
-    # What retention does: the record's keys expire; the tombstone outlives them.
-    await redis_client.delete(keys.execution(execution_id), keys.status_doc(execution_id))
+    # An id made two retention periods ago, whose record is gone, as retention leaves it.
+    made = now_ms() - 2 * settings.retention_s * 1000
+    old, recent = new_id("exec", made), new_id("exec")
+    ancient = new_id("exec", made - (10 * settings.retention_s + EXPIRED_FOR_S) * 1000)
     for method, path in (
-        ("GET", f"/api/v1/executions/{execution_id}"),
-        ("POST", f"/api/v1/executions/{execution_id}/cancel"),
-        ("POST", f"/api/v1/executions/{execution_id}/retry"),
-        ("GET", f"/api/v1/executions/{execution_id}/events"),
+        ("GET", f"/api/v1/executions/{old}"),
+        ("POST", f"/api/v1/executions/{old}/cancel"),
+        ("POST", f"/api/v1/executions/{old}/retry"),
+        ("GET", f"/api/v1/executions/{old}/events"),
     ):
         answer = await api.request(method, path)
         assert answer.status_code == 410, (method, path)
         assert answer.json()["code"] == "execution_expired"
-    batch = await api.post(
-        "/api/v1/executions/batch-status", json={"execution_ids": [execution_id, "exec_no"]}
-    )
-    assert batch.json()[execution_id]["status"] == "expired"
-    assert batch.json()["exec_no"]["status"] == "not_found"
+    for unknown in (recent, ancient, "exec_nothing"):
+        assert (await api.get(f"/api/v1/executions/{unknown}")).status_code == 404
+    batch = await api.post("/api/v1/executions/batch-status", json={"execution_ids": [old, recent]})
+    assert batch.json()[old]["status"] == "expired"
+    assert batch.json()[recent]["status"] == "not_found"

@@ -272,8 +272,12 @@ async def test_each_transition_moves_the_execution_between_the_status_indexes(
     await store.claim(execution_id, *_now())
     assert await statuses() == ["running"]
     await store.finish(execution_id, "succeeded", *_now(), result=b"1")
-    assert await statuses() == ["succeeded"]
-    for index in (k.index_all, k.index_target("finance.deep_analysis"), k.index_node("finance")):
+    assert await statuses() == []  # succeeded has no index: the global one serves it
+    failed = await _queued(store)
+    await store.finish(failed, "failed", *_now(), error="no")
+    assert await redis_client.zscore(k.index_status("failed"), failed) == 0
+    assert await redis_client.zscore(k.index_status("queued"), failed) is None
+    for index in (k.index_all, k.index_target("finance.deep_analysis")):
         assert await redis_client.zscore(index, execution_id) == 0
         assert await redis_client.ttl(index) > 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agentfield_arq.core.catalog import draw_tree
+from agentfield_arq.kernel.codec import id_ms, new_id
 from agentfield_arq.kernel.models import RunNode
 
 
@@ -26,3 +27,11 @@ def test_a_cycle_drawn_by_headers_still_shows_every_execution_once() -> None:
         shown.append(node.execution_id)
         stack.extend(node.children)
     assert sorted(shown) == ["a", "b", "c"]
+
+
+def test_an_ids_creation_time_reads_back_from_it() -> None:
+    assert id_ms(new_id("exec", 1_764_592_639_869), "exec") == 1_764_592_639_869
+    assert id_ms("exec_nothing", "exec") is None
+    assert id_ms(new_id("run", 5), "exec") is None
+    assert id_ms("exec_01m8bxrfvx34vx432fzqqd6g9!", "exec") is not None
+    assert id_ms("exec_01m8bxrfv!34vx432fzqqd6g9n", "exec") is None

@@ -117,11 +117,16 @@ local function observe(hist, ms)
   redis.call('HINCRBY', hist, 'sum', ms)
 end
 
--- A transition moves the execution from the status indexes `from` to the status index `to`.
+-- A transition moves the execution from the status indexes `from` to the status index `to`
+-- (nil: to none).
 local function index_move(from, to, execution_id, cutoff, ttl_s)
   for _, key in ipairs(from) do redis.call('ZREM', key, execution_id) end
-  index_add(to, execution_id, cutoff, ttl_s)
+  if to then index_add(to, execution_id, cutoff, ttl_s) end
 end
+
+-- Succeeded, the bulk of what is retained, has no status index of its own (its memory would be
+-- most of all the indexes'): the list answers that filter from the global index.
+local UNINDEXED_STATUS = {succeeded = true}
 
 -- Webhook deliveries (core/delivery.py). The view is the JSON object of delivery fields
 -- that reads splice into the status document; it is rebuilt from the delivery hash and the list

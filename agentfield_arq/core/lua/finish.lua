@@ -4,12 +4,12 @@
 -- terminal execution always has its delivery queued (and a non-terminal one never does).
 -- KEYS: exec hash, status doc, deadlines, events,
 --       webhook hash, webhook events, webhook view, queue, delivery arq job,
---       index status queued, index status running, index of the new status, tombstone,
---       start-to-end histogram, execution counters
+--       index status queued, index status running, index of the new status (unused for
+--       UNINDEXED_STATUS), start-to-end histogram, execution counters
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
---       index cutoff, index ttl_s, tombstone ttl_s
+--       index cutoff, index ttl_s
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
 local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
@@ -33,11 +33,11 @@ redis.call('HDEL', KEYS[1], 'phase')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
-redis.call('SET', KEYS[13], ARGV[1], 'EX', ARGV[17])
-if h.started_ms then observe(KEYS[14], math.max(tonumber(ARGV[3]) - tonumber(h.started_ms), 0)) end
-redis.call('HINCRBY', KEYS[15], 'ended|' .. (h.target or '') .. '|' .. ARGV[1], 1)
+if h.started_ms then observe(KEYS[13], math.max(tonumber(ARGV[3]) - tonumber(h.started_ms), 0)) end
+redis.call('HINCRBY', KEYS[14], 'ended|' .. (h.target or '') .. '|' .. ARGV[1], 1)
 redis.call('ZREM', KEYS[3], h.execution_id)
-index_move({KEYS[10], KEYS[11]}, KEYS[12], h.execution_id, ARGV[15], ARGV[16])
+local indexed = (not UNINDEXED_STATUS[ARGV[1]]) and KEYS[12] or nil
+index_move({KEYS[10], KEYS[11]}, indexed, h.execution_id, ARGV[15], ARGV[16])
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
 append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil)
