@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agentfield_arq.api.access import identity
 from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
 from agentfield_arq.core.execution import (
@@ -48,7 +49,14 @@ async def execute_async(request: Request) -> Response:
     body = await read_json(request, ExecuteRequest, d.settings.max_body_bytes)
     target = request.path_params["target"]
     with _span(request, f"execute {target[:200]}") as traceparent:
-        accepted = await accept(d.store, target, body, request.headers, traceparent=traceparent)
+        accepted = await accept(
+            d.store,
+            target,
+            body,
+            request.headers,
+            traceparent=traceparent,
+            scope=identity(request).key_id,
+        )
     return _json(encode(accepted.submitted), 202, _headers(accepted))
 
 
@@ -75,7 +83,13 @@ async def execute_sync(request: Request) -> Response:
     target = request.path_params["target"]
     with _span(request, f"execute {target[:200]}") as traceparent:
         accepted, doc = await execute_and_wait(
-            d.store, d.completions, target, body, request.headers, traceparent
+            d.store,
+            d.completions,
+            target,
+            body,
+            request.headers,
+            traceparent,
+            scope=identity(request).key_id,
         )
     return _json(encode(_sync_result(doc)), 200, _headers(accepted))
 

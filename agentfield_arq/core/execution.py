@@ -87,10 +87,12 @@ async def accept(
     headers: Mapping[str, str],
     execution_id: str | None = None,
     traceparent: str | None = None,
+    scope: str = "",
 ) -> Accepted:
     """`submit`, honouring an `Idempotency-Key` header: the same request with the same key
     within `AGENTFIELD_ARQ_IDEMPOTENCY_TTL_S` answers the first execution (nothing is written);
     another request with it is IdempotencyKeyReused. Checked in create.lua, atomically.
+    Keys are `scope`'s own (the API passes the caller's key id): two callers' keys never meet.
     `traceparent` is kept on the execution and passed on at each hop (core/tracing.py)."""
     node_id, name = parse_target(target)
     run_id = (
@@ -127,7 +129,7 @@ async def accept(
         fields=fields,
     )
     if key is not None:
-        new.idempotency_key = hashlib.sha256(key.encode()).hexdigest()
+        new.idempotency_key = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
         new.request_digest = _request_digest(target, request, headers)
     made = await store.create(new)
     if made.replayed_id is not None:
@@ -213,6 +215,7 @@ async def execute_and_wait(
     request: ExecuteRequest,
     headers: Mapping[str, str],
     traceparent: str | None = None,
+    scope: str = "",
 ) -> tuple[Accepted, Execution[msgspec.Raw]]:
     """Submit (see `accept`) and wait for the terminal document, whichever replica or worker
     sees the end; a replayed Idempotency-Key waits for its first execution.
@@ -221,7 +224,7 @@ async def execute_and_wait(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + store.settings.sync_timeout_s
-    accepted = await accept(store, target, request, headers, traceparent=traceparent)
+    accepted = await accept(store, target, request, headers, traceparent=traceparent, scope=scope)
     submitted = accepted.submitted
     # An end before the wait starts is seen by its first read, one after it wakes it.
     view = await wait_for_end(

@@ -7,10 +7,12 @@ import asyncio
 import httpx
 import pytest
 
+from agentfield_arq.core.credentials import Role
 from agentfield_arq.core.keys import EXPIRED_FOR_S
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import new_id, now_ms
 from tests.integration.test_api import api  # noqa: F401 - the shared client fixture
+from tests.keys import bearer, issue
 
 pytestmark = pytest.mark.integration
 BODY = {"input": {"quarter": "Q3"}}
@@ -136,3 +138,19 @@ async def test_an_expired_execution_answers_410_and_batch_status_says_expired(
     batch = await api.post("/api/v1/executions/batch-status", json={"execution_ids": [old, recent]})
     assert batch.json()[old]["status"] == "expired"
     assert batch.json()[recent]["status"] == "not_found"
+
+
+async def test_one_idempotency_key_of_two_callers_makes_two_executions(
+    api: httpx.AsyncClient,  # noqa: F811
+    settings: Settings,
+) -> None:
+    other = await issue(settings, Role.CALLER)
+    mine = await _post(api, "shared-key")
+    theirs = await api.post(
+        "/api/v1/execute/async/e2e.echo",
+        json=BODY,
+        headers={"Idempotency-Key": "shared-key", **bearer(other)},
+    )
+    assert theirs.status_code == 202, theirs.text
+    assert theirs.json()["execution_id"] != mine.json()["execution_id"]
+    assert "Idempotent-Replayed" not in theirs.headers
