@@ -17,6 +17,7 @@ import time
 
 from bench import fill
 from bench.harness import Harness
+from bench.load import ADMIN_KEY
 from bench.plan import Plan
 from bench.stats import Figure, figure, percentile
 
@@ -49,7 +50,10 @@ class Subscriber:
 
     async def read(self, port: int) -> None:
         reader, writer = await asyncio.open_connection(HOST, port)
-        writer.write(f"GET /api/v1/events HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+        writer.write(
+            f"GET /api/v1/events HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            f"Authorization: Bearer {ADMIN_KEY}\r\n\r\n".encode()
+        )
         try:
             while line := await reader.readline():
                 if line.startswith(b": heartbeat"):

@@ -16,6 +16,7 @@ import httpx
 
 from bench import fill
 from bench.harness import TARGET, Harness
+from bench.load import AUTH
 from bench.plan import Plan
 from bench.stats import Figure, Target, figure, percentile
 
@@ -52,7 +53,7 @@ async def measure(h: Harness, plan: Plan, agent_url: str) -> list[Figure]:
     p50: dict[str, list[float]] = {"newest": [], "deep": [], "filtered": [], "one": []}
     p99: dict[str, list[float]] = {name: [] for name in p50}
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTH) as http:
             cursor = None
             for _ in range(plan.list_depth):
                 after = f"&cursor={cursor}" if cursor else ""
