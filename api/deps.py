@@ -14,6 +14,7 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.core.tracing import Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Deps:
     outbox: Outbox
     credentials: KeyStore
     proof: CallbackProof
+    tracing: Tracing
 
 
 def deps(request: Request) -> Deps:

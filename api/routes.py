@@ -18,22 +18,35 @@ from starlette.responses import Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agentfield_arq.api import executions, nodes, openapi, system, webhooks
+from agentfield_arq.api import (
+    events,
+    executions,
+    listing,
+    metrics,
+    nodes,
+    openapi,
+    system,
+    webhooks,
+)
 from agentfield_arq.api.access import Access, authenticate
 from agentfield_arq.api.openapi import Operation, Query
 from agentfield_arq.kernel.errors import (
+    ExecutionExpired,
     ExecutionNotFound,
     ExecutionNotTerminal,
+    IdempotencyKeyReused,
     InvalidBaseUrl,
     InvalidRequest,
     InvalidTarget,
     InvalidTransition,
     JsonTooDeep,
     NodeNotFound,
+    NotReady,
     NotSupported,
     PayloadTooLarge,
     QueueFull,
     RequestTimeout,
+    RunNotFound,
     SyncTimeout,
     TargetNotFound,
     TooManyIds,
@@ -50,6 +63,7 @@ from agentfield_arq.kernel.models import (
     ExecuteRequest,
     Execution,
     ExecutionLogs,
+    ExecutionPage,
     Health,
     HeartbeatRequest,
     Node,
@@ -57,11 +71,13 @@ from agentfield_arq.kernel.models import (
     NodeRegistered,
     NodeRegistration,
     Redriven,
+    Run,
     ShutdownRequest,
     Submitted,
     SyncResult,
     TelemetryEvent,
 )
+from agentfield_arq.kernel.status import Status
 
 PREFIX = "/api/v1"
 # What every endpoint that reads a body can answer, and every one that touches Redis
@@ -86,6 +102,7 @@ EXECUTIONS_BY_ID = dict[str, Execution]  # type: ignore[type-arg]
 _ACK = {200: ("recorded", Acknowledged)}
 _BEAT_ERRORS = (*BODY, NodeNotFound, *REDIS)
 _HEALTH = {200: ("Redis answers", Health)}
+_DETAIL = (Query("detail", "1 adds the counts", {"enum": ["0", "1", "false", "true"]}),)
 _DEAD_QUERY = (
     Query(
         "limit",
@@ -104,6 +121,40 @@ _DEAD_QUERY = (
     ),
 )
 
+_EXECUTE_ERRORS = (
+    *BODY,
+    InvalidTarget,
+    IdempotencyKeyReused,
+    TargetNotFound,
+    ExecutionExpired,
+    QueueFull,
+)
+_GONE = (ExecutionNotFound, ExecutionExpired)
+_SSE = (
+    "`text/event-stream`: each event's `id` is its stream id, its name the status (or `state`, "
+    "`gap`, `cutoff`), its data JSON; comment lines are heartbeats"
+)
+_LIST_QUERY = (
+    Query("status", "only executions now in this status", {"enum": [str(s) for s in Status]}),
+    Query("target", "only executions of this target (`node_id.name`)", {"type": "string"}),
+    Query("node", "only executions of this node's targets", {"type": "string"}),
+    Query("run_id", "only executions of this run", {"type": "string"}),
+    Query("parent", "only the children of this execution id", {"type": "string"}),
+    Query("since", "created at or after: RFC 3339, or unix ms", {"type": "string"}),
+    Query("until", "created at or before: RFC 3339, or unix ms", {"type": "string"}),
+    Query(
+        "limit",
+        "page size",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": listing.MAX_PAGE,
+            "default": listing.DEFAULT_PAGE,
+        },
+    ),
+    Query("cursor", "the `next_cursor` of the previous page", {"type": "string"}),
+)
+
 OPERATIONS: list[Operation] = [
     Operation(
         "POST",
@@ -112,7 +163,7 @@ OPERATIONS: list[Operation] = [
         "Queue an execution",
         {202: ("queued; durable before this answer", Submitted)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS),
+        errors=(*_EXECUTE_ERRORS, *REDIS),
         access=Access.CALLER,
     ),
     Operation(
@@ -122,7 +173,7 @@ OPERATIONS: list[Operation] = [
         "Run an execution and wait for its end",
         {200: ("terminal", SyncResult)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, *REDIS, SyncTimeout),
+        errors=(*_EXECUTE_ERRORS, *REDIS, SyncTimeout),
         access=Access.CALLER,
     ),
     Operation(
@@ -137,11 +188,58 @@ OPERATIONS: list[Operation] = [
     ),
     Operation(
         "GET",
+        f"{PREFIX}/executions",
+        listing.list_executions,
+        "Executions, newest first, filtered; a page may be short and still have a next one",
+        {200: ("one page", ExecutionPage)},
+        query=_LIST_QUERY,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/executions/{{execution_id}}/events",
+        events.execution_events,
+        "One execution's lifecycle as server-sent events (resumable with Last-Event-ID); "
+        "ends after its terminal event",
+        {200: (_SSE, None)},
+        errors=(InvalidRequest, *_GONE, *REDIS),
+        access=Access.CALLER,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/events",
+        events.all_events,
+        "Every execution's lifecycle as server-sent events, filtered (resumable with "
+        "Last-Event-ID)",
+        {200: (_SSE, None)},
+        query=tuple(q for q in _LIST_QUERY if q.name in ("status", "target", "run_id")),
+        errors=(InvalidRequest, *REDIS),
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/runs/{{run_id}}",
+        listing.get_run,
+        "A run's executions as a tree, with statuses and timings",
+        {200: ("the run", Run)},
+        errors=(RunNotFound, *REDIS),
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
         f"{PREFIX}/executions/{{execution_id}}",
         executions.get_one,
-        "One execution",
+        "One execution; with `wait`, answered when it ends (or when the wait runs out)",
         {200: ("the execution", Execution)},
-        errors=(ExecutionNotFound, *REDIS),
+        query=(
+            Query(
+                "wait",
+                "seconds to wait for the end before answering",
+                {"type": "integer", "minimum": 0, "maximum": executions.MAX_WAIT_S, "default": 0},
+            ),
+        ),
+        errors=(InvalidRequest, *_GONE, *REDIS),
         access=Access.CALLER,
     ),
     Operation(
@@ -162,7 +260,23 @@ OPERATIONS: list[Operation] = [
         {200: ("the execution, cancelled", Execution)},
         body=CancelRequest,
         body_required=False,
-        errors=(*BODY, ExecutionNotFound, InvalidTransition, *REDIS),
+        errors=(*BODY, *_GONE, InvalidTransition, *REDIS),
+        access=Access.CALLER,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/executions/{{execution_id}}/retry",
+        executions.retry_one,
+        "Run a finished execution again, as a new execution linked by `retry_of`",
+        {202: ("the new execution, queued", Submitted)},
+        errors=(
+            *_GONE,
+            ExecutionNotTerminal,
+            TargetNotFound,
+            InvalidTransition,
+            QueueFull,
+            *REDIS,
+        ),
         access=Access.CALLER,
     ),
     Operation(
@@ -280,12 +394,43 @@ OPERATIONS: list[Operation] = [
         errors=(NotSupported,),
         access=Access.AGENT,
     ),
-    *(
-        Operation("GET", path, system.health, summary, _HEALTH, errors=REDIS, access=Access.PUBLIC)
-        for path, summary in (
-            (f"{PREFIX}/health", "Health"),
-            ("/health", "Health (as /api/v1/health)"),
-        )
+    Operation(
+        "GET",
+        f"{PREFIX}/health",
+        system.health,
+        "Health; with `detail=1`, the queue, the workers alive and the active nodes",
+        _HEALTH,
+        query=_DETAIL,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/health",
+        system.health,
+        "Liveness (as /api/v1/health)",
+        _HEALTH,
+        query=_DETAIL,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/ready",
+        system.ready,
+        "Readiness: Redis answers and a worker is alive; with the queue and node counts",
+        {200: ("ready", Health)},
+        errors=(NotReady, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        metrics.metrics,
+        "Prometheus metrics of the whole deployment (text format 0.0.4), read from Redis",
+        {200: ("`text/plain; version=0.0.4`: the metrics docs/contract.md lists", None)},
+        errors=REDIS,
+        access=Access.ADMIN,
     ),
     Operation(
         "GET",

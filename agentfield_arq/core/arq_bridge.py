@@ -54,6 +54,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
+import socket
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -77,6 +81,7 @@ logger = logging.getLogger(__name__)
 # Job function names. A run job's id is its execution id (create.lua queues that id).
 RUN_EXECUTION = "run_execution"
 DELIVER_WEBHOOK = "deliver_webhook"
+NOTIFY_WEBHOOK = "notify_webhook"
 SWEEP_DEADLINES = "sweep_deadlines"
 TELL_AGENT = "tell_agent"
 
@@ -116,9 +121,10 @@ def arq_deserialize(data: bytes) -> dict[str, Any]:
     return value
 
 
-def _payload(function: str, execution_id: str, enqueue_ms: int) -> bytes:
+def _payload(function: str, execution_id: str, enqueue_ms: int, *more: str) -> bytes:
     # No job try: arq counts tries itself (its retry key), starting at 1.
-    return serialize_job(function, (execution_id,), {}, None, enqueue_ms, serializer=arq_serialize)
+    args = (execution_id, *more)
+    return serialize_job(function, args, {}, None, enqueue_ms, serializer=arq_serialize)
 
 
 def run_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
@@ -159,6 +165,17 @@ def arq_pool(settings: Settings, queue: str) -> ArqRedis:
         job_deserializer=arq_deserialize,
         default_queue_name=queue,
     )
+
+
+def notice_job_id(execution_id: str, event: str, bucket: int) -> str:
+    """The arq job id of a webhook notice: one per execution for `started`, one per throttle
+    bucket for `progress`."""
+    return f"ntc_{execution_id}_{event}_{bucket}"
+
+
+def notice_job_payload(execution_id: str, event: str, bucket: int, enqueue_ms: int) -> bytes:
+    """arq's job record of `notify_webhook(execution_id, event, bucket)`."""
+    return _payload(NOTIFY_WEBHOOK, execution_id, enqueue_ms, event, str(bucket))
 
 
 def sweep_cron_name(key_prefix: str) -> str:
@@ -204,6 +221,35 @@ class Wake:
         return False
 
 
+class Heartbeat:
+    """This worker's entry in the roster (core/roster.py's sorted set): refreshed from the poll
+    loop at most every `BEAT_S`, dropped when the worker closes."""
+
+    BEAT_S = 5.0
+    ALIVE_S = 3 * BEAT_S
+
+    def __init__(self, redis: Redis, key: str) -> None:
+        self.redis = redis
+        self.key = key
+        self.member = f"{socket.gethostname()}:{os.getpid()}"
+        self.last = -math.inf
+
+    async def beat(self, now: float) -> None:
+        """Record this worker alive now, unless it did within `BEAT_S`; forget the silent."""
+        if now - self.last < self.BEAT_S:
+            return
+        self.last = now
+        stamp = time.time_ns() // 1_000_000
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.key, {self.member: stamp})
+            pipe.zremrangebyscore(self.key, "-inf", stamp - self.ALIVE_S * 1000)
+            await pipe.execute()
+
+    async def leave(self) -> None:
+        """Counted out at once."""
+        await self.redis.zrem(self.key, self.member)
+
+
 class WakingWorker(Worker):
     """arq's Worker, polling at once when the lifecycle stream says something was queued.
 
@@ -212,13 +258,17 @@ class WakingWorker(Worker):
     answers.
     """
 
-    def __init__(self, *, settings: Settings, wake_stream: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, settings: Settings, wake_stream: str, roster_key: str | None = None, **kwargs: Any
+    ) -> None:
         self.wait_s = float(kwargs.pop("poll_delay"))
         # arq's own loop must not sleep between polls: _poll_iteration below does the waiting.
         super().__init__(poll_delay=0, **kwargs)
         self.wake_redis = connect(settings.redis_url, settings, block_s=self.wait_s)
         self.wake = Wake(self.wake_redis, wake_stream)
         self.failed_polls = 0
+        # A heartbeat from the poll loop itself: a worker that stops polling stops counting.
+        self.heartbeat = None if roster_key is None else Heartbeat(self.wake_redis, roster_key)
 
     async def _poll_iteration(self) -> None:
         try:
@@ -250,6 +300,8 @@ class WakingWorker(Worker):
         reraise_cancel()
         loop = asyncio.get_running_loop()
         began = loop.time()
+        if self.heartbeat is not None:
+            await self._guarded(self.heartbeat.beat(loop.time()))
         if self.wake.cursor is None:
             await self._guarded(self.wake.prime())
         await super()._poll_iteration()
@@ -273,9 +325,11 @@ class WakingWorker(Worker):
             return False
 
     async def close(self) -> None:
-        """arq's shutdown, then the wake-up connection's."""
+        """arq's shutdown, then the wake-up connection's (leaving the roster first)."""
         try:
             await super().close()
         finally:
             with contextlib.suppress(RedisError):
+                if self.heartbeat is not None:
+                    await self.heartbeat.leave()
                 await self.wake_redis.aclose()

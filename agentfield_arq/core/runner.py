@@ -16,6 +16,7 @@ from agentfield_arq.core.nodes import NodeRegistry, read_base_url
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.slots import NodeSlots
 from agentfield_arq.core.store import ExecutionStore, Outcome
+from agentfield_arq.core.tracing import TRACEPARENT, Tracing
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.codec import canonical_json, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
@@ -43,6 +44,7 @@ class Runner:
         nodes: NodeRegistry,
         http: httpx.AsyncClient,
         settings: Settings,
+        tracing: Tracing | None = None,
     ) -> None:
         self.store = store
         self.nodes = nodes
@@ -50,6 +52,7 @@ class Runner:
         self.settings = settings
         self.slots = NodeSlots(store.redis, settings)
         self.tokens = DispatchTokens(store.redis, store.keys)
+        self.tracing = tracing or Tracing()
 
     async def run(self, execution_id: str, last_try: bool) -> float | None:
         """One attempt; returns seconds to wait before the next one, or None when settled.
@@ -100,7 +103,9 @@ class Runner:
             await self._fail(execution_id, attempt, f"gave up after {attempt - 1} attempts")
             return None
         try:
-            await self._invoke(execution_id, fields)
+            target = fields.get("target", "")
+            with self.tracing.span(f"run {target}", fields.get(TRACEPARENT), "CONSUMER") as tp:
+                await self._invoke(execution_id, fields, tp)
         except AgentCallTransient as exc:
             if last_try or attempt >= self.settings.agent_max_attempts:
                 await self._fail(execution_id, attempt, f"{exc} (after {attempt} attempts)")
@@ -114,10 +119,13 @@ class Runner:
             return delay
         return None
 
-    async def _invoke(self, execution_id: str, fields: dict[str, str]) -> None:
+    async def _invoke(
+        self, execution_id: str, fields: dict[str, str], traceparent: str | None
+    ) -> None:
         attempt = fields["attempt"]
         base_url = await self.nodes.base_url(fields["node_id"])
         if base_url is None:
+            await self.store.count_call("node_gone")
             await self._fail(execution_id, int(attempt), f"node '{fields['node_id']}' is gone")
             return
         try:
@@ -132,19 +140,26 @@ class Runner:
             # httpx's timeout bounds each phase (connect, each read); this bounds the whole call,
             # so a trickling agent cannot outlive the job and leave the execution unsettled.
             async with asyncio.timeout(self.settings.agent_timeout_s):
-                status, body = await self._post(url, fields)
+                with self.tracing.span(f"call {fields['target']}", traceparent, "CLIENT") as tp:
+                    status, body = await self._post(url, fields, tp)
         except TimeoutError as exc:
+            await self.store.count_call("timeout")
             raise AgentCallTransient("agent timed out (no full answer in time)") from exc
         except httpx.TimeoutException as exc:
+            await self.store.count_call("timeout")
             raise AgentCallTransient(f"agent timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
+            await self.store.count_call("unreachable")
             raise AgentCallTransient(f"agent unreachable ({type(exc).__name__}: {exc})") from exc
         except AgentAnswerTooLarge:
+            await self.store.count_call("too_large")
             await self._fail(execution_id, int(attempt), "agent result is too large")
             return
         except DestinationRefused as exc:
+            await self.store.count_call("destination_refused")
             await self._fail(execution_id, int(attempt), str(exc))
             return
+        await self.store.count_call(_outcome_of(status))
         if status == 202:
             if await self.store.await_callback(execution_id, attempt):
                 logger.info("awaiting callback execution_id=%s", execution_id)
@@ -157,7 +172,9 @@ class Runner:
                 raise AgentCallTransient(f"agent answered {status}: {text}")
             await self._fail(execution_id, int(attempt), f"agent answered {status}: {text}")
 
-    async def _post(self, url: str, fields: dict[str, str]) -> tuple[int, bytes]:
+    async def _post(
+        self, url: str, fields: dict[str, str], traceparent: str | None
+    ) -> tuple[int, bytes]:
         headers = {
             "Content-Type": "application/json",
             "X-Execution-ID": fields["execution_id"],
@@ -169,6 +186,8 @@ class Runner:
         for header, field in FORWARDED_HEADERS.items():
             if field in fields:
                 headers[header] = fields[field]
+        if traceparent is not None:
+            headers[TRACEPARENT] = traceparent
         cap = self.settings.max_result_bytes
         async with self.http.stream(
             "POST", url, content=fields["input"].encode(), headers=headers
@@ -218,6 +237,7 @@ class Runner:
             except Exception as exc:
                 # One record that crashes the sweep must not keep it from the others.
                 await self._crashed(execution_id, exc)
+        await self.store.prune_indexes(now, SWEEP_BATCH)
         return changed
 
     async def _time_out(self, execution_id: str, now: int) -> int:
@@ -235,6 +255,17 @@ class Runner:
         if transition.outcome is Outcome.MISSING:
             await self.store.forget_deadline(execution_id)
         return 0
+
+
+def _outcome_of(status: int) -> str:
+    """How an agent's answer counts in `agentfield_arq_agent_calls_total`."""
+    if status == 202:
+        return "accepted"
+    if 200 <= status < 300:
+        return "succeeded"
+    if 400 <= status < 500:
+        return "refused"
+    return "error"
 
 
 def _as_json(body: bytes) -> bytes:

@@ -16,16 +16,19 @@ AgentFieldArqError
 │   │   ├── TooManyIds          400: batch-status asked for more ids than allowed
 │   │   ├── InvalidWebhook      400: a webhook block is unusable (the execution runs without it)
 │   │   ├── InvalidBaseUrl      400: a node's base_url is not a plain http(s) URL
+│   │   ├── IdempotencyKeyReused 422: an Idempotency-Key came back with another request
 │   │   └── InvalidInput        422: an agent's input does not fit the target's signature
 │   │       └── MalformedInput  400: an agent's input is not JSON at all
 │   ├── NotFound                404
 │   │   ├── ExecutionNotFound   404: no such execution id
 │   │   ├── TargetNotFound      404: unknown node or reasoner/skill
 │   │   ├── NodeNotFound        404: unknown node id
+│   │   ├── RunNotFound         404: no execution of this run is kept
 │   │   └── WebhookNotFound     404: the execution has no webhook
 │   ├── Unauthorized            401: no API key, or one that is unknown or revoked
 │   ├── Forbidden               403: the key's role does not allow this
 │   │   └── NodeOwned           403: the node id belongs to another agent key
+│   ├── ExecutionExpired        410: the execution existed, its record is past retention
 │   ├── InvalidTransition       409: a terminal execution cannot change again
 │   │   ├── ExecutionNotTerminal 409: a webhook is only sent once its execution is terminal
 │   │   └── WebhookBusy         409: the last delivery attempt is still being closed
@@ -41,6 +44,7 @@ AgentFieldArqError
 │   │   └── SkillFailed         500
 │   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
 │   ├── Unavailable             503: Redis does not answer
+│   │   └── NotReady            503: no worker is alive to take the work (`/ready`)
 │   ├── QueueFull               503: too many executions wait for a worker; retry later
 │   └── SyncTimeout             504: a sync execute reached its limit; the execution carries on
 ├── ClientError                 the client (or an agent's `app.call`) got no usable answer
@@ -135,6 +139,13 @@ class InvalidBaseUrl(InvalidRequest, ValueError):
     code = "invalid_base_url"
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    """An `Idempotency-Key` already used, within its lifetime, for another request (another
+    target, body or header)."""
+
+    code = "idempotency_key_reused"
+
+
 class InvalidInput(InvalidRequest, ValueError):
     """An agent's input does not fit the target's signature; `field` names the culprit."""
 
@@ -178,6 +189,12 @@ class NodeNotFound(NotFound):
     code = "node_not_found"
 
 
+class RunNotFound(NotFound):
+    """No execution of this run id is kept (none was made, or all have expired)."""
+
+    code = "run_not_found"
+
+
 class WebhookNotFound(NotFound):
     """The execution was submitted without a (valid) webhook."""
 
@@ -217,6 +234,12 @@ class KeyQueueFull(RateLimited):
     """The key has as many unfinished executions as it may; retry once some have ended."""
 
     code = "key_queue_full"
+
+
+class ExecutionExpired(ApiError):
+    """The execution existed and ended, and its record is gone past retention."""
+
+    code = "execution_expired"
 
 
 class InvalidTransition(ApiError):
@@ -303,6 +326,12 @@ class Unavailable(ApiError):
     code = "unavailable"
 
 
+class NotReady(Unavailable):
+    """Redis answers, but no worker has been heard from: work would wait."""
+
+    code = "not_ready"
+
+
 class ClientError(AgentFieldArqError):
     """The client, or an agent's `app.call`, got no usable answer from the control plane."""
 
@@ -364,12 +393,14 @@ class SyncTimeout(ApiError):
 HTTP_STATUS: dict[type[ApiError], int] = {
     InvalidRequest: 400,
     InvalidInput: 422,
+    IdempotencyKeyReused: 422,
     MalformedInput: 400,
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
     InvalidTransition: 409,
     RequestTimeout: 408,
+    ExecutionExpired: 410,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     HostNotAllowed: 421,

@@ -1,8 +1,11 @@
 -- A worker takes an execution to invoke its agent: queued -> running, or running -> running for a
 -- retry or after a crashed worker (attempt + 1). An execution waiting for its agent's callback,
 -- or already terminal, is not claimed.
--- KEYS: exec hash, status doc, events
--- ARGV: now_iso, now_ms, stream_maxlen
+-- The first claim queues the caller's `started` webhook notice, if it asked for one.
+-- KEYS: exec hash, status doc, events, index status queued, index status running, queue,
+--       started notice arq job, enqueue-to-start histogram
+-- ARGV: now_iso, now_ms, stream_maxlen, index cutoff, index ttl_s, started job id,
+--       started job payload, notice job ttl_ms
 local flat = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
@@ -20,7 +23,13 @@ redis.call('HSET', KEYS[1], unpack(set))
 if h.status == 'queued' then
   h.status = 'running'
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-  append_event(KEYS[3], ARGV[3], h.execution_id, 'running')
+  local job = nil
+  if queue_notice(h, 'started', KEYS[6], KEYS[7], ARGV[6], ARGV[7], ARGV[8], ARGV[2]) then
+    job = 'webhook'
+  end
+  append_event(KEYS[3], ARGV[3], h, 'running', job)
+  if h.created_ms then observe(KEYS[8], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
+  index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[4], ARGV[5])
 end
 h.attempt = attempt
 h.status = 'running'
