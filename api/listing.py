@@ -40,7 +40,9 @@ def _time(params: QueryParams, name: str) -> int | None:
     except ValueError:
         stamp = None
     if stamp is None or stamp.tzinfo is None:
-        raise InvalidRequest(f"{name}: an RFC 3339 timestamp with an offset, or unix milliseconds")
+        raise InvalidRequest(
+            f"query parameter {name}: an RFC 3339 timestamp with an offset, or unix milliseconds"
+        )
     return int(stamp.timestamp() * 1000)
 
 
@@ -49,7 +51,7 @@ def _checked(
 ) -> str | None:
     raw = params.get(name)
     if raw is not None and not valid(raw):
-        raise InvalidRequest(f"{name}: {rule}")
+        raise InvalidRequest(f"query parameter {name}: {rule}")
     return raw
 
 
@@ -57,12 +59,12 @@ def filters_of(params: QueryParams) -> Filters:
     """The list route's filters, each checked."""
     status, target = params.get("status"), params.get("target")
     if status is not None and status not in Status.__members__.values():
-        raise InvalidRequest(f"status: one of {', '.join(Status)}")
+        raise InvalidRequest(f"query parameter status: one of {', '.join(Status)}")
     if target is not None:
         try:
             parse_target(target)
         except InvalidTarget as exc:
-            raise InvalidRequest(f"target: {exc}") from exc
+            raise InvalidRequest(f"query parameter target: {exc}") from exc
     return Filters(
         status=status,
         target=target,

@@ -258,7 +258,7 @@ async def test_a_long_poll_answers_the_current_state_when_its_wait_runs_out(
     for bad in ("61", "-1", "soon"):
         refused = await api.get(f"/api/v1/executions/{execution_id}?wait={bad}")
         assert refused.status_code == 400
-        assert refused.json()["error"].startswith("wait:")
+        assert refused.json()["error"].startswith("query parameter wait:")
 
 
 async def test_an_agents_progress_shows_in_the_read_and_as_an_event(

@@ -117,7 +117,7 @@ async def test_a_malformed_query_parameter_is_400_naming_it(
     answer = await api.get(f"/api/v1/executions?{query}")
     assert answer.status_code == 400
     assert answer.json()["code"] == "invalid_request"
-    assert answer.json()["error"].startswith(f"{named}:")
+    assert answer.json()["error"].startswith(f"query parameter {named}:")
 
 
 async def test_an_expired_record_is_never_listed_and_leaves_the_index_it_was_read_from(

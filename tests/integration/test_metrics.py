@@ -101,4 +101,4 @@ async def test_health_stays_liveness_and_adds_the_counts_on_request(
     assert detail["workers_alive"] == 0
     bad = await api.get("/health?detail=yes")
     assert bad.status_code == 400
-    assert bad.json()["error"].startswith("detail:")
+    assert bad.json()["error"].startswith("query parameter detail:")
