@@ -35,6 +35,7 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
   run     install if needed, then start Redis, the API, two workers and the example agents
   test    install if needed, then run ruff, mypy and the whole pytest suite
   bench   install if needed (with the bench extras), then run the benchmarks
+  mutate  install if needed (with mutmut), then mutation-test the pure core (docs/mutation.md)
   shell   install if needed, then run ARGS inside the virtual environment
 """
 
@@ -114,15 +115,30 @@ def _test(args: list[str]) -> int:
     return 0
 
 
+def _mutate(args: list[str]) -> int:
+    """mutmut over the modules pyproject's [tool.mutmut] lists, at the lowest CPU priority (one
+    child per core unless ARGS say otherwise), then its summary of the survivors."""
+    run = ["nice", "-n", "19", str(BIN / "mutmut"), "run"]
+    if "--max-children" not in args:
+        run += ["--max-children", str(os.cpu_count() or 1)]
+    code = _exec([*run, *args])
+    if code != 0:
+        return code
+    return _exec([str(BIN / "mutmut"), "results"])
+
+
 def main(argv: list[str]) -> int:
     """Dispatch one dev.py command; returns the process exit code."""
-    if not argv or argv[0] not in {"run", "test", "bench", "shell"}:
+    if not argv or argv[0] not in {"run", "test", "bench", "mutate", "shell"}:
         print(USAGE, file=sys.stderr)
         return 2
     command, rest = argv[0], argv[1:]
     if command == "bench":
         _ensure_installed("server,dev,bench")
         return _exec([str(BIN / "python"), "-m", "bench", *rest])
+    if command == "mutate":
+        _ensure_installed("server,dev,mutate")
+        return _mutate(rest)
     _ensure_installed()
     if command == "run":
         return _exec([str(BIN / "agentfield-arq"), "run", *rest])

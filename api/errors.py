@@ -35,6 +35,8 @@ async def api_error(request: Request, exc: Exception) -> Response:
     """Map the core's error tree to statuses."""
     assert isinstance(exc, errors.ApiError)
     response = error_response(errors.http_status(exc), exc.code, exc.message, **exc.details)
+    if exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_s)
     # An error about one execution (a sync timeout) names it in the headers too.
     for field, header in (("execution_id", "X-Execution-ID"), ("run_id", "X-Run-ID")):
         if field in exc.details:

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from agentfield_arq.api.access import identity
 from agentfield_arq.api.body import decode, read_body, read_json
 from agentfield_arq.api.deps import deps
+from agentfield_arq.core.recovery import node_restarted
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.models import (
     Acknowledged,
@@ -29,12 +30,14 @@ async def register(request: Request) -> Response:
     d = deps(request)
     body = await read_body(request, d.settings.max_body_bytes)
     node = decode(body, NodeRegistration, d.settings.max_json_depth)
-    base_url = await d.nodes.register(body, node, identity(request))
+    outcome = await d.nodes.register(body, node, identity(request))
+    if outcome.restarted:
+        await node_restarted(d.store, node.id, node.on_restart)
     registered = NodeRegistered(
         success=True,
         message=f"node '{node.id}' registered",
         node_id=node.id,
-        resolved_base_url=base_url,
+        resolved_base_url=outcome.base_url,
     )
     return _json(registered, 201)
 

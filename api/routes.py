@@ -41,7 +41,9 @@ from agentfield_arq.kernel.errors import (
     InvalidTransition,
     JsonTooDeep,
     NodeNotFound,
+    NodeUnavailable,
     NotReady,
+    NotReplicated,
     NotSupported,
     PayloadTooLarge,
     QueueFull,
@@ -84,6 +86,8 @@ PREFIX = "/api/v1"
 # (api/errors.py answers any Redis connection error as Unavailable).
 BODY = (InvalidRequest, JsonTooDeep, PayloadTooLarge, RequestTimeout)
 REDIS = (Unavailable,)
+# What every endpoint that acknowledges a state change can answer besides (REDIS_WAIT_REPLICAS).
+DURABLE = (*REDIS, NotReplicated)
 
 
 async def document(request: Request) -> Response:
@@ -128,6 +132,7 @@ _EXECUTE_ERRORS = (
     TargetNotFound,
     ExecutionExpired,
     QueueFull,
+    NodeUnavailable,
 )
 _GONE = (ExecutionNotFound, ExecutionExpired)
 _SSE = (
@@ -163,7 +168,7 @@ OPERATIONS: list[Operation] = [
         "Queue an execution",
         {202: ("queued; durable before this answer", Submitted)},
         body=ExecuteRequest,
-        errors=(*_EXECUTE_ERRORS, *REDIS),
+        errors=(*_EXECUTE_ERRORS, *DURABLE),
         access=Access.CALLER,
     ),
     Operation(
@@ -173,7 +178,7 @@ OPERATIONS: list[Operation] = [
         "Run an execution and wait for its end",
         {200: ("terminal", SyncResult)},
         body=ExecuteRequest,
-        errors=(*_EXECUTE_ERRORS, *REDIS, SyncTimeout),
+        errors=(*_EXECUTE_ERRORS, *DURABLE, SyncTimeout),
         access=Access.CALLER,
     ),
     Operation(
@@ -249,7 +254,7 @@ OPERATIONS: list[Operation] = [
         "An agent reports an execution's progress or outcome",
         {200: ("the execution", Execution)},
         body=CallbackRequest,
-        errors=(*BODY, ExecutionNotFound, InvalidTransition, *REDIS),
+        errors=(*BODY, ExecutionNotFound, InvalidTransition, *DURABLE),
         access=Access.REPORT,
     ),
     Operation(
@@ -260,7 +265,7 @@ OPERATIONS: list[Operation] = [
         {200: ("the execution, cancelled", Execution)},
         body=CancelRequest,
         body_required=False,
-        errors=(*BODY, *_GONE, InvalidTransition, *REDIS),
+        errors=(*BODY, *_GONE, InvalidTransition, *DURABLE),
         access=Access.CALLER,
     ),
     Operation(
@@ -275,7 +280,8 @@ OPERATIONS: list[Operation] = [
             TargetNotFound,
             InvalidTransition,
             QueueFull,
-            *REDIS,
+            NodeUnavailable,
+            *DURABLE,
         ),
         access=Access.CALLER,
     ),

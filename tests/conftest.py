@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 
 from agentfield_arq.core.connection import connect
@@ -22,6 +23,25 @@ from tests.keys import ADMIN_KEY
 
 # The host of the in-process API clients (`http://api.test`), allowed by the test settings.
 TEST_HOST = "api.test"
+
+
+# Property tests (tests/lifecycle/). `ci` (chosen when CI is set) draws the same examples
+# on every run; `dev` draws new ones each run and keeps failures in .hypothesis/; `thorough`
+# (`--hypothesis-profile=thorough`) runs ten times as many sequences, of up to 100 steps, not 30.
+hypothesis_settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    max_examples=200,
+    stateful_step_count=30,
+    deadline=None,
+    print_blob=True,
+)
+hypothesis_settings.register_profile("dev", max_examples=200, stateful_step_count=30, deadline=None)
+hypothesis_settings.register_profile(
+    "thorough", max_examples=2000, stateful_step_count=100, deadline=None
+)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")

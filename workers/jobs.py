@@ -34,10 +34,13 @@ async def _outlasting_outages(step: Awaitable[T]) -> T:
 
 
 async def run_execution(ctx: dict[str, Any], execution_id: str) -> None:
-    """Invoke the execution's agent once; a transient failure is retried by arq after a backoff."""
+    """Invoke the execution's agent once; what is tried again after a call is queued again as
+    a new job, and this job is deferred by arq only while the node is at its cap."""
     runner = _runner(ctx)
     last_try = ctx["job_try"] >= runner.settings.max_job_tries
-    delay = await _outlasting_outages(runner.run(execution_id, last_try=last_try))
+    delay = await _outlasting_outages(
+        runner.run(execution_id, job_id=ctx["job_id"], last_try=last_try)
+    )
     if delay is not None:
         raise Retry(defer=delay)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 from arq import cron, func
-from arq.connections import RedisSettings
 
 from agentfield_arq.core.arq_bridge import (
     DELIVER_WEBHOOK,
@@ -16,12 +17,14 @@ from agentfield_arq.core.arq_bridge import (
     TELL_AGENT,
     arq_deserialize,
     arq_serialize,
+    redis_settings,
     sweep_cron_name,
 )
 from agentfield_arq.core.cancellation import Cancellation
 from agentfield_arq.core.delivery import Deliverer, job_max_tries, webhook_client
 from agentfield_arq.core.guard import agent_client
 from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.lease import WorkerLease
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.runner import Runner
@@ -59,7 +62,7 @@ def worker_settings(
     return {
         "functions": _functions(settings),
         "cron_jobs": _cron_jobs(settings),
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": redis_settings(settings.redis_url),
         "queue_name": Keys(settings.key_prefix).queue,
         "job_serializer": arq_serialize,
         "job_deserializer": arq_deserialize,
@@ -67,6 +70,9 @@ def worker_settings(
         "poll_delay": settings.worker_poll_delay_s,
         "keep_result": 0,
         "handle_signals": True,
+        # SIGTERM: take no new job, let running ones finish this long, then cancel them (a
+        # cancelled run hands its execution back, see Runner.run).
+        "job_completion_wait": settings.worker_drain_s,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "health_check_interval": 30,
@@ -79,13 +85,21 @@ def _lifecycle(
     webhook_transport: httpx.AsyncBaseTransport | None,
     tracing: Tracing,
 ) -> tuple[Hook, Hook]:
-    """Build the process's clients on start (a Runner and a Deliverer), close them on stop."""
+    """Build the process's clients on start (a Runner and a Deliverer) and start its lease;
+    close them on stop."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         redis = ctx["redis"]
+        running: set[str] = set()  # the run jobs in progress, whose arq locks the lease renews
+        lease = WorkerLease(redis, settings, running=running)
+        await lease.beat()  # live before it claims anything
+        ctx["lease"] = lease
+        ctx["lease_task"] = asyncio.create_task(lease.run())
         ctx["http"] = agent_client(settings, agent_transport)
         store, nodes = ExecutionStore(redis, settings), NodeRegistry(redis, settings)
-        ctx["runner"] = Runner(store, nodes, ctx["http"], settings, tracing)
+        ctx["runner"] = Runner(
+            store, nodes, ctx["http"], settings, lease.worker_id, running, tracing
+        )
         ctx["cancellation"] = Cancellation(store, nodes, ctx["http"], settings)
         ctx["webhook_http"] = webhook_client(settings, webhook_transport)
         ctx["deliverer"] = Deliverer(
@@ -93,6 +107,11 @@ def _lifecycle(
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "lease_task" in ctx:
+            ctx["lease_task"].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ctx["lease_task"]
+            await ctx["lease"].release()
         for client in ("http", "webhook_http"):
             if client in ctx:
                 await ctx[client].aclose()
@@ -141,9 +160,7 @@ def _cron_jobs(settings: Settings) -> list[Any]:
             name=sweep_cron_name(settings.key_prefix),
             second=set(range(0, 60, settings.sweep_interval_s)),
             microsecond=0,
-            # arq sizes every job's in-progress lock on its longest timeout, so this one
-            # must not exceed run_execution's or crash recovery slows down.
-            timeout=settings.job_timeout_s,
+            timeout=settings.webhook_job_timeout_s,
             keep_result=0,
             run_at_startup=False,
         )

@@ -33,6 +33,4 @@ def create_worker(
     kwargs.update(
         burst=burst, handle_signals=handle_signals, redis_pool=arq_pool(settings, keys.queue)
     )
-    return WakingWorker(
-        settings=settings, wake_stream=keys.events, roster_key=keys.workers, **kwargs
-    )
+    return WakingWorker(settings=settings, wake_stream=keys.events, **kwargs)

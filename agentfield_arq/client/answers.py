@@ -47,12 +47,12 @@ def raise_for(response: httpx.Response) -> None:
     if cls is errors.ApiError and body.code:
         exc.code = body.code
     exc.status_code = response.status_code
-    if isinstance(exc, errors.RateLimited):
-        exc.retry_after_s = _seconds(response.headers.get("retry-after"), exc.retry_after_s)
+    # RateLimited, NodeUnavailable...: the answer's Retry-After, else the class's default.
+    exc.retry_after_s = _seconds(response.headers.get("retry-after"), exc.retry_after_s)
     raise exc
 
 
-def _seconds(value: str | None, default: int) -> int:
+def _seconds(value: str | None, default: int | None) -> int | None:
     """A `Retry-After` in seconds (the control plane sends whole seconds), else `default`."""
     return int(value) if value is not None and value.isascii() and value.isdigit() else default
 

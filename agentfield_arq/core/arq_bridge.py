@@ -30,11 +30,15 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   still a sorted set of job ids scored by the unix ms at which they may run.
 - The in-progress lock: webhook_redrive.lua refuses to queue a delivery while the lock of the
   same job id is held, because arq's `finish_job` of the previous run deletes the job record of
-  that id. `Settings.recovery_bound_s` assumes that the lock lasts the longest job timeout plus
-  10 s (`Worker.in_progress_timeout_s`) and that arq takes a job whose lock expired.
+  that id. `WakingWorker` sets `Worker.in_progress_timeout_s` (`Settings.lock_timeout_s`), and
+  `Settings.recovery_bound_s` assumes that arq takes a job whose lock expired. requeue.lua
+  deletes a run job's record, lock and retry count (`arq:retry:`) before queueing a new id.
 - The try counter: arq INCRs `arq:retry:{job id}` when a run of a job starts and keeps it when
   the job raises `Retry`; node_slot.lua DECRs it when a node is at its cap, so that waiting for
   a slot is not counted as one of the job's tries (`max_tries`, `job_try`).
+- Drains: `job_completion_wait` (SIGTERM stops picking jobs, waits, then cancels the tasks);
+  arq leaves a cancelled job queued to run again, which for a run job that handed its
+  execution back first is a no-op (its record and queue entry are gone).
 - The poll loop: `WakingWorker` overrides the private `Worker._poll_iteration` and reads the
   private `job_counter` and `max_jobs`; `Worker.main` must still call `_poll_iteration` once
   per `poll_delay` (we pass 0) and, in burst mode, stop once the queue is empty (the
@@ -54,26 +58,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import os
-import socket
-import time
 from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Worker
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from agentfield_arq.core.connection import PackedConnection, connect, reraise_cancel, timeouts
+from agentfield_arq.core.connection import connect, connection_pool, reraise_cancel
+from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.backoff import backoff_s
+from agentfield_arq.kernel.errors import NotReplicated
 from agentfield_arq.kernel.status import Status
 
 logger = logging.getLogger(__name__)
@@ -97,9 +99,11 @@ JOB_PAYLOAD_TTL_MS = 86_400_000
 # Lifecycle entries read per XREAD while waiting to be woken.
 READ_COUNT = 100
 _QUEUED = Status.QUEUED.value.encode()
-# Redis is unreachable, stalled or still loading its data: what a job retries (redis-py raises
-# WatchError for a connection lost while a key is watched).
-OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, WatchError, OSError)
+# Redis is unreachable, stalled or still loading its data, or no replica confirmed a write that
+# REDIS_WAIT_REPLICAS wanted confirmed: what a job retries (redis-py raises WatchError for a
+# connection lost while a key is watched; a transition retried after NotReplicated changes
+# nothing and waits for the replicas again).
+OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, WatchError, OSError, NotReplicated)
 # What the poll loop survives: any Redis error (it polls again), so that no Redis answer can
 # end the worker process.
 POLL_ERRORS = (RedisError, OSError)
@@ -137,6 +141,14 @@ def delivery_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
     return _payload(DELIVER_WEBHOOK, execution_id, enqueue_ms)
 
 
+def run_job_id(execution_id: str, token: str) -> str:
+    """The arq job id of a run queued again (a hand-back, a retry, a wait for the node): a
+    fresh id each time, so that a worker still finishing an older job of the execution (arq's
+    `finish_job` deletes its job's record and queue entry) cannot touch the new one; the first
+    run job's id is the execution id itself."""
+    return f"{execution_id}~{token}"
+
+
 def delivery_job_id(execution_id: str) -> str:
     """The arq job id of an execution's webhook delivery (its run job's id is the execution id)."""
     return f"whk_{execution_id}"
@@ -155,12 +167,10 @@ def tell_agent_job_id(execution_id: str) -> str:
 
 def arq_pool(settings: Settings, queue: str) -> ArqRedis:
     """The worker's Redis pool, as arq's `create_pool` builds it but with our connection class
-    and timeouts (arq's sets none for commands) and our msgpack serializer."""
-    pool = ConnectionPool.from_url(
-        settings.redis_url, connection_class=PackedConnection, **timeouts(settings)
-    )
+    and timeouts (arq's sets none for commands), through Sentinel for a `redis+sentinel://`
+    URL, and our msgpack serializer."""
     return ArqRedis(
-        pool,
+        connection_pool(settings.redis_url, settings),
         job_serializer=arq_serialize,
         job_deserializer=arq_deserialize,
         default_queue_name=queue,
@@ -176,6 +186,22 @@ def notice_job_id(execution_id: str, event: str, bucket: int) -> str:
 def notice_job_payload(execution_id: str, event: str, bucket: int, enqueue_ms: int) -> bytes:
     """arq's job record of `notify_webhook(execution_id, event, bucket)`."""
     return _payload(NOTIFY_WEBHOOK, execution_id, enqueue_ms, event, str(bucket))
+
+
+def redis_settings(url: str) -> RedisSettings:
+    """arq's connection settings for `url`, a plain Redis URL or a `redis+sentinel://` one (for
+    a Worker built without `arq_pool`: arq then asks the same sentinels)."""
+    address = sentinel_address(url)
+    if address is None:
+        return RedisSettings.from_dsn(url)
+    return RedisSettings(
+        host=address.sentinels,
+        sentinel=True,
+        sentinel_master=address.service,
+        database=address.db,
+        username=address.username,
+        password=address.password,
+    )
 
 
 def sweep_cron_name(key_prefix: str) -> str:
@@ -221,35 +247,6 @@ class Wake:
         return False
 
 
-class Heartbeat:
-    """This worker's entry in the roster (core/roster.py's sorted set): refreshed from the poll
-    loop at most every `BEAT_S`, dropped when the worker closes."""
-
-    BEAT_S = 5.0
-    ALIVE_S = 3 * BEAT_S
-
-    def __init__(self, redis: Redis, key: str) -> None:
-        self.redis = redis
-        self.key = key
-        self.member = f"{socket.gethostname()}:{os.getpid()}"
-        self.last = -math.inf
-
-    async def beat(self, now: float) -> None:
-        """Record this worker alive now, unless it did within `BEAT_S`; forget the silent."""
-        if now - self.last < self.BEAT_S:
-            return
-        self.last = now
-        stamp = time.time_ns() // 1_000_000
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.key, {self.member: stamp})
-            pipe.zremrangebyscore(self.key, "-inf", stamp - self.ALIVE_S * 1000)
-            await pipe.execute()
-
-    async def leave(self) -> None:
-        """Counted out at once."""
-        await self.redis.zrem(self.key, self.member)
-
-
 class WakingWorker(Worker):
     """arq's Worker, polling at once when the lifecycle stream says something was queued.
 
@@ -258,17 +255,17 @@ class WakingWorker(Worker):
     answers.
     """
 
-    def __init__(
-        self, *, settings: Settings, wake_stream: str, roster_key: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, settings: Settings, wake_stream: str, **kwargs: Any) -> None:
         self.wait_s = float(kwargs.pop("poll_delay"))
         # arq's own loop must not sleep between polls: _poll_iteration below does the waiting.
         super().__init__(poll_delay=0, **kwargs)
+        # arq sizes its lock on the longest job timeout, which for run jobs is the longest agent
+        # call allowed; run jobs do not need it (claims are fenced by the worker leases), and
+        # deliveries, which do, would otherwise wait that long after a crash.
+        self.in_progress_timeout_s = settings.lock_timeout_s
         self.wake_redis = connect(settings.redis_url, settings, block_s=self.wait_s)
         self.wake = Wake(self.wake_redis, wake_stream)
         self.failed_polls = 0
-        # A heartbeat from the poll loop itself: a worker that stops polling stops counting.
-        self.heartbeat = None if roster_key is None else Heartbeat(self.wake_redis, roster_key)
 
     async def _poll_iteration(self) -> None:
         try:
@@ -300,8 +297,6 @@ class WakingWorker(Worker):
         reraise_cancel()
         loop = asyncio.get_running_loop()
         began = loop.time()
-        if self.heartbeat is not None:
-            await self._guarded(self.heartbeat.beat(loop.time()))
         if self.wake.cursor is None:
             await self._guarded(self.wake.prime())
         await super()._poll_iteration()
@@ -325,11 +320,9 @@ class WakingWorker(Worker):
             return False
 
     async def close(self) -> None:
-        """arq's shutdown, then the wake-up connection's (leaving the roster first)."""
+        """arq's shutdown, then the wake-up connection's."""
         try:
             await super().close()
         finally:
             with contextlib.suppress(RedisError):
-                if self.heartbeat is not None:
-                    await self.heartbeat.leave()
                 await self.wake_redis.aclose()

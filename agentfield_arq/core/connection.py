@@ -1,5 +1,11 @@
 """The Redis client of every process (`connect`), whose commands hiredis packs in C, and
-which gives up on a stalled Redis after its timeouts.
+which gives up on a stalled Redis after its timeouts; to one server (`redis://`, `rediss://`,
+`unix://`) or to the primary that Redis Sentinel names.
+
+Sentinel URLs (`redis+sentinel://host:port,.../service/db`, read by core/sentinel.py): every
+connection asks the sentinels for the current primary when it connects; after a failover, a
+connection to the old primary fails (or is refused as read-only) and the next one finds the
+new primary.
 
 redis-py's synchronous client already packs commands with `hiredis.pack_command`; its asyncio
 client still builds each command's bytes in Python, argument by argument. Measured with the
@@ -26,14 +32,31 @@ import asyncio
 from typing import Any
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import Connection
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import DataError
 from redis.typing import EncodableT
 
+from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.core.settings import Settings
 
 DEFAULTS = Settings()
+
+
+def _pack(args: tuple[EncodableT, ...]) -> list[bytes]:
+    """The command in the Redis protocol, as one buffer."""
+    # As redis-py does: a command name holding its subcommand ("CLIENT SETINFO") is sent as
+    # separate arguments.
+    head = args[0]
+    if isinstance(head, str):
+        args = (*head.encode().split(), *args[1:])
+    elif isinstance(head, bytes) and b" " in head:
+        args = (*head.split(), *args[1:])
+    try:
+        return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # its stub types a 1-tuple
+    except TypeError as exc:  # None, bool, or a type Redis cannot hold
+        raise DataError(str(exc)) from exc
 
 
 class PackedConnection(Connection):
@@ -42,17 +65,15 @@ class PackedConnection(Connection):
 
     def pack_command(self, *args: EncodableT) -> list[bytes]:
         """The command in the Redis protocol, as one buffer."""
-        # As redis-py does: a command name holding its subcommand ("CLIENT SETINFO") is sent
-        # as separate arguments.
-        head = args[0]
-        if isinstance(head, str):
-            args = (*head.encode().split(), *args[1:])
-        elif isinstance(head, bytes) and b" " in head:
-            args = (*head.split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # its stub types a 1-tuple
-        except TypeError as exc:  # None, bool, or a type Redis cannot hold
-            raise DataError(str(exc)) from exc
+        return _pack(args)
+
+
+class PackedSentinelConnection(SentinelManagedConnection):
+    """A connection to the primary that Sentinel names, with hiredis' command packer."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        """The command in the Redis protocol, as one buffer."""
+        return _pack(args)
 
 
 def timeouts(settings: Settings, block_s: float = 0.0) -> dict[str, Any]:
@@ -66,19 +87,44 @@ def timeouts(settings: Settings, block_s: float = 0.0) -> dict[str, Any]:
     }
 
 
-def connect(url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0) -> Redis:
-    """A Redis client returning bytes, so that stored JSON documents pass through untouched,
-    with the timeouts of `settings` (see `timeouts`)."""
-    client: Redis = Redis.from_url(
-        url,
+def connection_pool(
+    url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0
+) -> ConnectionPool:
+    """The connection pool of `connect` (bytes, hiredis packing, the timeouts of `settings`),
+    also arq's in the workers; a Sentinel-managed one for a `redis+sentinel://` URL, whose
+    sentinels are asked with the same timeouts."""
+    address = sentinel_address(url)
+    if address is None:
+        pool: ConnectionPool = ConnectionPool.from_url(
+            url,
+            decode_responses=False,
+            health_check_interval=30,
+            connection_class=PackedConnection,
+            **timeouts(settings, block_s),
+        )
+        return pool
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        address.sentinels, sentinel_kwargs=timeouts(settings)
+    )
+    return SentinelConnectionPool(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        address.service,
+        sentinel,
+        connection_class=PackedSentinelConnection,
+        db=address.db,
+        username=address.username,
+        password=address.password,
         decode_responses=False,
         health_check_interval=30,
-        connection_class=PackedConnection,
-        socket_connect_timeout=settings.redis_connect_timeout_s,
-        socket_timeout=settings.redis_command_timeout_s + block_s,
-        lib_name=None,
-        lib_version=None,
+        **timeouts(settings, block_s),
     )
+
+
+def connect(url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0) -> Redis:
+    """A Redis client returning bytes, so that stored JSON documents pass through untouched,
+    with the timeouts of `settings` (see `timeouts`); through Sentinel when `url` is a
+    `redis+sentinel://` URL."""
+    # from_pool: closing the client closes its pool, as with Redis.from_url.
+    client: Redis = Redis.from_pool(connection_pool(url, settings, block_s=block_s))
     return client
 
 

@@ -118,6 +118,8 @@ async def accept(
     }
     if request.context is not None:
         fields["context"] = encode(request.context).decode()
+    if request.timeout_s is not None:  # > 0 (the body's schema); capped when the call is made
+        fields["timeout_s"] = repr(float(request.timeout_s))
     for header, field in FORWARDED_HEADERS.items():
         value = _header_id(headers, header)
         if value is not None:
@@ -135,6 +137,7 @@ async def accept(
         owner=owner.key_id,
         webhook_secret=fields.pop("webhook_secret", ""),
         max_active=0 if owner.is_admin else store.settings.key_max_active,
+        queue_if_unavailable=request.queue_if_unavailable,
     )
     if key is not None:
         new.idempotency_key = hashlib.sha256(f"{owner.key_id}\n{key}".encode()).hexdigest()

@@ -126,11 +126,6 @@ class Keys:
         return f"{self.prefix}:stats:webhook-attempts"
 
     @property
-    def workers(self) -> str:
-        """Sorted set: worker process ids scored by their last heartbeat (unix ms)."""
-        return f"{self.prefix}:workers"
-
-    @property
     def dead_webhooks(self) -> str:
         """Sorted set (by member): `{failed_at_ms:013d}:{execution_id}` of dead deliveries."""
         return f"{self.prefix}:webhooks:dead"
@@ -161,6 +156,17 @@ class Keys:
         return f"{self.prefix}:queue"
 
     @property
+    def workers(self) -> str:
+        """Sorted set: live worker ids scored by when their lease lapses (unix ms)."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def holders(self) -> str:
+        """Hash: execution id -> id of the worker calling its agent now (claimed, not yet
+        settled, handed back or awaiting a callback)."""
+        return f"{self.prefix}:holders"
+
+    @property
     def nodes(self) -> str:
         """Set: ids of registered nodes."""
         return f"{self.prefix}:nodes"
@@ -181,8 +187,8 @@ class Keys:
         return f"{self.prefix}:node-slots:{node_id}"
 
     def node_waiting(self, node_id: str) -> str:
-        """Sorted set: ids of executions waiting for a slot of this node, scored by their first
-        deferral (unix ms); a freed slot wakes the oldest."""
+        """Sorted set: the run job ids of executions waiting for a slot of this node, scored by
+        their first deferral (unix ms); a freed slot wakes the oldest."""
         return f"{self.prefix}:node-waiting:{node_id}"
 
     def node_targets(self, node_id: str) -> str:
@@ -214,6 +220,11 @@ class Keys:
     def dispatch_secret(self) -> str:
         """String: the secret of per-dispatch callback tokens, made once, shared by all."""
         return f"{self.prefix}:dispatch-secret"
+
+    def node_awaiting(self, node_id: str) -> str:
+        """Sorted set: ids of executions a node accepted with 202, scored by their deadline;
+        what is dispatched again when the node comes back as a new instance."""
+        return f"{self.prefix}:node-awaiting:{node_id}"
 
     @staticmethod
     def arq_job(job_id: str) -> str:

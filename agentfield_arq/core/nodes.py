@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import httpx
+import msgspec
 from redis.asyncio import Redis
 
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
@@ -32,6 +33,24 @@ STOPPED = "stopped"
 DOWN_STATUSES = frozenset({STOPPED, "offline", "stopping", "shutting_down"})
 
 
+class Registered(msgspec.Struct, kw_only=True, frozen=True):
+    """A registration's outcome: where the node listens, and whether it came back as another
+    instance (a new `instance_id`) than the one registered before."""
+
+    base_url: str
+    restarted: bool
+
+
+class Dispatch(msgspec.Struct, kw_only=True, frozen=True):
+    """What a worker needs to call a node: where it listens, whether it is live (heard from
+    within its lease and not stopped), its call limit and whether its calls may be repeated."""
+
+    base_url: str
+    live: bool
+    timeout_s: float | None
+    retry_safe: bool
+
+
 class NodeRegistry:
     """Registration, heartbeats and lookups of agent nodes."""
 
@@ -45,10 +64,10 @@ class NodeRegistry:
 
     async def register(
         self, body: bytes, node: NodeRegistration, identity: Identity = ANONYMOUS_ADMIN
-    ) -> str:
-        """Store a node's record (all its fields, known or not); returns its base URL. The
-        first agent key to register an id owns it; another key's registration is NodeOwned
-        and changes nothing. In-process callers act as an admin."""
+    ) -> Registered:
+        """Store a node's record (all its fields, known or not). The first agent key to
+        register an id owns it; another key's registration is NodeOwned and changes nothing.
+        In-process callers act as an admin."""
         try:
             parse_target(f"{node.id}.x")  # the node id must be usable in targets
         except InvalidTarget as exc:
@@ -66,6 +85,8 @@ class NodeRegistry:
         now = now_ms()
         k = self.keys
         async with self.redis.pipeline(transaction=True) as tx:
+            # Read inside the transaction, before the write: the instance registered until now.
+            tx.hget(k.node(node.id), "instance_id")
             tx.delete(k.node_targets(node.id))
             if targets:
                 tx.hset(k.node_targets(node.id), mapping=targets)
@@ -81,6 +102,10 @@ class NodeRegistry:
                     "last_heartbeat_ms": now,
                     "last_heartbeat_at": rfc3339(now),
                     "agent_status": "ready",
+                    "instance_id": node.instance_id,
+                    "on_restart": node.on_restart,
+                    "call_timeout_s": "" if node.call_timeout_s is None else node.call_timeout_s,
+                    "retry_safe": "1" if node.retry_safe else "",
                 },
             )
             if node.max_in_flight is None:
@@ -89,9 +114,14 @@ class NodeRegistry:
                 tx.hset(k.node(node.id), "max_in_flight", str(node.max_in_flight))
             tx.expire(k.node(node.id), NODE_TTL_S)
             tx.sadd(k.nodes, node.id)
-            await tx.execute()
-        logger.info("registered node_id=%s base_url=%s targets=%d", node.id, base_url, len(targets))
-        return base_url
+            replies = await tx.execute()
+        previous = replies[0].decode() if replies[0] else ""
+        restarted = bool(previous and node.instance_id and previous != node.instance_id)
+        logger.info(
+            "registered node_id=%s base_url=%s targets=%d restarted=%s",
+            node.id, base_url, len(targets), restarted,
+        )  # fmt: skip
+        return Registered(base_url=base_url, restarted=restarted)
 
     async def _claim_id(self, node_id: str, identity: Identity) -> None:
         k = self.keys
@@ -142,6 +172,28 @@ class NodeRegistry:
         url: bytes | None = await self.redis.hget(self.keys.node(node_id), "base_url")  # type: ignore[misc]  # redis-py's async stubs
         return url.decode() if url else None
 
+    async def dispatch(self, node_id: str) -> Dispatch | None:
+        """How to call the node now (it may have re-registered since the execution was
+        queued), or None when it is not registered."""
+        if not safe_id(node_id):
+            return None
+        names = ["base_url", "last_heartbeat_ms", "agent_status", "call_timeout_s", "retry_safe"]
+        url, heard, status, timeout, safe = await self.redis.hmget(self.keys.node(node_id), names)  # type: ignore[misc]  # redis-py's async stubs
+        if not url:
+            return None
+        return Dispatch(
+            base_url=url.decode(),
+            live=self._live(int(heard or 0), (status or b"").decode()),
+            timeout_s=float(timeout) if timeout else None,
+            retry_safe=bool(safe),
+        )
+
+    def _live(self, last_heartbeat_ms: int, agent_status: str) -> bool:
+        return (
+            agent_status not in DOWN_STATUSES
+            and now_ms() - last_heartbeat_ms <= self.settings.node_lease_s * 1000
+        )
+
     async def get(self, node_id: str) -> dict[str, Any]:
         """One node's record as the API shows it."""
         _check_id(node_id)
@@ -165,12 +217,8 @@ class NodeRegistry:
     def _view(self, raw: dict[bytes, bytes]) -> dict[str, Any]:
         fields = {k.decode(): v for k, v in raw.items()}
         view: dict[str, Any] = any_decoder.decode(fields["record"])
-        last = int(fields["last_heartbeat_ms"])
         agent_status = fields.get("agent_status", b"").decode()
-        alive = (
-            agent_status not in DOWN_STATUSES
-            and now_ms() - last <= self.settings.node_lease_s * 1000
-        )
+        alive = self._live(int(fields["last_heartbeat_ms"]), agent_status)
         view.update(
             id=fields["id"].decode(),
             base_url=fields["base_url"].decode(),

@@ -1,16 +1,13 @@
-"""Which worker processes are alive: each one's poll loop refreshes its entry in a sorted set,
-scored by the time (`arq_bridge.Heartbeat`); one not heard from for `ALIVE_S` is counted out
-(and dropped by the next beat of any worker). Read by /ready, /api/v1/health?detail=1, /metrics
-and the `queue` command."""
+"""Which worker processes are alive: those whose liveness lease (core/lease.py, the sorted set
+`Keys.workers` scored by when each lease lapses) has not lapsed. The same set the reaper reads,
+so /ready, /api/v1/health?detail=1, /metrics and the `queue` command count exactly the workers
+whose claims recovery leaves alone."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from agentfield_arq.core.arq_bridge import Heartbeat
 from agentfield_arq.core.keys import Keys
-
-ALIVE_S = Heartbeat.ALIVE_S
 
 
 class Roster:
@@ -21,6 +18,6 @@ class Roster:
         self.keys = keys
 
     async def alive(self, now_ms: int) -> int:
-        """Workers heard from within `ALIVE_S` of `now_ms` (unix ms)."""
-        count: int = await self.redis.zcount(self.keys.workers, now_ms - ALIVE_S * 1000, "+inf")
+        """Workers whose lease lapses after `now_ms` (unix ms)."""
+        count: int = await self.redis.zcount(self.keys.workers, f"({now_ms}", "+inf")
         return count

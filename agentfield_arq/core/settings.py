@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.kernel.errors import ConfigurationError
 
 ENV_PREFIX = "AGENTFIELD_ARQ_"
@@ -22,6 +23,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Redis. Empty means: start the embedded valkey-server (run command) in `data_dir`.
     redis_url: str = ""
     key_prefix: str = "af"
+    # Durability: an acknowledgement (execute's 202, a callback's or cancel's answer, a
+    # worker's recorded outcome) waits until this many replicas hold the write (WAIT), up to
+    # the timeout, else the API answers 503 not_replicated. 0: answer once the primary has it.
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
     data_dir: str = ".agentfield-arq"
     # Every Redis client gives up on a connect, and on a command's answer, after these; a
     # stalled Redis then costs a request this long (a 503), not forever. Blocking reads
@@ -85,11 +91,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 2
     worker_concurrency: int = 32
     worker_poll_delay_s: float = 0.05
+    # The inline call's limit when neither the request nor the node sets one, and the most
+    # either may set.
     agent_timeout_s: float = 30.0
+    agent_max_timeout_s: float = 900.0
     max_result_bytes: int = 10_485_760
     agent_max_attempts: int = 4
     agent_retry_base_s: float = 1.0
     agent_retry_max_s: float = 30.0
+    # While nothing can be sent (node down, connection refused), the wait between tries is
+    # capped by this, so that an execution flows this soon after its node is back.
+    agent_wait_max_s: float = 2.0
     sweep_interval_s: int = 5
     max_job_tries: int = 20
     # Where agent calls may connect (core/guard.py): public addresses, plus loopback and
@@ -100,6 +112,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     agent_allowed_networks: str = ""
     # A cancelled or timed-out execution's agent is told at its cancel route; one try, this long.
     agent_cancel_timeout_s: float = 5.0
+    # A worker's liveness lease: refreshed three times per lease; executions held by a worker
+    # whose lease lapsed are handed to another (recovery in about 1.3 leases).
+    worker_lease_s: float = 3.0
+    # On SIGTERM a worker takes no new work and lets its calls finish this long, then hands
+    # back what is left.
+    worker_drain_s: float = 30.0
 
     # Nodes.
     node_lease_s: float = 30.0
@@ -154,8 +172,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def job_timeout_s(self) -> float:
-        """An arq job never outlives its agent call by more than a small margin."""
-        return self.agent_timeout_s + 2.0
+        """An arq run job never outlives the longest agent call by more than a small margin."""
+        return self.agent_max_timeout_s + 2.0
+
+    @property
+    def lock_timeout_s(self) -> float:
+        """arq's in-progress lock of every job: what delivery and sweep jobs rely on after a
+        crash. Run jobs do not: claims are fenced by the worker leases (claim.lua)."""
+        return self.webhook_job_timeout_s + 10.0
+
+    @property
+    def lease_recovery_bound_s(self) -> float:
+        """How long an execution held by a SIGKILLed worker waits before it is queued again:
+        its lease lapses, then the next reaper tick (a third of a lease) takes it."""
+        return self.worker_lease_s * (1 + 1 / 3) + self.worker_poll_delay_s
 
     @property
     def webhook_job_timeout_s(self) -> float:
@@ -176,13 +206,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def recovery_bound_s(self) -> float:
-        """How long a job held by a SIGKILLed worker waits before another worker takes it.
-
-        arq keeps its in-progress lock for the longest job timeout plus 10 s; the poll delay
-        adds to it.
-        """
-        longest = max(self.job_timeout_s, self.webhook_job_timeout_s)
-        return longest + 10.0 + self.worker_poll_delay_s
+        """How long a delivery job held by a SIGKILLed worker waits before another worker takes
+        it: arq's in-progress lock (`lock_timeout_s`), then a poll."""
+        return self.lock_timeout_s + self.worker_poll_delay_s
 
 
 _FIELDS: dict[str, Any] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
@@ -243,6 +269,9 @@ def _check(settings: Settings) -> None:
         "max_queued",
         "worker_concurrency",
         "agent_timeout_s",
+        "agent_max_timeout_s",
+        "agent_wait_max_s",
+        "worker_lease_s",
         "max_result_bytes",
         "agent_max_attempts",
         "sweep_interval_s",
@@ -263,6 +292,7 @@ def _check(settings: Settings) -> None:
     if not 1 <= settings.sweep_interval_s <= 59:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}SWEEP_INTERVAL_S must be 1..59")
     _check_webhooks(settings)
+    _check_redis(settings)
     for name in ("key_rate_limit", "key_max_active"):
         if getattr(settings, name) < 0:
             raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be >= 0")
@@ -271,10 +301,28 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}IDEMPOTENCY_TTL_S must be <= {ENV_PREFIX}RETENTION_S"
         )
+    if settings.agent_timeout_s > settings.agent_max_timeout_s:
+        raise ConfigurationError(
+            f"invalid setting: {ENV_PREFIX}AGENT_TIMEOUT_S must be <= "
+            f"{ENV_PREFIX}AGENT_MAX_TIMEOUT_S"
+        )
+    if settings.worker_drain_s < 0:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}WORKER_DRAIN_S must be >= 0")
     if settings.max_job_tries < settings.agent_max_attempts:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}MAX_JOB_TRIES must be >= {ENV_PREFIX}AGENT_MAX_ATTEMPTS"
         )
+
+
+def _check_redis(settings: Settings) -> None:
+    try:
+        sentinel_address(settings.redis_url)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}REDIS_URL: {exc}") from exc
+    if settings.redis_wait_replicas < 0:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}REDIS_WAIT_REPLICAS must be >= 0")
+    if settings.redis_wait_timeout_ms <= 0:
+        raise ConfigurationError(f"invalid setting: {ENV_PREFIX}REDIS_WAIT_TIMEOUT_MS must be > 0")
 
 
 def _check_webhooks(settings: Settings) -> None:

@@ -56,9 +56,11 @@ class NodeSlots:
         self._take = load_script(redis, "node_slot")
         self._free = load_script(redis, "node_slot_free")
 
-    async def take(self, execution_id: str, now: int) -> Slot | None:
-        """A slot of the execution's node, or the wait before asking again; None when the
-        execution needs none (it is gone or has ended: the claim will say so)."""
+    async def take(self, execution_id: str, now: int, job_id: str | None = None) -> Slot | None:
+        """A slot of the execution's node for its run job `job_id` (its first by default), or
+        the wait before that job asks again; None when the execution needs none (it is gone
+        or has ended: the claim will say so)."""
+        job_id = job_id or execution_id
         k = self.keys
         node = await self.redis.hget(k.execution(execution_id), "node_id")  # type: ignore[misc]  # redis-py's async stubs
         node_id = text(node) if node else ""
@@ -68,11 +70,11 @@ class NodeSlots:
             keys=[
                 k.node_slots(node_id),
                 k.node(node_id),
-                k.arq_retry(execution_id),
+                k.arq_retry(job_id),
                 k.execution(execution_id),
                 k.node_waiting(node_id),
             ],
-            args=[execution_id, now, self.lease_ms, self.settings.node_in_flight_cap],
+            args=[execution_id, now, self.lease_ms, self.settings.node_in_flight_cap, job_id],
         )
         taken, deferrals, cap = (int(v) for v in reply)
         if taken == NOT_NEEDED:

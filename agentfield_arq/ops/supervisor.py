@@ -1,5 +1,6 @@
 """A small process supervisor for the run command: start children, restart the ones that die
-(with a growing delay), and stop them all in order on Ctrl-C or SIGTERM.
+(with a growing delay), and stop them all in order on Ctrl-C or SIGTERM: stage by stage, each
+stage's children SIGTERMed together and given their own stop timeout, then a stage's hook.
 
 Services the supervisor does not start or stop (the embedded Redis, which starts before every
 child and stops after them) are watched too, and restarted the same way when they die."""
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +41,9 @@ class Child:
     argv: list[str]
     # Added to the supervisor's environment for this child only (its API key, say).
     env: dict[str, str] = field(default_factory=dict)
+    # Children stop in ascending stages; each has this long after its SIGTERM.
+    stage: int = 0
+    stop_timeout_s: float = STOP_TIMEOUT_S
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -87,12 +91,19 @@ class Supervisor:
     handler."""
 
     def __init__(
-        self, children: list[Child], env: dict[str, str], services: Sequence[Service] = ()
+        self,
+        children: list[Child],
+        env: dict[str, str],
+        services: Sequence[Service] = (),
+        after_stage: dict[int, Callable[[], None]] | None = None,
     ) -> None:
         self.children = children
         self.env = env
         self.services = [Watched(service) for service in services]
+        # Run once the stage's children are gone, before the next stage is stopped.
+        self.after_stage = after_stage or {}
         self.stopping = threading.Event()
+        self._stopped = False
 
     def start(self) -> None:
         """Start every child."""
@@ -147,12 +158,26 @@ class Supervisor:
             child.start(self.env)
 
     def stop(self) -> None:
-        """SIGTERM every child, wait, then SIGKILL the ones that linger."""
-        running = [c for c in self.children if c.process and c.process.poll() is None]
+        """Stop the children stage by stage (SIGTERM, wait, SIGKILL the ones that linger),
+        running each stage's hook after it; once only."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for stage in sorted({c.stage for c in self.children} | set(self.after_stage)):
+            self._stop_all([c for c in self.children if c.stage == stage])
+            hook = self.after_stage.get(stage)
+            if hook is not None:
+                try:
+                    hook()
+                except Exception:  # a failed hook must not leave later stages running
+                    logger.exception("the hook after stopping stage %d failed", stage)
+
+    def _stop_all(self, children: list[Child]) -> None:
+        running = [c for c in children if c.process and c.process.poll() is None]
         for child in running:
             assert child.process is not None
             child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        deadline = time.monotonic() + max((c.stop_timeout_s for c in running), default=0.0)
         for child in running:
             assert child.process is not None
             try:

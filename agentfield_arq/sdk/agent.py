@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar, overload
 
@@ -84,6 +85,9 @@ class Agent:
             raise ValueError(f"node_id '{node_id}' cannot name targets: {exc}") from exc
         self.node_id = node_id
         self.version = version
+        # This process's own id: registering under a new one tells the control plane that the
+        # node restarted, so that what it accepted and never reported is dispatched again.
+        self.instance_id = uuid.uuid4().hex
         self.server_url = resolve_server_url(server_url)
         # An agent key (`keys create --role agent`), else $AGENTFIELD_API_KEY as AgentField's.
         self.api_key = resolve_api_key(api_key)
@@ -202,6 +206,7 @@ class Agent:
             reasoners=[s for s, k in zip(specs, kinds, strict=True) if k is TargetKind.REASONER],
             skills=[s for s, k in zip(specs, kinds, strict=True) if k is TargetKind.SKILL],
             lifecycle_status="ready",
+            instance_id=self.instance_id,
             metadata={"description": self.description, "tags": self.tags, "sdk": "agentfield-arq"},
         )
         value: dict[str, Any] = msgspec.to_builtins(record)

@@ -28,8 +28,9 @@ SKILLS = ["add"]
 COUNTS = ("calls", "peak", "in_flight")
 
 
-def create_app(api_url: str) -> Starlette:
-    """The test agent; `api_url` is where it sends callbacks."""
+def create_app(api_url: str, lose_callbacks: bool = False) -> Starlette:
+    """The test agent; `api_url` is where it sends callbacks, unless it `lose_callbacks`, as
+    an agent that dies before reporting would."""
     calls: Counter[str] = Counter()
     in_flight: Counter[str] = Counter()
     peak: Counter[str] = Counter()
@@ -48,6 +49,8 @@ def create_app(api_url: str) -> Starlette:
             await http.post(f"{api_url}/api/v1/executions/{execution_id}/status", json=body)
 
     def later(execution_id: str, body: dict[str, Any], delay_s: float) -> None:
+        if lose_callbacks:
+            return
         task = asyncio.create_task(callback(execution_id, body, delay_s))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -140,9 +143,10 @@ def create_app(api_url: str) -> Starlette:
     )
 
 
-def registration(node_id: str, base_url: str) -> dict[str, Any]:
+def registration(node_id: str, base_url: str, instance_id: str = "") -> dict[str, Any]:
     """The node record this agent registers, with extra AgentField fields that must be kept."""
     return {
+        "instance_id": instance_id,
         "id": node_id,
         "base_url": base_url,
         "version": "1.0.0",
@@ -157,12 +161,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--api", required=True)
+    parser.add_argument("--lose-callbacks", action="store_true")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         # In-flight `hang` and `block` calls would otherwise hold a SIGTERM for the harness's
         # whole kill timeout; a test agent has nothing worth draining.
         uvicorn.run(
-            create_app(args.api),
+            create_app(args.api, args.lose_callbacks),
             host="127.0.0.1",
             port=args.port,
             log_level="warning",

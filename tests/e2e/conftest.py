@@ -35,9 +35,10 @@ _prefixes = itertools.count(1)
 
 
 class System:
-    """The processes of one deployment and an HTTP client for its API."""
+    """The processes of one deployment and an HTTP client for its API. The processes connect
+    to `connect_url` if given (a `redis+sentinel://` URL), the test's own waits to `redis_url`."""
 
-    def __init__(self, redis_url: str, logs: Path, **settings: Any) -> None:
+    def __init__(self, redis_url: str, logs: Path, connect_url: str = "", **settings: Any) -> None:
         self.redis_url = redis_url
         self.logs = logs
         self.api_port = free_port()
@@ -47,7 +48,7 @@ class System:
         self.prefix = f"e2e{next(_prefixes)}"
         self.env = {
             **os.environ,
-            "AGENTFIELD_ARQ_REDIS_URL": redis_url,
+            "AGENTFIELD_ARQ_REDIS_URL": connect_url or redis_url,
             "AGENTFIELD_ARQ_KEY_PREFIX": self.prefix,
             "AGENTFIELD_ARQ_API_PORT": str(self.api_port),
             "AGENTFIELD_ARQ_ADMIN_KEY": ADMIN_KEY,
@@ -55,6 +56,9 @@ class System:
             "AGENTFIELD_SERVER": self.api_url,
             # The test agents listen on 127.0.0.1, which a worker refuses unless allowed.
             "AGENTFIELD_ARQ_AGENT_ALLOW_LOOPBACK": "true",
+            # The test agent sends no heartbeats: its registration keeps it live for the
+            # module (tests of node liveness set a shorter lease).
+            "AGENTFIELD_ARQ_NODE_LEASE_S": "3600",
             **{f"AGENTFIELD_ARQ_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -99,18 +103,20 @@ class System:
         self._wait_http(f"{url}/api/v1/health", any_status=True)
         return url
 
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
-        """Start one arq worker process."""
-        return self.spawn(name, "-m", "agentfield_arq", "worker")
+    def start_worker(self, name: str = "worker", **settings: str) -> subprocess.Popen[bytes]:
+        """Start one arq worker process, with these settings changed for it alone."""
+        env = {f"AGENTFIELD_ARQ_{k.upper()}": v for k, v in settings.items()}
+        return self.spawn(name, "-m", "agentfield_arq", "worker", **env)
 
-    def start_agent(self, node_id: str = "e2e") -> None:
-        """Start the test agent with an agent key owning `node_id`, and register it."""
+    def start_agent(self, node_id: str = "e2e", *args: str, instance_id: str = "") -> None:
+        """Start the test agent (with `args`, e.g. `--lose-callbacks`) with an agent key owning
+        `node_id`, and register it, as the process `instance_id` when one is given."""
         self.spawn("agent", "-m", "tests.e2e.agent_app", "--port", str(self.agent_port),
-                   "--api", self.api_url, AGENTFIELD_API_KEY=self.agent_key(node_id))  # fmt: skip
+                   "--api", self.api_url, *args,
+                   AGENTFIELD_API_KEY=self.agent_key(node_id))  # fmt: skip
         self._wait_http(f"{self.agent_url}/health")
-        answer = self.http.post(
-            "/api/v1/nodes/register", json=registration(node_id, self.agent_url)
-        )
+        record = registration(node_id, self.agent_url, instance_id)
+        answer = self.http.post("/api/v1/nodes/register", json=record)
         assert answer.status_code == 201, answer.text
 
     def _wait_http(self, url: str, *, any_status: bool = False) -> None:
@@ -197,12 +203,18 @@ def e2e_redis(redis_server: EmbeddedRedis) -> Iterator[str]:
 
 @contextlib.contextmanager
 def deployed(
-    redis_url: str, logs: Path, *, workers: int = 1, agent: bool = True, **settings: Any
+    redis_url: str,
+    logs: Path,
+    *,
+    workers: int = 1,
+    agent: bool = True,
+    connect_url: str = "",
+    **settings: Any,
 ) -> Iterator[System]:
     """A running System: the API, `workers` workers (`worker`, or `worker-1`, `worker-2`...)
     and, unless `agent` is False, the test agent registered as node `e2e`. Every process is
     stopped on exit, also when one of them fails to come up."""
-    deployment = System(redis_url, logs, **settings)
+    deployment = System(redis_url, logs, connect_url, **settings)
     try:
         deployment.start_api()
         for n in range(1, workers + 1):

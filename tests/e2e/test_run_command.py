@@ -3,16 +3,20 @@ Redis, prints the walkthrough, serves the seed flow, and stops every child on Ct
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
+from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.ops.embedded import free_port
 from tests.e2e.waits import Output, terminal
@@ -83,3 +87,50 @@ def test_run_serves_the_seed_flow_and_ctrl_c_stops_every_child(tmp_path: Path) -
     pids = [int(p) for p in re.findall(r"pid=(\d+)", log)]
     assert len(pids) >= 5  # redis, api, two workers, at least one agent process
     assert all(_gone(pid) for pid in pids), log
+
+
+MID_WORK = 40
+
+
+def test_ctrl_c_mid_work_leaves_no_execution_running(tmp_path: Path, e2e_redis: str) -> None:
+    port = free_port()
+    prefix = "ctrlc"
+    env = {
+        **os.environ,
+        "AGENTFIELD_ARQ_API_PORT": str(port),
+        "AGENTFIELD_ARQ_DATA_DIR": str(tmp_path / "data"),
+        # The session's Redis (under a prefix of its own), so that what was left can be read
+        # after the run command is gone.
+        "AGENTFIELD_ARQ_REDIS_URL": e2e_redis,
+        "AGENTFIELD_ARQ_KEY_PREFIX": prefix,
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "agentfield_arq", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert run.stdout is not None
+    output = Output(run.stdout, tmp_path / "run.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        output.wait_for("Ctrl-C stops everything", READY_TIMEOUT_S)
+        auth = bearer((tmp_path / "data" / "api-key").read_text().strip())
+        ids = [
+            httpx.post(
+                f"{url}/api/v1/execute/async/finance.deep_analysis",
+                json={"input": {"quarter": "Q3"}},
+                headers=auth,
+            ).json()["execution_id"]
+            for _ in range(MID_WORK)
+        ]
+    finally:
+        run.send_signal(signal.SIGINT)
+        assert run.wait(120) == 0, output.text
+    keys = Keys(prefix)
+    with redis.Redis.from_url(e2e_redis) as client:
+        docs = [json.loads(client.get(keys.status_doc(i)) or b"{}") for i in ids]
+    statuses = Counter(d["status"] for d in docs)
+    print(f"\nCtrl-C mid-work: {statuses}")
+    assert statuses["running"] == 0, output.text
+    assert set(statuses) <= {"succeeded", "queued"}

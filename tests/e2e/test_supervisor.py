@@ -32,3 +32,22 @@ def test_a_dead_child_is_restarted_after_its_delay() -> None:
     child.process.wait(30)
     supervisor._check(child, now=200.0)
     assert child.next_start == 201.0  # the second failure in a row waits twice as long
+
+
+def test_children_stop_stage_by_stage_with_each_stage_s_hook_in_between() -> None:
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    first = Child("first", sleeper, stage=0)
+    second = Child("second", sleeper, stage=1)
+    seen: list[tuple[int | None, int | None]] = []
+
+    def between() -> None:
+        assert first.process is not None
+        assert second.process is not None
+        seen.append((first.process.poll(), second.process.poll()))
+
+    supervisor = Supervisor([second, first], dict(os.environ), after_stage={0: between})
+    supervisor.start()
+    supervisor.stop()
+    assert seen == [(-15, None)]  # the first stage gone (SIGTERM), the second still running
+    assert second.process is not None
+    assert second.process.poll() == -15

@@ -7,7 +7,11 @@ import json
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.settings import Settings
+from agentfield_arq.kernel.codec import now_ms
 from tests.e2e.agent_app import registration
 
 pytestmark = pytest.mark.integration
@@ -189,3 +193,25 @@ async def test_a_report_refused_after_a_cancel_names_the_executions_status(
     )
     assert answer.status_code == 409
     assert (answer.json()["code"], answer.json()["status"]) == ("invalid_transition", "cancelled")
+
+
+async def test_a_node_silent_past_its_lease_is_503_node_unavailable_with_retry_after(
+    api: httpx.AsyncClient, settings: Settings, redis_client: Redis
+) -> None:
+    silent_since = now_ms() - round(settings.node_lease_s * 1000) - 1000
+    await redis_client.hset(
+        Keys(settings.key_prefix).node("e2e"), "last_heartbeat_ms", str(silent_since)
+    )  # type: ignore[misc]  # redis-py's async stubs
+    answer = await api.post("/api/v1/execute/async/e2e.echo", json={"input": {}})
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "node_unavailable"
+    assert int(answer.headers["retry-after"]) > 0
+    anyway = {"input": {}, "queue_if_unavailable": True}
+    assert (await api.post("/api/v1/execute/async/e2e.echo", json=anyway)).status_code == 202
+
+
+async def test_a_call_limit_of_zero_is_400_naming_timeout_s(api: httpx.AsyncClient) -> None:
+    body = {"input": {}, "timeout_s": 0}
+    answer = await api.post("/api/v1/execute/async/e2e.echo", json=body)
+    assert answer.status_code == 400
+    assert "timeout_s" in answer.json()["error"]

@@ -129,7 +129,7 @@ async def test_claim_writes_a_running_document_and_await_callback_keeps_it_decod
     now = now_ms()
     assert (await store.claim(execution_id, rfc3339(now), now)).outcome == "ok"
     assert (await stored(store, execution_id)).started_at == rfc3339(now)
-    assert await store.await_callback(execution_id, "1")
+    assert await store.await_callback(execution_id, "1", "finance")
     assert (await stored(store, execution_id)).status == "running"
 
 

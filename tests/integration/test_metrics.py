@@ -8,8 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from agentfield_arq.core.arq_bridge import Heartbeat
-from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.lease import WorkerLease
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import now_ms, rfc3339
@@ -76,14 +75,14 @@ async def test_ready_needs_a_worker_alive_and_reports_the_counts(
     refused = await api.get("/ready")
     assert refused.status_code == 503
     assert refused.json()["code"] == "not_ready"
-    heartbeat = Heartbeat(redis_client, Keys(settings.key_prefix).workers)
-    await heartbeat.beat(0.0)  # what a worker's poll loop does
+    lease = WorkerLease(redis_client, settings)
+    await lease.beat()  # what a live worker does
     answer = await api.get("/ready")
     assert answer.status_code == 200
     body = answer.json()
     assert (body["status"], body["workers_alive"], body["nodes_active"]) == ("ready", 1, 1)
     assert body["queue"]["executions"] == 1
-    await heartbeat.leave()  # what a worker does when it stops
+    await lease.release()  # what a worker does when it stops
     assert (await api.get("/ready")).status_code == 503
 
 

@@ -1,5 +1,6 @@
 """One worker attempt (Runner.run) against a real Redis, with httpx.MockTransport as the agent:
-each kind of answer the agent can give, and the guards around claiming and settling."""
+each kind of answer the agent can give, what is tried again and what is not, and the guards
+around claiming, handing back and settling."""
 
 from __future__ import annotations
 
@@ -75,10 +76,35 @@ class Harness:
         raw = await self.redis.hgetall(self.store.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    async def claim(self, execution_id: str) -> Outcome:
-        """Claim as another worker would (a crashed or concurrent one)."""
+    async def claim(self, execution_id: str, worker_id: str = "") -> Outcome:
+        """Claim the current job as another worker would (a crashed or concurrent one)."""
         now = now_ms()
-        return (await self.store.claim(execution_id, rfc3339(now), now)).outcome
+        job = await self.job(execution_id)
+        claim = await self.store.claim(
+            execution_id, rfc3339(now), now, job_id=job, worker_id=worker_id
+        )
+        return claim.outcome
+
+    async def job(self, execution_id: str) -> str:
+        """The id of the arq job that may run the execution now."""
+        return (await self.fields(execution_id)).get("job", execution_id)
+
+    async def wait_s(self, execution_id: str) -> float:
+        """How long the execution's current job waits in the queue from now."""
+        score = await self.redis.zscore(self.store.keys.queue, await self.job(execution_id))
+        assert score is not None, execution_id
+        return (float(score) - now_ms()) / 1000
+
+    async def node(self, **policy: Any) -> None:
+        """Register the node again with these registration fields."""
+        node = NodeRegistration(
+            id="finance",
+            base_url=BASE_URL,
+            reasoners=[TargetSpec(id="deep_analysis")],
+            skills=[TargetSpec(id="add")],
+            **policy,
+        )
+        await self.nodes.register(b'{"id": "finance"}', node)
 
     async def aclose(self) -> None:
         """Close the runners' HTTP clients."""
@@ -119,19 +145,22 @@ def _raise(error: type[httpx.TransportError]) -> Answer:
     return answer
 
 
-async def _until_settled(runner: Runner, execution_id: str) -> list[float]:
-    """Run attempts back to back, as arq would after each delay; returns the delays asked for."""
-    delays: list[float] = []
-    while (delay := await runner.run(execution_id, last_try=False)) is not None:
-        delays.append(delay)
-        assert len(delays) <= MAX_ATTEMPTS, f"still retrying after {delays}"
-    return delays
+async def _until_settled(harness: Harness, runner: Runner, execution_id: str) -> list[float]:
+    """Run each job the execution is queued under, back to back (as arq would once each is
+    due) until it settles; returns the waits it was queued again with."""
+    waits: list[float] = []
+    while True:
+        await runner.run(execution_id, job_id=await harness.job(execution_id))
+        if (await harness.doc(execution_id))["status"] != "queued":
+            return waits
+        waits.append(await harness.wait_s(execution_id))
+        assert len(waits) <= MAX_ATTEMPTS, f"still retrying after {waits}"
 
 
 async def test_a_json_answer_succeeds_with_the_json_as_the_result(harness: Harness) -> None:
     execution_id = await harness.submit()
     runner = harness.runner(_json({"answer": 42, "items": [1, None]}))
-    assert await runner.run(execution_id, last_try=False) is None
+    await runner.run(execution_id)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "succeeded"
     assert doc["result"] == {"answer": 42, "items": [1, None]}
@@ -142,7 +171,7 @@ async def test_the_agent_is_posted_the_input_with_the_execution_headers(
     harness: Harness,
 ) -> None:
     execution_id = await harness.submit(**{"x-run-id": "run_parent", "x-session-id": "s-1"})
-    await harness.runner(_json({})).run(execution_id, last_try=False)
+    await harness.runner(_json({})).run(execution_id)
     (call,) = harness.calls
     assert call.method == "POST"
     assert str(call.url) == f"{BASE_URL}/reasoners/deep_analysis"
@@ -168,14 +197,14 @@ async def test_the_agent_call_carries_the_token_that_proves_its_report(
 
 async def test_a_skill_is_posted_to_its_skills_route(harness: Harness) -> None:
     execution_id = await harness.submit("finance.add")
-    await harness.runner(_json({"sum": 5})).run(execution_id, last_try=False)
+    await harness.runner(_json({"sum": 5})).run(execution_id)
     assert str(harness.calls[0].url) == f"{BASE_URL}/skills/add"
     assert (await harness.doc(execution_id))["result"] == {"sum": 5}
 
 
 async def test_a_non_json_answer_succeeds_with_the_body_as_a_string(harness: Harness) -> None:
     execution_id = await harness.submit()
-    await harness.runner(_raw(b"plain words")).run(execution_id, last_try=False)
+    await harness.runner(_raw(b"plain words")).run(execution_id)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "succeeded"
     assert doc["result"] == "plain words"
@@ -183,7 +212,7 @@ async def test_a_non_json_answer_succeeds_with_the_body_as_a_string(harness: Har
 
 async def test_an_empty_answer_succeeds_with_a_null_result(harness: Harness) -> None:
     execution_id = await harness.submit()
-    await harness.runner(_raw(b"")).run(execution_id, last_try=False)
+    await harness.runner(_raw(b"")).run(execution_id)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "succeeded"
     assert "result" in doc
@@ -193,7 +222,7 @@ async def test_an_empty_answer_succeeds_with_a_null_result(harness: Harness) -> 
 async def test_a_202_leaves_the_execution_running_until_its_callback(harness: Harness) -> None:
     execution_id = await harness.submit()
     runner = harness.runner(_json({"status": "processing"}, 202))
-    assert await runner.run(execution_id, last_try=False) is None
+    await runner.run(execution_id)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "running"
     assert "completed_at" not in doc
@@ -206,8 +235,8 @@ async def test_a_redelivered_job_does_not_call_an_agent_that_answered_202_again(
 ) -> None:
     execution_id = await harness.submit()
     runner = harness.runner(_json({"status": "processing"}, 202))
-    await runner.run(execution_id, last_try=False)
-    assert await runner.run(execution_id, last_try=False) is None
+    await runner.run(execution_id)
+    await runner.run(execution_id)
     assert len(harness.calls) == 1
     assert (await harness.fields(execution_id))["attempt"] == "1"
 
@@ -217,7 +246,7 @@ async def test_a_4xx_fails_at_once_with_the_status_and_the_start_of_the_body(
 ) -> None:
     execution_id = await harness.submit()
     runner = harness.runner(_json({"detail": "quarter is required"}, 422))
-    assert await runner.run(execution_id, last_try=False) is None
+    await runner.run(execution_id)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
     assert "422" in doc["error"]
@@ -225,15 +254,15 @@ async def test_a_4xx_fails_at_once_with_the_status_and_the_start_of_the_body(
     assert len(harness.calls) == 1
 
 
-async def test_a_5xx_is_retried_after_a_backoff_then_fails_with_the_start_of_the_body(
+async def test_a_503_is_retried_after_a_backoff_then_fails_with_the_start_of_the_body(
     harness: Harness,
 ) -> None:
     execution_id = await harness.submit()
     body = b"upstream overloaded " + b"z" * 2 * AGENT_ERROR_BODY_CHARS
     runner = harness.runner(_raw(body, 503))
-    delays = await _until_settled(runner, execution_id)
-    assert len(delays) == MAX_ATTEMPTS - 1
-    assert all(0 < d <= harness.settings.agent_retry_max_s for d in delays)
+    waits = await _until_settled(harness, runner, execution_id)
+    assert len(waits) == MAX_ATTEMPTS - 1
+    assert all(w <= harness.settings.agent_retry_max_s for w in waits)
     assert len(harness.calls) == MAX_ATTEMPTS
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
@@ -243,26 +272,89 @@ async def test_a_5xx_is_retried_after_a_backoff_then_fails_with_the_start_of_the
     assert f"after {MAX_ATTEMPTS} attempts" in doc["error"]
 
 
-async def test_an_unreachable_agent_is_retried_then_fails(harness: Harness) -> None:
+async def test_a_retry_waits_queued_under_a_new_job_id(harness: Harness) -> None:
     execution_id = await harness.submit()
-    delays = await _until_settled(harness.runner(_raise(httpx.ConnectError)), execution_id)
-    assert len(delays) == MAX_ATTEMPTS - 1
+    await harness.runner(_raw(b"busy", 429)).run(execution_id)
+    assert (await harness.doc(execution_id))["status"] == "queued"
+    job = await harness.job(execution_id)
+    assert job != execution_id
+    assert await harness.redis.exists(harness.store.keys.arq_job(job))
+    assert await harness.redis.zscore(harness.store.keys.queue, execution_id) is None
+
+
+async def test_the_job_an_execution_was_moved_from_does_not_run_it(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    runner = harness.runner(_raw(b"busy", 503))
+    await runner.run(execution_id)
+    await runner.run(execution_id, job_id=execution_id)  # arq running the old job again
+    assert len(harness.calls) == 1
+    assert (await harness.fields(execution_id))["attempt"] == "1"
+
+
+async def test_an_unreachable_agent_is_waited_for_without_spending_attempts(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    down = harness.runner(_raise(httpx.ConnectError))
+    for _ in range(MAX_ATTEMPTS + 2):
+        await down.run(execution_id, job_id=await harness.job(execution_id))
+        assert (await harness.doc(execution_id))["status"] == "queued"
+        assert await harness.wait_s(execution_id) <= harness.settings.agent_wait_max_s
+    await harness.runner(_json({"back": True})).run(
+        execution_id, job_id=await harness.job(execution_id)
+    )
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "succeeded"
+    assert doc["result"] == {"back": True}
+
+
+async def test_an_execution_for_a_node_that_is_not_live_waits_without_a_call(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    await harness.nodes.stop("finance")
+    await harness.runner(_json({})).run(execution_id)
+    assert harness.calls == []
+    assert (await harness.doc(execution_id))["status"] == "queued"
+    assert (await harness.fields(execution_id))["uncharged"] == "1"
+
+
+async def test_on_the_last_job_try_an_unreachable_agent_fails(harness: Harness) -> None:
+    execution_id = await harness.submit()
+    await harness.runner(_raise(httpx.ConnectError)).run(execution_id, last_try=True)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
     assert "unreachable" in doc["error"]
-    assert "ConnectError" in doc["error"]
 
 
-async def test_an_agent_that_times_out_is_retried_then_fails(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    "answer",
+    [_raise(httpx.ReadTimeout), _raise(httpx.RemoteProtocolError), _raw(b"it raised", 500)],
+    ids=["read timeout", "connection dropped", "500"],
+)
+async def test_a_call_that_may_have_run_fails_without_being_repeated(
+    harness: Harness, answer: Answer
+) -> None:
     execution_id = await harness.submit()
-    delays = await _until_settled(harness.runner(_raise(httpx.ReadTimeout)), execution_id)
-    assert len(delays) == MAX_ATTEMPTS - 1
+    await harness.runner(answer).run(execution_id)
+    assert len(harness.calls) == 1
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
-    assert "timed out" in doc["error"]
+    assert "not retried, it may have run" in doc["error"]
 
 
-async def test_an_agent_that_never_answers_is_cut_off_at_the_time_limit_then_fails(
+async def test_a_node_that_declares_its_calls_safe_to_repeat_has_a_500_retried(
+    harness: Harness,
+) -> None:
+    await harness.node(retry_safe=True)
+    execution_id = await harness.submit()
+    waits = await _until_settled(harness, harness.runner(_raw(b"it raised", 500)), execution_id)
+    assert len(waits) == MAX_ATTEMPTS - 1
+    assert len(harness.calls) == MAX_ATTEMPTS
+    assert (await harness.doc(execution_id))["status"] == "failed"
+
+
+async def test_an_agent_that_never_answers_is_cut_off_at_the_time_limit_and_not_rerun(
     harness: Harness,
 ) -> None:
     async def silent(request: httpx.Request) -> httpx.Response:
@@ -270,12 +362,11 @@ async def test_an_agent_that_never_answers_is_cut_off_at_the_time_limit_then_fai
         raise AssertionError("unreachable")
 
     execution_id = await harness.submit()
-    runner = harness.runner(silent, agent_timeout_s=TIME_LIMIT_S)
-    delays = await _until_settled(runner, execution_id)
-    assert len(delays) == MAX_ATTEMPTS - 1
+    await harness.runner(silent, agent_timeout_s=TIME_LIMIT_S).run(execution_id)
+    assert len(harness.calls) == 1
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
-    assert "timed out" in doc["error"]
+    assert f"timed out after {TIME_LIMIT_S:g}s" in doc["error"]
 
 
 async def test_an_agent_trickling_its_answer_past_the_time_limit_is_cut_off(
@@ -292,20 +383,87 @@ async def test_an_agent_trickling_its_answer_past_the_time_limit_is_cut_off(
     runner = harness.runner(
         lambda request: httpx.Response(200, content=trickle()), agent_timeout_s=TIME_LIMIT_S
     )
-    delay = await runner.run(execution_id, last_try=False)
-    assert delay is not None
-    assert (await harness.doc(execution_id))["status"] == "running"
-    assert await runner.run(execution_id, last_try=True) is None
+    await runner.run(execution_id)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
     assert "timed out" in doc["error"]
     assert "result" not in doc
 
 
+async def test_the_node_s_call_limit_replaces_the_default(harness: Harness) -> None:
+    await harness.node(call_timeout_s=TIME_LIMIT_S)
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(TIME_LIMIT_S * 5)
+        return httpx.Response(200, json={})
+
+    execution_id = await harness.submit()
+    await harness.runner(slow, agent_timeout_s=30.0).run(execution_id)
+    assert f"timed out after {TIME_LIMIT_S:g}s" in (await harness.doc(execution_id))["error"]
+
+
+async def test_the_request_s_call_limit_replaces_the_node_s(harness: Harness) -> None:
+    await harness.node(call_timeout_s=TIME_LIMIT_S)
+
+    async def slower(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(TIME_LIMIT_S * 2)
+        return httpx.Response(200, json={"late": "but in time"})
+
+    request = ExecuteRequest(input={}, timeout_s=TIME_LIMIT_S * 20)
+    execution_id = (await submit(harness.store, "finance.deep_analysis", request, {})).execution_id
+    await harness.runner(slower).run(execution_id)
+    assert (await harness.doc(execution_id))["result"] == {"late": "but in time"}
+
+
+async def test_a_worker_stopped_mid_call_hands_the_execution_back_unspent(
+    harness: Harness,
+) -> None:
+    started = asyncio.Event()
+
+    async def held(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    execution_id = await harness.submit()
+    task = asyncio.create_task(harness.runner(held).run(execution_id))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    fields = await harness.fields(execution_id)
+    assert (fields["status"], fields["uncharged"], fields["requeued"]) == (
+        "queued",
+        "1",
+        "worker stopped",
+    )
+    assert await harness.wait_s(execution_id) <= 0
+
+
+async def test_an_execution_claimed_after_its_deadline_times_out_without_a_call(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    await harness.redis.hset(harness.store.keys.execution(execution_id), "deadline_ms", "1")  # type: ignore[misc]  # redis-py's async stubs
+    await harness.runner(_json({})).run(execution_id)
+    assert harness.calls == []
+    doc = await harness.doc(execution_id)
+    assert doc["status"] == "timeout"
+
+
+async def test_an_execution_held_by_a_live_worker_is_not_claimed_by_another(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    await harness.redis.zadd(harness.store.keys.workers, {"wrk_live": now_ms() + 60_000})
+    assert await harness.claim(execution_id, "wrk_live") is Outcome.OK
+    assert await harness.claim(execution_id, "wrk_other") is Outcome.HELD
+
+
 async def test_a_result_over_the_cap_fails_as_too_large(harness: Harness) -> None:
     execution_id = await harness.submit()
     runner = harness.runner(_json({"blob": "x" * 200}), max_result_bytes=100)
-    assert await runner.run(execution_id, last_try=False) is None
+    await runner.run(execution_id)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
     assert "too large" in doc["error"]
@@ -327,7 +485,7 @@ async def test_an_execution_claimed_by_too_many_crashed_workers_fails_without_a_
     execution_id = await harness.submit()
     for _ in range(MAX_ATTEMPTS):
         assert await harness.claim(execution_id) is Outcome.OK  # each worker died mid-call
-    assert await harness.runner(_json({})).run(execution_id, last_try=False) is None
+    await harness.runner(_json({})).run(execution_id)
     assert harness.calls == []
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
@@ -336,8 +494,7 @@ async def test_an_execution_claimed_by_too_many_crashed_workers_fails_without_a_
 
 async def test_on_the_last_job_try_a_transient_error_fails_at_once(harness: Harness) -> None:
     execution_id = await harness.submit()
-    runner = harness.runner(_raw(b"try again", 503))
-    assert await runner.run(execution_id, last_try=True) is None
+    await harness.runner(_raw(b"try again", 503)).run(execution_id, last_try=True)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
     assert "503" in doc["error"]
@@ -350,7 +507,7 @@ async def test_an_execution_whose_node_is_gone_fails_without_a_call(
 ) -> None:
     execution_id = await harness.submit()
     await redis_client.delete(harness.nodes.keys.node("finance"))
-    assert await harness.runner(_json({})).run(execution_id, last_try=False) is None
+    await harness.runner(_json({})).run(execution_id)
     assert harness.calls == []
     doc = await harness.doc(execution_id)
     assert doc["status"] == "failed"
@@ -365,7 +522,7 @@ async def test_a_stale_attempt_does_not_overwrite_the_newer_one(harness: Harness
         assert await harness.claim(execution_id) is Outcome.OK
         return httpx.Response(200, json={"from": "the stale attempt"})
 
-    assert await harness.runner(overtaken).run(execution_id, last_try=False) is None
+    await harness.runner(overtaken).run(execution_id)
     doc = await harness.doc(execution_id)
     assert doc["status"] == "running"
     assert "result" not in doc
@@ -375,7 +532,7 @@ async def test_a_stale_attempt_does_not_overwrite_the_newer_one(harness: Harness
 async def test_a_finished_execution_is_not_run_again(harness: Harness) -> None:
     execution_id = await harness.submit()
     runner = harness.runner(_json({"once": True}))
-    await runner.run(execution_id, last_try=False)
-    assert await runner.run(execution_id, last_try=False) is None
+    await runner.run(execution_id)
+    await runner.run(execution_id)
     assert len(harness.calls) == 1
     assert (await harness.doc(execution_id))["result"] == {"once": True}

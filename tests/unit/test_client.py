@@ -108,6 +108,20 @@ async def test_an_unknown_error_code_is_kept_on_a_plain_api_error(
     )
 
 
+async def test_a_node_unavailable_answer_carries_its_retry_after(
+    client: AsyncClient, cp: FakeControlPlane
+) -> None:
+    body = {"error": "node 'a' has not been heard from", "code": "node_unavailable"}
+    cp.script(
+        "POST",
+        "/api/v1/execute/async/a.b",
+        httpx.Response(503, json=body, headers={"Retry-After": "5"}),
+    )
+    with pytest.raises(errors.NodeUnavailable) as caught:
+        await client.execute_async("a.b")
+    assert (caught.value.status_code, caught.value.retry_after_s) == (503, 5)
+
+
 async def test_an_error_without_a_json_body_still_raises_an_api_error(
     client: AsyncClient, cp: FakeControlPlane
 ) -> None:

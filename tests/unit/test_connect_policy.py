@@ -1,18 +1,16 @@
-"""A worker's agent client, as its start-up builds it, applies the connect policy of its
-settings: refused addresses are refused before any socket is opened."""
+"""A worker's agent client, as its start-up builds it (`agent_client`, which the worker's
+on_startup calls), applies the connect policy of its settings: refused addresses are refused
+before any socket is opened."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
 
+from agentfield_arq.core.guard import agent_client
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.kernel.errors import DestinationRefused
-from agentfield_arq.workers.settings import worker_settings
-
-REDIS_URL = "redis://127.0.0.1:1/0"  # never connected to
 
 
 @pytest.mark.parametrize(
@@ -26,12 +24,6 @@ REDIS_URL = "redis://127.0.0.1:1/0"  # never connected to
 async def test_the_workers_agent_client_refuses_what_its_settings_do_not_allow(
     allow: dict[str, Any], url: str, refusal: str
 ) -> None:
-    kwargs = worker_settings(from_env({}, redis_url=REDIS_URL, **allow))
-    ctx: dict[str, Any] = {"redis": Redis.from_url(REDIS_URL)}
-    await kwargs["on_startup"](ctx)
-    try:
+    async with agent_client(from_env({}, **allow)) as http:
         with pytest.raises(DestinationRefused, match=refusal):
-            await ctx["http"].post(f"{url}/reasoners/echo", json={})
-    finally:
-        await kwargs["on_shutdown"](ctx)
-        await ctx["redis"].aclose()
+            await http.post(f"{url}/reasoners/echo", json={})

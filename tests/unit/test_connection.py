@@ -8,7 +8,9 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from agentfield_arq.core.connection import PackedConnection, connect
+from agentfield_arq.core.arq_bridge import redis_settings
+from agentfield_arq.core.connection import PackedConnection, PackedSentinelConnection, connect
+from agentfield_arq.core.sentinel import SentinelAddress, sentinel_address
 from agentfield_arq.core.settings import Settings
 
 COMMANDS: list[tuple[Any, ...]] = [
@@ -45,3 +47,59 @@ def test_every_client_has_the_timeouts_of_its_settings_and_a_blocking_one_adds_i
 def test_a_new_connection_sends_no_handshake_that_could_hold_the_pool_lock() -> None:
     kwargs = connect("redis://127.0.0.1:1/0").connection_pool.connection_kwargs
     assert (kwargs["lib_name"], kwargs["lib_version"]) == (None, None)
+
+
+def test_a_sentinel_url_names_its_sentinels_service_database_and_credentials() -> None:
+    address = sentinel_address("redis+sentinel://:s%40cret@10.0.0.1:26380,[::1]:5,h/mymaster/3")
+    assert address == SentinelAddress(
+        sentinels=[("10.0.0.1", 26380), ("::1", 5), ("h", 26379)],
+        service="mymaster",
+        db=3,
+        password="s@cret",
+    )
+
+
+def test_a_plain_redis_url_is_not_a_sentinel_url() -> None:
+    assert sentinel_address("redis://127.0.0.1:6380/0") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "part"),
+    [
+        ("redis+sentinel://h:1", "names its service"),
+        ("redis+sentinel://h:1/mymaster/x", "database is a number"),
+        ("redis+sentinel://h:port/mymaster", "host:port sentinels"),
+        ("redis+sentinel://h:1,,h:2/mymaster", "host:port sentinels"),
+    ],
+)
+def test_an_unusable_sentinel_url_is_refused_naming_the_part(url: str, part: str) -> None:
+    with pytest.raises(ValueError, match=part):
+        sentinel_address(url)
+
+
+def test_arq_is_given_the_same_sentinels_and_service() -> None:
+    arq = redis_settings("redis+sentinel://a:1,b:2/cache/2")
+    assert (arq.sentinel, arq.host, arq.sentinel_master, arq.database) == (
+        True, [("a", 1), ("b", 2)], "cache", 2)  # fmt: skip
+    assert redis_settings("redis://a:7/1").host == "a"
+
+
+def test_a_sentinel_client_packs_with_hiredis_and_has_the_timeouts_of_its_settings() -> None:
+    settings = Settings(redis_connect_timeout_s=0.5, redis_command_timeout_s=1.5)
+    pool = connect("redis+sentinel://127.0.0.1:1/mymaster/4", settings, block_s=5).connection_pool
+    assert pool.connection_class is PackedSentinelConnection
+    kwargs = pool.connection_kwargs
+    assert (kwargs["db"], kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (
+        4,
+        0.5,
+        6.5,
+    )
+    [sentinel] = pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
+    assert sentinel.connection_pool.connection_kwargs["socket_timeout"] == 1.5
+
+
+async def test_closing_a_client_closes_its_pool() -> None:
+    for url in ("redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/mymaster"):
+        client = connect(url)
+        assert client.auto_close_connection_pool
+        await client.aclose()

@@ -7,9 +7,20 @@ import ipaddress
 import typing
 
 import httpcore
+import httpx
 import pytest
 
-from agentfield_arq.core.guard import AgentPolicy, GuardedBackend, Policy, refusal
+from agentfield_arq.core.guard import (
+    AgentPolicy,
+    GuardedBackend,
+    GuardedTransport,
+    Policy,
+    agent_client,
+    agent_policy,
+    refusal,
+    resolve,
+)
+from agentfield_arq.core.settings import from_env
 from agentfield_arq.kernel.errors import DestinationRefused
 
 
@@ -246,3 +257,150 @@ async def test_the_agent_backend_connects_to_the_address_it_checked() -> None:
     resolver = _resolver([["10.0.0.7"], ["169.254.169.254"]])
     await GuardedBackend(AgentPolicy(allow_private=True), resolver, inner).connect_tcp("fin", 80)
     assert inner.connected == [("10.0.0.7", 80)]
+
+
+# ---------------------------------------------------------------------------- exact edges
+# (added where mutation testing showed the suite would not notice a change)
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("fe80::1", "fe80::1 is a link-local address"),
+        ("::", ":: is a unspecified address"),
+        ("ff02::1", "ff02::1 is a multicast address"),
+        ("10.0.0.1", "10.0.0.1 is a private address"),
+        ("4000::1", "4000::1 is a reserved address"),
+        ("100.64.0.1", "100.64.0.1 is a not globally routable address"),
+    ],
+)
+def test_a_refusal_says_exactly_why(address: str, reason: str) -> None:
+    assert refusal(ipaddress.ip_address(address)) == reason
+
+
+def test_a_policy_trusts_nothing_by_default() -> None:
+    policy = Policy()
+    assert (policy.hosts, policy.networks) == (set(), [])
+
+
+def test_trusted_entries_may_be_a_list_bracketed_loose_or_dotted() -> None:
+    policy = Policy(allowed=["", "[::1]", "10.1.2.3/8", "Hooks.Internal."])
+    assert policy.networks == [ipaddress.ip_network("::1/128"), ipaddress.ip_network("10.0.0.0/8")]
+    assert policy.hosts == {"hooks.internal"}
+    assert Policy(allowed=",10.0.0.0/8").networks == [ipaddress.ip_network("10.0.0.0/8")]
+
+
+def test_a_trusted_host_may_be_written_with_its_trailing_dot() -> None:
+    assert Policy(allowed="hooks.internal").check("hooks.internal.", ["10.0.0.1"]) == ["10.0.0.1"]
+
+
+def test_a_scoped_address_is_checked_without_its_zone() -> None:
+    assert Policy(allowed="fe80::/10").check("lan", ["fe80::1%eth0"]) == ["fe80::1%eth0"]
+
+
+def test_a_trusted_address_does_not_wave_the_next_one_through() -> None:
+    with pytest.raises(DestinationRefused, match=r"^refused to deliver to h: 127\.0\.0\.1 is a"):
+        Policy(allowed="10.0.0.0/8").check("h", ["10.0.0.1", "127.0.0.1"])
+
+
+class _Options(_Recorder):
+    """Records every argument of the connection it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[object, ...]] = []
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        self.calls.append((host, port, timeout, local_address, socket_options))
+        return await super().connect_tcp(host, port)
+
+    async def sleep(self, seconds: float) -> None:
+        self.calls.append(("sleep", seconds))
+
+
+async def test_the_backend_resolves_the_host_and_port_asked_and_passes_every_option_on() -> None:
+    asked: list[tuple[str, int]] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return ["93.184.216.34"]
+
+    inner = _Options()
+    options = [(6, 1, 1)]
+    await GuardedBackend(Policy(), resolve, inner).connect_tcp(
+        "hooks.example.com", 8443, 2.5, "0.0.0.0", options
+    )
+    assert asked == [("hooks.example.com", 8443)]
+    assert inner.calls == [("93.184.216.34", 8443, 2.5, "0.0.0.0", options)]
+
+
+async def test_when_every_address_fails_the_last_failure_is_raised() -> None:
+    inner = _Recorder(refuse=frozenset({"93.184.216.34", "93.184.216.35"}))
+    resolver = _resolver([["93.184.216.34", "93.184.216.35"]])
+    with pytest.raises(httpcore.ConnectError, match=r"^refused$"):
+        await GuardedBackend(Policy(), resolver, inner).connect_tcp("down.example", 80)
+
+
+async def test_unix_sockets_are_refused_saying_so_and_sleeps_are_delegated() -> None:
+    inner = _Options()
+    backend = GuardedBackend(Policy(), inner=inner)
+    with pytest.raises(DestinationRefused, match=r"^workers do not connect to unix sockets$"):
+        await backend.connect_unix_socket("/run/docker.sock")
+    await backend.sleep(0.25)
+    assert inner.calls == [("sleep", 0.25)]
+
+
+async def test_resolve_answers_each_address_once() -> None:
+    assert await resolve("127.0.0.1", 8080) == ["127.0.0.1"]
+
+
+def test_the_guarded_transport_s_pool_uses_the_guarded_backend_and_the_limits() -> None:
+    backend = GuardedBackend(Policy(), inner=_Recorder())
+    limits = httpx.Limits(max_connections=7, max_keepalive_connections=3, keepalive_expiry=9.0)
+    pool = GuardedTransport(backend, limits)._pool
+    assert pool._network_backend is backend
+    assert (pool._max_connections, pool._max_keepalive_connections) == (7, 3)
+    assert pool._keepalive_expiry == 9.0
+    assert pool._ssl_context is not None
+
+
+def test_the_guarded_transport_ignores_the_environment_s_tls_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    GuardedTransport(GuardedBackend(Policy(), inner=_Recorder()), httpx.Limits())
+
+
+def test_an_agent_host_without_addresses_is_refused_naming_it() -> None:
+    with pytest.raises(DestinationRefused, match=r"^agent\.test did not resolve to any address$"):
+        AgentPolicy().check("agent.test", [])
+
+
+def test_the_agent_policy_follows_each_of_its_settings() -> None:
+    loopback = agent_policy(from_env({}, agent_allow_loopback=True))
+    assert (loopback.allow_loopback, loopback.allow_private, loopback.networks) == (True, False, [])
+    private = agent_policy(from_env({}, agent_allow_private=True))
+    assert (private.allow_loopback, private.allow_private) == (False, True)
+    listed = agent_policy(from_env({}, agent_allowed_networks="10.0.0.0/8"))
+    assert listed.networks == [ipaddress.ip_network("10.0.0.0/8")]
+
+
+async def test_the_agent_client_has_the_call_timeout_no_redirects_and_no_environment() -> None:
+    settings = from_env({}, agent_timeout_s=7.0, worker_concurrency=5)
+    client = agent_client(settings)
+    try:
+        assert client.timeout == httpx.Timeout(7.0)
+        assert client.follow_redirects is False
+        assert client.trust_env is False
+        pool = client._transport._pool  # type: ignore[attr-defined]  # the guarded pool
+        assert pool._max_connections == 5
+    finally:
+        await client.aclose()

@@ -62,3 +62,27 @@ def test_the_per_node_cap_defaults_to_half_of_the_fleets_slots() -> None:
     assert from_env({"AGENTFIELD_ARQ_NODE_MAX_IN_FLIGHT": "5"}).node_in_flight_cap == 5
     with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_NODE_MAX_IN_FLIGHT"):
         from_env({"AGENTFIELD_ARQ_NODE_MAX_IN_FLIGHT": "-1"})
+
+
+def test_an_unusable_sentinel_url_fails_at_start_up_with_the_variables_name() -> None:
+    with pytest.raises(ConfigurationError, match=r"AGENTFIELD_ARQ_REDIS_URL: .*names its service"):
+        from_env({"AGENTFIELD_ARQ_REDIS_URL": "redis+sentinel://127.0.0.1:26379"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("REDIS_WAIT_REPLICAS", "-1"), ("REDIS_WAIT_TIMEOUT_MS", "0")]
+)
+def test_a_replica_wait_out_of_range_is_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"AGENTFIELD_ARQ_{name}"):
+        from_env({f"AGENTFIELD_ARQ_{name}": value})
+
+
+def test_the_default_recovery_after_a_lost_worker_takes_seconds() -> None:
+    assert Settings().lease_recovery_bound_s <= 5
+
+
+def test_a_default_call_limit_over_the_most_allowed_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_AGENT_MAX_TIMEOUT_S"):
+        from_env(
+            {"AGENTFIELD_ARQ_AGENT_TIMEOUT_S": "60", "AGENTFIELD_ARQ_AGENT_MAX_TIMEOUT_S": "30"}
+        )

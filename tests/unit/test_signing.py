@@ -119,3 +119,50 @@ def test_verify_names_the_missing_headers() -> None:
         verify(BODY, {}, "s3cret", scheme="agentfield", now=NOW)
     with pytest.raises(InvalidSignature, match="webhook-id"):
         verify(BODY, {"x-agentfield-signature": "sha256=00"}, "s3cret", scheme="standard")
+
+
+# ---------------------------------------------------------------------------- exact edges
+# (added where mutation testing showed the suite would not notice a change)
+
+
+def test_a_bare_whsec_prefix_is_a_raw_secret() -> None:
+    assert standard_key("whsec_") == b"whsec_"
+
+
+def test_an_unpadded_whsec_secret_is_padded_before_decoding() -> None:
+    assert standard_key("whsec_YWI") == b"ab"
+
+
+def test_a_whsec_secret_that_is_not_strict_base64_is_a_raw_secret() -> None:
+    assert standard_key("whsec_YW*I") == b"whsec_YW*I"
+
+
+def test_a_timestamp_exactly_at_the_tolerance_is_accepted() -> None:
+    headers = signature_headers("s3cret", "msg_1", NOW - 300, BODY)
+    assert verify(BODY, headers, "s3cret", now=NOW, tolerance_s=300) == json.loads(BODY)
+
+
+def test_any_one_of_several_signatures_may_match() -> None:
+    headers = signature_headers("s3cret", "msg_1", NOW, BODY)
+    headers["webhook-signature"] += " v1,bm90IGl0"
+    assert verify(BODY, headers, "s3cret", now=NOW) == json.loads(BODY)
+
+
+def test_verify_refusals_name_what_is_wrong() -> None:
+    headers = signature_headers("s3cret", "msg_1", NOW, BODY)
+    with pytest.raises(InvalidSignature, match=r"^no webhook-signature matches the body$"):
+        verify(BODY, headers, "other", now=NOW)
+    with pytest.raises(InvalidSignature, match=r"^webhook-timestamp is not unix seconds$"):
+        verify(BODY, {**headers, "webhook-timestamp": "soon"}, "s3cret", now=NOW)
+    with pytest.raises(InvalidSignature, match=r"^X-AgentField-Signature does not match the body$"):
+        verify(BODY, headers, "other", scheme="agentfield")
+    not_json = signature_headers("s3cret", "msg_1", NOW, b"{")
+    with pytest.raises(InvalidSignature, match=r"^the signed body is not JSON$"):
+        verify(b"{", not_json, "s3cret", now=NOW)
+    with pytest.raises(ValueError, match=r"^unknown signature scheme 'both'$"):
+        verify(BODY, headers, "s3cret", scheme="both")  # type: ignore[arg-type]
+
+
+def test_a_whsec_secret_with_a_character_outside_base64_is_a_raw_secret() -> None:
+    # A lenient decoder would drop the '*' and decode the rest.
+    assert standard_key("whsec_YW*Jj") == b"whsec_YW*Jj"

@@ -1,17 +1,28 @@
--- A worker takes an execution to invoke its agent: queued -> running, or running -> running for a
--- retry or after a crashed worker (attempt + 1). An execution waiting for its agent's callback,
--- or already terminal, is not claimed.
+-- A worker takes an execution to invoke its agent: queued -> running, or running -> running after
+-- a worker that crashed without being reaped (attempt + 1; the attempt is the fence token of
+-- every later step). Not claimed: an execution that is terminal, waiting for its agent's
+-- callback, queued under a newer job id (a hand-back or retry moved it: the older job is
+-- `superseded`), held by a worker whose lease is live, or past its deadline (`overdue`:
+-- the worker ends it `timeout` without calling the agent).
 -- The first claim queues the caller's `started` webhook notice, if it asked for one.
--- KEYS: exec hash, status doc, events, index status queued, index status running, queue,
---       started notice arq job, enqueue-to-start histogram
--- ARGV: now_iso, now_ms, stream_maxlen, index cutoff, index ttl_s, started job id,
---       started job payload, notice job ttl_ms
+-- KEYS: exec hash, status doc, events, holders, workers, index status queued,
+--       index status running, queue, started notice arq job, enqueue-to-start histogram
+-- ARGV: now_iso, now_ms, stream_maxlen, job_id, worker_id ('' records no holder),
+--       index cutoff, index ttl_s, started job id, started job payload, notice job ttl_ms
 local flat = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
 if not h.status then return {'missing'} end
 if TERMINAL[h.status] then return {'terminal', h.status} end
 if h.phase == 'awaiting_callback' then return {'awaiting', h.status} end
+if (h.job or h.execution_id) ~= ARGV[4] then return {'superseded', h.status} end
+if tonumber(h.deadline_ms) <= tonumber(ARGV[2]) then return {'overdue', h.status} end
+-- Held even by this very worker: arq starting a job it still runs (its lock lapsed).
+local holder = redis.call('HGET', KEYS[4], h.execution_id)
+if holder then
+  local lease = redis.call('ZSCORE', KEYS[5], holder)
+  if lease and tonumber(lease) > tonumber(ARGV[2]) then return {'held', h.status} end
+end
 local attempt = tostring(tonumber(h.attempt or '0') + 1)
 local set = {'status', 'running', 'phase', 'invoking', 'attempt', attempt}
 if not h.started_at then
@@ -20,16 +31,17 @@ if not h.started_at then
   h.started_at = ARGV[1]
 end
 redis.call('HSET', KEYS[1], unpack(set))
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], h.execution_id, ARGV[5]) end
 if h.status == 'queued' then
   h.status = 'running'
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
   local job = nil
-  if queue_notice(h, 'started', KEYS[6], KEYS[7], ARGV[6], ARGV[7], ARGV[8], ARGV[2]) then
+  if queue_notice(h, 'started', KEYS[8], KEYS[9], ARGV[8], ARGV[9], ARGV[10], ARGV[2]) then
     job = 'webhook'
   end
   append_event(KEYS[3], ARGV[3], h, 'running', job)
-  if h.created_ms then observe(KEYS[8], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
-  index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[4], ARGV[5])
+  if h.created_ms then observe(KEYS[10], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
+  index_move({KEYS[6]}, KEYS[7], h.execution_id, ARGV[6], ARGV[7])
 end
 h.attempt = attempt
 h.status = 'running'

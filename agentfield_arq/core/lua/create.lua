@@ -3,20 +3,22 @@
 -- reaches it; a cancelled parent takes no new children. With an Idempotency-Key, its record is
 -- checked first and written in the same step: the same request again is answered with the first
 -- execution, another request with the key is refused.
+-- A node silent for longer than its lease (no heartbeat, no registration) is refused unless the
+-- caller asked to queue anyway (lease_ms ''): its executions would only wait.
 -- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events,
---       the submitting key's set of unfinished executions, webhook secret,
+--       the submitting key's set of unfinished executions, webhook secret, node hash,
 --       idempotency record, execution counters, the indexes it joins: all, status queued,
 --       target, run, and for a child: the parent index, the parent's hash, the parent's
 --       children set (last, so that every other key keeps its place)
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
 --       stream_maxlen, max_queued, max_active (0: not counted), webhook secret ('' none),
---       its ttl_s, index cutoff, index ttl_s, request digest ('' no key), idempotency ttl_s,
---       then field/value pairs of the hash
-if ARGV[15] ~= '' then
-  local first = redis.call('GET', KEYS[10])
+--       its ttl_s, lease_ms ('' no check), index cutoff, index ttl_s, request digest ('' no key),
+--       idempotency ttl_s, then field/value pairs of the hash
+if ARGV[16] ~= '' then
+  local first = redis.call('GET', KEYS[11])
   if first then
     local digest, execution_id = string.match(first, '^(%S+) (%S+)$')
-    if digest == ARGV[15] then return {'replayed', execution_id} end
+    if digest == ARGV[16] then return {'replayed', execution_id} end
     return {'idempotency_key_reused'}
   end
 end
@@ -24,6 +26,12 @@ local kind = redis.call('HGET', KEYS[1], ARGV[1])
 if not kind then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_node'} end
   return {'no_name'}
+end
+if ARGV[13] ~= '' then
+  local heard = redis.call('HGET', KEYS[10], 'last_heartbeat_ms')
+  if heard and tonumber(ARGV[3]) - tonumber(heard) > tonumber(ARGV[13]) then
+    return {'node_unavailable'}
+  end
 end
 -- Refuse new work while the workers are this far behind (or down), rather than fill Redis.
 -- Only jobs due now count: webhook retries waiting for their time (scored later) do not.
@@ -38,13 +46,13 @@ if max_active > 0 then
   if redis.call('ZCARD', KEYS[8]) >= max_active then return {'key_queue_full'} end
 end
 local parent = nil
-if KEYS[18] then
-  parent = hmget(KEYS[17], {'run_id', 'status'})
+if KEYS[19] then
+  parent = hmget(KEYS[18], {'run_id', 'status'})
   if parent.status == 'cancelled' then return {'parent_cancelled'} end
 end
 local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
 local h = {type = kind, status = 'queued'}
-for i = 17, #ARGV, 2 do
+for i = 18, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   h[ARGV[i]] = ARGV[i + 1]
@@ -59,14 +67,14 @@ if max_active > 0 then
   redis.call('EXPIRE', KEYS[8], ARGV[5])
 end
 if parent and parent.run_id and parent.run_id == h.run_id then
-  redis.call('SADD', KEYS[18], ARGV[2])
-  expire_like(KEYS[17], KEYS[18])
+  redis.call('SADD', KEYS[19], ARGV[2])
+  expire_like(KEYS[18], KEYS[19])
 end
 enqueue_job(KEYS[5], KEYS[6], ARGV[2], ARGV[6], ARGV[7], ARGV[3], false)
 append_event(KEYS[7], ARGV[8], h, 'queued')
-if ARGV[15] ~= '' then
-  redis.call('SET', KEYS[10], ARGV[15] .. ' ' .. ARGV[2], 'EX', ARGV[16])
+if ARGV[16] ~= '' then
+  redis.call('SET', KEYS[11], ARGV[16] .. ' ' .. ARGV[2], 'EX', ARGV[17])
 end
-redis.call('HINCRBY', KEYS[11], 'created|' .. h.target, 1)
-for i = 12, math.min(#KEYS, 16) do index_add(KEYS[i], ARGV[2], ARGV[13], ARGV[14]) end
+redis.call('HINCRBY', KEYS[12], 'created|' .. h.target, 1)
+for i = 13, math.min(#KEYS, 17) do index_add(KEYS[i], ARGV[2], ARGV[14], ARGV[15]) end
 return {'ok', kind}

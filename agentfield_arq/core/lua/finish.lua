@@ -1,5 +1,6 @@
 -- Make an execution terminal, once. A repeated identical update is a no-op; any other update of
--- a terminal execution is a conflict. The worker fences on its attempt, the sweep on the deadline.
+-- a terminal execution is a conflict. The worker fences on its attempt (and on still invoking:
+-- an attempt handed back is no longer its to settle), the sweep on the deadline.
 -- With a webhook registered, the delivery and its arq job are created in this same step, so a
 -- terminal execution always has its delivery queued (and a non-terminal one never does).
 -- A cancel or a timeout of an execution that was started (or has children) queues the job that
@@ -7,7 +8,7 @@
 -- or timed out takes a `cancelled` report (its agent saying that it stopped) as a no-op.
 -- KEYS: exec hash, status doc, deadlines, events,
 --       webhook hash, webhook events, webhook view, queue, delivery arq job,
---       children set, tell-agent arq job,
+--       children set, tell-agent arq job, holders,
 --       index status queued, index status running, index of the new status (unused for
 --       UNINDEXED_STATUS), start-to-end histogram, execution counters
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
@@ -23,7 +24,9 @@ if TERMINAL[h.status] then
   if h.digest == digest or stopped then return {'noop', redis.call('GET', KEYS[2])} end
   return {'conflict', h.status}
 end
-if ARGV[6] ~= '' and h.attempt ~= ARGV[6] then return {'stale', h.status} end
+if ARGV[6] ~= '' and (h.attempt ~= ARGV[6] or h.status ~= 'running' or h.phase ~= 'invoking') then
+  return {'stale', h.status}
+end
 if ARGV[7] == '1' and tonumber(h.deadline_ms) > tonumber(ARGV[3]) then return {'not_due', h.status} end
 local outcome = {completed_at = ARGV[2]}
 if ARGV[10] ~= '' then
@@ -36,17 +39,18 @@ if ARGV[9] ~= '' then outcome.result = ARGV[9] end
 h.status = ARGV[1]
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'digest', digest, 'completed_at', ARGV[2])
 redis.call('HDEL', KEYS[1], 'phase')
+redis.call('HDEL', KEYS[12], h.execution_id)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
-if h.started_ms then observe(KEYS[15], math.max(tonumber(ARGV[3]) - tonumber(h.started_ms), 0)) end
-redis.call('HINCRBY', KEYS[16], 'ended|' .. (h.target or '') .. '|' .. ARGV[1], 1)
+if h.started_ms then observe(KEYS[16], math.max(tonumber(ARGV[3]) - tonumber(h.started_ms), 0)) end
+redis.call('HINCRBY', KEYS[17], 'ended|' .. (h.target or '') .. '|' .. ARGV[1], 1)
 redis.call('ZREM', KEYS[3], h.execution_id)
 -- The submitting key's set, named from the owner field (not known before this step).
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner and owner ~= '' then redis.call('ZREM', ARGV[15] .. owner, h.execution_id) end
-local indexed = (not UNINDEXED_STATUS[ARGV[1]]) and KEYS[14] or nil
-index_move({KEYS[12], KEYS[13]}, indexed, h.execution_id, ARGV[18], ARGV[19])
+local indexed = (not UNINDEXED_STATUS[ARGV[1]]) and KEYS[15] or nil
+index_move({KEYS[13], KEYS[14]}, indexed, h.execution_id, ARGV[18], ARGV[19])
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
 append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil)

@@ -1,0 +1,212 @@
+"""The machine's base: the production objects it drives, the fake clock, the model's
+state, and the predictions shared by several rules."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from unittest import mock
+
+import httpx
+from hypothesis.stateful import RuleBasedStateMachine
+from redis.asyncio import Redis
+
+from agentfield_arq.core.arq_bridge import delivery_job_id, tell_agent_job_id
+from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.nodes import NodeRegistry
+from agentfield_arq.core.outbox import Attempt, Outbox
+from agentfield_arq.core.runner import Runner
+from agentfield_arq.core.slots import NodeSlots
+from agentfield_arq.core.store import ExecutionStore, Outcome
+from agentfield_arq.kernel.codec import rfc3339
+from agentfield_arq.kernel.models import NodeRegistration, TargetSpec
+from agentfield_arq.kernel.status import TargetKind
+from tests.lifecycle.model import (
+    NAME,
+    NODE,
+    OTHER_NODE,
+    T0_MS,
+    Backend,
+    Delivery,
+    Run,
+)
+from tests.lifecycle.snapshot import Snapshot, read
+
+T = TypeVar("T")
+
+
+class MachineBase(RuleBasedStateMachine):
+    """State and helpers of the lifecycle machine; the rules and invariants are mixins of it
+    (executions.py, deliveries.py, nodes.py, invariants.py), composed in lifecycle.py."""
+
+    backend: Backend
+    replaying = False
+    # Every invariant at once (invariants.py), for `replay`.
+    check: Callable[[], None]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        settings = self.backend.settings
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.redis: Redis = self.run(self.backend.open())
+        self.store = ExecutionStore(self.redis, settings)
+        self.outbox = Outbox(self.redis, settings)
+        self.nodes = NodeRegistry(self.redis, settings)
+        self.http = httpx.AsyncClient(transport=httpx.MockTransport(_no_agent_call))
+        self.runner = Runner(self.store, self.nodes, self.http, settings)
+        node = NodeRegistration(
+            id=NODE, base_url="http://agent.test", reasoners=[TargetSpec(id=NAME)]
+        )
+        self.run(self.nodes.register(b"{}", node))
+        self.targets: dict[str, dict[str, str]] = {NODE: {NAME: TargetKind.REASONER.value}}
+        self.node_ids = {NODE}
+        self.now = T0_MS
+        self.runs: list[Run] = []
+        self.backend.sequences += 1
+        self.workers: dict[int, tuple[Run, str]] = {}
+        self.couriers: dict[int, Attempt] = {}
+        # arq's queue: job id -> when it may run (unix ms).
+        self.queued: dict[str, int] = {}
+        self.locks: set[str] = set()
+        self.dead_jobs: set[str] = set()
+        # Per node (node_slot.lua): the slots held (execution -> when it lapses) and the
+        # waiting list (execution -> first deferral), each key with when Redis expires it.
+        self.slots = NodeSlots(self.redis, settings)
+        self.held: dict[str, dict[str, int]] = {}
+        self.waiting: dict[str, dict[str, int]] = {}
+        self.key_expiry: dict[str, int] = {}
+        self.slot_of: dict[int, tuple[str, str]] = {}
+        self._snap: tuple[int, Snapshot] | None = None
+        self.steps = 0
+
+    def run(self, step: Awaitable[T]) -> T:
+        """Run one coroutine on the machine's loop."""
+        return self.loop.run_until_complete(step)
+
+    def teardown(self) -> None:
+        """Close the clients and the loop of this sequence."""
+        self.run(self.http.aclose())
+        self.run(self.redis.aclose())
+        self.loop.close()
+
+    def pick(self, index: int, likely: Callable[[Run], bool] | None = None) -> Run:
+        """An execution chosen by an index that shrinks towards the first one; among those
+        that are `likely` when there are any, three times in four."""
+        if likely is not None and index % 4:
+            favoured = [r for r in self.runs if likely(r)]
+            if favoured:
+                return favoured[index % len(favoured)]
+        return self.runs[index % len(self.runs)]
+
+    @property
+    def iso(self) -> str:
+        """The fake clock as the scripts' `now_iso`."""
+        return rfc3339(self.now)
+
+    def _stepped(self, outcome: str = "") -> None:
+        self.steps += 1
+        self.backend.steps += 1
+        self._snap = None
+        if outcome:
+            self.backend.outcomes[outcome] += 1
+        if self.replaying:
+            self.check()
+
+    def snapshot(self) -> Snapshot:
+        """Redis as it stands after the last step (read once per step)."""
+        if self._snap is None or self._snap[0] != self.steps:
+            ids = [r.id for r in self.runs]
+            nodes = [NODE, OTHER_NODE]
+            self._snap = (self.steps, self.run(read(self.redis, self.keys, ids, nodes)))
+        return self._snap[1]
+
+    def _check_finish(
+        self,
+        r: Run,
+        got: Any,
+        status: str,
+        error: str,
+        result: str,
+        attempt: str | None = None,
+    ) -> None:
+        digest = (status, error, result)
+        if r.expired:
+            expected = Outcome.MISSING
+        elif r.terminal:
+            # A `cancelled` report of an execution already stopped is its agent saying so.
+            stopped = status == "cancelled" and r.status in ("cancelled", "timeout")
+            expected = Outcome.NOOP if r.digest == digest or stopped else Outcome.CONFLICT
+        elif attempt is not None and attempt != str(r.attempt):
+            expected = Outcome.STALE
+        else:
+            expected = Outcome.OK
+            r.doc = got.doc
+            self._finished(r, status, error, result)
+        assert got.outcome is expected, (got, expected, r)
+        if expected is Outcome.NOOP:
+            assert got.doc == r.doc, "a repeated identical update changed the document"
+        self._stepped(f"finish: {expected}")
+
+    def _finished(self, r: Run, status: str, error: str, result: str) -> None:
+        r.status, r.digest, r.phase, r.in_deadlines = status, (status, error, result), None, False
+        r.finished_ms = self.now
+        r.events.append(status)
+        if r.webhook:
+            r.delivery = Delivery()
+            self.queued[delivery_job_id(r.id)] = self.now
+        if status in ("cancelled", "timeout") and r.started:  # the agent is told (no children)
+            self.queued[tell_agent_job_id(r.id)] = self.now
+
+    def _sweep(self) -> None:
+        """Runner.sweep at the fake clock: overdue executions time out, expired ones' deadline
+        entries are dropped."""
+        due = [r for r in self.runs if r.in_deadlines and r.deadline_ms <= self.now]
+        with mock.patch("agentfield_arq.core.runner.now_ms", return_value=self.now):
+            changed = self.run(self.runner.sweep())
+        expected = 0
+        for r in due:
+            r.in_deadlines = False
+            if not r.expired:
+                expected += 1
+                self._finished(r, "timeout", "execution deadline exceeded", "")
+                r.doc = self.run(self.store.get_doc(r.id))
+        assert changed == expected, (changed, expected)
+        self.backend.outcomes[f"sweep: {'some' if expected else 'none'} timed out"] += 1
+
+    def _expire_slot_keys(self) -> None:
+        """Redis drops a node's slot set or waiting list a lease after its last renewal."""
+        for key, at in list(self.key_expiry.items()):
+            if self.now >= at:
+                self.run(self.redis.delete(key))
+                del self.key_expiry[key]
+                node = key.rpartition(":")[2]
+                if key == self.keys.node_slots(node):
+                    self.held.pop(node, None)
+                else:
+                    self.waiting.pop(node, None)
+
+    def _expire(self, r: Run) -> None:
+        """Redis drops a record at its TTL, with every key that expires with it (that each has
+        a TTL is `ttls_are_set_on_everything_that_must_expire`'s business)."""
+        k = self.keys
+        jobs = (delivery_job_id(r.id), tell_agent_job_id(r.id))  # records kept the retention
+        self.run(
+            self.redis.delete(
+                k.execution(r.id),
+                k.status_doc(r.id),
+                k.webhook(r.id),
+                k.webhook_events(r.id),
+                k.webhook_view(r.id),
+                *map(k.arq_job, jobs),
+            )
+        )
+        r.expired = True
+        self.dead_jobs.update(job for job in jobs if job in self.queued)
+        self.backend.outcomes["expired"] += 1
+
+
+async def _no_agent_call(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"the model calls no agent: {request.url}")
