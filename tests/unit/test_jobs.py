@@ -17,11 +17,11 @@ class Unconfirmed:
 
     settings = Settings()
 
-    async def run(self, execution_id: str, last_try: bool) -> float | None:
+    async def run(self, execution_id: str, job_id: str, last_try: bool) -> float | None:
         raise NotReplicated("0 of 1 replicas confirmed the write")
 
 
 async def test_a_run_whose_outcome_no_replica_confirmed_is_retried() -> None:
-    ctx: dict[str, Any] = {"runner": Unconfirmed(), "job_try": 1}
+    ctx: dict[str, Any] = {"runner": Unconfirmed(), "job_try": 1, "job_id": "exec_1"}
     with pytest.raises(Retry):
         await run_execution(ctx, "exec_1")
