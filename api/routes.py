@@ -29,7 +29,7 @@ from agentfield_arq.api import (
     webhooks,
 )
 from agentfield_arq.api.access import Access, authenticate
-from agentfield_arq.api.openapi import Operation, Query
+from agentfield_arq.api.openapi import PATH_SCHEMAS, Operation, Query
 from agentfield_arq.kernel.errors import (
     ExecutionExpired,
     ExecutionNotFound,
@@ -139,14 +139,17 @@ _SSE = (
     "`text/event-stream`: each event's `id` is its stream id, its name the status (or `state`, "
     "`gap`, `cutoff`), its data JSON; comment lines are heartbeats"
 )
+# As strict as api/listing.py checks them (the fuzz run draws from these). `since` and `until`
+# are documented as unix ms, the plain subset of what is accepted (an RFC 3339 time too).
+_UNIX_MS = {"type": "string", "pattern": "^[0-9]{1,15}$"}
 _LIST_QUERY = (
     Query("status", "only executions now in this status", {"enum": [str(s) for s in Status]}),
-    Query("target", "only executions of this target (`node_id.name`)", {"type": "string"}),
-    Query("node", "only executions of this node's targets", {"type": "string"}),
-    Query("run_id", "only executions of this run", {"type": "string"}),
-    Query("parent", "only the children of this execution id", {"type": "string"}),
-    Query("since", "created at or after: RFC 3339, or unix ms", {"type": "string"}),
-    Query("until", "created at or before: RFC 3339, or unix ms", {"type": "string"}),
+    Query("target", "only executions of this target (`node_id.name`)", PATH_SCHEMAS["target"]),
+    Query("node", "only executions of this node's targets", PATH_SCHEMAS["node_id"]),
+    Query("run_id", "only executions of this run", PATH_SCHEMAS["run_id"]),
+    Query("parent", "only the children of this execution id", PATH_SCHEMAS["execution_id"]),
+    Query("since", "created at or after: unix ms (or an RFC 3339 time)", _UNIX_MS),
+    Query("until", "created at or before: unix ms (or an RFC 3339 time)", _UNIX_MS),
     Query(
         "limit",
         "page size",
@@ -157,7 +160,7 @@ _LIST_QUERY = (
             "default": listing.DEFAULT_PAGE,
         },
     ),
-    Query("cursor", "the `next_cursor` of the previous page", {"type": "string"}),
+    Query("cursor", "the `next_cursor` of the previous page", PATH_SCHEMAS["execution_id"]),
 )
 
 OPERATIONS: list[Operation] = [

@@ -390,6 +390,7 @@ class ExecutionStore:
                 k.node_awaiting(fields["node_id"]),
                 k.workers,
                 k.node_slots(fields["node_id"]),
+                *self._moving(),
             ],
             args=[
                 now,
@@ -405,6 +406,7 @@ class ExecutionStore:
                 "1" if hand_back.charged else "0",
                 hand_back.reason,
                 "1" if hand_back.lapsed_only else "0",
+                *self._index_bounds(now),
             ],
         )
         return text(reply[0]) == Outcome.OK

@@ -104,7 +104,7 @@ async def test_a_bad_filter_is_one_line_naming_it(
 ) -> None:
     code, _, err = await _run(capsys, "executions", "list", "--status", "done")
     assert code == 1
-    assert err.startswith("agentfield-arq: status:")
+    assert err.startswith("agentfield-arq: query parameter status:")
     assert err.count("\n") == 1
 
 
