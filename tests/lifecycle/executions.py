@@ -222,6 +222,8 @@ class ExecutionRules(MachineBase):
             if status == "running" and r.status == "queued":
                 r.status, r.started = "running", True
                 r.events.append("running")
+            if status == "running" and progress is not None:
+                r.events.append("progress")  # a report's own entry (progress.lua)
         assert got.outcome is expected, (got, expected)
         self._stepped(f"progress: {expected}")
 
