@@ -27,12 +27,14 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.core.tracing import Tracing
 from agentfield_arq.core.vectors import VectorStore
 from agentfield_arq.kernel.errors import ConfigurationError
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the API for `settings`; Redis clients live as long as the app's lifespan."""
+def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
+    """Build the API for `settings`; Redis clients live as long as the app's lifespan. With
+    `tracing` (core/tracing.py `from_env`, at the entry point), each request is a span."""
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url")
     check_auth(settings)
@@ -69,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
                     memory=MemoryStore(redis, settings),
                     vectors=VectorStore(redis, settings),
                     approvals=Approvals(store, nodes),
+                    tracing=tracing or Tracing(),
                 )
             }
         finally:

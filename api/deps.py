@@ -17,6 +17,7 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.core.tracing import Tracing
 from agentfield_arq.core.vectors import VectorStore
 
 
@@ -36,6 +37,7 @@ class Deps:
     memory: MemoryStore
     vectors: VectorStore
     approvals: Approvals
+    tracing: Tracing
 
 
 def deps(connection: HTTPConnection) -> Deps:

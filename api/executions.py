@@ -3,6 +3,8 @@ restart, notes."""
 
 from __future__ import annotations
 
+import contextlib
+
 import msgspec
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
@@ -12,11 +14,21 @@ from agentfield_arq.api.access import identity, identity_if_any
 from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
 from agentfield_arq.api.owners import authorize_agent, authorize_restart
+from agentfield_arq.api.params import int_param
 from agentfield_arq.core import notes
 from agentfield_arq.core.dispatch import TOKEN_HEADER
-from agentfield_arq.core.execution import apply_callback, cancel, execute_and_wait, submit
+from agentfield_arq.core.execution import (
+    Accepted,
+    accept,
+    apply_callback,
+    cancel,
+    execute_and_wait,
+    wait_for_end,
+)
+from agentfield_arq.core.rerun import missing, rerun
 from agentfield_arq.core.restart import restart
-from agentfield_arq.kernel.codec import encode, new_id
+from agentfield_arq.core.tracing import TRACEPARENT, parse_traceparent
+from agentfield_arq.kernel.codec import encode, new_id, now_ms
 from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds, Unavailable
 from agentfield_arq.kernel.models import (
     BatchStatusRequest,
@@ -31,11 +43,12 @@ from agentfield_arq.kernel.models import (
     RestartRequest,
     SyncResult,
 )
-from agentfield_arq.kernel.status import Status
+from agentfield_arq.kernel.status import EXPIRED, NOT_FOUND, Status
 
 JSON = "application/json"
 NULL = msgspec.Raw(b"null")
 CALLBACK_ENVELOPE_BYTES = 65_536
+MAX_WAIT_S = 60
 
 
 def _json(content: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -53,20 +66,39 @@ async def execute_async(request: Request) -> Response:
     target = request.path_params["target"]
     execution_id = new_id("exec")
     try:
-        accepted = await submit(
-            d.store, target, body, request.headers, execution_id, owner=identity(request)
-        )
+        with _span(request, f"execute {target[:200]}") as traceparent:
+            accepted = await accept(
+                d.store,
+                target,
+                body,
+                request.headers,
+                execution_id,
+                traceparent=traceparent,
+                owner=identity(request),
+            )
     except RedisTimeoutError as exc:
         raise Unavailable(
             f"the state store (Redis) did not answer in time; execution '{execution_id}' may "
             "still be created: look it up before sending again",
             execution_id=execution_id,
         ) from exc
-    return _json(
-        encode(accepted),
-        202,
-        {"X-Execution-ID": accepted.execution_id, "X-Run-ID": accepted.run_id},
-    )
+    return _json(encode(accepted.submitted), 202, _headers(accepted))
+
+
+def _span(request: Request, name: str) -> contextlib.AbstractContextManager[str | None]:
+    """This hop's span, under the caller's `traceparent` (ignored when invalid)."""
+    parent = parse_traceparent(request.headers.get(TRACEPARENT))
+    return deps(request).tracing.span(name, parent, "SERVER")
+
+
+def _headers(accepted: Accepted) -> dict[str, str]:
+    headers = {
+        "X-Execution-ID": accepted.submitted.execution_id,
+        "X-Run-ID": accepted.submitted.run_id,
+    }
+    if accepted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return headers
 
 
 async def execute_sync(request: Request) -> Response:
@@ -74,11 +106,17 @@ async def execute_sync(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
-    accepted, doc = await execute_and_wait(
-        d.store, d.completions, target, body, request.headers, identity(request)
-    )
-    headers = {"X-Execution-ID": accepted.execution_id, "X-Run-ID": accepted.run_id}
-    return _json(encode(_sync_result(doc)), 200, headers)
+    with _span(request, f"execute {target[:200]}") as traceparent:
+        accepted, doc = await execute_and_wait(
+            d.store,
+            d.completions,
+            target,
+            body,
+            request.headers,
+            traceparent,
+            owner=identity(request),
+        )
+    return _json(encode(_sync_result(doc)), 200, _headers(accepted))
 
 
 def _sync_result(doc: Execution[msgspec.Raw]) -> SyncResult[msgspec.Raw]:
@@ -98,11 +136,18 @@ def _sync_result(doc: Execution[msgspec.Raw]) -> SyncResult[msgspec.Raw]:
 
 async def get_one(request: Request) -> Response:
     """One execution's status document as stored, with its webhook delivery fields; another
-    key's execution is not found, exactly as an unknown id is."""
+    key's execution is not found, exactly as an unknown id is. With `?wait=N`, answered when it
+    ends or after N seconds, whichever comes first."""
+    d = deps(request)
     execution_id = request.path_params["execution_id"]
-    doc = await deps(request).store.get_view(execution_id, identity(request))
+    wait_s = int_param(request, "wait", default=0, minimum=0, maximum=MAX_WAIT_S)
+    owner = identity(request)
+    if wait_s > 0:
+        doc = await wait_for_end(d.store, d.completions, execution_id, wait_s, owner)
+    else:
+        doc = await d.store.get_view(execution_id, owner)
     if doc is None:
-        raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
+        raise missing(d.store, execution_id)
     return _json(doc)
 
 
@@ -118,13 +163,17 @@ async def batch_status(request: Request) -> Response:
         )
     ids = list(dict.fromkeys(body.execution_ids))
     docs = await d.store.get_views(ids, identity(request))
+    gone = [i for i, doc in zip(ids, docs, strict=True) if doc is None]
+    expired = d.store.expired(gone, now_ms()) if gone else set()
     # One encode of the whole object, stored documents spliced in as they are (msgspec.Raw):
     # 2.5x faster than encoding and joining 1,000 members one by one (measured, bench/).
     answer: dict[str, msgspec.Raw | dict[str, str]] = {}
     for execution_id, doc in zip(ids, docs, strict=True):
-        answer[execution_id] = (
-            msgspec.Raw(doc) if doc else {"execution_id": execution_id, "status": "not_found"}
-        )
+        if doc:
+            answer[execution_id] = msgspec.Raw(doc)
+        else:
+            status = EXPIRED if execution_id in expired else NOT_FOUND
+            answer[execution_id] = {"execution_id": execution_id, "status": status}
     return _json(encode(answer))
 
 
@@ -141,7 +190,8 @@ async def callback(request: Request) -> Response:
     # A callback carries a whole result, which may be as large as an inline one.
     cap = max(d.settings.max_body_bytes, d.settings.max_result_bytes + CALLBACK_ENVELOPE_BYTES)
     report = await read_json(request, CallbackRequest, d.settings, cap=cap)
-    doc = await apply_callback(d.store, execution_id, report)
+    with _span(request, f"callback {report.status[:32]}"):
+        doc = await apply_callback(d.store, execution_id, report)
     return _json(await d.store.get_view(execution_id) or doc)
 
 
@@ -151,7 +201,10 @@ async def cancel_one(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, CancelRequest, d.settings, optional=True)
     execution_id = request.path_params["execution_id"]
-    doc = await cancel(d.store, execution_id, body.reason, identity(request))
+    try:
+        doc = await cancel(d.store, execution_id, body.reason, identity(request))
+    except ExecutionNotFound:
+        raise missing(d.store, execution_id) from None
     return _json(await d.store.get_view(execution_id) or doc)
 
 
@@ -192,3 +245,11 @@ async def restart_one(request: Request) -> Response:
         202,
         {"X-Execution-ID": accepted.execution_id, "X-Run-ID": accepted.run_id},
     )
+
+
+async def retry_one(request: Request) -> Response:
+    """Run a finished execution again, as a new execution linked by `retry_of`."""
+    d = deps(request)
+    submitted = await rerun(d.store, request.path_params["execution_id"], identity(request))
+    headers = {"X-Execution-ID": submitted.execution_id, "X-Run-ID": submitted.run_id}
+    return _json(encode(submitted), 202, headers)

@@ -50,6 +50,8 @@ PATH_SCHEMAS: Mapping[str, Mapping[str, str]] = {
     "target": {"type": "string", "pattern": f"^{NODE_ID}\\.{NAME}$"},
     "node_id": {"type": "string", "pattern": f"^{NODE_ID}$"},
     "execution_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+    # As X-Run-ID accepts it (core/execution.py) and api/listing.py checks it.
+    "run_id": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
 }
 # What any request can be answered before it reaches its operation (api/edge.py, and the HTTP
 # protocol's header limits in api/protocol.py).

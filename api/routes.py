@@ -22,20 +22,25 @@ from agentfield_arq.api import (
     approvals,
     changes,
     discovery,
+    events,
     executions,
+    listing,
     memory,
+    metrics,
     nodes,
     openapi,
     system,
     webhooks,
 )
 from agentfield_arq.api.access import Access, authenticate
-from agentfield_arq.api.openapi import EventStream, Operation, Query
+from agentfield_arq.api.openapi import PATH_SCHEMAS, EventStream, Operation, Query
 from agentfield_arq.kernel.errors import (
     ApprovalNotFound,
+    ExecutionExpired,
     ExecutionNotFound,
     ExecutionNotTerminal,
     Forbidden,
+    IdempotencyKeyReused,
     InvalidBaseUrl,
     InvalidRequest,
     InvalidTarget,
@@ -46,11 +51,13 @@ from agentfield_arq.kernel.errors import (
     MemoryValueTooLarge,
     NodeNotFound,
     NodeUnavailable,
+    NotReady,
     NotReplicated,
     NotSupported,
     PayloadTooLarge,
     QueueFull,
     RequestTimeout,
+    RunNotFound,
     SyncTimeout,
     TargetNotFound,
     TooManyIds,
@@ -83,6 +90,7 @@ from agentfield_arq.kernel.models import (
     ExecuteRequest,
     Execution,
     ExecutionLogs,
+    ExecutionPage,
     Health,
     HeartbeatRequest,
     Node,
@@ -95,11 +103,13 @@ from agentfield_arq.kernel.models import (
     Redriven,
     Restarted,
     RestartRequest,
+    Run,
     ShutdownRequest,
     Submitted,
     SyncResult,
     TelemetryEvent,
 )
+from agentfield_arq.kernel.status import Status
 
 PREFIX = "/api/v1"
 # What every endpoint that reads a body can answer, and every one that touches Redis
@@ -126,6 +136,7 @@ EXECUTIONS_BY_ID = dict[str, Execution]  # type: ignore[type-arg]
 _ACK = {200: ("recorded", Acknowledged)}
 _BEAT_ERRORS = (*BODY, NodeNotFound, *REDIS)
 _HEALTH = {200: ("Redis answers", Health)}
+_DETAIL = (Query("detail", "1 adds the counts", {"enum": ["0", "1", "false", "true"]}),)
 _DEAD_QUERY = (
     Query(
         "limit",
@@ -339,6 +350,44 @@ APPROVAL_OPERATIONS: list[Operation] = [
     ),
 ]
 
+_EXECUTE_ERRORS = (
+    *BODY,
+    InvalidTarget,
+    IdempotencyKeyReused,
+    TargetNotFound,
+    ExecutionExpired,
+    QueueFull,
+    NodeUnavailable,
+)
+_GONE = (ExecutionNotFound, ExecutionExpired)
+_SSE = (
+    "`text/event-stream`: each event's `id` is its stream id, its name the status (or `state`, "
+    "`gap`, `cutoff`), its data JSON; comment lines are heartbeats"
+)
+# As strict as api/listing.py checks them (the fuzz run draws from these). `since` and `until`
+# are documented as unix ms, the plain subset of what is accepted (an RFC 3339 time too).
+_UNIX_MS = {"type": "string", "pattern": "^[0-9]{1,15}$"}
+_LIST_QUERY = (
+    Query("status", "only executions now in this status", {"enum": [str(s) for s in Status]}),
+    Query("target", "only executions of this target (`node_id.name`)", PATH_SCHEMAS["target"]),
+    Query("node", "only executions of this node's targets", PATH_SCHEMAS["node_id"]),
+    Query("run_id", "only executions of this run", PATH_SCHEMAS["run_id"]),
+    Query("parent", "only the children of this execution id", PATH_SCHEMAS["execution_id"]),
+    Query("since", "created at or after: unix ms (or an RFC 3339 time)", _UNIX_MS),
+    Query("until", "created at or before: unix ms (or an RFC 3339 time)", _UNIX_MS),
+    Query(
+        "limit",
+        "page size",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": listing.MAX_PAGE,
+            "default": listing.DEFAULT_PAGE,
+        },
+    ),
+    Query("cursor", "the `next_cursor` of the previous page", PATH_SCHEMAS["execution_id"]),
+)
+
 OPERATIONS: list[Operation] = [
     Operation(
         "POST",
@@ -347,7 +396,7 @@ OPERATIONS: list[Operation] = [
         "Queue an execution",
         {202: ("queued; durable before this answer", Submitted)},
         body=ExecuteRequest,
-        errors=(*BODY, InvalidTarget, TargetNotFound, QueueFull, NodeUnavailable, *DURABLE),
+        errors=(*_EXECUTE_ERRORS, *DURABLE),
         access=Access.CALLER,
     ),
     Operation(
@@ -357,15 +406,7 @@ OPERATIONS: list[Operation] = [
         "Run an execution and wait for its end",
         {200: ("terminal", SyncResult)},
         body=ExecuteRequest,
-        errors=(
-            *BODY,
-            InvalidTarget,
-            TargetNotFound,
-            QueueFull,
-            NodeUnavailable,
-            *DURABLE,
-            SyncTimeout,
-        ),
+        errors=(*_EXECUTE_ERRORS, *DURABLE, SyncTimeout),
         access=Access.CALLER,
     ),
     Operation(
@@ -399,11 +440,58 @@ OPERATIONS: list[Operation] = [
     ),
     Operation(
         "GET",
+        f"{PREFIX}/executions",
+        listing.list_executions,
+        "Executions, newest first, filtered; a page may be short and still have a next one",
+        {200: ("one page", ExecutionPage)},
+        query=_LIST_QUERY,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/executions/{{execution_id}}/events",
+        events.execution_events,
+        "One execution's lifecycle as server-sent events (resumable with Last-Event-ID); "
+        "ends after its terminal event",
+        {200: (_SSE, None)},
+        errors=(InvalidRequest, *_GONE, *REDIS),
+        access=Access.CALLER,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/events",
+        events.all_events,
+        "Every execution's lifecycle as server-sent events, filtered (resumable with "
+        "Last-Event-ID)",
+        {200: (_SSE, None)},
+        query=tuple(q for q in _LIST_QUERY if q.name in ("status", "target", "run_id")),
+        errors=(InvalidRequest, *REDIS),
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/runs/{{run_id}}",
+        listing.get_run,
+        "A run's executions as a tree, with statuses and timings",
+        {200: ("the run", Run)},
+        errors=(RunNotFound, *REDIS),
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
         f"{PREFIX}/executions/{{execution_id}}",
         executions.get_one,
-        "One execution",
+        "One execution; with `wait`, answered when it ends (or when the wait runs out)",
         {200: ("the execution", Execution)},
-        errors=(ExecutionNotFound, *REDIS),
+        query=(
+            Query(
+                "wait",
+                "seconds to wait for the end before answering",
+                {"type": "integer", "minimum": 0, "maximum": executions.MAX_WAIT_S, "default": 0},
+            ),
+        ),
+        errors=(InvalidRequest, *_GONE, *REDIS),
         access=Access.CALLER,
     ),
     Operation(
@@ -424,7 +512,24 @@ OPERATIONS: list[Operation] = [
         {200: ("the execution, cancelled", Execution)},
         body=CancelRequest,
         body_required=False,
-        errors=(*BODY, ExecutionNotFound, InvalidTransition, *DURABLE),
+        errors=(*BODY, *_GONE, InvalidTransition, *DURABLE),
+        access=Access.CALLER,
+    ),
+    Operation(
+        "POST",
+        f"{PREFIX}/executions/{{execution_id}}/retry",
+        executions.retry_one,
+        "Run a finished execution again, as a new execution linked by `retry_of`",
+        {202: ("the new execution, queued", Submitted)},
+        errors=(
+            *_GONE,
+            ExecutionNotTerminal,
+            TargetNotFound,
+            InvalidTransition,
+            QueueFull,
+            NodeUnavailable,
+            *DURABLE,
+        ),
         access=Access.CALLER,
     ),
     Operation(
@@ -565,12 +670,43 @@ OPERATIONS: list[Operation] = [
         errors=(InvalidRequest, NotSupported, *REDIS),
         access=Access.CALLER,
     ),
-    *(
-        Operation("GET", path, system.health, summary, _HEALTH, errors=REDIS, access=Access.PUBLIC)
-        for path, summary in (
-            (f"{PREFIX}/health", "Health"),
-            ("/health", "Health (as /api/v1/health)"),
-        )
+    Operation(
+        "GET",
+        f"{PREFIX}/health",
+        system.health,
+        "Health; with `detail=1`, the queue, the workers alive and the active nodes",
+        _HEALTH,
+        query=_DETAIL,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/health",
+        system.health,
+        "Liveness (as /api/v1/health)",
+        _HEALTH,
+        query=_DETAIL,
+        errors=(InvalidRequest, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/ready",
+        system.ready,
+        "Readiness: Redis answers and a worker is alive; with the queue and node counts",
+        {200: ("ready", Health)},
+        errors=(NotReady, *REDIS),
+        access=Access.PUBLIC,
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        metrics.metrics,
+        "Prometheus metrics of the whole deployment (text format 0.0.4), read from Redis",
+        {200: ("`text/plain; version=0.0.4`: the metrics docs/contract.md lists", None)},
+        errors=REDIS,
+        access=Access.ADMIN,
     ),
     Operation(
         "GET",

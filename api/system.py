@@ -1,4 +1,5 @@
-"""Health, SDK telemetry and execution logs, and the AgentField routes we do not offer."""
+"""Health and readiness, SDK telemetry and execution logs, and the AgentField routes we do not
+offer."""
 
 from __future__ import annotations
 
@@ -11,11 +12,20 @@ from starlette.responses import Response
 
 from agentfield_arq.api.body import decode, read_body
 from agentfield_arq.api.deps import deps
+from agentfield_arq.api.params import text_param
 from agentfield_arq.core.keys import safe_id
+from agentfield_arq.core.metrics import Gauges
+from agentfield_arq.core.roster import Roster
 from agentfield_arq.core.telemetry import Telemetry
-from agentfield_arq.kernel.codec import encode
-from agentfield_arq.kernel.errors import InvalidRequest, NotSupported, Unavailable
-from agentfield_arq.kernel.models import Acknowledged, ExecutionLogs, Health, TelemetryEvent
+from agentfield_arq.kernel.codec import encode, now_ms
+from agentfield_arq.kernel.errors import InvalidRequest, NotReady, NotSupported, Unavailable
+from agentfield_arq.kernel.models import (
+    Acknowledged,
+    ExecutionLogs,
+    Health,
+    QueueDepth,
+    TelemetryEvent,
+)
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -24,7 +34,13 @@ ACKNOWLEDGED = Acknowledged(success=True)
 
 async def health(request: Request) -> Response:
     """200 when Redis answers a PING, 503 with the reason otherwise: within the Redis command
-    timeout, since a stalled Redis is the case this must show."""
+    timeout, since a stalled Redis is the case this must show. With `?detail=1`, the queue,
+    the workers alive and the active nodes too."""
+    detail = text_param(request, "detail", max_length=5)
+    if detail not in (None, "0", "1", "false", "true"):
+        raise InvalidRequest(
+            "query parameter detail: 1 (or true) for the counts, 0 (or false) without"
+        )
     d = deps(request)
     try:
         await d.redis.ping()
@@ -33,12 +49,41 @@ async def health(request: Request) -> Response:
         raise _unhealthy(reason, exc) from exc
     except RedisError as exc:
         raise _unhealthy(f"Redis is unreachable ({exc})", exc) from exc
+    if detail in ("1", "true"):
+        return Response(encode(await _detailed(request, "ok")), media_type=JSON)
     return Response(encode(Health(status="ok", redis="up")), media_type=JSON)
 
 
 def _unhealthy(reason: str, exc: Exception) -> Unavailable:
     logger.warning("health: %s: %s", reason, exc)
     return Unavailable("Redis does not answer", status="unhealthy", redis="down", reason=reason)
+
+
+async def ready(request: Request) -> Response:
+    """200 when Redis answers and at least one worker is alive to take the work, with the
+    counts; 503 otherwise (`unavailable`, or `not_ready` naming what is missing)."""
+    answer = await _detailed(request, "ready")
+    if not answer.workers_alive:
+        raise NotReady("no worker has been heard from lately: queued work would wait")
+    return Response(encode(answer), media_type=JSON)
+
+
+async def _detailed(request: Request, status: str) -> Health:
+    d = deps(request)
+    gauges = Gauges(d.redis, d.store.keys, d.nodes)
+    _, by_kind, oldest = await gauges.queue(now_ms())
+    return Health(
+        status=status,
+        redis="up",
+        queue=QueueDepth(
+            executions=by_kind["execution"],
+            webhook_deliveries=by_kind["webhook_delivery"],
+            webhook_notices=by_kind["webhook_notice"],
+            oldest_queued_s=oldest,
+        ),
+        workers_alive=await Roster(d.redis, d.store.keys).alive(now_ms()),
+        nodes_active=(await gauges.node_counts())["active"],
+    )
 
 
 async def telemetry(request: Request) -> Response:

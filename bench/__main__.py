@@ -21,14 +21,14 @@ from typing import Any
 
 import msgspec
 
-from bench import batch, drain, enqueue, latency, memory, monitor, report
+from bench import batch, drain, enqueue, fanout, latency, listing, memory, monitor, report
 from bench.harness import Harness
 from bench.plan import FULL, QUICK, Plan
 from bench.stats import Figure
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("enqueue", "drain", "latency", "batch", "memory", "commands")
+SECTIONS = ("enqueue", "drain", "latency", "batch", "listing", "fanout", "memory", "commands")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -84,6 +84,10 @@ async def _section(section: str, h: Harness, plan: Plan, url: str, out: dict[str
         figures += await latency.measure(h, plan, url)
     elif section == "batch":
         figures += await batch.measure(h, plan, url)
+    elif section == "listing":
+        figures += await listing.measure(h, plan, url)
+    elif section == "fanout":
+        figures += await fanout.measure(h, plan, url)
     elif section == "memory":
         found, out["checkpoints"] = await memory.measure(h, plan, url)
         figures += found

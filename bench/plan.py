@@ -22,6 +22,11 @@ class Plan(msgspec.Struct, kw_only=True, frozen=True):
     memory_large: int = 100_000
     memory_workers: int = 1
     monitor_sample: int = 200
+    list_retained: int = 100_000
+    list_depth: int = 100
+    list_repeats: int = 200
+    fanout_subscribers: int = 1000
+    fanout_events: int = 2000
     profile: bool = False
 
 
@@ -37,4 +42,9 @@ QUICK = Plan(
     memory_small=200,
     memory_large=2_000,
     monitor_sample=50,
+    list_retained=5_000,
+    list_depth=10,
+    list_repeats=50,
+    fanout_subscribers=100,
+    fanout_events=200,
 )

@@ -62,6 +62,12 @@ async def tell_agent(ctx: dict[str, Any], execution_id: str) -> None:
     await _outlasting_outages(cancellation.tell_agent(execution_id))
 
 
+async def notify_webhook(ctx: dict[str, Any], execution_id: str, event: str, bucket: str) -> None:
+    """One attempt at a `started` or `progress` webhook notice; not retried."""
+    deliverer: Deliverer = ctx["deliverer"]
+    await deliverer.notify(execution_id, event, bucket)
+
+
 async def sweep_deadlines(ctx: dict[str, Any]) -> int:
     """Periodic: overdue running or queued executions become `timeout`."""
     return await _outlasting_outages(_runner(ctx).sweep())

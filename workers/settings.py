@@ -12,6 +12,7 @@ from arq import cron, func
 
 from agentfield_arq.core.arq_bridge import (
     DELIVER_WEBHOOK,
+    NOTIFY_WEBHOOK,
     RUN_EXECUTION,
     TELL_AGENT,
     arq_deserialize,
@@ -29,7 +30,14 @@ from agentfield_arq.core.outbox import Outbox
 from agentfield_arq.core.runner import Runner
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
-from agentfield_arq.workers.jobs import deliver_webhook, run_execution, sweep_deadlines, tell_agent
+from agentfield_arq.core.tracing import Tracing
+from agentfield_arq.workers.jobs import (
+    deliver_webhook,
+    notify_webhook,
+    run_execution,
+    sweep_deadlines,
+    tell_agent,
+)
 
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -39,14 +47,18 @@ def worker_settings(
     *,
     agent_transport: httpx.AsyncBaseTransport | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
+    tracing: Tracing | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker` (or `run_worker`) serving our queue.
 
     The transports replace the network under the agent client and the webhook client (tests
     pass `httpx.MockTransport` or `httpx.ASGITransport`); each replaces the guarded transport,
-    and so the connect policy or the SSRF guard with it.
+    and so the connect policy or the SSRF guard with it. With `tracing` (core/tracing.py
+    `from_env`, at the entry point), each run, agent call and webhook attempt is a span.
     """
-    on_startup, on_shutdown = _lifecycle(settings, agent_transport, webhook_transport)
+    on_startup, on_shutdown = _lifecycle(
+        settings, agent_transport, webhook_transport, tracing or Tracing()
+    )
     return {
         "functions": _functions(settings),
         "cron_jobs": _cron_jobs(settings),
@@ -71,6 +83,7 @@ def _lifecycle(
     settings: Settings,
     agent_transport: httpx.AsyncBaseTransport | None,
     webhook_transport: httpx.AsyncBaseTransport | None,
+    tracing: Tracing,
 ) -> tuple[Hook, Hook]:
     """Build the process's clients on start (a Runner and a Deliverer) and start its lease;
     close them on stop."""
@@ -84,10 +97,14 @@ def _lifecycle(
         ctx["lease_task"] = asyncio.create_task(lease.run())
         ctx["http"] = agent_client(settings, agent_transport)
         store, nodes = ExecutionStore(redis, settings), NodeRegistry(redis, settings)
-        ctx["runner"] = Runner(store, nodes, ctx["http"], settings, lease.worker_id, running)
+        ctx["runner"] = Runner(
+            store, nodes, ctx["http"], settings, lease.worker_id, running, tracing
+        )
         ctx["cancellation"] = Cancellation(store, nodes, ctx["http"], settings)
         ctx["webhook_http"] = webhook_client(settings, webhook_transport)
-        ctx["deliverer"] = Deliverer(Outbox(redis, settings), ctx["webhook_http"], settings)
+        ctx["deliverer"] = Deliverer(
+            Outbox(redis, settings), ctx["webhook_http"], settings, tracing=tracing
+        )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         if "lease_task" in ctx:
@@ -125,6 +142,13 @@ def _functions(settings: Settings) -> list[Any]:
             timeout=settings.job_timeout_s,
             keep_result=0,
             max_tries=settings.max_job_tries,
+        ),
+        func(
+            notify_webhook,
+            name=NOTIFY_WEBHOOK,
+            timeout=settings.webhook_job_timeout_s,
+            keep_result=0,
+            max_tries=1,
         ),
     ]
 

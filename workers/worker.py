@@ -7,6 +7,7 @@ import httpx
 from agentfield_arq.core.arq_bridge import WakingWorker, arq_pool
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.tracing import Tracing
 from agentfield_arq.workers.settings import worker_settings
 
 
@@ -17,12 +18,16 @@ def create_worker(
     handle_signals: bool = True,
     agent_transport: httpx.AsyncBaseTransport | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
+    tracing: Tracing | None = None,
 ) -> WakingWorker:
     """A Worker configured by `worker_settings`. In `burst` mode it returns once the queue is
     empty (deferred retries included); tests run it so, without signal handlers, with their
     agent and webhook receiver behind the transports (see `worker_settings`)."""
     kwargs = worker_settings(
-        settings, agent_transport=agent_transport, webhook_transport=webhook_transport
+        settings,
+        agent_transport=agent_transport,
+        webhook_transport=webhook_transport,
+        tracing=tracing,
     )
     keys = Keys(settings.key_prefix)
     kwargs.update(

@@ -83,6 +83,7 @@ logger = logging.getLogger(__name__)
 # Job function names. A run job's id is its execution id (create.lua queues that id).
 RUN_EXECUTION = "run_execution"
 DELIVER_WEBHOOK = "deliver_webhook"
+NOTIFY_WEBHOOK = "notify_webhook"
 SWEEP_DEADLINES = "sweep_deadlines"
 TELL_AGENT = "tell_agent"
 
@@ -124,9 +125,10 @@ def arq_deserialize(data: bytes) -> dict[str, Any]:
     return value
 
 
-def _payload(function: str, execution_id: str, enqueue_ms: int) -> bytes:
+def _payload(function: str, execution_id: str, enqueue_ms: int, *more: str) -> bytes:
     # No job try: arq counts tries itself (its retry key), starting at 1.
-    return serialize_job(function, (execution_id,), {}, None, enqueue_ms, serializer=arq_serialize)
+    args = (execution_id, *more)
+    return serialize_job(function, args, {}, None, enqueue_ms, serializer=arq_serialize)
 
 
 def run_job_payload(execution_id: str, enqueue_ms: int) -> bytes:
@@ -173,6 +175,17 @@ def arq_pool(settings: Settings, queue: str) -> ArqRedis:
         job_deserializer=arq_deserialize,
         default_queue_name=queue,
     )
+
+
+def notice_job_id(execution_id: str, event: str, bucket: int) -> str:
+    """The arq job id of a webhook notice: one per execution for `started`, one per throttle
+    bucket for `progress`."""
+    return f"ntc_{execution_id}_{event}_{bucket}"
+
+
+def notice_job_payload(execution_id: str, event: str, bucket: int, enqueue_ms: int) -> bytes:
+    """arq's job record of `notify_webhook(execution_id, event, bucket)`."""
+    return _payload(NOTIFY_WEBHOOK, execution_id, enqueue_ms, event, str(bucket))
 
 
 def redis_settings(url: str) -> RedisSettings:

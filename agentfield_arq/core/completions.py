@@ -1,5 +1,7 @@
 """Cross-replica wake-ups: one reader per process follows the lifecycle stream and resolves the
-futures of whoever waits for an execution to end (the sync execute route).
+futures of whoever waits for an execution to end (the sync execute route, the long-poll), and
+hands every entry to the event subscribers (the SSE routes), each through a bounded buffer: a
+subscriber that falls behind is marked overflowed, and the reader never waits for it.
 
 The stream is a hint, not the truth: waiters re-read the status document after every wake-up
 and at least every `RECHECK_S`, so a missed entry (trimmed stream, reconnect) costs latency,
@@ -35,6 +37,27 @@ RECONNECT_S = 1.0
 IDLE_TAIL_S = 0.5
 
 
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+class Subscriber:
+    """One event subscriber's buffer of lifecycle entries (id, fields), oldest first. Once full,
+    it takes nothing more and says so (`overflowed`): what it missed is still in the stream."""
+
+    def __init__(self, capacity: int) -> None:
+        self.entries: asyncio.Queue[Entry] = asyncio.Queue(capacity)
+        self.overflowed = False
+
+    def offer(self, entry: Entry) -> None:
+        """Buffer an entry without waiting; a full buffer marks the subscriber overflowed."""
+        if self.overflowed:
+            return
+        try:
+            self.entries.put_nowait(entry)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
 class Completions:
     """Follows `events` with XREAD BLOCK on its own connection and wakes local waiters."""
 
@@ -42,7 +65,20 @@ class Completions:
         self.redis = redis
         self.keys = keys
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._subscribers: set[Subscriber] = set()
         self._wanted = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, capacity: int) -> AsyncIterator[Subscriber]:
+        """Every entry read from now on, buffered up to `capacity` (see `Subscriber`). The
+        first entries may precede the call by up to `IDLE_TAIL_S`, never follow a gap."""
+        subscriber = Subscriber(capacity)
+        self._subscribers.add(subscriber)
+        self._wanted.set()
+        try:
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)
 
     @contextlib.asynccontextmanager
     async def watch(self, execution_id: str) -> AsyncIterator[asyncio.Future[None]]:
@@ -65,7 +101,7 @@ class Completions:
         cursor = await self._tail()
         while True:
             reraise_cancel()
-            if not self._waiters:
+            if not self._waiters and not self._subscribers:
                 cursor = await self._idle(cursor)
                 continue
             try:
@@ -80,6 +116,8 @@ class Completions:
             for _stream, entries in replies:
                 for entry_id, fields in entries:
                     cursor = entry_id
+                    for subscriber in self._subscribers:
+                        subscriber.offer((entry_id, fields))
                     self._dispatch(fields)
 
     async def _idle(self, cursor: bytes | str) -> bytes | str:

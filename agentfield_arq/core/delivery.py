@@ -22,6 +22,7 @@ import msgspec
 from agentfield_arq.core.guard import GuardedBackend, GuardedTransport, Policy
 from agentfield_arq.core.outbox import Attempt, Outbox, Outcome
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.tracing import TRACEPARENT, Tracing
 from agentfield_arq.core.webhooks import RESERVED_HEADERS
 from agentfield_arq.kernel.codec import encode, now_ms
 from agentfield_arq.kernel.errors import DestinationRefused
@@ -91,7 +92,9 @@ def build_body(attempt: Attempt) -> bytes:
         if succeeded
         else msgspec.UNSET,
         error_message=None if succeeded else doc.error,
-        timestamp=doc.completed_at or "",
+        timestamp=doc.completed_at or doc.started_at or doc.created_at,
+        progress=doc.progress,
+        progress_message=doc.progress_message,
     )
     return encode(payload)
 
@@ -153,11 +156,13 @@ class Deliverer:
         http: httpx.AsyncClient,
         settings: Settings,
         rng: random.Random | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.outbox = outbox
         self.http = http
         self.settings = settings
         self.rng = rng
+        self.tracing = tracing or Tracing()
 
     async def deliver(self, execution_id: str, last_try: bool = False) -> float | None:
         """One attempt; returns seconds to wait before the next one, or None when settled."""
@@ -170,6 +175,34 @@ class Deliverer:
         duration_ms = int((time.monotonic() - clock) * 1000)
         return await self._settle(attempt, answer, duration_ms, last_try)
 
+    async def notify(self, execution_id: str, event: str, bucket: str) -> None:
+        """One attempt at a `started` or `progress` notice, with the document as it is now;
+        never retried nor recorded (the `completed` delivery is the one that is)."""
+        attempt = await self.outbox.notice(execution_id, event, bucket)
+        if attempt is None:
+            logger.info("no webhook notice execution_id=%s: gone", execution_id)
+            return
+        clock = time.monotonic()
+        answer = await self.send(attempt)
+        duration_ms = int((time.monotonic() - clock) * 1000)
+        host = urlsplit(attempt.url).hostname
+        if answer.delivered:
+            logger.info(
+                "webhook notice %s delivered execution_id=%s host=%s in %dms",
+                event,
+                execution_id,
+                host,
+                duration_ms,
+            )
+        else:
+            logger.warning(
+                "webhook notice %s failed execution_id=%s host=%s: %s",
+                event,
+                execution_id,
+                host,
+                answer.error,
+            )
+
     async def send(self, attempt: Attempt) -> Answer:
         """Build, sign and POST the body; every failure becomes an Answer, never an exception,
         so that an attempt is always recorded rather than left `delivering`."""
@@ -181,7 +214,11 @@ class Deliverer:
         timeout_s = self.settings.webhook_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._post(attempt.url, body, headers)
+                name = f"webhook {attempt.event_type}"
+                with self.tracing.span(name, attempt.traceparent, "CLIENT") as traceparent:
+                    if traceparent is not None:
+                        headers[TRACEPARENT] = traceparent
+                    return await self._post(attempt.url, body, headers)
         except TimeoutError:
             return Answer(error=f"no answer within {timeout_s:g}s")
         except DestinationRefused as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
 from agentfield_arq.kernel.codec import canonical_json, encode, new_id, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
+    ExecutionExpired,
     ExecutionNotFound,
     InvalidRequest,
     InvalidTransition,
@@ -41,6 +43,8 @@ FORWARDED_HEADERS = {
 MAX_ERROR_CHARS = 2000
 CANCELLED_ERROR = "cancelled by request"
 MAX_DURATION_MS = 2**31 - 1
+# A progress report is shown in every read of the execution: kept small.
+MAX_PROGRESS_BYTES = 4096
 
 
 def _header_id(headers: Mapping[str, str], name: str) -> str | None:
@@ -53,6 +57,14 @@ def _header_id(headers: Mapping[str, str], name: str) -> str | None:
     elif not _HEADER_ID.fullmatch(value):
         raise InvalidRequest(f"header {name}: at most 64 characters of [A-Za-z0-9_.:-]")
     return value
+
+
+class Accepted(msgspec.Struct, kw_only=True):
+    """What a submission got: the 202 answer, and whether it replays the first execution of
+    its Idempotency-Key (`Idempotent-Replayed: true`)."""
+
+    submitted: Submitted
+    replayed: bool = False
 
 
 async def submit(
@@ -69,10 +81,28 @@ async def submit(
     The execution remembers the id of the key that submitted it (`owner`); a key other than an
     admin's may have `key_max_active` executions not yet ended.
     """
+    return (await accept(store, target, request, headers, execution_id, owner=owner)).submitted
+
+
+async def accept(
+    store: ExecutionStore,
+    target: str,
+    request: ExecuteRequest,
+    headers: Mapping[str, str],
+    execution_id: str | None = None,
+    traceparent: str | None = None,
+    owner: Identity = ANONYMOUS_ADMIN,
+) -> Accepted:
+    """`submit`, honouring an `Idempotency-Key` header: the same request with the same key
+    within `AGENTFIELD_ARQ_IDEMPOTENCY_TTL_S` answers the first execution (nothing is written);
+    another request with it is IdempotencyKeyReused. Checked in create.lua, atomically.
+    Idempotency keys are `owner`'s own (named with its key id): two callers' keys never meet.
+    `traceparent` is kept on the execution and passed on at each hop (core/tracing.py)."""
     node_id, name = parse_target(target)
     run_id = (
         _header_id(headers, "x-run-id") or _header_id(headers, "x-workflow-id") or new_id("run")
     )
+    key = _idempotency_key(headers)
     created = now_ms()
     execution_id = execution_id or new_id("exec", created)
     fields = {
@@ -94,35 +124,79 @@ async def submit(
         value = _header_id(headers, header)
         if value is not None:
             fields[field] = value
+    if traceparent is not None:
+        fields["traceparent"] = traceparent
     webhook_error = _register_webhook(request.webhook, fields)
-    webhook_secret = fields.pop("webhook_secret", "")
-    deadline = created + int(store.settings.execution_deadline_s * 1000)
-    kind = await store.create(
-        NewExecution(
-            execution_id=execution_id,
-            node_id=node_id,
-            name=name,
-            enqueue_ms=created,
-            deadline_ms=deadline,
-            fields=fields,
-            owner=owner.key_id,
-            webhook_secret=webhook_secret,
-            max_active=0 if owner.is_admin else store.settings.key_max_active,
-            queue_if_unavailable=request.queue_if_unavailable,
-        )
+    new = NewExecution(
+        execution_id=execution_id,
+        node_id=node_id,
+        name=name,
+        enqueue_ms=created,
+        deadline_ms=created + int(store.settings.execution_deadline_s * 1000),
+        fields=fields,
+        owner=owner.key_id,
+        webhook_secret=fields.pop("webhook_secret", ""),
+        max_active=0 if owner.is_admin else store.settings.key_max_active,
+        queue_if_unavailable=request.queue_if_unavailable,
     )
+    if key is not None:
+        new.idempotency_key = hashlib.sha256(f"{owner.key_id}\n{key}".encode()).hexdigest()
+        new.request_digest = _request_digest(target, request, headers)
+    made = await store.create(new)
+    if made.replayed_id is not None:
+        logger.info("replayed execution_id=%s for its idempotency key", made.replayed_id)
+        return Accepted(submitted=await _replayed(store, made.replayed_id), replayed=True)
     logger.info("queued execution_id=%s target=%s run_id=%s", execution_id, target, run_id)
-    return Submitted(
+    submitted = Submitted(
         execution_id=execution_id,
         run_id=run_id,
         workflow_id=run_id,
         status=Status.QUEUED,
         target=target,
-        type=kind,
+        type=made.kind,
         created_at=fields["created_at"],
         enqueued_at=fields["created_at"],
         webhook_registered="webhook_url" in fields,
         webhook_error=msgspec.UNSET if webhook_error is None else webhook_error,
+    )
+    return Accepted(submitted=submitted)
+
+
+def _idempotency_key(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("idempotency-key")
+    if value is None or value == "":
+        return None
+    if not _HEADER_TEXT.fullmatch(value):
+        raise InvalidRequest("header Idempotency-Key: at most 256 printable ASCII characters")
+    return value
+
+
+def _request_digest(target: str, request: ExecuteRequest, headers: Mapping[str, str]) -> str:
+    """What makes two requests "the same" for an Idempotency-Key: the target, the body (keys
+    sorted) and the headers that shape the execution."""
+    shaping = {h: headers.get(h, "") for h in ("x-run-id", "x-workflow-id", *FORWARDED_HEADERS)}
+    body = msgspec.json.encode([target, request, shaping], order="sorted")
+    return hashlib.sha256(body).hexdigest()
+
+
+async def _replayed(store: ExecutionStore, execution_id: str) -> Submitted:
+    """The 202 answer of an execution made earlier, as it stands now."""
+    raw = await store.get_doc(execution_id)
+    if raw is None:
+        raise ExecutionExpired(
+            f"execution '{execution_id}', the first of this Idempotency-Key, has expired"
+        )
+    doc = _doc_decoder.decode(raw)
+    return Submitted(
+        execution_id=doc.execution_id,
+        run_id=doc.run_id,
+        workflow_id=doc.run_id,
+        status=doc.status,
+        target=doc.target,
+        type=doc.type,
+        created_at=doc.created_at,
+        enqueued_at=doc.created_at,
+        webhook_registered=doc.webhook_registered,
     )
 
 
@@ -137,6 +211,9 @@ def _register_webhook(block: object, fields: dict[str, str]) -> str | None:
         return str(exc)
     fields["webhook_url"] = spec.url
     fields["webhook_headers"] = encode(spec.headers).decode()
+    notices = sorted(set(spec.events) - {"completed"})
+    if notices:
+        fields["webhook_notices"] = ",".join(notices)
     if spec.secret:
         fields["webhook_secret"] = spec.secret
     return None
@@ -148,33 +225,55 @@ async def execute_and_wait(
     target: str,
     request: ExecuteRequest,
     headers: Mapping[str, str],
+    traceparent: str | None = None,
     owner: Identity = ANONYMOUS_ADMIN,
-) -> tuple[Submitted, Execution[msgspec.Raw]]:
-    """Submit and wait for the terminal document, whichever replica or worker sees the end.
+) -> tuple[Accepted, Execution[msgspec.Raw]]:
+    """Submit (see `accept`) and wait for the terminal document, whichever replica or worker
+    sees the end; a replayed Idempotency-Key waits for its first execution.
 
     Raises SyncTimeout (with the ids to poll) at the sync limit; the execution carries on.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + store.settings.sync_timeout_s
-    execution_id = new_id("exec")
+    accepted = await accept(store, target, request, headers, traceparent=traceparent, owner=owner)
+    submitted = accepted.submitted
+    # An end before the wait starts is seen by its first read, one after it wakes it.
+    view = await wait_for_end(
+        store, completions, submitted.execution_id, max(deadline - loop.time(), 0)
+    )
+    doc = _doc_decoder.decode(view) if view else None
+    if doc is not None and doc.status in TERMINAL_STATUSES:
+        return accepted, doc
+    raise SyncTimeout(
+        "execution did not finish within the sync limit; it carries on and can be polled",
+        execution_id=submitted.execution_id,
+        run_id=submitted.run_id,
+        status=doc.status if doc else Status.QUEUED,
+    )
+
+
+async def wait_for_end(
+    store: ExecutionStore,
+    completions: Completions,
+    execution_id: str,
+    wait_s: float,
+    owner: Identity = ANONYMOUS_ADMIN,
+) -> bytes | None:
+    """The execution's view once it is terminal, or as it stands after `wait_s`; None if it
+    does not exist or is not `owner`'s (every read goes through the ownership check). Woken
+    by the lifecycle stream, re-read at least every `RECHECK_S`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
     async with completions.watch(execution_id) as finished:
-        accepted = await submit(store, target, request, headers, execution_id, owner)
         while True:
-            raw = await store.get_doc(execution_id)
-            doc = _doc_decoder.decode(raw) if raw else None
-            if doc is not None and doc.status in TERMINAL_STATUSES:
-                return accepted, doc
+            view = await store.get_view(execution_id, owner)
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise SyncTimeout(
-                    "execution did not finish within the sync limit; it carries on and can be "
-                    "polled",
-                    execution_id=execution_id,
-                    run_id=accepted.run_id,
-                    status=doc.status if doc else Status.QUEUED,
-                )
-            if finished.done():  # woken, yet not terminal: the record expired; poll slowly
-                await asyncio.sleep(min(remaining, RECHECK_S))
+            if view is None or remaining <= 0:
+                return view
+            if _doc_decoder.decode(view).status in TERMINAL_STATUSES:
+                return view
+            if finished.done():  # woken, yet not terminal: the record expired meanwhile
+                return await store.get_view(execution_id, owner)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
 
@@ -201,7 +300,12 @@ async def apply_callback(
             duration_ms=_duration(report.duration_ms),
         )
     else:
-        transition = await store.progress(execution_id, status, rfc3339(now), now, report.progress)
+        if report.progress is not None and len(encode(report.progress)) > MAX_PROGRESS_BYTES:
+            raise InvalidRequest(f"progress: at most {MAX_PROGRESS_BYTES} bytes of JSON")
+        message = truncate(report.message) if isinstance(report.message, str) else None
+        transition = await store.progress(
+            execution_id, status, rfc3339(now), now, report.progress, message
+        )
     doc = _settled(execution_id, status, transition)
     logger.info("callback execution_id=%s status=%s", execution_id, status)
     return doc

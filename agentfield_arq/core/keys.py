@@ -30,6 +30,9 @@ NOTE_TAGS_MAX = 20
 NOTE_TAG_MAX_CHARS = 64
 # An approval may wait at most this long (AgentField's SDK asks for 72 hours by default).
 APPROVAL_MAX_WAIT_S = 30 * 86_400
+# An expired execution's id answers `410 execution_expired` this long after its record is gone
+# (store.py: known from the creation time in the id, no key is kept).
+EXPIRED_FOR_S = 7 * 86_400
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -78,6 +81,59 @@ class Keys:
     def webhook_view(self, execution_id: str) -> str:
         """String: the JSON object of delivery fields spliced into the status document on read."""
         return f"{self.prefix}:exec:{execution_id}:webhook:view"
+
+    def idempotency(self, digest: str) -> str:
+        """String `{request digest} {execution id}`: an Idempotency-Key's first execution, kept
+        `AGENTFIELD_ARQ_IDEMPOTENCY_TTL_S`; named by a digest of the key, never the key."""
+        return f"{self.prefix}:idem:{digest}"
+
+    @property
+    def index_all(self) -> str:
+        """Sorted set, every score 0, members execution ids: ordered by id, so by creation time
+        (the list route reads it newest first with ZREVRANGEBYLEX)."""
+        return f"{self.prefix}:idx:all"
+
+    def index_status(self, status: str) -> str:
+        """Sorted set like `index_all`: the executions now in `status`, moved by transitions
+        (none for `succeeded`: the global index serves that filter, see lua/common.lua)."""
+        return f"{self.prefix}:idx:status:{status}"
+
+    def index_target(self, target: str) -> str:
+        """Sorted set like `index_all`: the executions of one target."""
+        return f"{self.prefix}:idx:target:{target}"
+
+    def index_run(self, run_id: str) -> str:
+        """Sorted set like `index_all`: the executions of one run (the run tree's members)."""
+        return f"{self.prefix}:idx:run:{run_id}"
+
+    def index_parent(self, execution_id: str) -> str:
+        """Sorted set like `index_all`: the children of one execution."""
+        return f"{self.prefix}:idx:parent:{execution_id}"
+
+    @property
+    def stats_executions(self) -> str:
+        """Hash of counters (core/metrics.py): `created|{target}` and `ended|{target}|{status}`."""
+        return f"{self.prefix}:stats:executions"
+
+    @property
+    def stats_wait(self) -> str:
+        """Hash: histogram of enqueue-to-start times (ms): a count per bucket, `count`, `sum`."""
+        return f"{self.prefix}:stats:wait-ms"
+
+    @property
+    def stats_run(self) -> str:
+        """Hash: histogram of start-to-end times (ms), as `stats_wait`."""
+        return f"{self.prefix}:stats:run-ms"
+
+    @property
+    def stats_agent_calls(self) -> str:
+        """Hash of counters: workers' agent calls by outcome."""
+        return f"{self.prefix}:stats:agent-calls"
+
+    @property
+    def stats_webhook_attempts(self) -> str:
+        """Hash of counters: webhook delivery attempts by outcome."""
+        return f"{self.prefix}:stats:webhook-attempts"
 
     @property
     def dead_webhooks(self) -> str:

@@ -32,6 +32,7 @@ from agentfield_arq.kernel.models import DeadDelivery, DeadPage, Redriven
 _DEAD_FIELDS = ("webhook_id", "event_type", "attempts", "last_error", "last_http_status",
                 "failed_at")  # fmt: skip
 _EXEC_FIELDS = ("webhook_url", "target", "status")
+_NOTICE_FIELDS = ("webhook_url", "webhook_headers", "traceparent")
 
 
 def webhook_id(execution_id: str) -> str:
@@ -51,6 +52,8 @@ class Attempt(msgspec.Struct, kw_only=True):
     url: str
     secret: str | None
     headers: dict[str, str]
+    # The execution's trace context (core/tracing.py), sent on as the request's `traceparent`.
+    traceparent: str | None = None
 
 
 class Outcome(enum.StrEnum):
@@ -101,7 +104,7 @@ class Outbox:
         )
         if text(reply[0]) != "ok":
             return " ".join(text(part) for part in reply)
-        attempt, round_attempt, webhook_id, event_type, doc, url, secret, headers = reply[1:]
+        attempt, round_attempt, webhook_id, event_type, doc, url, secret, headers, trace = reply[1:]
         return Attempt(
             execution_id=execution_id,
             attempt=int(attempt),
@@ -112,6 +115,31 @@ class Outbox:
             url=text(url),
             secret=text(secret) or None,
             headers=decode(headers, dict[str, str]),
+            traceparent=text(trace) or None,
+        )
+
+    async def notice(self, execution_id: str, event: str, bucket: str) -> Attempt | None:
+        """A `started` or `progress` notice of the execution as it stands (a read: nothing of a
+        notice is stored), or None once the execution or its webhook is gone."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(k.execution(execution_id), list(_NOTICE_FIELDS))
+            pipe.get(k.status_doc(execution_id))
+            pipe.get(k.webhook_secret(execution_id))
+            (url, headers, trace), doc, secret = await pipe.execute()
+        if url is None or doc is None:
+            return None
+        return Attempt(
+            execution_id=execution_id,
+            attempt=1,
+            round_attempt=1,
+            webhook_id=f"{webhook_id(execution_id)}_{event}_{bucket}",
+            event_type=f"execution.{event}",
+            doc=doc,
+            url=text(url),
+            secret=text(secret) if secret else None,
+            headers=decode(headers or b"{}", dict[str, str]),
+            traceparent=text(trace) if trace else None,
         )
 
     async def record(
@@ -134,6 +162,7 @@ class Outbox:
                 k.webhook_events(execution_id),
                 k.webhook_view(execution_id),
                 k.dead_webhooks,
+                k.stats_webhook_attempts,
             ],
             args=[
                 attempt.attempt,

@@ -30,6 +30,7 @@ from agentfield_arq.core.nodes import Dispatch, NodeRegistry, read_base_url
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.slots import NodeSlots
 from agentfield_arq.core.store import ExecutionStore, HandBack, Outcome
+from agentfield_arq.core.tracing import TRACEPARENT, Tracing
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.codec import canonical_json, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
@@ -67,6 +68,7 @@ class Runner:
         settings: Settings,
         worker_id: str = "",
         running: set[str] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.store = store
         self.nodes = nodes
@@ -77,6 +79,7 @@ class Runner:
         self.running = set() if running is None else running
         self.slots = NodeSlots(store.redis, settings)
         self.tokens = DispatchTokens(store.redis, store.keys)
+        self.tracing = tracing or Tracing()
 
     async def run(
         self, execution_id: str, job_id: str | None = None, last_try: bool = False
@@ -147,7 +150,9 @@ class Runner:
         self, execution_id: str, fields: dict[str, str], attempt: int, spent: int, last_try: bool
     ) -> None:
         try:
-            await self._invoke(execution_id, fields)
+            target = fields.get("target", "")
+            with self.tracing.span(f"run {target}", fields.get(TRACEPARENT), "CONSUMER") as tp:
+                await self._invoke(execution_id, fields, tp)
         except AgentNotReached as exc:
             if last_try:
                 await self._fail(execution_id, attempt, f"{exc} (arq's tries are spent)")
@@ -181,10 +186,13 @@ class Runner:
                 "spent" if back.charged else "unspent", back.reason,
             )  # fmt: skip
 
-    async def _invoke(self, execution_id: str, fields: dict[str, str]) -> None:
+    async def _invoke(
+        self, execution_id: str, fields: dict[str, str], traceparent: str | None
+    ) -> None:
         attempt = fields["attempt"]
         node = await self.nodes.dispatch(fields["node_id"])
         if node is None:
+            await self.store.count_call("node_gone")
             await self._fail(execution_id, int(attempt), f"node '{fields['node_id']}' is gone")
             return
         try:
@@ -202,18 +210,26 @@ class Runner:
             # httpx's timeout bounds each phase (connect, each read); this bounds the whole call,
             # so a trickling agent cannot outlive the job and leave the execution unsettled.
             async with asyncio.timeout(limit_s):
-                status, body = await self._post(url, fields, limit_s)
+                with self.tracing.span(f"call {fields['target']}", traceparent, "CLIENT") as tp:
+                    status, body = await self._post(url, fields, limit_s, tp)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            await self.store.count_call("unreachable")
             raise AgentNotReached(f"agent unreachable ({type(exc).__name__}: {exc})") from exc
         except (TimeoutError, httpx.TimeoutException, httpx.TransportError) as exc:
+            await self.store.count_call(
+                "unreachable" if isinstance(exc, httpx.NetworkError) else "timeout"
+            )
             await self._may_have_run(execution_id, attempt, node, _describe(exc, limit_s))
             return
         except AgentAnswerTooLarge:
+            await self.store.count_call("too_large")
             await self._fail(execution_id, int(attempt), "agent result is too large")
             return
         except DestinationRefused as exc:
+            await self.store.count_call("destination_refused")
             await self._fail(execution_id, int(attempt), str(exc))
             return
+        await self.store.count_call(_outcome_of(status))
         if status == 202:
             if await self.store.await_callback(execution_id, attempt, fields["node_id"]):
                 logger.info("awaiting callback execution_id=%s", execution_id)
@@ -246,7 +262,9 @@ class Runner:
             raise AgentCallTransient(error)
         await self._fail(execution_id, int(attempt), f"{error}; not retried, it may have run")
 
-    async def _post(self, url: str, fields: dict[str, str], limit_s: float) -> tuple[int, bytes]:
+    async def _post(
+        self, url: str, fields: dict[str, str], limit_s: float, traceparent: str | None
+    ) -> tuple[int, bytes]:
         headers = {
             "Content-Type": "application/json",
             "X-Execution-ID": fields["execution_id"],
@@ -258,6 +276,8 @@ class Runner:
         for header, field in FORWARDED_HEADERS.items():
             if field in fields:
                 headers[header] = fields[field]
+        if traceparent is not None:
+            headers[TRACEPARENT] = traceparent
         cap = self.settings.max_result_bytes
         timeout = httpx.Timeout(limit_s, connect=min(limit_s, CONNECT_TIMEOUT_S))
         async with self.http.stream(
@@ -324,6 +344,7 @@ class Runner:
             except Exception as exc:
                 # One record that crashes the sweep must not keep it from the others.
                 await self._crashed(execution_id, exc)
+        await self.store.prune_indexes(now, SWEEP_BATCH)
         return changed
 
 
@@ -331,6 +352,17 @@ def _describe(exc: Exception, limit_s: float) -> str:
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return f"agent timed out after {limit_s:g}s ({type(exc).__name__})"
     return f"agent connection lost ({type(exc).__name__}: {exc})"
+
+
+def _outcome_of(status: int) -> str:
+    """How an agent's answer counts in `agentfield_arq_agent_calls_total`."""
+    if status == 202:
+        return "accepted"
+    if 200 <= status < 300:
+        return "succeeded"
+    if 400 <= status < 500:
+        return "refused"
+    return "error"
 
 
 def _as_json(body: bytes) -> bytes:

@@ -62,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     allowed_hosts: str = ""
     # The Retry-After (seconds) of a 503 queue_full.
     queue_retry_after_s: int = 5
+    # Server-sent events: a comment line after this long without an event; lifecycle entries a
+    # client may fall behind by before it is cut off.
+    sse_heartbeat_s: float = 15.0
+    sse_buffer: int = 1000
 
     # Auth. Off only by this explicit setting, and only on a loopback api_host. `admin_key`
     # (a key of `keys create` shape) is stored as an admin key when the API starts: how a
@@ -77,6 +81,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Executions.
     retention_s: int = 86_400
+    # An Idempotency-Key names its first execution this long (at most the retention).
+    idempotency_ttl_s: int = 86_400
     execution_deadline_s: float = 3600.0
     stream_maxlen: int = 10_000
     max_queued: int = 100_000
@@ -126,6 +132,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_jitter: float = 0.2
     webhook_retry_after_max_s: float = 3600.0
     webhook_max_response_bytes: int = 16_384
+    # `progress` notices (for callers whose webhook.events asks for them): at most one per
+    # execution per this many seconds.
+    webhook_progress_interval_s: float = 5.0
     # Refuse loopback, link-local, private and other non-public destinations (SSRF), except
     # the hosts, IPs or CIDR networks listed (comma-separated) as trusted.
     webhook_block_private: bool = True
@@ -258,7 +267,10 @@ def _check(settings: Settings) -> None:
         "keep_alive_timeout_s",
         "max_connections",
         "queue_retry_after_s",
+        "sse_heartbeat_s",
+        "sse_buffer",
         "retention_s",
+        "idempotency_ttl_s",
         "execution_deadline_s",
         "stream_maxlen",
         "max_queued",
@@ -282,6 +294,7 @@ def _check(settings: Settings) -> None:
         "memory_max_vectors_per_scope",
         "memory_max_vector_dims",
         "memory_scope_ttl_s",
+        "webhook_progress_interval_s",
     )
     for name in positive:
         if getattr(settings, name) <= 0:
@@ -296,6 +309,10 @@ def _check(settings: Settings) -> None:
         if getattr(settings, name) < 0:
             raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be >= 0")
     _check_networks(settings)
+    if settings.idempotency_ttl_s > settings.retention_s:
+        raise ConfigurationError(
+            f"invalid setting: {ENV_PREFIX}IDEMPOTENCY_TTL_S must be <= {ENV_PREFIX}RETENTION_S"
+        )
     if settings.agent_timeout_s > settings.agent_max_timeout_s:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}AGENT_TIMEOUT_S must be <= "

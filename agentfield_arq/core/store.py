@@ -18,18 +18,21 @@ from agentfield_arq.core.arq_bridge import (
     JOB_PAYLOAD_TTL_MS,
     delivery_job_id,
     delivery_job_payload,
+    notice_job_id,
+    notice_job_payload,
     run_job_id,
     run_job_payload,
     tell_agent_job_id,
     tell_agent_job_payload,
 )
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
-from agentfield_arq.core.keys import NON_TERMINAL_GRACE_S, NOTES_MAX, Keys, safe_id
+from agentfield_arq.core.keys import EXPIRED_FOR_S, NON_TERMINAL_GRACE_S, NOTES_MAX, Keys, safe_id
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.kernel.codec import encode, new_id, now_ms, text
+from agentfield_arq.kernel.codec import encode, id_floor, id_ms, new_id, now_ms, text
 from agentfield_arq.kernel.errors import (
+    IdempotencyKeyReused,
     InvalidTransition,
     KeyQueueFull,
     NodeUnavailable,
@@ -37,6 +40,7 @@ from agentfield_arq.kernel.errors import (
     QueueFull,
     TargetNotFound,
 )
+from agentfield_arq.kernel.status import Status
 
 # A key at its cap of unfinished executions waits at least this long before trying again.
 KEY_QUEUE_RETRY_AFTER_S = 5
@@ -59,8 +63,20 @@ class NewExecution(msgspec.Struct, kw_only=True):
     max_active: int = 0
     # Stored beside the hash, not in it (keys.webhook_secret).
     webhook_secret: str = ""
+    # With an Idempotency-Key: the digest of its key (names the record) and of the request.
+    idempotency_key: str | None = None
+    request_digest: str = ""
+
     # Queue even when the node has been silent longer than its lease (else NodeUnavailable).
     queue_if_unavailable: bool = False
+
+
+class Created(msgspec.Struct, kw_only=True):
+    """What `create` did: the target's kind, or the id of the execution an Idempotency-Key
+    already made for the same request (`replayed_id`; nothing was written)."""
+
+    kind: str = ""
+    replayed_id: str | None = None
 
 
 class Outcome(enum.StrEnum):
@@ -127,8 +143,8 @@ class ExecutionStore:
         self._add_note = load_script(redis, "add_note")
         self._note = load_script(redis, "note")
 
-    async def create(self, new: NewExecution) -> str:
-        """Write the execution and enqueue its job atomically; returns "reasoner" or "skill"."""
+    async def create(self, new: NewExecution) -> Created:
+        """Write the execution and enqueue its job atomically (see create.lua)."""
         k = self.keys
         ttl_s = self._record_ttl_s
         args: list[Any] = [
@@ -147,6 +163,9 @@ class ExecutionStore:
             # to the retention when it ends).
             ttl_s + self.settings.retention_s,
             "" if new.queue_if_unavailable else round(self.settings.node_lease_s * 1000),
+            *self._index_bounds(new.enqueue_ms),
+            new.request_digest,
+            self.settings.idempotency_ttl_s,
         ]
         for field, value in new.fields.items():
             args += [field, value]
@@ -161,12 +180,26 @@ class ExecutionStore:
             k.key_active(new.owner),
             k.webhook_secret(new.execution_id),
             k.node(new.node_id),
+            k.idempotency(new.idempotency_key or ""),
+            k.stats_executions,
+            k.index_all,
+            k.index_status(Status.QUEUED),
+            k.index_target(new.fields["target"]),
+            k.index_run(new.fields["run_id"]),
         ]
+        # A child's keys come last (create.lua): an id that cannot be an execution's names none.
         parent = new.fields.get("parent_execution_id")
         if parent is not None and safe_id(parent):
-            keys += [k.execution(parent), k.children(parent)]
+            keys += [k.index_parent(parent), k.execution(parent), k.children(parent)]
         reply = await self._durable(self._create, keys, args)
         state = text(reply[0])
+        if state == "replayed":
+            return Created(replayed_id=text(reply[1]))
+        if state == "idempotency_key_reused":
+            raise IdempotencyKeyReused(
+                "header Idempotency-Key: already used for another request (another target, "
+                "body or header) within its lifetime"
+            )
         if state == "no_node":
             raise TargetNotFound(f"node '{new.node_id}' is not registered")
         if state == "no_name":
@@ -195,7 +228,7 @@ class ExecutionStore:
                 "some have ended",
                 retry_after_s=KEY_QUEUE_RETRY_AFTER_S,
             )
-        return text(reply[1])
+        return Created(kind=text(reply[1]))
 
     async def visible(self, execution_id: str, owner: Identity) -> bool:
         """Whether `owner` may see the execution: it submitted it, or it is an admin's key
@@ -232,6 +265,15 @@ class ExecutionStore:
         """The status document of one execution, as stored (JSON bytes), or None."""
         doc: bytes | None = await self.redis.get(self.keys.status_doc(execution_id))
         return doc
+
+    def expired(self, execution_ids: list[str], now_ms: int) -> set[str]:
+        """Of these ids without a record, those that answer 410 rather than 404: ids the API
+        makes (they carry their creation time) made long enough ago for their record to have
+        expired, and not so long ago that `EXPIRED_FOR_S` has passed since. No key is kept for
+        it, so a forged id of the right age answers 410 too."""
+        newest = now_ms - self.settings.retention_s * 1000
+        oldest = now_ms - (self.record_lifetime_s + EXPIRED_FOR_S) * 1000
+        return {i for i in execution_ids if oldest <= (id_ms(i, "exec") or -1) <= newest}
 
     async def get_view(self, execution_id: str, owner: Identity = ANONYMOUS_ADMIN) -> bytes | None:
         """The status document with its webhook delivery fields and notes, whole, in one
@@ -288,6 +330,7 @@ class ExecutionStore:
         """queued/running -> running (attempt + 1) for a worker about to invoke the agent, from
         the arq job `job_id` (the execution's first job by default); see claim.lua."""
         k = self.keys
+        started = notice_job_id(execution_id, "started", 0)
         reply = await self._claim(
             keys=[
                 k.execution(execution_id),
@@ -295,14 +338,32 @@ class ExecutionStore:
                 k.events,
                 k.holders,
                 k.workers,
+                *self._moving(),
+                k.queue,
+                k.arq_job(started),
+                k.stats_wait,
             ],
-            args=[now_iso, now_ms, self.settings.stream_maxlen, job_id or execution_id, worker_id],
+            args=[
+                now_iso,
+                now_ms,
+                self.settings.stream_maxlen,
+                job_id or execution_id,
+                worker_id,
+                *self._index_bounds(now_ms),
+                started,
+                notice_job_payload(execution_id, "started", 0, now_ms),
+                JOB_PAYLOAD_TTL_MS,
+            ],
         )
         outcome = Outcome(text(reply[0]))
         if outcome is not Outcome.OK:
             return Claim(outcome=outcome, status=text(reply[1]) if len(reply) > 1 else None)
         flat = [text(v) for v in reply[1:]]
         return Claim(outcome=outcome, fields=dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    async def count_call(self, outcome: str) -> None:
+        """Count one agent call by its outcome (for /metrics; not an execution's state)."""
+        await self.redis.hincrby(self.keys.stats_agent_calls, outcome, 1)  # type: ignore[misc]  # redis-py's async stubs
 
     async def await_callback(self, execution_id: str, attempt: str, node_id: str) -> bool:
         """Record that the agent answered 202; False if the attempt is no longer current."""
@@ -335,6 +396,7 @@ class ExecutionStore:
                 k.node_awaiting(fields["node_id"]),
                 k.workers,
                 k.node_slots(fields["node_id"]),
+                *self._moving(),
             ],
             args=[
                 now,
@@ -350,6 +412,7 @@ class ExecutionStore:
                 "1" if hand_back.charged else "0",
                 hand_back.reason,
                 "1" if hand_back.lapsed_only else "0",
+                *self._index_bounds(now),
             ],
         )
         return text(reply[0]) == Outcome.OK
@@ -379,21 +442,48 @@ class ExecutionStore:
         return int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
 
     async def progress(
-        self, execution_id: str, status: str, now_iso: str, now_ms: int, progress: Any = None
+        self,
+        execution_id: str,
+        status: str,
+        now_iso: str,
+        now_ms: int,
+        progress: Any = None,
+        message: str | None = None,
     ) -> Transition:
-        """A non-terminal report (queued or running) from an agent."""
+        """A non-terminal report (queued or running) from an agent, with its progress (any
+        JSON) and message; see progress.lua for the webhook notices it queues."""
         if not safe_id(execution_id):
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
+        bucket = now_ms // max(int(self.settings.webhook_progress_interval_s * 1000), 1)
+        started = notice_job_id(execution_id, "started", 0)
+        progressed = notice_job_id(execution_id, "progress", bucket)
         reply = await self._durable(
             self._progress,
-            [k.execution(execution_id), k.status_doc(execution_id), k.events],
+            [
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.events,
+                *self._moving(),
+                k.queue,
+                k.arq_job(started),
+                k.arq_job(progressed),
+                k.stats_wait,
+            ],
             [
                 now_iso,
                 now_ms,
                 self.settings.stream_maxlen,
                 status,
                 b"" if progress is None else encode(progress),
+                *self._index_bounds(now_ms),
+                message or "",
+                started,
+                notice_job_payload(execution_id, "started", 0, now_ms),
+                progressed,
+                notice_job_payload(execution_id, "progress", bucket, now_ms),
+                bucket,
+                JOB_PAYLOAD_TTL_MS,
             ],
         )
         return _transition(reply)
@@ -433,6 +523,10 @@ class ExecutionStore:
                 k.children(execution_id),
                 k.arq_job(tell_id),
                 k.holders,
+                *self._moving(),
+                k.index_status(status),
+                k.stats_run,
+                k.stats_executions,
             ],
             [
                 status,
@@ -452,14 +546,24 @@ class ExecutionStore:
                 k.key_active(""),
                 tell_id,
                 tell_agent_job_payload(execution_id, now_ms),
+                *self._index_bounds(now_ms),
             ],
         )
         return _transition(reply)
 
     async def fields(self, execution_id: str) -> dict[str, str]:
         """The execution's hash (request and scheduling facts), {} when it is gone."""
+        if not safe_id(execution_id):
+            return {}
         flat = await self.redis.hgetall(self.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
         return {text(k): text(v) for k, v in flat.items()}
+
+    async def webhook_secret(self, execution_id: str) -> str:
+        """The execution's webhook signing secret ('' for none), kept beside its hash."""
+        if not safe_id(execution_id):
+            return ""
+        found = await self.redis.get(self.keys.webhook_secret(execution_id))
+        return "" if found is None else text(found)
 
     async def children(self, execution_id: str) -> list[str]:
         """Ids of the executions this one started in its run, oldest first."""
@@ -496,6 +600,43 @@ class ExecutionStore:
             pipe.lrange(k.notes(execution_id), 0, -1)
             exists, notes = await pipe.execute()
         return list(notes) if exists else None
+
+    @property
+    def record_lifetime_s(self) -> int:
+        """The longest an execution record can live: its deadline, the grace after it, then
+        retention from its end. An index member older than that points at nothing."""
+        deadline_s = int(self.settings.execution_deadline_s) + NON_TERMINAL_GRACE_S
+        return deadline_s + self.settings.retention_s
+
+    def index_cutoff(self, now_ms: int) -> str:
+        """The id floor below which no execution record can still exist."""
+        return id_floor("exec", now_ms - self.record_lifetime_s * 1000)
+
+    def _index_bounds(self, now_ms: int) -> tuple[str, int]:
+        return self.index_cutoff(now_ms), self.record_lifetime_s
+
+    def _moving(self) -> tuple[str, str]:
+        """The status indexes an execution leaves when it starts or ends."""
+        return self.keys.index_status(Status.QUEUED), self.keys.index_status(Status.RUNNING)
+
+    async def prune_indexes(self, now_ms: int, batch: int) -> int:
+        """The sweep's share of index upkeep: cut what no record can outlive, and drop the
+        oldest `batch` members of the global index whose records have expired (from it and from
+        the status indexes; the narrower ones are cut on their next add or read). Returns how
+        many were dropped."""
+        k = self.keys
+        indexes = [k.index_all, *(k.index_status(s) for s in Status)]
+        floor = "(" + self.index_cutoff(now_ms)
+        oldest = [text(m) for m in await self.redis.zrangebylex(k.index_all, "-", "+", 0, batch)]
+        docs = await self.redis.mget([k.status_doc(i) for i in oldest]) if oldest else []
+        gone = [i for i, doc in zip(oldest, docs, strict=True) if doc is None]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zremrangebylex(index, "-", floor)
+                if gone:
+                    pipe.zrem(index, *gone)
+            await pipe.execute()
+        return len(gone)
 
     async def overdue(self, now_ms: int, limit: int) -> list[str]:
         """Ids of non-terminal executions whose deadline has passed, oldest first."""

@@ -16,6 +16,8 @@ MAX_SECRET_CHARS = 4096
 MAX_HEADERS = 20
 MAX_HEADER_CHARS = 512
 MAX_URL_CHARS = 2048
+# What `webhook.events` may list; `completed` is sent whether listed or not.
+EVENTS = ("started", "progress", "completed")
 # Headers the sender sets itself; a caller's webhook headers cannot replace them.
 RESERVED_HEADERS = frozenset(
     {"content-type", "content-length", "content-encoding", "transfer-encoding", "host",
@@ -34,6 +36,11 @@ def validate(raw: Any) -> WebhookSpec:
     except msgspec.ValidationError as exc:
         raise InvalidWebhook(f"webhook: {exc}") from exc
     _check_url(spec.url)
+    unknown = [e for e in spec.events if e not in EVENTS]
+    if unknown:
+        raise InvalidWebhook(
+            f"webhook.events: '{unknown[0][:32]}' is not one of {', '.join(EVENTS)}"
+        )
     if spec.secret is not None and len(spec.secret) > MAX_SECRET_CHARS:
         raise InvalidWebhook(f"webhook.secret: longer than {MAX_SECRET_CHARS} characters")
     if len(spec.headers) > MAX_HEADERS:

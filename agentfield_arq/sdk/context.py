@@ -24,6 +24,8 @@ class ExecutionContext(msgspec.Struct, kw_only=True, frozen=True):
     actor_id: str | None = None
     # The control plane's proof token for this execution, sent back on its callback only.
     callback_token: str | None = None
+    # W3C trace context the control plane sent: passed on to children and callbacks.
+    traceparent: str | None = None
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ExecutionContext:
@@ -39,15 +41,22 @@ class ExecutionContext(msgspec.Struct, kw_only=True, frozen=True):
             session_id=get("x-session-id"),
             actor_id=get("x-actor-id"),
             callback_token=get("x-callback-token"),
+            traceparent=get("traceparent"),
         )
 
+    def trace_headers(self) -> dict[str, str]:
+        """The trace context to send with a report about this execution."""
+        return {"traceparent": self.traceparent} if self.traceparent else {}
+
     def child_headers(self) -> dict[str, str]:
-        """Headers that make a new execution a child of this one, in the same run."""
+        """Headers that make a new execution a child of this one, in the same run (and the
+        same trace)."""
         pairs = {
             "X-Run-ID": self.run_id,
             "X-Parent-Execution-ID": self.execution_id,
             "X-Session-ID": self.session_id,
             "X-Actor-ID": self.actor_id,
+            "traceparent": self.traceparent,
         }
         return {name: value for name, value in pairs.items() if value}
 

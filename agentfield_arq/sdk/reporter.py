@@ -199,13 +199,14 @@ class Reporter:
             )
         body = _report(execution_id, target, started, outcome)
         token = context.callback_token
-        taken = await self.report(execution_id, body, attempts, token)
+        trace = context.trace_headers()
+        taken = await self.report(execution_id, body, attempts, token, trace)
         if taken == 413 and outcome.result is not None:
             # The control plane's cap is below ours: end the execution now rather than leave it
             # running until its deadline.
             error = f"result too large: the control plane refused its {size} bytes (HTTP 413)"
             refused = _report(execution_id, target, started, Outcome(error=error))
-            await self.report(execution_id, refused, token=token)
+            await self.report(execution_id, refused, token=token, headers=trace)
 
     async def report(
         self,
@@ -213,17 +214,20 @@ class Reporter:
         body: bytes,
         attempts: int | None = None,
         token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> int | None:
         """POST a status report (with the execution's callback `token`, when the control plane
-        sent one), retrying 5xx, 408, 425, 429 and network errors; the last HTTP status (2xx:
-        taken), None when the control plane never answered."""
+        sent one, and `headers`: the trace context), retrying 5xx, 408, 425, 429 and network
+        errors; the last HTTP status (2xx: taken), None when the control plane never answered."""
         url = f"/api/v1/executions/{execution_id}/status"
         attempts = attempts or self.attempts
-        headers = {**_JSON, "X-Callback-Token": token} if token else _JSON
         status: int | None = None
+        sent = {**_JSON, **(headers or {})}
+        if token:
+            sent["X-Callback-Token"] = token
         for attempt in range(1, attempts + 1):
             try:
-                response = await self.http.post(url, content=body, headers=headers)
+                response = await self.http.post(url, content=body, headers=sent)
             except httpx.TransportError as exc:
                 status, problem = None, f"{type(exc).__name__}: {exc}"
             else:

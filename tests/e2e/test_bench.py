@@ -28,6 +28,11 @@ TINY = Plan(
     memory_small=20,
     memory_large=60,
     monitor_sample=5,
+    list_retained=30,
+    list_depth=2,
+    list_repeats=3,
+    fanout_subscribers=3,
+    fanout_events=5,
 )
 
 
@@ -37,6 +42,7 @@ async def test_every_section_of_the_benchmark_runs_and_reports(tmp_path: Path) -
     assert results["errors"] == {}
     keys = {f.key for f in results["figures"]}
     assert {"enqueue_rps", "drain_rps", "e2e_p50", "batch_status", "worker_rss"} <= keys
+    assert {"list_p50", "list_p99", "sse_rate", "sse_p99", "sse_api_rss"} <= keys
     assert set(results["commands"]) == {"enqueue (API)", "run (worker)"}
     table = report.table(results["figures"])
     assert table.count("\n") == len(results["figures"]) + 1

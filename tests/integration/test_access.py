@@ -35,6 +35,11 @@ OWNERS = {
     ("GET", f"{V1}/executions/{{execution_id}}"): CALLER,
     ("POST", f"{V1}/executions/{{execution_id}}/status"): REPORT,
     ("POST", f"{V1}/executions/{{execution_id}}/cancel"): CALLER,
+    ("POST", f"{V1}/executions/{{execution_id}}/retry"): CALLER,
+    ("GET", f"{V1}/executions"): ADMIN,
+    ("GET", f"{V1}/executions/{{execution_id}}/events"): CALLER,
+    ("GET", f"{V1}/events"): ADMIN,
+    ("GET", f"{V1}/runs/{{run_id}}"): ADMIN,
     ("POST", f"{V1}/executions/{{execution_id}}/webhook/retry"): ADMIN,
     ("GET", f"{V1}/webhooks/dead"): ADMIN,
     ("POST", f"{V1}/nodes/register"): AGENT,
@@ -71,6 +76,8 @@ OWNERS = {
     ("GET", f"{V1}/health"): PUBLIC,
     ("GET", "/health"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/ready"): PUBLIC,
+    ("GET", "/metrics"): ADMIN,
 }
 # Who is let in, by access: None is a request without a key.
 LET_IN: dict[Access, set[Role | None]] = {
@@ -80,9 +87,17 @@ LET_IN: dict[Access, set[Role | None]] = {
     AGENT: {Role.AGENT, Role.ADMIN},
     ADMIN: {Role.ADMIN},
 }
-PARAMS = {"{target}": "e2e.echo", "{execution_id}": "exec_x", "{node_id}": "e2e"}
+PARAMS = {
+    "{target}": "e2e.echo",
+    "{execution_id}": "exec_x",
+    "{node_id}": "e2e",
+    "{run_id}": "run_x",
+}
 # A stream is asked to end at once, so that its answer can be read whole.
 QUERIES = {f"{V1}/memory/events/sse": "?max_s=0.1"}
+# An event stream let in would stream until the client leaves: a malformed Last-Event-ID, read
+# only once the key was let in, makes it answer 400 at once instead.
+STREAMS = {f"{V1}/events", f"{V1}/executions/{{execution_id}}/events"}
 BODIES = {
     f"{V1}/nodes/register": registration("e2e", "http://127.0.0.1:9"),
     f"{V1}/nodes": registration("e2e", "http://127.0.0.1:9"),
@@ -116,7 +131,10 @@ async def test_each_role_reaches_exactly_the_operations_its_role_allows(
                     method,
                     url,
                     json=BODIES.get(path, {}) if method != "GET" else None,
-                    headers=bearer(key) if key else {},
+                    headers={
+                        **(bearer(key) if key else {}),
+                        **({"Last-Event-ID": "x"} if path in STREAMS else {}),
+                    },
                 )
                 refused = answer.status_code in (401, 403)
                 if refused == (role in LET_IN[access]):

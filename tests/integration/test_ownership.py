@@ -213,7 +213,8 @@ async def test_an_unproven_report_is_taken_only_for_a_listed_node_from_its_addre
 async def test_another_callers_execution_answers_exactly_as_an_unknown_id(world: Parties) -> None:
     mine = await _submit(world, world.alice)
     unknown = "exec_" + "0" * len(mine[5:])
-    for method, suffix in (("GET", ""), ("POST", "/cancel")):
+    asked = (("GET", ""), ("GET", "?wait=1"), ("GET", "/events"), ("POST", "/retry"))
+    for method, suffix in (*asked, ("POST", "/cancel")):
         theirs = await world.as_(world.bob, method, f"/api/v1/executions/{mine}{suffix}")
         none = await world.as_(world.bob, method, f"/api/v1/executions/{unknown}{suffix}")
         assert theirs.status_code == none.status_code == 404
@@ -231,6 +232,20 @@ async def test_batch_status_answers_only_the_callers_own_executions(world: Parti
     assert answer.json()[bobs]["status"] == "queued"
     everything = await world.as_(ADMIN_KEY, "POST", "/api/v1/executions/batch-status", json=ids)
     assert {doc["status"] for doc in everything.json().values()} == {"queued"}
+
+
+async def test_a_retry_belongs_to_the_key_that_asked_for_it(world: Parties) -> None:
+    mine = await _submit(world, world.alice)
+    await world.as_(world.alice, "POST", f"/api/v1/executions/{mine}/cancel")
+    retried = await world.as_(ADMIN_KEY, "POST", f"/api/v1/executions/{mine}/retry")
+    assert retried.status_code == 202, retried.text
+    admins = retried.json()["execution_id"]
+    assert (await world.as_(world.alice, "GET", f"/api/v1/executions/{admins}")).status_code == 404
+    again = await world.as_(world.alice, "POST", f"/api/v1/executions/{mine}/retry")
+    assert again.status_code == 202, again.text
+    alices = again.json()["execution_id"]
+    assert (await world.as_(world.alice, "GET", f"/api/v1/executions/{alices}")).status_code == 200
+    assert (await world.as_(world.bob, "GET", f"/api/v1/executions/{alices}")).status_code == 404
 
 
 async def test_the_owner_and_an_admin_may_cancel(world: Parties) -> None:

@@ -252,3 +252,46 @@ async def test_ids_that_could_name_other_keys_are_unknown(store: ExecutionStore)
     assert views[0] is None
     assert views[1] is not None
     assert (await store.finish(crafted, "failed", *_now(), error="x")).outcome is Outcome.MISSING
+
+
+async def test_each_transition_moves_the_execution_between_the_status_indexes(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
+    execution_id = await _queued(store)
+    k = store.keys
+
+    async def statuses() -> list[str]:
+        return [
+            s
+            for s in ("queued", "running", "succeeded")
+            if await redis_client.zscore(k.index_status(s), execution_id) is not None
+        ]
+
+    assert await statuses() == ["queued"]
+    await store.claim(execution_id, *_now())
+    assert await statuses() == ["running"]
+    await store.finish(execution_id, "succeeded", *_now(), result=b"1")
+    assert await statuses() == []  # succeeded has no index: the global one serves it
+    failed = await _queued(store)
+    await store.finish(failed, "failed", *_now(), error="no")
+    assert await redis_client.zscore(k.index_status("failed"), failed) == 0
+    assert await redis_client.zscore(k.index_status("queued"), failed) is None
+    for index in (k.index_all, k.index_target("finance.deep_analysis")):
+        assert await redis_client.zscore(index, execution_id) == 0
+        assert await redis_client.ttl(index) > 0
+
+
+async def test_the_sweep_drops_index_members_whose_records_expired_and_cuts_the_ancient(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
+    kept, expired = await _queued(store), await _queued(store)
+    k = store.keys
+    ancient = "exec_0000000000aaaaaaaaaaaaaaaa"
+    await redis_client.zadd(k.index_status("succeeded"), {ancient: 0})
+    await redis_client.delete(k.execution(expired), k.status_doc(expired))
+    assert await store.prune_indexes(now_ms(), 500) == 1
+    assert [m.decode() for m in await redis_client.zrange(k.index_all, 0, -1)] == [kept]
+    assert [m.decode() for m in await redis_client.zrange(k.index_status("queued"), 0, -1)] == [
+        kept
+    ]
+    assert await redis_client.exists(k.index_status("succeeded")) == 0

@@ -26,13 +26,20 @@ from agentfield_arq.core.arq_bridge import (
     arq_serialize,
     sweep_cron_name,
 )
-from agentfield_arq.core.execution import cancel, submit
+from agentfield_arq.core.execution import accept, apply_callback, cancel, submit
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import webhook_id
+from agentfield_arq.core.roster import Roster
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.codec import now_ms
 from agentfield_arq.kernel.errors import InvalidTransition
-from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration, TargetSpec
+from agentfield_arq.kernel.models import (
+    CallbackRequest,
+    ExecuteRequest,
+    NodeRegistration,
+    TargetSpec,
+)
 from agentfield_arq.kernel.signing import verify
 from agentfield_arq.workers.worker import create_worker
 
@@ -401,6 +408,74 @@ async def test_a_node_that_hangs_holds_at_most_its_cap_and_other_nodes_keep_flow
         # Waiting for a slot spent no attempt: each was called once.
         assert (fields[b"status"], fields[b"attempt"]) == (b"succeeded", b"1")
     assert worker.jobs_failed == 0
+
+
+async def test_a_caller_asking_for_started_and_progress_gets_each_notice_then_the_completion(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    hook = {**HOOK, "events": ["started", "progress"]}
+    execution_id = await _submit(store, hook)
+    receiver = Scripted((204, None))
+    await _burst(settings, Scripted((202, {"status": "processing"})), receiver)
+    for percent in (10, 20):  # one throttle bucket: one notice for both
+        report = CallbackRequest(status="running", progress=percent, message=f"{percent}%")
+        await apply_callback(store, execution_id, report)
+    await _burst(settings, Scripted((202, {})), receiver)
+    await apply_callback(store, execution_id, CallbackRequest(status="succeeded", progress=100))
+    await _burst(settings, Scripted((202, {})), receiver)
+    bodies = [verify(r.content, r.headers, SECRET) for r in receiver.requests]
+    assert [b["event"] for b in bodies] == [
+        "execution.started",
+        "execution.progress",
+        "execution.completed",
+    ]
+    assert (bodies[1]["progress"], bodies[1]["progress_message"]) == (20, "20%")
+    ids = [r.headers["webhook-id"] for r in receiver.requests]
+    assert len(set(ids)) == 3
+    assert ids[2] == webhook_id(execution_id)
+
+
+async def test_a_caller_who_asked_for_nothing_gets_only_the_completion(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    execution_id = await _submit(store, HOOK)
+    receiver = Scripted((204, None))
+    await _burst(settings, Scripted((202, {})), receiver)
+    await apply_callback(store, execution_id, CallbackRequest(status="running", progress=50))
+    await apply_callback(store, execution_id, CallbackRequest(status="succeeded"))
+    await _burst(settings, Scripted((202, {})), receiver)
+    assert [verify(r.content, r.headers, SECRET)["event"] for r in receiver.requests] == [
+        "execution.completed"
+    ]
+
+
+async def test_a_worker_counts_as_alive_while_it_polls_and_not_once_it_stops(
+    store: ExecutionStore, settings: Settings, redis_client: Redis
+) -> None:
+    await _submit(store)
+    roster = Roster(redis_client, store.keys)
+    seen: list[int] = []
+
+    async def agent(request: httpx.Request) -> httpx.Response:
+        seen.append(await roster.alive(now_ms()))
+        return httpx.Response(200, json={})
+
+    await _burst(settings, agent)
+    assert seen == [1]
+    assert await roster.alive(now_ms()) == 0
+
+
+async def test_the_callers_traceparent_reaches_the_agent_and_the_webhook(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    request = ExecuteRequest(input={"quarter": "Q3"}, webhook=HOOK)
+    accepted = await accept(store, TARGET, request, {}, traceparent=traceparent)
+    agent, receiver = Scripted((200, {"ok": True})), Scripted((204, None))
+    await _burst(settings, agent, receiver)
+    assert (await _doc(store, accepted.submitted.execution_id))["status"] == "succeeded"
+    assert [r.headers["traceparent"] for r in agent.requests] == [traceparent]
+    assert [r.headers["traceparent"] for r in receiver.requests] == [traceparent]
 
 
 async def test_the_worker_s_lock_is_sized_for_deliveries_not_for_the_longest_agent_call(

@@ -76,7 +76,7 @@ class ExecutionRules(MachineBase):
             assert self.run(self.redis.dbsize()) == before, "a refused execution wrote keys"
             self._stepped(f"create: {refusal.__name__}")
             return
-        assert self.run(self.store.create(new)) == kind
+        assert self.run(self.store.create(new)).kind == kind
         self.runs.append(
             Run(id=execution_id, kind=kind, webhook=webhook, deadline_ms=deadline, node=node)
         )
@@ -131,7 +131,7 @@ class ExecutionRules(MachineBase):
             and str(r.attempt) == attempt
             and r.phase == "invoking"
         )
-        assert self.run(self.store.await_callback(r.id, attempt)) is ok
+        assert self.run(self.store.await_callback(r.id, attempt, r.node)) is ok
         if ok:
             r.phase = "awaiting_callback"
         self._stepped(f"await_callback: {ok}")
@@ -222,6 +222,8 @@ class ExecutionRules(MachineBase):
             if status == "running" and r.status == "queued":
                 r.status, r.started = "running", True
                 r.events.append("running")
+            if status == "running" and progress is not None:
+                r.events.append("progress")  # a report's own entry (progress.lua)
         assert got.outcome is expected, (got, expected)
         self._stepped(f"progress: {expected}")
 

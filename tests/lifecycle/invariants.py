@@ -96,11 +96,15 @@ class Invariants(MachineBase):
 
     @invariant()
     def ttls_are_set_on_everything_that_must_expire(self) -> None:
-        """Every key but the shared indexes and streams expires (records, documents, delivery
-        keys, job records, locks, nodes); a terminal record within the retention."""
+        """Every key but the shared indexes, streams and the deployment's metric counters
+        expires (records, documents, delivery keys, job records, locks, nodes, the list
+        indexes); a terminal record within the retention."""
         snap = self.snapshot()
         k = self.keys
         shared = {k.queue, k.deadlines, k.events, k.nodes, k.dead_webhooks}
+        # Prometheus counters and histograms: they must not reset (core/metrics.py).
+        shared |= {k.stats_executions, k.stats_wait, k.stats_run, k.stats_agent_calls}
+        shared.add(k.stats_webhook_attempts)
         for key, ttl in snap.ttls_ms.items():
             assert key in shared or ttl > 0, f"{key} never expires"
         for r in self.runs:

@@ -315,3 +315,28 @@ def test_names_the_control_plane_cannot_route_are_refused() -> None:
 
 def test_a_declared_function_stays_callable_as_it_was(agent: Agent) -> None:
     assert agent.targets["format_title"].func("x") == "# x"
+
+
+async def test_a_reasoner_reports_its_progress_before_its_end(cp: FakeControlPlane) -> None:
+    app = Agent("finance", "1.0.0", "http://cp", transport=cp.transport)
+
+    @app.reasoner()
+    async def steps() -> str:
+        assert await app.progress(50, message="half way")
+        return "done"
+
+    transport = httpx.ASGITransport(app=app.asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://agent") as client:
+        answer = await client.post("/reasoners/steps", json={}, headers=ASKED)
+        assert answer.status_code == 202
+        await cp.until(lambda: len(reports(cp)) == 2)
+    progress, end = reports(cp)
+    assert progress == {"status": "running", "progress": 50, "message": "half way"}
+    assert end["status"] == "succeeded"
+
+
+async def test_progress_outside_a_reasoner_reports_nothing(
+    agent: Agent, cp: FakeControlPlane
+) -> None:
+    assert await agent.progress(10) is False
+    assert cp.requests == []

@@ -77,7 +77,8 @@ def test_a_record_is_msgpack_whose_only_argument_is_the_execution_id() -> None:
     }
 
 
-def test_every_job_the_scripts_queue_has_a_function_on_the_worker() -> None:
+async def test_every_job_the_scripts_queue_has_a_function_on_the_worker() -> None:
+    # Async, so that arq's Worker takes the running loop (see test_worker_settings.py).
     settings = from_env({}, redis_url="redis://127.0.0.1:1/0", key_prefix="acme")
     worker = Worker(**worker_settings(settings))
     assert {RUN_EXECUTION, DELIVER_WEBHOOK, sweep_cron_name("acme")} <= set(worker.functions)

@@ -121,9 +121,11 @@ def test_execute_async_documents_each_status_it_can_answer_with_its_codes(
         "401",
         "404",
         "408",
+        "410",
         "413",
         "415",
         "421",
+        "422",
         "429",
         "431",
         "500",
@@ -133,11 +135,12 @@ def test_execute_async_documents_each_status_it_can_answer_with_its_codes(
     assert "`rate_limited`" in execute["429"]["description"]
     assert "`payload_too_large`" in execute["413"]["description"]
     assert "`json_too_deep`" in execute["400"]["description"]
+    assert "`idempotency_key_reused`" in execute["422"]["description"]
     assert "`queue_full`" in execute["503"]["description"]
     assert "`unavailable`" in execute["503"]["description"]
 
 
-def test_only_health_and_the_document_are_served_without_a_key(
+def test_only_health_readiness_and_the_document_are_served_without_a_key(
     document: dict[str, Any],
 ) -> None:
     public = {
@@ -146,7 +149,12 @@ def test_only_health_and_the_document_are_served_without_a_key(
         for method, op in item.items()
         if op["security"] == []
     }
-    assert public == {("get", "/health"), ("get", "/api/v1/health"), ("get", "/openapi.json")}
+    assert public == {
+        ("get", "/health"),
+        ("get", "/api/v1/health"),
+        ("get", "/ready"),
+        ("get", "/openapi.json"),
+    }
     assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
 
 

@@ -200,7 +200,8 @@ def test_a_long_webhook_timeout_lengthens_the_crash_recovery_bound() -> None:
     assert settings.recovery_bound_s >= settings.webhook_job_timeout_s + 10
 
 
-def test_the_worker_runs_deliveries_with_a_bounded_timeout_and_enough_tries() -> None:
+async def test_the_worker_runs_deliveries_with_a_bounded_timeout_and_enough_tries() -> None:
+    # Async, so that arq's Worker takes the running loop (see test_worker_settings.py).
     settings = from_env({}, redis_url="redis://127.0.0.1:1/0")
     worker = Worker(**worker_settings(settings))
     deliver = worker.functions[DELIVER_WEBHOOK]

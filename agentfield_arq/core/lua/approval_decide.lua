@@ -23,6 +23,6 @@ if ARGV[1] == 'approved' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'deadline_ms', ARGV[5])
   redis.call('ZADD', KEYS[3], ARGV[5], h.execution_id)
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-  append_event(KEYS[4], ARGV[6], h.execution_id, 'running')
+  append_event(KEYS[4], ARGV[6], h, 'running')
 end
 return {'ok', redis.call('GET', KEYS[2])}

@@ -27,5 +27,5 @@ for _, key in ipairs({KEYS[1], KEYS[2]}) do
   local ttl = redis.call('PTTL', key)
   if ttl >= 0 and ttl < keep then redis.call('PEXPIRE', key, keep) end
 end
-append_event(KEYS[4], ARGV[7], h.execution_id, 'waiting')
+append_event(KEYS[4], ARGV[7], h, 'waiting')
 return {'ok', doc}

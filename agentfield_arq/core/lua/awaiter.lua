@@ -14,5 +14,5 @@ h.status = ARGV[1]
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
 local doc = build_doc(h, nil)
 redis.call('SET', KEYS[2], doc, 'KEEPTTL')
-append_event(KEYS[3], ARGV[2], h.execution_id, ARGV[1])
+append_event(KEYS[3], ARGV[2], h, ARGV[1])
 return {'ok', doc}

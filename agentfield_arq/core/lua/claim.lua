@@ -4,8 +4,11 @@
 -- callback, queued under a newer job id (a hand-back or retry moved it: the older job is
 -- `superseded`), held by a worker whose lease is live, or past its deadline (`overdue`:
 -- the worker ends it `timeout` without calling the agent).
--- KEYS: exec hash, status doc, events, holders, workers
--- ARGV: now_iso, now_ms, stream_maxlen, job_id, worker_id ('' records no holder)
+-- The first claim queues the caller's `started` webhook notice, if it asked for one.
+-- KEYS: exec hash, status doc, events, holders, workers, index status queued,
+--       index status running, queue, started notice arq job, enqueue-to-start histogram
+-- ARGV: now_iso, now_ms, stream_maxlen, job_id, worker_id ('' records no holder),
+--       index cutoff, index ttl_s, started job id, started job payload, notice job ttl_ms
 local flat = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
@@ -32,7 +35,13 @@ if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], h.execution_id, ARGV[5]) end
 if h.status == 'queued' then
   h.status = 'running'
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-  append_event(KEYS[3], ARGV[3], h.execution_id, 'running')
+  local job = nil
+  if queue_notice(h, 'started', KEYS[8], KEYS[9], ARGV[8], ARGV[9], ARGV[10], ARGV[2]) then
+    job = 'webhook'
+  end
+  append_event(KEYS[3], ARGV[3], h, 'running', job)
+  if h.created_ms then observe(KEYS[10], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
+  index_move({KEYS[6]}, KEYS[7], h.execution_id, ARGV[6], ARGV[7])
 end
 h.attempt = attempt
 h.status = 'running'

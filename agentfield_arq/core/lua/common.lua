@@ -13,6 +13,9 @@ local function build_doc(h, outcome)
     created_at = h.created_at,
     started_at = h.started_at or cjson.null,  -- the contract lists it even before a start
     webhook_registered = (h.webhook_url ~= nil and h.webhook_url ~= ''),
+    parent_execution_id = h.parent_execution_id,
+    progress_message = h.progress_message,
+    retry_of = h.retry_of,
   }
   local result = nil
   if outcome then
@@ -22,6 +25,10 @@ local function build_doc(h, outcome)
     result = outcome.result
   end
   local s = cjson.encode(doc)
+  -- Raw JSON values, spliced in as they were stored.
+  if h.progress then
+    s = string.sub(s, 1, -2) .. ',"progress":' .. h.progress .. '}'
+  end
   if result then
     s = string.sub(s, 1, -2) .. ',"result":' .. result .. '}'
   end
@@ -49,20 +56,77 @@ local function enqueue_job(queue, job_key, job_id, payload, ttl_ms, run_ms, nx)
   redis.call('ZADD', queue, run_ms, job_id)
 end
 
--- Append one entry to the lifecycle stream, capped near `maxlen`. `job` names a job queued by
--- the same step (a `queued` entry always implies one): it wakes idle workers (arq_bridge.py).
-local function append_event(events, maxlen, execution_id, status, job)
+-- Append one entry to the lifecycle stream, capped near `maxlen`: the execution's id, target and
+-- run (what event subscribers filter on) and its status. `job` names a job queued by the same
+-- step (a `queued` entry always implies one): it wakes idle workers (arq_bridge.py).
+-- `extra`: more field/value pairs (a progress entry's `progress` and `message`).
+local function append_event(events, maxlen, h, status, job, extra)
+  local entry = {'execution_id', h.execution_id, 'status', status, 'target', h.target or '',
+    'run_id', h.run_id or ''}
   if job then
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'execution_id', execution_id,
-      'status', status, 'job', job)
-  else
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'execution_id', execution_id,
-      'status', status)
+    entry[#entry + 1] = 'job'
+    entry[#entry + 1] = job
   end
+  for _, v in ipairs(extra or {}) do entry[#entry + 1] = v end
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(entry))
+end
+
+-- A webhook notice (`started`, `progress`): queued only when the caller's `webhook.events`
+-- asked for it (the hash's `webhook_notices`). Its job sends one attempt of the current
+-- document (core/delivery.py); `completed` goes through the delivery of finish.lua instead.
+-- Returns whether a job was queued.
+local function queue_notice(h, event, queue, job_key, job_id, payload, ttl_ms, now_ms)
+  if not h.webhook_url or h.webhook_url == '' or not h.webhook_notices then return false end
+  if not string.find(',' .. h.webhook_notices .. ',', ',' .. event .. ',', 1, true) then
+    return false
+  end
+  enqueue_job(queue, job_key, job_id, payload, ttl_ms, now_ms, true)
+  return true
 end
 
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
-  'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest'}
+  'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest',
+  'parent_execution_id', 'progress', 'progress_message', 'webhook_notices', 'notice_bucket',
+  'retry_of', 'created_ms'}
+
+-- Execution indexes (core/catalog.py reads them): sorted sets of execution ids, every score 0,
+-- so ordered by id, that is by creation time. Each add also cuts the members older than
+-- `cutoff` (an id floor: no record lives that long) and keeps the key `ttl_s` past its last add,
+-- so that no index outgrows the records it points at by more than one record lifetime.
+local function index_add(key, execution_id, cutoff, ttl_s)
+  redis.call('ZADD', key, 0, execution_id)
+  redis.call('ZREMRANGEBYLEX', key, '-', '(' .. cutoff)
+  redis.call('EXPIRE', key, ttl_s)
+end
+
+-- Histograms of durations for /metrics (core/metrics.py holds the same bounds): a count per
+-- bucket (the first bound at or above the value; not cumulative), plus `count` and `sum`.
+local BUCKETS_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+  300000, 900000, 3600000}
+
+local function observe(hist, ms)
+  local le = '+Inf'
+  for _, bound in ipairs(BUCKETS_MS) do
+    if ms <= bound then
+      le = tostring(bound)
+      break
+    end
+  end
+  redis.call('HINCRBY', hist, le, 1)
+  redis.call('HINCRBY', hist, 'count', 1)
+  redis.call('HINCRBY', hist, 'sum', ms)
+end
+
+-- A transition moves the execution from the status indexes `from` to the status index `to`
+-- (nil: to none).
+local function index_move(from, to, execution_id, cutoff, ttl_s)
+  for _, key in ipairs(from) do redis.call('ZREM', key, execution_id) end
+  if to then index_add(to, execution_id, cutoff, ttl_s) end
+end
+
+-- Succeeded, the bulk of what is retained, has no status index of its own (its memory would be
+-- most of all the indexes'): the list answers that filter from the global index.
+local UNINDEXED_STATUS = {succeeded = true}
 
 -- Webhook deliveries (core/delivery.py). The view is the JSON object of delivery fields
 -- that reads splice into the status document; it is rebuilt from the delivery hash and the list

@@ -1,14 +1,27 @@
 -- Create an execution and enqueue its arq job in one atomic step, if the target exists. A child
 -- (its parent named) of a parent in the same run is indexed under the parent, so that a cancel
--- reaches it; a cancelled parent takes no new children.
+-- reaches it; a cancelled parent takes no new children. With an Idempotency-Key, its record is
+-- checked first and written in the same step: the same request again is answered with the first
+-- execution, another request with the key is refused.
 -- A node silent for longer than its lease (no heartbeat, no registration) is refused unless the
 -- caller asked to queue anyway (lease_ms ''): its executions would only wait.
 -- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events,
 --       the submitting key's set of unfinished executions, webhook secret, node hash,
---       and for a child: the parent's hash, the parent's children set
+--       idempotency record, execution counters, the indexes it joins: all, status queued,
+--       target, run, and for a child: the parent index, the parent's hash, the parent's
+--       children set (last, so that every other key keeps its place)
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
 --       stream_maxlen, max_queued, max_active (0: not counted), webhook secret ('' none),
---       its ttl_s, lease_ms ('' no check), then field/value pairs of the hash
+--       its ttl_s, lease_ms ('' no check), index cutoff, index ttl_s, request digest ('' no key),
+--       idempotency ttl_s, then field/value pairs of the hash
+if ARGV[16] ~= '' then
+  local first = redis.call('GET', KEYS[11])
+  if first then
+    local digest, execution_id = string.match(first, '^(%S+) (%S+)$')
+    if digest == ARGV[16] then return {'replayed', execution_id} end
+    return {'idempotency_key_reused'}
+  end
+end
 local kind = redis.call('HGET', KEYS[1], ARGV[1])
 if not kind then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_node'} end
@@ -33,13 +46,13 @@ if max_active > 0 then
   if redis.call('ZCARD', KEYS[8]) >= max_active then return {'key_queue_full'} end
 end
 local parent = nil
-if KEYS[12] then
-  parent = hmget(KEYS[11], {'run_id', 'status'})
+if KEYS[19] then
+  parent = hmget(KEYS[18], {'run_id', 'status'})
   if parent.status == 'cancelled' then return {'parent_cancelled'} end
 end
 local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
 local h = {type = kind, status = 'queued'}
-for i = 14, #ARGV, 2 do
+for i = 18, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   h[ARGV[i]] = ARGV[i + 1]
@@ -54,9 +67,14 @@ if max_active > 0 then
   redis.call('EXPIRE', KEYS[8], ARGV[5])
 end
 if parent and parent.run_id and parent.run_id == h.run_id then
-  redis.call('SADD', KEYS[12], ARGV[2])
-  expire_like(KEYS[11], KEYS[12])
+  redis.call('SADD', KEYS[19], ARGV[2])
+  expire_like(KEYS[18], KEYS[19])
 end
 enqueue_job(KEYS[5], KEYS[6], ARGV[2], ARGV[6], ARGV[7], ARGV[3], false)
-append_event(KEYS[7], ARGV[8], ARGV[2], 'queued')
+append_event(KEYS[7], ARGV[8], h, 'queued')
+if ARGV[16] ~= '' then
+  redis.call('SET', KEYS[11], ARGV[16] .. ' ' .. ARGV[2], 'EX', ARGV[17])
+end
+redis.call('HINCRBY', KEYS[12], 'created|' .. h.target, 1)
+for i = 13, math.min(#KEYS, 17) do index_add(KEYS[i], ARGV[2], ARGV[14], ARGV[15]) end
 return {'ok', kind}

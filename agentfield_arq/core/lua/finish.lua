@@ -8,12 +8,14 @@
 -- or timed out takes a `cancelled` report (its agent saying that it stopped) as a no-op.
 -- KEYS: exec hash, status doc, deadlines, events,
 --       webhook hash, webhook events, webhook view, queue, delivery arq job,
---       children set, tell-agent arq job, holders
+--       children set, tell-agent arq job, holders,
+--       index status queued, index status running, index of the new status (unused for
+--       UNINDEXED_STATUS), start-to-end histogram, execution counters
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
 --       prefix of the submitting keys' sets of unfinished executions,
---       tell-agent job id, tell-agent job payload
+--       tell-agent job id, tell-agent job payload, index cutoff, index ttl_s
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
 local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
@@ -41,13 +43,17 @@ redis.call('HDEL', KEYS[12], h.execution_id)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
+if h.started_ms then observe(KEYS[16], math.max(tonumber(ARGV[3]) - tonumber(h.started_ms), 0)) end
+redis.call('HINCRBY', KEYS[17], 'ended|' .. (h.target or '') .. '|' .. ARGV[1], 1)
 redis.call('ZREM', KEYS[3], h.execution_id)
 -- The submitting key's set, named from the owner field (not known before this step).
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner and owner ~= '' then redis.call('ZREM', ARGV[15] .. owner, h.execution_id) end
+local indexed = (not UNINDEXED_STATUS[ARGV[1]]) and KEYS[15] or nil
+index_move({KEYS[13], KEYS[14]}, indexed, h.execution_id, ARGV[18], ARGV[19])
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
-append_event(KEYS[4], ARGV[5], h.execution_id, ARGV[1], delivers and 'webhook' or nil)
+append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil)
 if (ARGV[1] == 'cancelled' or ARGV[1] == 'timeout')
     and (h.started_at or redis.call('EXISTS', KEYS[10]) == 1) then
   enqueue_job(KEYS[8], KEYS[11], ARGV[16], ARGV[17], ARGV[14], ARGV[3], false)

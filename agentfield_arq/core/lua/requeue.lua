@@ -10,9 +10,11 @@
 -- hand-back, so that a worker that started meanwhile is never robbed).
 -- The execution's call slot of its node (slots.py) goes too: a reaped worker cannot give it back.
 -- KEYS: exec hash, status doc, events, queue, holders, new job, old job, old in-progress,
---       old retry, node awaiting, workers, node slots
+--       old retry, node awaiting, workers, node slots, index status queued,
+--       index status running
 -- ARGV: now_ms, stream_maxlen, run_ms, new_job_id, job_payload, job_ttl_ms, old_job_id,
---       attempt, phase, holder ('' any), charge ('1'/'0'), reason, lapsed_only ('1'/'0')
+--       attempt, phase, holder ('' any), charge ('1'/'0'), reason, lapsed_only ('1'/'0'),
+--       index cutoff, index ttl_s
 local h = hmget(KEYS[1], DOC_FIELDS)
 if h.status ~= 'running' or (h.phase or '') ~= ARGV[9] or h.attempt ~= ARGV[8] then
   return {'skipped', h.status or 'missing'}
@@ -36,5 +38,6 @@ redis.call('ZREM', KEYS[4], ARGV[7])
 enqueue_job(KEYS[4], KEYS[6], ARGV[4], ARGV[5], ARGV[6], ARGV[3], false)
 h.status = 'queued'
 redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-append_event(KEYS[3], ARGV[2], h.execution_id, 'queued')
+append_event(KEYS[3], ARGV[2], h, 'queued')
+index_move({KEYS[14]}, KEYS[13], h.execution_id, ARGV[14], ARGV[15])
 return {'ok'}

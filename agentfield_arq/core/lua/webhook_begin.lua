@@ -22,7 +22,7 @@ if w.state == 'delivering' then
   end
 end
 local doc = redis.call('GET', KEYS[5])
-local e = hmget(KEYS[4], {'webhook_url', 'webhook_headers'})
+local e = hmget(KEYS[4], {'webhook_url', 'webhook_headers', 'traceparent'})
 if not doc or not e.webhook_url then return {'missing'} end
 attempts = attempts + 1
 round = round + 1
@@ -31,4 +31,4 @@ redis.call('HSET', KEYS[1], 'state', 'delivering', 'attempts', attempts,
 redis.call('HDEL', KEYS[1], 'next_attempt_at')
 webhook_view(KEYS[1], KEYS[2], KEYS[3])
 return {'ok', tostring(attempts), tostring(round), w.webhook_id, w.event_type, doc,
-  e.webhook_url, redis.call('GET', KEYS[7]) or '', e.webhook_headers or '{}'}
+  e.webhook_url, redis.call('GET', KEYS[7]) or '', e.webhook_headers or '{}', e.traceparent or ''}

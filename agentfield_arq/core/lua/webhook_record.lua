@@ -1,6 +1,6 @@
 -- Record the outcome of one delivery attempt, fenced by its attempt number: `delivered`,
 -- `retry` (pending again until `next_attempt_at`) or `dead` (kept and listed, not retried).
--- KEYS: webhook hash, webhook events, webhook view, dead index
+-- KEYS: webhook hash, webhook events, webhook view, dead index, attempt counters
 -- ARGV: attempt, outcome, now_iso, now_ms, max_events, http_status ('' none), error ('' none),
 --       duration_ms, next_attempt_at ('' none), execution_id, dead_cutoff_ms
 local w = hmget(KEYS[1], {'state', 'attempts', 'webhook_id', 'event_type'})
@@ -21,6 +21,7 @@ else
     mark_webhook_dead(KEYS[1], KEYS[4], ARGV[10], ARGV[3], ARGV[4], ARGV[11], ARGV[7])
   end
 end
+redis.call('HINCRBY', KEYS[5], ARGV[2], 1)
 push_webhook_event(KEYS[1], KEYS[2], ARGV[5], event)
 webhook_view(KEYS[1], KEYS[2], KEYS[3])
 return {'ok', w.state}

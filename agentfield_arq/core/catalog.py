@@ -1,0 +1,199 @@
+"""Listing executions and drawing run trees, from the indexes the transition scripts keep.
+
+Each index is a sorted set of execution ids with every score 0 (`keys.py`): members sort by id,
+and ids sort by creation time, so one `ZREVRANGEBYLEX` reads a page newest first, the cursor is
+the last id read (stable: a new execution sorts before it, never inside a page already read),
+and `since`/`until` are id bounds (`id_floor`). One index is read per request, the narrowest
+the filters name (run, parent, target, a status but succeeded, else the global one); the other
+filters are checked on the status documents, which are fetched for the page anyway, with a
+bounded number of members examined per request. A node's filter and succeeded have no index of
+their own, to save memory: succeeded is most of what is retained, so its scan of the global
+index is dense, and `target` narrows a node's. A member whose record has expired is dropped
+from the index it was read from, and from the global one, as it is met.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from redis.asyncio import Redis
+
+from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.codec import id_floor, text
+from agentfield_arq.kernel.models import Run, RunNode
+from agentfield_arq.kernel.status import TERMINAL_STATUSES, Status
+
+# Statuses without an index (lua/common.lua's UNINDEXED_STATUS): read from the global index.
+UNINDEXED = frozenset({Status.SUCCEEDED})
+# Members examined per list request, at most: a page whose filters match rarely comes back
+# short, with a cursor to go on from, rather than scanning the whole index.
+SCAN_BUDGET = 2000
+RUN_MAX = 1000
+
+
+class _Facts(msgspec.Struct, kw_only=True):
+    """What the filters look at in a status document."""
+
+    status: str
+    target: str = ""
+    run_id: str = ""
+    parent_execution_id: str | None = None
+
+
+_facts = msgspec.json.Decoder(_Facts)
+_node = msgspec.json.Decoder(RunNode)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The list route's query; None means no condition. Times are unix ms, inclusive."""
+
+    status: str | None = None
+    target: str | None = None
+    node: str | None = None
+    run_id: str | None = None
+    parent: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def admit(self, facts: _Facts) -> bool:
+        """Whether a document passes every condition (the index read may already imply one)."""
+        return (
+            (self.status is None or facts.status == self.status)
+            and (self.target is None or facts.target == self.target)
+            and (self.node is None or facts.target.partition(".")[0] == self.node)
+            and (self.run_id is None or facts.run_id == self.run_id)
+            and (self.parent is None or facts.parent_execution_id == self.parent)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Status documents (as stored, webhook fields spliced in), newest first, and the cursor."""
+
+    docs: list[bytes]
+    next_cursor: str | None
+
+
+class Catalog:
+    """Reads over the execution indexes."""
+
+    def __init__(self, store: ExecutionStore) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.redis: Redis = store.redis
+
+    def index_of(self, f: Filters) -> str:
+        """The narrowest index the filters allow."""
+        k = self.keys
+        if f.run_id is not None:
+            return k.index_run(f.run_id)
+        if f.parent is not None:
+            return k.index_parent(f.parent)
+        if f.target is not None:
+            return k.index_target(f.target)
+        if f.status is not None and f.status not in UNINDEXED:
+            return k.index_status(f.status)
+        return k.index_all
+
+    async def page(self, f: Filters, limit: int, cursor: str | None = None) -> Page:
+        """Up to `limit` executions passing `f`, newest first, after `cursor`."""
+        index = self.index_of(f)
+        high = "+" if f.until_ms is None else "(" + id_floor("exec", f.until_ms + 1)
+        if cursor is not None:
+            high = "(" + cursor
+        low = "-" if f.since_ms is None else "[" + id_floor("exec", f.since_ms)
+        docs: list[bytes] = []
+        examined = 0
+        last: str | None = None
+        while examined < SCAN_BUDGET:
+            batch = min(max(2 * (limit - len(docs)), 50), SCAN_BUDGET - examined)
+            ids = [text(m) for m in await self.redis.zrevrangebylex(index, high, low, 0, batch)]
+            if not ids:
+                return Page(docs, None)
+            examined += len(ids)
+            gone: list[str] = []
+            for execution_id, doc in zip(ids, await self.store.get_views(ids), strict=True):
+                last = execution_id
+                if doc is None:
+                    gone.append(execution_id)
+                elif f.admit(_facts.decode(doc)):
+                    docs.append(doc)
+                    if len(docs) == limit:
+                        break
+            await self._forget(index, gone)
+            if len(docs) == limit:
+                return Page(docs, last)
+            if len(ids) < batch:
+                return Page(docs, None)
+            high = "(" + ids[-1]
+        return Page(docs, last)
+
+    async def run(self, run_id: str) -> Run | None:
+        """The run's executions (the oldest `RUN_MAX`) as a tree, or None if none is left."""
+        index = self.keys.index_run(run_id)
+        ids = [text(m) for m in await self.redis.zrangebylex(index, "-", "+", 0, RUN_MAX + 1)]
+        truncated = len(ids) > RUN_MAX
+        ids = ids[:RUN_MAX]
+        nodes: list[RunNode] = []
+        gone: list[str] = []
+        for execution_id, doc in zip(ids, await self.store.get_views(ids), strict=True):
+            if doc is None:
+                gone.append(execution_id)
+            else:
+                nodes.append(_node.decode(doc))
+        await self._forget(index, gone)
+        if not nodes:
+            return None
+        return Run(
+            run_id=run_id,
+            status=_run_status(nodes),
+            count=len(nodes),
+            truncated=truncated,
+            roots=draw_tree(nodes),
+        )
+
+    async def _forget(self, index: str, gone: list[str]) -> None:
+        """Drop members whose records have expired (they are never shown)."""
+        if gone:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(index, *gone)
+                pipe.zrem(self.keys.index_all, *gone)
+                await pipe.execute()
+
+
+def draw_tree(nodes: list[RunNode]) -> list[RunNode]:
+    """Link each execution under its parent, oldest first; orphans are roots. Headers are the
+    callers' own, so they may draw a cycle: its oldest member becomes a root too."""
+    by_id = {n.execution_id: n for n in nodes}
+    roots: list[RunNode] = []
+    for n in nodes:
+        parent = by_id.get(n.parent_execution_id or "")
+        if parent is None or parent is n:
+            roots.append(n)
+        else:
+            parent.children.append(n)
+    root_ids = {r.execution_id for r in roots}
+    seen: set[str] = set()
+    for n in [*roots, *nodes]:
+        if n.execution_id in seen:
+            continue
+        if n.execution_id not in root_ids:  # unreachable from every root: in a cycle
+            siblings = by_id[n.parent_execution_id or ""].children
+            siblings[:] = [c for c in siblings if c is not n]
+            roots.append(n)
+        stack = [n]
+        while stack:
+            node = stack.pop()
+            seen.add(node.execution_id)
+            stack.extend(c for c in node.children if c.execution_id not in seen)
+    return roots
+
+
+def _run_status(nodes: list[RunNode]) -> str:
+    if any(n.status not in TERMINAL_STATUSES for n in nodes):
+        return Status.RUNNING
+    if all(n.status == Status.SUCCEEDED for n in nodes):
+        return Status.SUCCEEDED
+    return Status.FAILED
