@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
@@ -94,19 +96,34 @@ class ExecutionRules(MachineBase):
         self._check_finish(r, got, "cancelled", CANCELLED_ERROR, "")
 
     @precondition(lambda self: self.runs)
-    @rule(worker=st.integers(0, WORKERS - 1), index=st.integers(0, 4 * MAX_RUNS - 1))
-    def claim(self, worker: int, index: int) -> None:
-        """A worker takes the run job (first try, a retry, or after another worker crashed)."""
+    @rule(
+        worker=st.integers(0, WORKERS - 1),
+        index=st.integers(0, 4 * MAX_RUNS - 1),
+        first_job=st.booleans(),
+    )
+    def claim(self, worker: int, index: int, first_job: bool = False) -> None:
+        """A worker takes the run job (first try, a retry, or after another worker crashed),
+        recording itself as the holder; sometimes from the execution's first job, which a
+        hand-back superseded."""
         rivals = [held for w, (held, _) in self.workers.items() if w != worker]
         # Half the time, the run another worker holds: the race the attempt fence is for.
         r = rivals[0] if rivals and index % 2 else self.pick(index, unfinished)
-        got = self.run(self.store.claim(r.id, self.iso, self.now))
+        job = r.id if first_job else r.job
+        me = self.worker_id(worker)
+        got = self.run(self.store.claim(r.id, self.iso, self.now, job_id=job, worker_id=me))
+        holder = self.holders.get(r.id)
         if r.expired:
             expected = Outcome.MISSING
         elif r.terminal:
             expected = Outcome.TERMINAL
         elif r.phase == "awaiting_callback":
             expected = Outcome.AWAITING
+        elif job != r.job:
+            expected = Outcome.SUPERSEDED
+        elif r.deadline_ms <= self.now:
+            expected = Outcome.OVERDUE
+        elif holder is not None and self.leases.get(holder, 0) > self.now:
+            expected = Outcome.HELD
         else:
             expected = Outcome.OK
             r.attempt += 1
@@ -117,6 +134,7 @@ class ExecutionRules(MachineBase):
             r.status = "running"
             assert got.fields["attempt"] == str(r.attempt)
             self.workers[worker] = (r, str(r.attempt))
+            self.holders[r.id] = me
         assert got.outcome is expected, (got, expected)
         self._stepped(f"claim: {expected}")
 
@@ -131,9 +149,11 @@ class ExecutionRules(MachineBase):
             and str(r.attempt) == attempt
             and r.phase == "invoking"
         )
-        assert self.run(self.store.await_callback(r.id, attempt, r.node)) is ok
+        with mock.patch("agentfield_arq.core.store.now_ms", return_value=self.now):
+            assert self.run(self.store.await_callback(r.id, attempt, r.node)) is ok
         if ok:
             r.phase = "awaiting_callback"
+            self.holders.pop(r.id, None)
         self._stepped(f"await_callback: {ok}")
 
     @precondition(lambda self: self.workers)
@@ -165,8 +185,11 @@ class ExecutionRules(MachineBase):
     @precondition(lambda self: self.workers)
     @rule(worker=st.integers(0, WORKERS - 1))
     def worker_crashes(self, worker: int) -> None:
-        """A worker dies mid-attempt: its claim is forgotten, arq hands the job to another."""
-        del self.workers[self._held(worker)]
+        """A worker dies mid-attempt: its claim is forgotten, arq hands the job to another; its
+        lease lapses in its time, and it comes back as a new process, under a new id."""
+        crashed = self._held(worker)
+        del self.workers[crashed]
+        self.generation[crashed] = self.generation.get(crashed, 0) + 1
         self._stepped()
 
     def _held(self, worker: int) -> int:

@@ -28,6 +28,7 @@ class Invariants(MachineBase):
         self.the_delivery_is_the_models_and_delivered_stays_delivered()
         self.the_node_index_names_every_live_node()
         self.node_slots_and_waiting_lists_are_the_models()
+        self.holders_are_the_workers_invoking_and_hand_backs_spend_no_attempt()
 
     @invariant()
     def status_document_and_hash_agree_with_the_model(self) -> None:
@@ -101,7 +102,7 @@ class Invariants(MachineBase):
         indexes); a terminal record within the retention."""
         snap = self.snapshot()
         k = self.keys
-        shared = {k.queue, k.deadlines, k.events, k.nodes, k.dead_webhooks}
+        shared = {k.queue, k.deadlines, k.events, k.nodes, k.dead_webhooks, k.workers, k.holders}
         # Prometheus counters and histograms: they must not reset (core/metrics.py).
         shared |= {k.stats_executions, k.stats_wait, k.stats_run, k.stats_agent_calls}
         shared.add(k.stats_webhook_attempts)
@@ -154,3 +155,20 @@ class Invariants(MachineBase):
         for r in self.runs:
             if not r.expired:
                 assert snap.hashes[r.id].get("deferrals", "0") == str(r.deferrals), r
+
+    @invariant()
+    def holders_are_the_workers_invoking_and_hand_backs_spend_no_attempt(self) -> None:
+        """The leases and holders are the model's; every live execution a worker holds is
+        running and invoking; each execution's run job and count of unspent hand-backs are
+        the model's (the attempt limit discounts `uncharged`)."""
+        snap = self.snapshot()
+        assert snap.workers == self.leases, (snap.workers, self.leases)
+        assert snap.holders == self.holders, (snap.holders, self.holders)
+        for r in self.runs:
+            if r.expired:
+                continue
+            h = snap.hashes[r.id]
+            if r.id in snap.holders:
+                assert (h["status"], h.get("phase")) == ("running", "invoking"), (h, r)
+            assert h.get("job", r.id) == r.job, (h, r)
+            assert int(h.get("uncharged", "0")) == r.uncharged, (h, r)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from tests.lifecycle.deliveries import DeliveryRules
 from tests.lifecycle.executions import ExecutionRules
 from tests.lifecycle.invariants import Invariants
+from tests.lifecycle.leases import LeaseRules
 from tests.lifecycle.model import (
     Backend,
 )
@@ -14,7 +15,7 @@ from tests.lifecycle.nodes import NodeRules
 from tests.lifecycle.slots import SlotRules
 
 
-class LifecycleMachine(ExecutionRules, DeliveryRules, NodeRules, SlotRules, Invariants):
+class LifecycleMachine(ExecutionRules, DeliveryRules, NodeRules, SlotRules, LeaseRules, Invariants):
     """Two workers, two delivery workers, a late agent, a caller, the sweep, arq and the clock,
     against the real scripts (see the package docstring)."""
 

@@ -79,6 +79,11 @@ class MachineBase(RuleBasedStateMachine):
         self.waiting: dict[str, dict[str, int]] = {}
         self.key_expiry: dict[str, int] = {}
         self.slot_of: dict[int, tuple[str, str]] = {}
+        # Worker leases (af:workers: worker id -> when it lapses) and holders (af:holders:
+        # execution -> worker id); a crashed worker comes back under a new id (its generation).
+        self.leases: dict[str, int] = {}
+        self.holders: dict[str, str] = {}
+        self.generation: dict[int, int] = {}
         self._snap: tuple[int, Snapshot] | None = None
         self.steps = 0
 
@@ -100,6 +105,10 @@ class MachineBase(RuleBasedStateMachine):
             if favoured:
                 return favoured[index % len(favoured)]
         return self.runs[index % len(self.runs)]
+
+    def worker_id(self, worker: int) -> str:
+        """The id the worker's current process leases and holds under."""
+        return f"wrk_m{worker}g{self.generation.get(worker, 0)}"
 
     @property
     def iso(self) -> str:
@@ -139,7 +148,10 @@ class MachineBase(RuleBasedStateMachine):
             # A `cancelled` report of an execution already stopped is its agent saying so.
             stopped = status == "cancelled" and r.status in ("cancelled", "timeout")
             expected = Outcome.NOOP if r.digest == digest or stopped else Outcome.CONFLICT
-        elif attempt is not None and attempt != str(r.attempt):
+        elif attempt is not None and (
+            attempt != str(r.attempt) or r.status != "running" or r.phase != "invoking"
+        ):
+            # An attempt handed back, or parked for its callback, is no longer its worker's.
             expected = Outcome.STALE
         else:
             expected = Outcome.OK
@@ -154,6 +166,7 @@ class MachineBase(RuleBasedStateMachine):
         r.status, r.digest, r.phase, r.in_deadlines = status, (status, error, result), None, False
         r.finished_ms = self.now
         r.events.append(status)
+        self.holders.pop(r.id, None)
         if r.webhook:
             r.delivery = Delivery()
             self.queued[delivery_job_id(r.id)] = self.now

@@ -84,6 +84,10 @@ class Run:
     deadline_ms: int
     node: str = NODE
     deferrals: int = 0
+    # Its current run job id (the execution id until a hand-back gives it a fresh one) and
+    # the hand-backs that spent no attempt (requeue.lua's `uncharged`).
+    job: str = ""
+    uncharged: int = 0
     status: str = "queued"
     attempt: int = 0
     phase: str | None = None
@@ -96,6 +100,9 @@ class Run:
     delivery: Delivery | None = None
 
     finished_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        self.job = self.job or self.id
 
     @property
     def terminal(self) -> bool:

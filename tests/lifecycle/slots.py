@@ -20,13 +20,13 @@ class SlotRules(MachineBase):
     @rule(worker=st.integers(0, WORKERS - 1), index=st.integers(0, 4 * MAX_RUNS - 1))
     def worker_takes_a_slot(self, worker: int, index: int) -> None:
         """A slot of the execution's node; at the cap, a deferral and a place in the waiting
-        list; none for an execution that is gone or has ended."""
+        list (by its run job id); none for an execution that is gone or has ended."""
         r = self.pick(index, unfinished)
-        got = self.run(self.slots.take(r.id, self.now))
+        got = self.run(self.slots.take(r.id, self.now, r.job))
         k, node = self.keys, r.node
         outcome = "none"
         if not r.expired and r.terminal:
-            self.waiting.get(node, {}).pop(r.id, None)
+            self.waiting.get(node, {}).pop(r.job, None)
         elif not r.expired:
             held = self.held.setdefault(node, {})
             for other in [e for e, lapse in held.items() if lapse <= self.now]:
@@ -34,11 +34,11 @@ class SlotRules(MachineBase):
             if r.id in held or len(held) < self.settings.node_in_flight_cap:
                 held[r.id] = self.now + self.slots.lease_ms
                 self.key_expiry[k.node_slots(node)] = self.now + self.slots.lease_ms
-                self.waiting.get(node, {}).pop(r.id, None)
+                self.waiting.get(node, {}).pop(r.job, None)
                 self.slot_of[worker] = (node, r.id)
                 outcome = "taken"
             else:
-                self.waiting.setdefault(node, {}).setdefault(r.id, self.now)
+                self.waiting.setdefault(node, {}).setdefault(r.job, self.now)
                 self.key_expiry[k.node_waiting(node)] = self.now + self.slots.lease_ms
                 r.deferrals += 1
                 outcome = "wait"

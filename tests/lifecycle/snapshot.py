@@ -28,6 +28,9 @@ class Snapshot:
     nodes: set[str]
     # node_slots and node_waiting keys -> member -> score
     slot_sets: dict[str, dict[str, int]]
+    # af:holders (execution -> worker) and af:workers (worker -> when its lease lapses)
+    holders: dict[str, str]
+    workers: dict[str, int]
 
 
 def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
@@ -43,6 +46,8 @@ async def read(redis: Redis, k: Keys, ids: list[str], nodes: list[str]) -> Snaps
         pipe.xrange(k.events)
         pipe.zrange(k.dead_webhooks, 0, -1)
         pipe.smembers(k.nodes)
+        pipe.hgetall(k.holders)
+        pipe.zrange(k.workers, 0, -1, withscores=True)
         slot_keys = [key for n in nodes for key in (k.node_slots(n), k.node_waiting(n))]
         for key in slot_keys:
             pipe.zrange(key, 0, -1, withscores=True)
@@ -53,7 +58,7 @@ async def read(redis: Redis, k: Keys, ids: list[str], nodes: list[str]) -> Snaps
             pipe.hgetall(k.webhook(i))
             pipe.lrange(k.webhook_events(i), 0, -1)
         replies: list[Any] = await pipe.execute()
-    names, deadlines, queue, stream, dead, members, *rest = replies
+    names, deadlines, queue, stream, dead, members, holders, workers, *rest = replies
     sets, per_run = rest[: len(slot_keys)], rest[len(slot_keys) :]
     keys = sorted(text(name) for name in names)
     async with redis.pipeline(transaction=False) as pipe:
@@ -68,6 +73,8 @@ async def read(redis: Redis, k: Keys, ids: list[str], nodes: list[str]) -> Snaps
         stream=[_decoded(fields) for _id, fields in stream],
         dead=[text(m) for m in dead],
         nodes={text(m) for m in members},
+        holders=_decoded(holders),
+        workers={text(m): int(score) for m, score in workers},
         slot_sets={
             key: {text(m): int(score) for m, score in found}
             for key, found in zip(slot_keys, sets, strict=True)
