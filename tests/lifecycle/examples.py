@@ -140,6 +140,48 @@ def _an_ended_execution_leaves_the_waiting_list(m: LifecycleMachine) -> None:
     m.time_passes(step=PAUSE_STEP, sweep=True)  # the slot set expires with its lease
 
 
+def _a_lapsed_workers_execution_is_handed_back_unspent(m: LifecycleMachine) -> None:
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.claim(worker=0, index=0)  # attempt 1, held by a worker that never beat
+    m.worker_crashes(worker=0)
+    m.worker_lease_ticks(worker=1)  # its holder has no live lease: queued, unspent
+    r = m.runs[0]
+    assert (r.status, r.attempt, r.uncharged) == ("queued", 1, 1)
+    assert r.job != r.id
+    m.claim(worker=1, index=0, first_job=True)  # the first job is superseded
+    m.claim(worker=1, index=0)  # attempt 2, from the fresh job
+    m.worker_settles(worker=1, succeeded=True, answer=1)
+    assert m.backend.outcomes["claim: superseded"] == 1
+    assert r.status == "succeeded"
+
+
+def _a_live_holder_keeps_its_execution_until_its_lease_lapses(m: LifecycleMachine) -> None:
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.worker_lease_ticks(worker=0)  # worker 0's lease is live
+    m.claim(worker=0, index=0)
+    m.claim(worker=1, index=0)  # held by a live worker
+    m.claim(worker=0, index=0)  # held, even by itself: arq starting a job it still runs
+    m.worker_lease_ticks(worker=1)  # nothing to hand back
+    m.time_passes(step=8, sweep=False)  # worker 0 stalls past its lease
+    m.worker_lease_ticks(worker=1)  # handed back
+    m.worker_settles(worker=0, succeeded=True, answer=0)  # stale: no longer its attempt
+    assert m.backend.outcomes["claim: held"] == 2
+    assert m.backend.outcomes["finish: stale"] == 1
+    assert m.runs[0].status == "queued"
+
+
+def _an_overdue_or_parked_execution_is_not_the_workers(m: LifecycleMachine) -> None:
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.claim(worker=0, index=1)
+    m.agent_accepts(worker=0)
+    m.worker_settles(worker=0, succeeded=True, answer=0)  # stale: parked for its callback
+    m.time_passes(step=PAUSE_STEP - 1, sweep=False)
+    m.time_passes(step=5, sweep=False)  # at the deadline, not yet swept
+    m.claim(worker=1, index=0)  # overdue: ended `timeout` without a call
+    assert m.backend.outcomes["claim: overdue"] == 1
+
+
 REGRESSIONS: dict[str, Callable[[LifecycleMachine], None]] = {
     f.__name__.lstrip("_"): f
     for f in (
@@ -153,5 +195,8 @@ REGRESSIONS: dict[str, Callable[[LifecycleMachine], None]] = {
         _a_full_queue_refuses_without_writing,
         _a_freed_slot_wakes_the_oldest_deferred_waiter,
         _an_ended_execution_leaves_the_waiting_list,
+        _a_lapsed_workers_execution_is_handed_back_unspent,
+        _a_live_holder_keeps_its_execution_until_its_lease_lapses,
+        _an_overdue_or_parked_execution_is_not_the_workers,
     )
 }
