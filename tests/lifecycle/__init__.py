@@ -2,7 +2,8 @@
 
 Each rule is one thing that can happen in production: the API creates or cancels an execution,
 one of two workers claims, parks (202) or settles an attempt, a worker crashes mid-attempt, a
-late agent calls back, the sweep times out overdue executions, one of two delivery workers
+worker renews its lease and its reaper hands back (unspent) what a lapsed worker held, a late
+agent calls back, the sweep times out overdue executions, one of two delivery workers
 begins or records a webhook attempt (or crashes), a caller redrives the webhook, arq finishes a
 job or holds its in-progress lock, nodes register, heartbeat, go silent and are listed, Redis
 expires a record, the clock moves. Each rule calls the same store/outbox/nodes/runner methods
@@ -18,6 +19,8 @@ tests/integration/test_model.py over the session's valkey); a `Backend` is the o
     executions.py   rules: create, cancel, claim, 202, settle, crash, callbacks, time + sweep
     deliveries.py   rules: redrive, webhook begin/record, delivery crash, arq's finish and lock
     nodes.py        rules: register, heartbeat, expiry, listing (forget_nodes)
+    slots.py        rules: a node's call slots, the waiting list, arq deferring a run job
+    leases.py       rules: a worker's lease turn (beat, then reap: requeue.lua's hand-backs)
     invariants.py   one invariant per guarantee
     snapshot.py     what the invariants read
     examples.py     named sequences kept from failures, and what a CI run must reach
