@@ -180,6 +180,7 @@ def _an_overdue_or_parked_execution_is_not_the_workers(m: LifecycleMachine) -> N
     m.time_passes(step=5, sweep=False)  # at the deadline, not yet swept
     m.claim(worker=1, index=0)  # overdue: ended `timeout` without a call
     assert m.backend.outcomes["claim: overdue"] == 1
+    assert m.runs[0].status == "timeout"
 
 
 REGRESSIONS: dict[str, Callable[[LifecycleMachine], None]] = {

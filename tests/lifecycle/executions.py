@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from agentfield_arq.core.execution import CANCELLED_ERROR
+from agentfield_arq.core.runner import DEADLINE_ERROR
 from agentfield_arq.core.store import NewExecution, Outcome
 from agentfield_arq.kernel.codec import text
 from agentfield_arq.kernel.errors import (
@@ -137,6 +138,13 @@ class ExecutionRules(MachineBase):
             self.holders[r.id] = me
         assert got.outcome is expected, (got, expected)
         self._stepped(f"claim: {expected}")
+        if expected is Outcome.OVERDUE:  # the worker ends it without calling the agent
+            ended = self.run(
+                self.store.finish(
+                    r.id, "timeout", self.iso, self.now, error=DEADLINE_ERROR, only_if_overdue=True
+                )
+            )
+            self._check_finish(r, ended, "timeout", DEADLINE_ERROR, "")
 
     @precondition(lambda self: self.workers)
     @rule(worker=st.integers(0, WORKERS - 1))

@@ -16,7 +16,7 @@ from agentfield_arq.core.arq_bridge import delivery_job_id, tell_agent_job_id
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Attempt, Outbox
-from agentfield_arq.core.runner import Runner
+from agentfield_arq.core.runner import DEADLINE_ERROR, Runner
 from agentfield_arq.core.slots import NodeSlots
 from agentfield_arq.core.store import ExecutionStore, Outcome
 from agentfield_arq.kernel.codec import rfc3339
@@ -184,7 +184,7 @@ class MachineBase(RuleBasedStateMachine):
             r.in_deadlines = False
             if not r.expired:
                 expected += 1
-                self._finished(r, "timeout", "execution deadline exceeded", "")
+                self._finished(r, "timeout", DEADLINE_ERROR, "")
                 r.doc = self.run(self.store.get_doc(r.id))
         assert changed == expected, (changed, expected)
         self.backend.outcomes[f"sweep: {'some' if expected else 'none'} timed out"] += 1
