@@ -16,7 +16,7 @@ from tests.lifecycle.model import WORKERS
 class LeaseRules(MachineBase):
     """A beat and a reap, at the fake clock, as WorkerLease.run takes them in turn."""
 
-    @precondition(lambda self: self.runs)
+    @precondition(lambda self: self.holders or self.workers)
     @rule(worker=st.integers(0, WORKERS - 1))
     def worker_lease_ticks(self, worker: int) -> None:
         """One turn of WorkerLease.run: the worker's lease runs for another `worker_lease_s`,
