@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
 
 from agentfield_arq.api import routes
 from agentfield_arq.api.deps import Deps
@@ -84,11 +87,24 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
             await redis.aclose()
 
     return Starlette(
-        routes=[*routes.table(), *routes.SOCKETS],
+        routes=[*routes.table(), *routes.SOCKETS, *static_routes()],
         middleware=[Middleware(Edge, settings=settings)],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
+
+
+# The dashboard and the API reference: files shipped in the package, public (they hold no
+# data: every call they make to the API carries the operator's key).
+STATIC = Path(__file__).parent
+
+
+def static_routes() -> list[BaseRoute]:
+    """/ui (the dashboard) and /docs (Swagger UI over /openapi.json)."""
+    return [
+        Mount(f"/{name}", StaticFiles(directory=STATIC / name, html=True), name=name)
+        for name in ("ui", "docs")
+    ]
 
 
 def check_auth(settings: Settings) -> None:

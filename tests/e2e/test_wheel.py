@@ -61,7 +61,15 @@ def test_the_wheel_has_one_top_level_package_and_the_adapters_inside_it(wheel: P
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names}
     assert tops == {"agentfield_arq", wheel.name.split("-py3")[0] + ".dist-info"}
-    for inside in ("api/app.py", "workers/worker.py", "core/lua/common.lua", "py.typed"):
+    for inside in (
+        "api/app.py",
+        "workers/worker.py",
+        "core/lua/common.lua",
+        "py.typed",
+        "api/ui/app.js",
+        "api/docs/swagger/swagger-ui-bundle.js",
+        "api/docs/swagger/LICENSE",
+    ):
         assert f"agentfield_arq/{inside}" in names
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from agentfield_arq.api import routes
 from agentfield_arq.api.app import create_app
@@ -57,6 +58,9 @@ def _served(app: Starlette) -> set[tuple[str, str]]:
     for route in app.routes:
         if isinstance(route, WebSocketRoute):
             assert route in routes.SOCKETS
+        if isinstance(route, Mount):  # the dashboard's and the reference's files, not operations
+            assert isinstance(route.app, StaticFiles)
+            assert route.path in ("/ui", "/docs")
             continue
         assert isinstance(route, Route)
         pairs |= {(m, route.path) for m in route.methods or () if m != "HEAD"}
