@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
   bench   install if needed (with the bench extras), then run the benchmarks
   mutate  install if needed (with mutmut), then mutation-test the pure core (docs/mutation.md)
   shell   install if needed, then run ARGS inside the virtual environment
+  screenshots  take docs/screenshots/*.png of the dashboard in Chromium (tests/e2e/test_ui.py)
 """
 
 
@@ -78,6 +80,25 @@ def _ensure_agentfield() -> str | None:
     return str(AGENTFIELD_PYTHON)
 
 
+def _ensure_chromium() -> None:
+    """The browser of the dashboard tests: the system's Chromium. In CI as root, apt installs
+    it when missing; elsewhere this says how (the tests skip without it, and fail in CI)."""
+    if os.environ.get("CHROMIUM") or shutil.which("chromium"):
+        return
+    if os.environ.get("CI") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("dev.py: installing chromium with apt-get", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for step in (["update", "-q"], ["install", "-y", "-q", "chromium"]):
+            subprocess.run(["apt-get", *step], check=False, stdout=subprocess.DEVNULL, env=env)
+        return
+    print(
+        "dev.py: no chromium on PATH (apt-get install chromium, or set CHROMIUM); the "
+        "dashboard tests will skip (or fail, with CI set)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def _exec(argv: list[str], extra_env: dict[str, str] | None = None) -> int:
     env = {**os.environ, **(extra_env or {})}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -92,6 +113,7 @@ def _exec(argv: list[str], extra_env: dict[str, str] | None = None) -> int:
 
 
 def _test(args: list[str]) -> int:
+    _ensure_chromium()
     extra_env = {}
     if not os.environ.get("AGENTFIELD_SDK_PYTHON"):  # an interpreter of the caller's wins
         sdk_python = _ensure_agentfield()
@@ -129,7 +151,7 @@ def _mutate(args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     """Dispatch one dev.py command; returns the process exit code."""
-    if not argv or argv[0] not in {"run", "test", "bench", "mutate", "shell"}:
+    if not argv or argv[0] not in {"run", "test", "bench", "mutate", "shell", "screenshots"}:
         print(USAGE, file=sys.stderr)
         return 2
     command, rest = argv[0], argv[1:]
@@ -144,6 +166,10 @@ def main(argv: list[str]) -> int:
         return _exec([str(BIN / "agentfield-arq"), "run", *rest])
     if command == "test":
         return _test(rest)
+    if command == "screenshots":  # the README's pictures of the dashboard, taken in Chromium
+        _ensure_chromium()
+        test = ["-m", "pytest", "-q", "tests/e2e/test_ui.py", "-k", "screenshots", *rest]
+        return _exec([str(BIN / "python"), *test], {"UI_SCREENSHOTS": "docs/screenshots"})
     return _exec(rest)
 
 
