@@ -238,16 +238,26 @@ def test_the_api_reference_tries_a_route_with_the_dashboards_key(page: Page) -> 
     )
 
 
-def test_screenshots_of_each_page(page: Page, ui_system: System, tmp_path: Path) -> None:
+def test_screenshots_of_each_page(
+    page: Page, ui_system: System, receiver: Receiver, tmp_path: Path
+) -> None:
     out = Path(os.environ.get("UI_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
     report = ui_system.wait(ui_system.submit(REPORT, {"input": {"quarter": "Q4"}}), 30)
+    url = receiver.plan("/gone", Plan(then=410))
+    answer = ui_system.http.post(
+        "/api/v1/execute/async/e2e.echo", json={"input": {}, "webhook": {"url": url}}
+    )
+    dead = answer.json()["execution_id"]
+    ui_system.until(
+        lambda: ui_system.doc(dead).get("webhook_status") == "failed", f"{dead}'s webhook to die"
+    )
     pages = {
         "login": ("", "form.login"),
         "overview": ("#/", "[data-metric=workers]"),
         "executions": ("#/executions", "table.executions tbody tr"),
         "execution": (f"#/executions/{report['execution_id']}", "ul.tree"),
-        "webhooks": ("#/webhooks", "h1"),
+        "webhooks": ("#/webhooks", "table.dead tr[data-id]"),
         "nodes": ("#/nodes", "table.nodes tr[data-id]"),
     }
     page.goto("/ui/")
