@@ -488,12 +488,12 @@ async function nodes() {
   show(
     el("h1", {}, `Nodes (${list.count})`),
     el("table", { class: "nodes" },
-      el("tr", {}, ["Node", "Status", "Base URL", "Reasoners", "Skills", "Owner", "Lease / last heartbeat"].map((h) => el("th", {}, h))),
+      el("tr", {}, ["Node", "Status", "Base URL", "Reasoners", "Skills", "Registered", "Last heartbeat"].map((h) => el("th", {}, h))),
       list.nodes.map((n) => el("tr", { "data-id": n.id },
         el("td", {}, el("a", { href: `#/executions?node=${encodeURIComponent(n.id)}` }, n.id)),
         el("td", {}, badge(n.status || n.health_status)), el("td", {}, n.base_url),
         el("td", {}, names(n.reasoners)), el("td", {}, names(n.skills)),
-        el("td", {}, n.owner ?? ""), el("td", {}, n.lease_expires_at ? when(n.lease_expires_at) : when(n.last_heartbeat))))),
+        el("td", {}, when(n.registered_at)), el("td", {}, when(n.last_heartbeat))))),
   );
 }
 
