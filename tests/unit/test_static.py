@@ -11,6 +11,7 @@ import pytest
 
 from agentfield_arq.api.app import create_app
 from agentfield_arq.core.settings import from_env
+from tests.conftest import TEST_HOST
 
 PAGES = ["/ui/", "/ui/app.js", "/ui/style.css", "/docs/", "/docs/docs.js",
          "/docs/swagger/swagger-ui-bundle.js", "/docs/swagger/swagger-ui.css"]  # fmt: skip
@@ -19,9 +20,9 @@ PAGES = ["/ui/", "/ui/app.js", "/ui/style.css", "/docs/", "/docs/docs.js",
 @pytest.fixture
 async def api() -> AsyncIterator[httpx.AsyncClient]:
     # Never connected to: the lifespan, which would create the clients, is not entered.
-    app = create_app(from_env({}, redis_url="redis://127.0.0.1:1/0"))
+    app = create_app(from_env({}, redis_url="redis://127.0.0.1:1/0", allowed_hosts=TEST_HOST))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{TEST_HOST}") as client:
         yield client
 
 
