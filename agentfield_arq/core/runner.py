@@ -128,6 +128,12 @@ class Runner:
         claim = await self.store.claim(
             execution_id, rfc3339(now), now, job_id=job, worker_id=self.worker_id
         )
+        if claim.outcome is Outcome.HELD and await self._released_own_hold(execution_id):
+            # This worker held it, but none of its attempts runs here any more: the job that
+            # held it was cut short (a Redis outage under its settle), and arq runs it again.
+            claim = await self.store.claim(
+                execution_id, rfc3339(now), now, job_id=job, worker_id=self.worker_id
+            )
         if claim.outcome is Outcome.OVERDUE:
             await self._time_out(execution_id, now)
             return
@@ -145,6 +151,11 @@ class Runner:
             await self._attempt(execution_id, fields, attempt, spent, last_try)
         finally:
             self.running.discard(job)
+
+    async def _released_own_hold(self, execution_id: str) -> bool:
+        if not self.worker_id or any(j.split("~")[0] == execution_id for j in self.running):
+            return False
+        return await self.store.forget_holder(execution_id, self.worker_id)
 
     async def _attempt(
         self, execution_id: str, fields: dict[str, str], attempt: int, spent: int, last_try: bool

@@ -422,9 +422,11 @@ class ExecutionStore:
         raw = await self.redis.hgetall(self.keys.holders)  # type: ignore[misc]  # redis-py's async stubs
         return {text(k): text(v) for k, v in raw.items()}
 
-    async def forget_holder(self, execution_id: str, holder: str) -> None:
-        """Drop a dead worker's stale holder entry (its execution moved on or expired)."""
-        await self._forget_holder(keys=[self.keys.holders], args=[execution_id, holder])
+    async def forget_holder(self, execution_id: str, holder: str) -> bool:
+        """Drop a holder entry that still names `holder` (a dead worker's, or this worker's own
+        once no attempt of it runs); True when one was dropped."""
+        reply = await self._forget_holder(keys=[self.keys.holders], args=[execution_id, holder])
+        return bool(int(reply))
 
     async def fence(self, execution_id: str) -> dict[str, str]:
         """The fields a hand-back of this execution is fenced on, as they stand now."""
