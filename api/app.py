@@ -18,12 +18,12 @@ from agentfield_arq.api.deps import Deps
 from agentfield_arq.api.edge import Edge
 from agentfield_arq.api.errors import HANDLERS
 from agentfield_arq.core.approvals import Approvals
-from agentfield_arq.core.changes import BLOCK_MS as CHANGES_BLOCK_MS
 from agentfield_arq.core.changes import Changes
-from agentfield_arq.core.completions import BLOCK_MS, Completions
+from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import KeyStore, well_formed
 from agentfield_arq.core.dispatch import CallbackProof
+from agentfield_arq.core.follower import BLOCK_MS
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.memory import MemoryStore
 from agentfield_arq.core.nodes import NodeRegistry
@@ -53,9 +53,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
         credentials = KeyStore(redis, settings)
         task = asyncio.create_task(completions.run(), name="completions")
         # The memory change follower blocks too: a third connection.
-        changes = Changes(
-            connect(settings.redis_url, settings, block_s=CHANGES_BLOCK_MS / 1000), keys
-        )
+        changes = Changes(connect(settings.redis_url, settings, block_s=BLOCK_MS / 1000), keys)
         follower = asyncio.create_task(changes.run(), name="memory-changes")
         store = ExecutionStore(redis, settings)
         nodes = NodeRegistry(redis, settings)

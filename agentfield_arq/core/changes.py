@@ -2,10 +2,9 @@
 scripts in the same step as each change), followed by one reader per API process and fanned
 out to the WebSocket and SSE subscribers of that process, and read back for the history route.
 
-Like `Completions`, the reader only follows the stream while someone subscribes; meanwhile it
-keeps its cursor near the tail, so a new subscriber sees the changes made after it arrived
-(and at most `IDLE_TAIL_S` of earlier ones). A subscriber that falls `QUEUE_MAX` changes behind
-loses the newest ones, logged, rather than slowing the others.
+Like `Completions`, the reader only follows the stream while someone subscribes (see
+core/follower.py). A subscriber that falls `QUEUE_MAX` changes behind loses the newest ones,
+logged, rather than slowing the others.
 """
 
 from __future__ import annotations
@@ -18,9 +17,8 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from agentfield_arq.core.connection import reraise_cancel
+from agentfield_arq.core.follower import READY_S, StreamFollower
 from agentfield_arq.core.keys import MEMORY_EVENTS_MAXLEN, Keys
 from agentfield_arq.kernel.codec import encode, text
 from agentfield_arq.kernel.errors import Unavailable
@@ -28,12 +26,7 @@ from agentfield_arq.kernel.memory import MemoryChangeEvent, MemoryEventMetadata
 
 logger = logging.getLogger(__name__)
 
-BLOCK_MS = 5000
-READ_COUNT = 500
-RECONNECT_S = 1.0
-IDLE_TAIL_S = 0.5
 QUEUE_MAX = 1000
-READY_S = 2.0
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,17 +77,15 @@ def change(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Change:
     return Change(event=event, encoded=encode(event), node_id=text(f.get("node_id", b"")))
 
 
-class Changes:
-    """Follows the memory event stream on its own connection for this process's subscribers."""
+class Changes(StreamFollower):
+    """Follows the memory event stream for this process's subscribers."""
+
+    read_count = 500
+    label = "memory event stream"
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
-        self.redis = redis
-        self.keys = keys
+        super().__init__(redis, keys.memory_events)
         self._queues: set[asyncio.Queue[Change]] = set()
-        self._wanted = asyncio.Event()
-        # Set once the reader holds a cursor: a subscriber waits for it, so that no change made
-        # after it subscribed can fall before the cursor.
-        self._following = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[Change]]:
@@ -102,70 +93,28 @@ class Changes:
         await self._following.wait()
         queue: asyncio.Queue[Change] = asyncio.Queue(QUEUE_MAX)
         self._queues.add(queue)
-        self._wanted.set()
+        self._wake()
         try:
             yield queue
         finally:
             self._queues.discard(queue)
 
     async def ready(self, timeout_s: float = READY_S) -> None:
-        """Return once the reader follows the stream (at once, after its first read of the
-        stream's tail); Unavailable if Redis does not let it within `timeout_s`."""
-        try:
-            await asyncio.wait_for(self._following.wait(), timeout_s)
-        except TimeoutError as exc:
-            raise Unavailable(
-                "the memory event stream cannot be read: Redis does not answer"
-            ) from exc
+        """Return once the reader follows the stream; Unavailable if Redis does not let it
+        within `timeout_s`."""
+        if not await self.following(timeout_s):
+            raise Unavailable("the memory event stream cannot be read: Redis does not answer")
 
-    async def run(self) -> None:
-        """Read the stream until cancelled; survives Redis restarts."""
-        cursor = await self._tail()
-        self._following.set()
-        while True:
-            reraise_cancel()
-            if not self._queues:
-                cursor = await self._idle(cursor)
-                continue
-            try:
-                replies = await self.redis.xread(
-                    {self.keys.memory_events: cursor}, count=READ_COUNT, block=BLOCK_MS
-                )
-            except RedisError as exc:
-                reraise_cancel()
-                logger.warning("memory event stream read failed, retrying: %s", exc)
-                await asyncio.sleep(RECONNECT_S)
-                continue
-            for _stream, entries in replies:
-                for entry_id, fields in entries:
-                    cursor = entry_id
-                    self._dispatch(change(entry_id, fields))
+    def _listened(self) -> bool:
+        return bool(self._queues)
 
-    def _dispatch(self, item: Change) -> None:
+    def _take(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        item = change(entry_id, fields)
         for queue in self._queues:
             try:
                 queue.put_nowait(item)
             except asyncio.QueueFull:
                 logger.warning("a memory event subscriber is behind; dropped %s", item.event.id)
-
-    async def _idle(self, cursor: bytes | str) -> bytes | str:
-        self._wanted.clear()
-        try:
-            await asyncio.wait_for(self._wanted.wait(), IDLE_TAIL_S)
-        except TimeoutError:
-            return await self._tail()
-        return cursor
-
-    async def _tail(self) -> bytes | str:
-        while True:
-            try:
-                last = await self.redis.xrevrange(self.keys.memory_events, count=1)
-            except RedisError as exc:
-                reraise_cancel()
-                logger.warning("memory event stream unavailable, retrying: %s", exc)
-                await asyncio.sleep(RECONNECT_S)
-                continue
-            return last[0][0] if last else "0-0"
 
 
 async def history(

@@ -5,36 +5,22 @@ subscriber that falls behind is marked overflowed, and the reader never waits fo
 
 The stream is a hint, not the truth: waiters re-read the status document after every wake-up
 and at least every `RECHECK_S`, so a missed entry (trimmed stream, reconnect) costs latency,
-never correctness.
-
-While nobody waits, the reader does not follow the stream: under async-only load every XADD
-would wake it, costing the API a Redis round trip and a decode per lifecycle event (measured:
-12% of the API's CPU and one XREAD per execution at 4,000 enqueues/s). It only keeps its cursor
-near the tail, every `IDLE_TAIL_S`, so that when a waiter arrives it resumes from a point that
-precedes the waiter's execution and skips at most that much backlog.
+never correctness. While nobody waits or subscribes, the reader idles (core/follower.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from agentfield_arq.core.connection import reraise_cancel
+from agentfield_arq.core.follower import StreamFollower
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.kernel.status import TERMINAL_STATUSES
 
-logger = logging.getLogger(__name__)
-
-BLOCK_MS = 5000
-READ_COUNT = 1000
 RECHECK_S = 5.0
-RECONNECT_S = 1.0
-IDLE_TAIL_S = 0.5
 
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -58,23 +44,24 @@ class Subscriber:
             self.overflowed = True
 
 
-class Completions:
-    """Follows `events` with XREAD BLOCK on its own connection and wakes local waiters."""
+class Completions(StreamFollower):
+    """Follows `events` and wakes local waiters and subscribers."""
+
+    label = "event stream"
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
-        self.redis = redis
-        self.keys = keys
+        super().__init__(redis, keys.events)
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._subscribers: set[Subscriber] = set()
-        self._wanted = asyncio.Event()
 
     @contextlib.asynccontextmanager
     async def subscribe(self, capacity: int) -> AsyncIterator[Subscriber]:
         """Every entry read from now on, buffered up to `capacity` (see `Subscriber`). The
-        first entries may precede the call by up to `IDLE_TAIL_S`, never follow a gap."""
+        first entries may precede the call by up to `IDLE_TAIL_S` (core/follower.py), never
+        follow a gap."""
         subscriber = Subscriber(capacity)
         self._subscribers.add(subscriber)
-        self._wanted.set()
+        self._wake()
         try:
             yield subscriber
         finally:
@@ -86,7 +73,7 @@ class Completions:
         before creating the execution so that no event can slip between the two."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(execution_id, set()).add(future)
-        self._wanted.set()
+        self._wake()
         try:
             yield future
         finally:
@@ -96,52 +83,12 @@ class Completions:
                 if not waiters:
                     del self._waiters[execution_id]
 
-    async def run(self) -> None:
-        """Read the stream until cancelled; survives Redis restarts."""
-        cursor = await self._tail()
-        while True:
-            reraise_cancel()
-            if not self._waiters and not self._subscribers:
-                cursor = await self._idle(cursor)
-                continue
-            try:
-                replies = await self.redis.xread(
-                    {self.keys.events: cursor}, count=READ_COUNT, block=BLOCK_MS
-                )
-            except RedisError as exc:
-                reraise_cancel()
-                logger.warning("event stream read failed, retrying: %s", exc)
-                await asyncio.sleep(RECONNECT_S)
-                continue
-            for _stream, entries in replies:
-                for entry_id, fields in entries:
-                    cursor = entry_id
-                    for subscriber in self._subscribers:
-                        subscriber.offer((entry_id, fields))
-                    self._dispatch(fields)
+    def _listened(self) -> bool:
+        return bool(self._waiters or self._subscribers)
 
-    async def _idle(self, cursor: bytes | str) -> bytes | str:
-        """Wait for a waiter; meanwhile move the cursor to the tail every `IDLE_TAIL_S`. The
-        cursor returned was read before the waiter registered, so none of its events is lost."""
-        self._wanted.clear()
-        try:
-            await asyncio.wait_for(self._wanted.wait(), IDLE_TAIL_S)
-        except TimeoutError:
-            return await self._tail()
-        return cursor
-
-    async def _tail(self) -> bytes | str:
-        while True:
-            try:
-                last = await self.redis.xrevrange(self.keys.events, count=1)
-            except RedisError as exc:
-                reraise_cancel()
-                logger.warning("event stream unavailable, retrying: %s", exc)
-                await asyncio.sleep(RECONNECT_S)
-                continue
-            return last[0][0] if last else "0-0"
-
-    def _dispatch(self, fields: dict[bytes, bytes]) -> None:
+    def _take(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        for subscriber in self._subscribers:
+            subscriber.offer((entry_id, fields))
         status = fields.get(b"status", b"").decode()
         if status not in TERMINAL_STATUSES:
             return

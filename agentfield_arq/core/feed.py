@@ -92,7 +92,7 @@ class Feed:
         yields None (a heartbeat) once subscribed, then after `heartbeat_s` without an event,
         and a last `cutoff` event when the subscriber's buffer overflowed (it resumes from the
         id that event names)."""
-        stream = self.completions.keys.events
+        stream = self.completions.stream
         async with self.completions.subscribe(self.capacity) as live:
             # From now on: what the follower hands over from before the tail is skipped.
             last = await self._tail(stream) if after is None else (0, 0)

@@ -10,8 +10,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from agentfield_arq.core.completions import IDLE_TAIL_S, Completions
+from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.connection import connect
+from agentfield_arq.core.follower import IDLE_TAIL_S
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import Settings
 
