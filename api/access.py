@@ -1,7 +1,7 @@
 """Who may call each operation: the key a request carries (`Authorization: Bearer <key>` or
 `X-API-Key: <key>`, the header AgentField's SDK sends), looked up in Redis on every request.
 
-Each operation in routes.py names its `Access`: the least role its callers must have. What one
+Each operation in operations/ names its `Access`: the least role its callers must have. What one
 key may do to one execution or node (its own only) is checked by the endpoint, which reads the
 identity put on the request here (`identity`).
 """
