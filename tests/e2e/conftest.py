@@ -25,6 +25,7 @@ from agentfield_arq.core.credentials import Role
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
 from tests.e2e.agent_app import registration
+from tests.e2e.receiver import Receiver
 from tests.e2e.waits import notify_keyspace_events, on_writes, poll, terminal
 from tests.keys import ADMIN_KEY, bearer, issue
 
@@ -224,6 +225,14 @@ def deployed(
         yield deployment
     finally:
         deployment.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback for the module's deliveries."""
+    server = Receiver("127.0.0.1")
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="module")

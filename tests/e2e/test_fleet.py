@@ -50,13 +50,6 @@ class Sent:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    server = Receiver("127.0.0.1")
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def fleet(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """The API, a second replica (its URL in `env["REPLICA_URL"]`), three workers and the
     test agent, which sends its callbacks to the first replica."""

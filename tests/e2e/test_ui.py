@@ -47,13 +47,6 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    server = Receiver("127.0.0.1")
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def ui_system(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """API, a worker, the test agent and the example agents (for a run of four executions);
     webhooks to 127.0.0.1 allowed, retried briefly."""

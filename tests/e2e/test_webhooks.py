@@ -35,13 +35,6 @@ SETTINGS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    server = Receiver("127.0.0.1")
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def hooks(e2e_redis: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """A deployment with a short retry schedule that trusts 127.0.0.1 (and no other private
     address), with the default worker poll delay so that latencies are the default ones."""
