@@ -94,10 +94,17 @@ async def execution_events(request: Request) -> StreamingResponse:
 
 
 async def all_events(request: Request) -> StreamingResponse:
-    """Lifecycle events of every execution passing `target`, `status` and `run_id`."""
+    """Lifecycle events of every execution passing `target`, `status` and `run_id`: of every
+    key's for an admin's key, else of the executions the key submitted."""
     d = deps(request)
     listed = filters_of(request.query_params)
-    f = EventFilter(target=listed.target, status=listed.status, run_id=listed.run_id)
+    viewer = identity(request)
+    f = EventFilter(
+        target=listed.target,
+        status=listed.status,
+        run_id=listed.run_id,
+        owner=None if viewer.is_admin else viewer.key_id,
+    )
     after = _resume_point(request)
     body = _framed(d, f, after)
     return StreamingResponse(body, media_type=MEDIA_TYPE, headers=_HEADERS)

@@ -1,5 +1,7 @@
 """Listing routes: executions filtered and paged, and a run as a tree. Query parameters are
-parsed strictly: a malformed one is `400 invalid_request` naming it, never a 500."""
+parsed strictly: a malformed one is `400 invalid_request` naming it, never a 500. An admin's
+key sees every execution; any other key only those it submitted (core/catalog.py): another
+key's run is not found, as another key's execution is everywhere."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
+from agentfield_arq.api.access import identity
 from agentfield_arq.api.deps import deps
 from agentfield_arq.api.params import int_param
 from agentfield_arq.core.catalog import Catalog, Filters
@@ -82,7 +85,7 @@ async def list_executions(request: Request) -> Response:
     f = filters_of(params)
     limit = int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
     cursor = _checked(params, "cursor", safe_id, "the next_cursor of a previous page")
-    page = await Catalog(deps(request).store).page(f, limit, cursor)
+    page = await Catalog(deps(request).store).page(f, limit, cursor, identity(request))
     # An ExecutionPage, with the stored documents passed through as they are (msgspec.Raw).
     answer = {"executions": [msgspec.Raw(d) for d in page.docs], "next_cursor": page.next_cursor}
     return Response(encode(answer), media_type=JSON)
@@ -93,7 +96,7 @@ async def get_run(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     run = None
     if _RUN_ID.fullmatch(run_id):
-        run = await Catalog(deps(request).store).run(run_id)
+        run = await Catalog(deps(request).store).run(run_id, identity(request))
     if run is None:
         raise RunNotFound(f"run '{run_id[:100]}': no execution of it is kept")
     return Response(encode(run), media_type=JSON)

@@ -55,7 +55,17 @@ class Approvals:
 
     def _keys(self, execution_id: str) -> list[str]:
         k = self.store.keys
-        return [k.execution(execution_id), k.status_doc(execution_id), k.deadlines, k.events]
+        return [
+            k.execution(execution_id),
+            k.status_doc(execution_id),
+            k.deadlines,
+            k.events,
+            k.index_status(Status.RUNNING),
+            k.index_status(Status.WAITING),
+        ]
+
+    def _index_bounds(self, now: int) -> list[str | int]:
+        return [self.store.index_cutoff(now), self.store.record_lifetime_s]
 
     async def _fields(self, node_id: str | None, execution_id: str) -> dict[str, str]:
         fields = await source_fields(self.store, execution_id)
@@ -91,6 +101,7 @@ class Approvals:
                 self.store.settings.stream_maxlen,
                 (self.store.settings.retention_s + NON_TERMINAL_GRACE_S) * 1000,
                 now,
+                *self._index_bounds(now),
             ],
         )
         self._settled(execution_id, reply, "waiting")
@@ -121,6 +132,7 @@ class Approvals:
                 "" if body.response is None else encode(body.response),
                 deadline,
                 self.store.settings.stream_maxlen,
+                *self._index_bounds(now),
             ],
         )
         if text(reply[0]) == "no_approval":
@@ -163,8 +175,14 @@ class Approvals:
         await self._fields(node_id, execution_id)
         k = self.store.keys
         reply = await self._awaiter(
-            keys=[k.execution(execution_id), k.status_doc(execution_id), k.events],
-            args=[status, self.store.settings.stream_maxlen],
+            keys=[
+                k.execution(execution_id),
+                k.status_doc(execution_id),
+                k.events,
+                k.index_status(Status.RUNNING),
+                k.index_status(Status.WAITING),
+            ],
+            args=[status, self.store.settings.stream_maxlen, *self._index_bounds(now_ms())],
         )
         doc: bytes = self._settled(execution_id, reply, status)
         return doc

@@ -10,6 +10,11 @@ bounded number of members examined per request. A node's filter and succeeded ha
 their own, to save memory: succeeded is most of what is retained, so its scan of the global
 index is dense, and `target` narrows a node's. A member whose record has expired is dropped
 from the index it was read from, and from the global one, as it is met.
+
+A key other than an admin's reads its own index (`Keys.index_owner`, written by create.lua for
+such keys only) and nothing else, its other filters checked on the documents, so that no other
+key's execution is ever examined for it: none can show in its pages, and its cursor is always
+one of its own ids. Its run is the intersection of the run's index with its own.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 import msgspec
 from redis.asyncio import Redis
 
+from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import id_floor, text
 from agentfield_arq.kernel.models import Run, RunNode
@@ -84,9 +90,11 @@ class Catalog:
         self.keys = store.keys
         self.redis: Redis = store.redis
 
-    def index_of(self, f: Filters) -> str:
-        """The narrowest index the filters allow."""
+    def index_of(self, f: Filters, viewer: Identity = ANONYMOUS_ADMIN) -> str:
+        """The narrowest index the filters allow (for a key other than an admin's, its own)."""
         k = self.keys
+        if not viewer.is_admin:
+            return k.index_owner(viewer.key_id)
         if f.run_id is not None:
             return k.index_run(f.run_id)
         if f.parent is not None:
@@ -97,9 +105,16 @@ class Catalog:
             return k.index_status(f.status)
         return k.index_all
 
-    async def page(self, f: Filters, limit: int, cursor: str | None = None) -> Page:
-        """Up to `limit` executions passing `f`, newest first, after `cursor`."""
-        index = self.index_of(f)
+    async def page(
+        self,
+        f: Filters,
+        limit: int,
+        cursor: str | None = None,
+        viewer: Identity = ANONYMOUS_ADMIN,
+    ) -> Page:
+        """Up to `limit` executions passing `f` that `viewer` may see, newest first, after
+        `cursor`."""
+        index = self.index_of(f, viewer)
         high = "+" if f.until_ms is None else "(" + id_floor("exec", f.until_ms + 1)
         if cursor is not None:
             high = "(" + cursor
@@ -114,7 +129,8 @@ class Catalog:
                 return Page(docs, None)
             examined += len(ids)
             gone: list[str] = []
-            for execution_id, doc in zip(ids, await self.store.get_views(ids), strict=True):
+            views = await self.store.get_views(ids, viewer)
+            for execution_id, doc in zip(ids, views, strict=True):
                 last = execution_id
                 if doc is None:
                     gone.append(execution_id)
@@ -130,15 +146,20 @@ class Catalog:
             high = "(" + ids[-1]
         return Page(docs, last)
 
-    async def run(self, run_id: str) -> Run | None:
-        """The run's executions (the oldest `RUN_MAX`) as a tree, or None if none is left."""
+    async def run(self, run_id: str, viewer: Identity = ANONYMOUS_ADMIN) -> Run | None:
+        """The run's executions that `viewer` may see (the oldest `RUN_MAX`) as a tree, or None
+        if none is left."""
         index = self.keys.index_run(run_id)
-        ids = [text(m) for m in await self.redis.zrangebylex(index, "-", "+", 0, RUN_MAX + 1)]
+        if viewer.is_admin:
+            found = await self.redis.zrangebylex(index, "-", "+", 0, RUN_MAX + 1)
+        else:  # all scores are 0: the intersection comes ordered by id
+            found = await self.redis.zinter([index, self.keys.index_owner(viewer.key_id)])
+        ids = [text(m) for m in found[: RUN_MAX + 1]]
         truncated = len(ids) > RUN_MAX
         ids = ids[:RUN_MAX]
         nodes: list[RunNode] = []
         gone: list[str] = []
-        for execution_id, doc in zip(ids, await self.store.get_views(ids), strict=True):
+        for execution_id, doc in zip(ids, await self.store.get_views(ids, viewer), strict=True):
             if doc is None:
                 gone.append(execution_id)
             else:

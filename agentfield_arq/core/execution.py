@@ -137,6 +137,7 @@ async def accept(
         owner=owner.key_id,
         webhook_secret=fields.pop("webhook_secret", ""),
         max_active=0 if owner.is_admin else store.settings.key_max_active,
+        owner_listed=not owner.is_admin,
         queue_if_unavailable=request.queue_if_unavailable,
     )
     if key is not None:

@@ -36,12 +36,14 @@ def stream_id(value: bytes | str) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """Which entries a subscriber wants; None means any."""
+    """Which entries a subscriber wants; None means any. `owner`: only the executions that
+    key id submitted (each entry names its execution's submitting key, lua/common.lua)."""
 
     execution_id: str | None = None
     target: str | None = None
     status: str | None = None
     run_id: str | None = None
+    owner: str | None = None
 
     def admit(self, fields: dict[bytes, bytes]) -> bool:
         """Whether an entry passes every condition."""
@@ -50,6 +52,7 @@ class EventFilter:
             ("target", self.target),
             ("status", self.status),
             ("run_id", self.run_id),
+            ("owner", self.owner),
         ):
             if wanted is not None and fields.get(name.encode(), b"").decode() != wanted:
                 return False

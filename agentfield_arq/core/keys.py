@@ -95,7 +95,8 @@ class Keys:
 
     def index_status(self, status: str) -> str:
         """Sorted set like `index_all`: the executions now in `status`, moved by transitions
-        (none for `succeeded`: the global index serves that filter, see lua/common.lua)."""
+        (`waiting` by the approval and awaiter scripts; none for `succeeded`: the global index
+        serves that filter, see lua/common.lua)."""
         return f"{self.prefix}:idx:status:{status}"
 
     def index_target(self, target: str) -> str:
@@ -109,6 +110,11 @@ class Keys:
     def index_parent(self, execution_id: str) -> str:
         """Sorted set like `index_all`: the children of one execution."""
         return f"{self.prefix}:idx:parent:{execution_id}"
+
+    def index_owner(self, key_id: str) -> str:
+        """Sorted set like `index_all`: the executions one key submitted, for keys other than
+        an admin's (what such a key may list; an admin lists from `index_all`)."""
+        return f"{self.prefix}:idx:owner:{key_id}"
 
     @property
     def stats_executions(self) -> str:

@@ -83,6 +83,7 @@ async def rerun(
             owner=owner.key_id,
             webhook_secret=await store.webhook_secret(execution_id),
             max_active=0 if owner.is_admin else store.settings.key_max_active,
+            owner_listed=not owner.is_admin,
         )
     )
     logger.info("queued execution_id=%s retrying execution_id=%s", retry_id, execution_id)

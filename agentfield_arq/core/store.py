@@ -61,6 +61,8 @@ class NewExecution(msgspec.Struct, kw_only=True):
     # The submitting key's id, and how many of its executions may be unfinished (0: no cap).
     owner: str = ""
     max_active: int = 0
+    # Indexed under its owner, for the owner's listing (keys other than admins', who list all).
+    owner_listed: bool = False
     # Stored beside the hash, not in it (keys.webhook_secret).
     webhook_secret: str = ""
     # With an Idempotency-Key: the digest of its key (names the record) and of the request.
@@ -167,6 +169,12 @@ class ExecutionStore:
             new.request_digest,
             self.settings.idempotency_ttl_s,
         ]
+        # A child's keys come last (create.lua): an id that cannot be an execution's names none.
+        parent = new.fields.get("parent_execution_id")
+        if parent is not None and not safe_id(parent):
+            parent = None
+        indexes = self._joined(new, parent)
+        args.append(len(indexes))
         for field, value in new.fields.items():
             args += [field, value]
         keys = [
@@ -182,15 +190,10 @@ class ExecutionStore:
             k.node(new.node_id),
             k.idempotency(new.idempotency_key or ""),
             k.stats_executions,
-            k.index_all,
-            k.index_status(Status.QUEUED),
-            k.index_target(new.fields["target"]),
-            k.index_run(new.fields["run_id"]),
+            *indexes,
         ]
-        # A child's keys come last (create.lua): an id that cannot be an execution's names none.
-        parent = new.fields.get("parent_execution_id")
-        if parent is not None and safe_id(parent):
-            keys += [k.index_parent(parent), k.execution(parent), k.children(parent)]
+        if parent is not None:
+            keys += [k.execution(parent), k.children(parent)]
         reply = await self._durable(self._create, keys, args)
         state = text(reply[0])
         if state == "replayed":
@@ -229,6 +232,21 @@ class ExecutionStore:
                 retry_after_s=KEY_QUEUE_RETRY_AFTER_S,
             )
         return Created(kind=text(reply[1]))
+
+    def _joined(self, new: NewExecution, parent: str | None) -> list[str]:
+        """The indexes a new execution joins (core/catalog.py reads them)."""
+        k = self.keys
+        indexes = [
+            k.index_all,
+            k.index_status(Status.QUEUED),
+            k.index_target(new.fields["target"]),
+            k.index_run(new.fields["run_id"]),
+        ]
+        if new.owner_listed:
+            indexes.append(k.index_owner(new.owner))
+        if parent is not None:
+            indexes.append(k.index_parent(parent))
+        return indexes
 
     async def visible(self, execution_id: str, owner: Identity) -> bool:
         """Whether `owner` may see the execution: it submitted it, or it is an admin's key
@@ -529,6 +547,7 @@ class ExecutionStore:
                 k.index_status(status),
                 k.stats_run,
                 k.stats_executions,
+                k.index_status(Status.WAITING),
             ],
             [
                 status,

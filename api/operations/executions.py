@@ -154,11 +154,12 @@ OPERATIONS: list[Operation] = [
         "GET",
         f"{PREFIX}/executions",
         listing.list_executions,
-        "Executions, newest first, filtered; a page may be short and still have a next one",
+        "Executions, newest first, filtered (a key other than an admin's: those it submitted); "
+        "a page may be short and still have a next one",
         {200: ("one page", ExecutionPage)},
         query=_LIST_QUERY,
         errors=(InvalidRequest, *REDIS),
-        access=Access.ADMIN,
+        access=Access.CALLER,
     ),
     Operation(
         "GET",
@@ -174,21 +175,22 @@ OPERATIONS: list[Operation] = [
         "GET",
         f"{PREFIX}/events",
         events.all_events,
-        "Every execution's lifecycle as server-sent events, filtered (resumable with "
-        "Last-Event-ID)",
+        "Every execution's lifecycle as server-sent events, filtered (a key other than an "
+        "admin's: those it submitted; resumable with Last-Event-ID)",
         {200: (_SSE, None)},
         query=tuple(q for q in _LIST_QUERY if q.name in ("status", "target", "run_id")),
         errors=(InvalidRequest, *REDIS),
-        access=Access.ADMIN,
+        access=Access.CALLER,
     ),
     Operation(
         "GET",
         f"{PREFIX}/runs/{{run_id}}",
         listing.get_run,
-        "A run's executions as a tree, with statuses and timings",
+        "A run's executions as a tree, with statuses and timings (a key other than an "
+        "admin's: those it submitted)",
         {200: ("the run", Run)},
         errors=(RunNotFound, *REDIS),
-        access=Access.ADMIN,
+        access=Access.CALLER,
     ),
     Operation(
         "GET",

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import now_ms
 
 pytestmark = pytest.mark.integration
@@ -164,3 +165,59 @@ async def test_an_unknown_run_is_404_run_not_found(
     answer = await api.get("/api/v1/runs/run-nobody")
     assert answer.status_code == 404
     assert answer.json()["code"] == "run_not_found"
+
+
+async def test_the_waiting_filter_follows_approvals_and_the_awaiter_status(
+    api: httpx.AsyncClient,
+    redis_client: Redis,
+    settings: Settings,
+) -> None:
+    approved, rejected, awaiting = [await _running(api) for _ in range(3)]
+    agent = "/api/v1/agents/e2e/executions"
+    for execution_id in (approved, rejected):
+        asked = await api.post(f"{agent}/{execution_id}/request-approval", json=_ask(execution_id))
+        assert asked.status_code == 200, asked.text
+    await api.post(f"{agent}/{awaiting}/awaiter-status", json={"status": "waiting"})
+    assert await _ids(api, "status=waiting") == _newest_first([approved, rejected, awaiting])
+    assert await _ids(api, "status=running") == []
+    await api.post(f"/api/v1/executions/{approved}/approve")
+    await api.post(f"/api/v1/executions/{rejected}/reject")
+    await api.post(f"{agent}/{awaiting}/awaiter-status", json={"status": "running"})
+    assert await _ids(api, "status=waiting") == []
+    assert await _ids(api, "status=running") == _newest_first([approved, awaiting])
+    assert await _ids(api, "status=failed") == [rejected]
+    index = Keys(settings.key_prefix).index_status("waiting")
+    assert await redis_client.zcard(index) == 0
+
+
+async def test_the_sweep_prunes_the_waiting_index_with_the_others(
+    api: httpx.AsyncClient,
+    redis_client: Redis,
+    settings: Settings,
+) -> None:
+    execution_id = await _running(api)
+    agent = "/api/v1/agents/e2e/executions"
+    await api.post(f"{agent}/{execution_id}/awaiter-status", json={"status": "waiting"})
+    keys = Keys(settings.key_prefix)
+    await redis_client.delete(keys.execution(execution_id), keys.status_doc(execution_id))
+    store = ExecutionStore(redis_client, settings)
+    assert await store.prune_indexes(now_ms(), 100) == 1
+    assert await redis_client.zcard(keys.index_status("waiting")) == 0
+
+
+async def _running(api: httpx.AsyncClient) -> str:
+    execution_id = await _submit(api)
+    started = await api.post(
+        f"/api/v1/executions/{execution_id}/status", json={"status": "running"}
+    )
+    assert started.status_code == 200, started.text
+    return execution_id
+
+
+def _ask(execution_id: str) -> dict[str, object]:
+    return {
+        "approval_request_id": f"req_{execution_id}",
+        "approval_request_url": "https://review.example.com/req",
+        "callback_url": "http://127.0.0.1:9/webhooks/approval",
+        "expires_in_hours": 1,
+    }

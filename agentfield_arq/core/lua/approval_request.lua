@@ -1,9 +1,10 @@
 -- A running execution asks for a person's approval (AgentField's request-approval): it becomes
 -- `waiting`, with the approval's own deadline in place of its own, and holds no worker slot
 -- (its agent already answered 202). Asking again with the same request id changes nothing.
--- KEYS: exec hash, status doc, deadlines, events
+-- KEYS: exec hash, status doc, deadlines, events, index status running, index status waiting
 -- ARGV: request_id, request_url, callback_url, now_iso, expires_ms, expires_iso,
---       stream_maxlen, keep_ms (how long the records must outlive the deadline), now_ms
+--       stream_maxlen, keep_ms (how long the records must outlive the deadline), now_ms,
+--       index cutoff, index ttl_s
 local names = {unpack(DOC_FIELDS)}
 names[#names + 1] = 'approval_request_id'
 names[#names + 1] = 'approval_state'
@@ -28,4 +29,5 @@ for _, key in ipairs({KEYS[1], KEYS[2]}) do
   if ttl >= 0 and ttl < keep then redis.call('PEXPIRE', key, keep) end
 end
 append_event(KEYS[4], ARGV[7], h, 'waiting')
+index_move({KEYS[5]}, KEYS[6], h.execution_id, ARGV[10], ARGV[11])
 return {'ok', doc}

@@ -56,13 +56,14 @@ local function enqueue_job(queue, job_key, job_id, payload, ttl_ms, run_ms, nx)
   redis.call('ZADD', queue, run_ms, job_id)
 end
 
--- Append one entry to the lifecycle stream, capped near `maxlen`: the execution's id, target and
--- run (what event subscribers filter on) and its status. `job` names a job queued by the same
+-- Append one entry to the lifecycle stream, capped near `maxlen`: the execution's id, target,
+-- run and submitting key (what event subscribers filter on; the key's id is never shown) and
+-- its status. `job` names a job queued by the same
 -- step (a `queued` entry always implies one): it wakes idle workers (arq_bridge.py).
 -- `extra`: more field/value pairs (a progress entry's `progress` and `message`).
 local function append_event(events, maxlen, h, status, job, extra)
   local entry = {'execution_id', h.execution_id, 'status', status, 'target', h.target or '',
-    'run_id', h.run_id or ''}
+    'run_id', h.run_id or '', 'owner', h.owner or ''}
   if job then
     entry[#entry + 1] = 'job'
     entry[#entry + 1] = job
@@ -87,7 +88,7 @@ end
 local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
   'started_at', 'started_ms', 'webhook_url', 'attempt', 'phase', 'deadline_ms', 'digest',
   'parent_execution_id', 'progress', 'progress_message', 'webhook_notices', 'notice_bucket',
-  'retry_of', 'created_ms'}
+  'retry_of', 'created_ms', 'owner'}
 
 -- Execution indexes (core/catalog.py reads them): sorted sets of execution ids, every score 0,
 -- so ordered by id, that is by creation time. Each add also cuts the members older than
@@ -118,7 +119,9 @@ local function observe(hist, ms)
 end
 
 -- A transition moves the execution from the status indexes `from` to the status index `to`
--- (nil: to none).
+-- (nil: to none). Every status but succeeded has one: queued and running (create, claim,
+-- progress, requeue, finish), waiting (approval_request, approval_decide, awaiter, finish) and
+-- the other terminal ones (finish).
 local function index_move(from, to, execution_id, cutoff, ttl_s)
   for _, key in ipairs(from) do redis.call('ZREM', key, execution_id) end
   if to then index_add(to, execution_id, cutoff, ttl_s) end

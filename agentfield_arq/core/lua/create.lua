@@ -7,13 +7,13 @@
 -- caller asked to queue anyway (lease_ms ''): its executions would only wait.
 -- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events,
 --       the submitting key's set of unfinished executions, webhook secret, node hash,
---       idempotency record, execution counters, the indexes it joins: all, status queued,
---       target, run, and for a child: the parent index, the parent's hash, the parent's
---       children set (last, so that every other key keeps its place)
+--       idempotency record, execution counters, the indexes it joins (ARGV[18] of them: all,
+--       status queued, target, run, the submitting key's unless it is an admin's, a child's
+--       parent index), and for a child: the parent's hash, the parent's children set (last)
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
 --       stream_maxlen, max_queued, max_active (0: not counted), webhook secret ('' none),
 --       its ttl_s, lease_ms ('' no check), index cutoff, index ttl_s, request digest ('' no key),
---       idempotency ttl_s, then field/value pairs of the hash
+--       idempotency ttl_s, number of indexes, then field/value pairs of the hash
 if ARGV[16] ~= '' then
   local first = redis.call('GET', KEYS[11])
   if first then
@@ -45,14 +45,16 @@ if max_active > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[3])
   if redis.call('ZCARD', KEYS[8]) >= max_active then return {'key_queue_full'} end
 end
+local last_index = 12 + tonumber(ARGV[18])
+local parent_hash, parent_children = KEYS[last_index + 1], KEYS[last_index + 2]
 local parent = nil
-if KEYS[19] then
-  parent = hmget(KEYS[18], {'run_id', 'status'})
+if parent_children then
+  parent = hmget(parent_hash, {'run_id', 'status'})
   if parent.status == 'cancelled' then return {'parent_cancelled'} end
 end
 local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
 local h = {type = kind, status = 'queued'}
-for i = 18, #ARGV, 2 do
+for i = 19, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
   h[ARGV[i]] = ARGV[i + 1]
@@ -67,8 +69,8 @@ if max_active > 0 then
   redis.call('EXPIRE', KEYS[8], ARGV[5])
 end
 if parent and parent.run_id and parent.run_id == h.run_id then
-  redis.call('SADD', KEYS[19], ARGV[2])
-  expire_like(KEYS[18], KEYS[19])
+  redis.call('SADD', parent_children, ARGV[2])
+  expire_like(parent_hash, parent_children)
 end
 enqueue_job(KEYS[5], KEYS[6], ARGV[2], ARGV[6], ARGV[7], ARGV[3], false)
 append_event(KEYS[7], ARGV[8], h, 'queued')
@@ -76,5 +78,5 @@ if ARGV[16] ~= '' then
   redis.call('SET', KEYS[11], ARGV[16] .. ' ' .. ARGV[2], 'EX', ARGV[17])
 end
 redis.call('HINCRBY', KEYS[12], 'created|' .. h.target, 1)
-for i = 13, math.min(#KEYS, 17) do index_add(KEYS[i], ARGV[2], ARGV[14], ARGV[15]) end
+for i = 13, last_index do index_add(KEYS[i], ARGV[2], ARGV[14], ARGV[15]) end
 return {'ok', kind}

@@ -10,7 +10,7 @@
 --       webhook hash, webhook events, webhook view, queue, delivery arq job,
 --       children set, tell-agent arq job, holders,
 --       index status queued, index status running, index of the new status (unused for
---       UNINDEXED_STATUS), start-to-end histogram, execution counters
+--       UNINDEXED_STATUS), start-to-end histogram, execution counters, index status waiting
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
@@ -50,7 +50,7 @@ redis.call('ZREM', KEYS[3], h.execution_id)
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner and owner ~= '' then redis.call('ZREM', ARGV[15] .. owner, h.execution_id) end
 local indexed = (not UNINDEXED_STATUS[ARGV[1]]) and KEYS[15] or nil
-index_move({KEYS[13], KEYS[14]}, indexed, h.execution_id, ARGV[18], ARGV[19])
+index_move({KEYS[13], KEYS[14], KEYS[18]}, indexed, h.execution_id, ARGV[18], ARGV[19])
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
 append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil)
