@@ -21,14 +21,16 @@ from typing import Any
 
 import msgspec
 
-from bench import batch, drain, enqueue, fanout, latency, listing, memory, monitor, report
+from bench import batch, drain, enqueue, fanout, latency, listing, memory, monitor, report, waiters
 from bench.harness import Harness
 from bench.plan import FULL, QUICK, Plan
 from bench.stats import Figure
 
 logger = logging.getLogger("bench")
 
-SECTIONS = ("enqueue", "drain", "latency", "batch", "listing", "fanout", "memory", "commands")
+SECTIONS = (
+    "enqueue", "drain", "latency", "batch", "listing", "fanout", "waiters", "memory", "commands",
+)  # fmt: skip
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -88,6 +90,8 @@ async def _section(section: str, h: Harness, plan: Plan, url: str, out: dict[str
         figures += await listing.measure(h, plan, url)
     elif section == "fanout":
         figures += await fanout.measure(h, plan, url)
+    elif section == "waiters":
+        figures += await waiters.measure(h, plan)
     elif section == "memory":
         found, out["checkpoints"] = await memory.measure(h, plan, url)
         figures += found

@@ -165,6 +165,15 @@ class Harness:
         await self._wait_port(port, "agent")
         return f"http://127.0.0.1:{port}"
 
+    async def start_later(self, api_port: int, delay_s: float) -> str:
+        """The deferred agent (answers 202, reports to the API at `api_port` after `delay_s`);
+        returns its base URL."""
+        port = free_port()
+        self.spawn("later", "bench.later", "--port", str(port), "--api-port", str(api_port),
+                   "--delay", repr(delay_s))  # fmt: skip
+        await self._wait_port(port, "later")
+        return f"http://127.0.0.1:{port}"
+
     async def start_api(self) -> int:
         """Our API (one uvicorn process, as `agentfield-arq api` runs it); returns its port."""
         port = free_port()

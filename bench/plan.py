@@ -27,6 +27,9 @@ class Plan(msgspec.Struct, kw_only=True, frozen=True):
     list_repeats: int = 200
     fanout_subscribers: int = 1000
     fanout_events: int = 2000
+    waiters_many: int = 5000
+    waiters_few: int = 200
+    later_s: float = 2.0
     profile: bool = False
 
 
@@ -47,4 +50,6 @@ QUICK = Plan(
     list_repeats=50,
     fanout_subscribers=100,
     fanout_events=200,
+    waiters_many=1000,
+    waiters_few=100,
 )

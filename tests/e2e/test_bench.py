@@ -33,6 +33,9 @@ TINY = Plan(
     list_repeats=3,
     fanout_subscribers=3,
     fanout_events=5,
+    waiters_many=20,
+    waiters_few=5,
+    later_s=0.2,
 )
 
 
@@ -43,6 +46,7 @@ async def test_every_section_of_the_benchmark_runs_and_reports(tmp_path: Path) -
     keys = {f.key for f in results["figures"]}
     assert {"enqueue_rps", "drain_rps", "e2e_p50", "batch_status", "worker_rss"} <= keys
     assert {"list_p50", "list_p99", "sse_rate", "sse_p99", "sse_api_rss"} <= keys
+    assert {"waiters_answered", "waiters_p99", "waiters_rss", "waiters_wake_p99"} <= keys
     assert set(results["commands"]) == {"enqueue (API)", "run (worker)"}
     table = report.table(results["figures"])
     assert table.count("\n") == len(results["figures"]) + 1
