@@ -18,6 +18,7 @@ from agentfield_arq.api.deps import Deps
 from agentfield_arq.api.edge import Edge
 from agentfield_arq.api.errors import HANDLERS
 from agentfield_arq.core.approvals import Approvals
+from agentfield_arq.core.broadcast import Broadcast
 from agentfield_arq.core.changes import Changes
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.connection import connect
@@ -65,6 +66,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
                     store=store,
                     nodes=nodes,
                     completions=completions,
+                    broadcast=Broadcast(completions),
                     changes=changes,
                     outbox=Outbox(redis, settings),
                     credentials=credentials,

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from agentfield_arq.core.approvals import Approvals
+from agentfield_arq.core.broadcast import Broadcast
 from agentfield_arq.core.changes import Changes
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import KeyStore
@@ -30,6 +31,7 @@ class Deps:
     store: ExecutionStore
     nodes: NodeRegistry
     completions: Completions
+    broadcast: Broadcast
     changes: Changes
     outbox: Outbox
     credentials: KeyStore

@@ -3,7 +3,7 @@
 Each event's `id:` is its stream id, so that a client reconnecting with `Last-Event-ID` misses
 nothing; a comment line every `AGENTFIELD_ARQ_SSE_HEARTBEAT_S` keeps proxies from closing a
 quiet connection; a client that reads too slowly is sent a last `cutoff` event and closed (the
-server never waits for it: see `Completions`).
+server never waits for it: see core/broadcast.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from agentfield_arq.api.access import identity
 from agentfield_arq.api.deps import Deps, deps
 from agentfield_arq.api.listing import filters_of
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
-from agentfield_arq.core.feed import STREAM_ID, Event, EventFilter, Feed
+from agentfield_arq.core.feed import STREAM_ID, Event, EventFilter, Feed, frame
 from agentfield_arq.core.rerun import missing
 from agentfield_arq.kernel.errors import InvalidRequest
 from agentfield_arq.kernel.status import TERMINAL_STATUSES
@@ -35,12 +35,6 @@ class _Status(msgspec.Struct):
 _status = msgspec.json.Decoder(_Status)
 
 
-def frame(event: Event) -> bytes:
-    """One event in the text/event-stream format."""
-    head = b"" if event.id is None else b"id: " + event.id.encode() + b"\n"
-    return head + b"event: " + event.name.encode() + b"\ndata: " + event.data + b"\n\n"
-
-
 def _resume_point(request: Request) -> str | None:
     raw = request.headers.get("last-event-id")
     if raw is None or raw == "":
@@ -54,30 +48,27 @@ async def _framed(
     d: Deps,
     f: EventFilter,
     after: str | None,
-    execution_id: str | None = None,
     owner: Identity = ANONYMOUS_ADMIN,
 ) -> AsyncIterator[bytes]:
-    """The events as bytes. For one execution (`execution_id`), the stream ends after its
+    """The events as bytes. For one execution (`f.execution_id`), the stream ends after its
     terminal event and, without a resumption point, starts with its state as a `state` event
     (no id), read once subscribed so that nothing falls between the two (as `owner` may see
     it: read through the ownership-checked script)."""
-    feed = Feed(d.redis, d.completions, d.settings.sse_buffer)
+    feed = Feed(d.redis, d.broadcast, d.store.keys.events, d.settings.sse_buffer)
     subscribed = False
-    async for event in feed.events(f, after, d.settings.sse_heartbeat_s):
-        if event is None:
-            yield HEARTBEAT
-            if not subscribed and execution_id is not None and after is None:
-                view = await d.store.get_view(execution_id, owner)
-                if view is None:
-                    return
-                yield frame(Event(id=None, name="state", data=view))
-                if _status.decode(view).status in TERMINAL_STATUSES:
-                    return
-            subscribed = True
+    async for chunk in feed.events(f, after, d.settings.sse_heartbeat_s):
+        if chunk is not None:
+            yield chunk
             continue
-        yield frame(event)
-        if execution_id is not None and event.name in TERMINAL_STATUSES:
-            return
+        yield HEARTBEAT
+        if not subscribed and f.execution_id is not None and after is None:
+            view = await d.store.get_view(f.execution_id, owner)
+            if view is None:
+                return
+            yield frame(Event(id=None, name="state", data=view))
+            if _status.decode(view).status in TERMINAL_STATUSES:
+                return
+        subscribed = True
 
 
 async def execution_events(request: Request) -> StreamingResponse:
@@ -89,7 +80,7 @@ async def execution_events(request: Request) -> StreamingResponse:
     owner = identity(request)
     if await d.store.get_view(execution_id, owner) is None:
         raise missing(d.store, execution_id)
-    body = _framed(d, EventFilter(execution_id=execution_id), after, execution_id, owner)
+    body = _framed(d, EventFilter(execution_id=execution_id), after, owner)
     return StreamingResponse(body, media_type=MEDIA_TYPE, headers=_HEADERS)
 
 

@@ -4,8 +4,9 @@ second (all subscribers together), the p99 delay from the stream entry (its id i
 to its arrival at a subscriber, and the API's RSS; the baseline is one subscriber, measured in
 the same run the same way.
 
-Subscribers are raw sockets in this process reading the event lines, so that the client costs
-little; the file-descriptor limit is raised to what they need.
+Subscribers are raw sockets in this process counting the event frames in what they read, so
+that the client costs little; the file-descriptor limit is raised to what they need. With
+`--profile`, the API is sampled by py-spy through the first run's round of many subscribers.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from bench.plan import Plan
 from bench.stats import Figure, figure, percentile
 
 HOST = "127.0.0.1"
-# Each subscriber keeps at most this many delays (a uniform enough sample of its events).
-SAMPLE = 200
+# Each subscriber keeps at most this many delays.
+SAMPLE = 1000
+READ_BYTES = 65536
+PROFILE_S = 20
+MARK = b"\nid: "
 
 
 class Tally:
@@ -34,14 +38,15 @@ class Tally:
         self.expected = 0
         self.done = asyncio.Event()
 
-    def add(self) -> None:
-        self.events += 1
+    def add(self, events: int) -> None:
+        self.events += events
         if self.expected and self.events >= self.expected:
             self.done.set()
 
 
 class Subscriber:
-    """One SSE connection; counts the events it reads and samples their delays (ms)."""
+    """One SSE connection; counts the events it reads and samples their delays (ms): of the
+    first event of each read, the oldest of what arrived together."""
 
     def __init__(self, tally: Tally) -> None:
         self.tally = tally
@@ -54,15 +59,24 @@ class Subscriber:
             f"GET /api/v1/events HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
             f"Authorization: Bearer {ADMIN_KEY}\r\n\r\n".encode()
         )
+        carry = b""
         try:
-            while line := await reader.readline():
-                if line.startswith(b": heartbeat"):
+            while data := await reader.read(READ_BYTES):
+                arrived_ms = time.time() * 1000
+                if not self.subscribed.is_set() and b": heartbeat" in data:
                     self.subscribed.set()
-                elif line.startswith(b"id: "):
-                    self.tally.add()
-                    if len(self.delays) < SAMPLE:
-                        entry_ms = int(line[4:].split(b"-")[0])
-                        self.delays.append(time.time() * 1000 - entry_ms)
+                # Every event's frame has an `id:` line. The tail of the last read is kept, so
+                # that a mark cut in two by a read is counted once, with its second part.
+                data = carry + data
+                carry = data[1 - len(MARK) :]
+                events = data.count(MARK)
+                if not events:
+                    continue
+                self.tally.add(events)
+                at = data.index(MARK) + len(MARK)
+                dash = data.find(b"-", at)
+                if len(self.delays) < SAMPLE and dash > at:
+                    self.delays.append(arrived_ms - int(data[at:dash]))
         finally:
             writer.close()
 
@@ -103,13 +117,18 @@ async def measure(h: Harness, plan: Plan, agent_url: str) -> list[Figure]:
     rate: dict[str, list[float]] = {"many": [], "one": []}
     p99: dict[str, list[float]] = {"many": [], "one": []}
     rss: list[float] = []
-    for _ in range(plan.runs):
+    for run in range(plan.runs):
         h.flush()
         await h.register_node(agent_url)
         port = await h.start_api()
         try:
             for name, count in (("one", 1), ("many", plan.fanout_subscribers)):
+                spy = None
+                if plan.profile and run == 0 and name == "many":
+                    spy = await h.profile("api", PROFILE_S, "api-fanout")
                 delivered, delay = await _round(h, plan, port, count)
+                if spy is not None:
+                    await spy.wait()
                 rate[name].append(delivered)
                 p99[name].append(delay)
             rss.append(h.rss_kb("api") / 1024)

@@ -42,6 +42,9 @@ BASELINE_QUEUE = "baseline:arq"
 MAX_QUEUED = 10_000_000
 # The per-node cap, above any fleet the bench starts (workers x concurrency).
 NODE_CAP = 1_000_000
+# The bench's agent registers once and sends no heartbeat: its node stays live this long (a
+# 100,000-execution fill outlasts the default lease, and the node's executions were refused).
+NODE_LEASE_S = 86_400
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
@@ -61,7 +64,10 @@ class Harness:
     def __enter__(self) -> Harness:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.url = self.redis_server.start()
-        self.settings = from_env({}, redis_url=self.url, key_prefix=PREFIX, max_queued=MAX_QUEUED)
+        self.settings = from_env(
+            {}, redis_url=self.url, key_prefix=PREFIX, max_queued=MAX_QUEUED,
+            node_lease_s=NODE_LEASE_S,
+        )  # fmt: skip
         self.admin = redis.Redis.from_url(self.url)
         return self
 
@@ -152,6 +158,7 @@ class Harness:
             # One node takes every execution here: its cap would only halve the fleet that
             # the drain measures (the slots' Redis steps are still taken and measured).
             f"{ENV_PREFIX}NODE_MAX_IN_FLIGHT": str(NODE_CAP),
+            f"{ENV_PREFIX}NODE_LEASE_S": str(NODE_LEASE_S),
         }
         env.update({f"{ENV_PREFIX}{k.upper()}": v for k, v in settings.items()})
         return env

@@ -1,6 +1,6 @@
 """Lifecycle events for subscribers: the entries of the lifecycle stream that pass a filter,
-first those after a resumption point (read back from the stream), then live ones (from the
-process's one follower, `Completions`), in stream order, each once.
+first those after a resumption point (read back from the stream), then live ones (through the
+process's one fan-out, core/broadcast.py), in stream order, each once, framed for SSE.
 
 An entry's id is its stream id (`1732624639869-0`): a subscriber that reconnects with the last
 id it saw misses nothing the stream still holds. The stream is capped
@@ -14,18 +14,24 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from agentfield_arq.core.completions import Completions, Entry
+from agentfield_arq.core.completions import Entry
 from agentfield_arq.kernel.codec import text
+from agentfield_arq.kernel.status import TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from agentfield_arq.core.broadcast import Broadcast
 
 BACKLOG_COUNT = 500
 STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 # Fields of a stream entry that a subscriber sees (`job` is the workers' business).
 _SHOWN = ("execution_id", "status", "target", "run_id")
+_TERMINAL = frozenset(s.encode() for s in TERMINAL_STATUSES)
 
 
 def stream_id(value: bytes | str) -> tuple[int, int]:
@@ -68,6 +74,12 @@ class Event(msgspec.Struct, kw_only=True):
     data: bytes
 
 
+def frame(event: Event) -> bytes:
+    """One event in the text/event-stream format."""
+    head = b"" if event.id is None else b"id: " + event.id.encode() + b"\n"
+    return head + b"event: " + event.name.encode() + b"\ndata: " + event.data + b"\n\n"
+
+
 def entry_event(entry: Entry) -> Event:
     """A lifecycle entry as an event named by its status (`progress` for a progress report,
     whose data adds the report's `progress`, any JSON, and `message`)."""
@@ -80,73 +92,137 @@ def entry_event(entry: Entry) -> Event:
     return Event(id=text(entry_id), name=str(shown["status"]), data=msgspec.json.encode(shown))
 
 
-class Feed:
-    """Resumable, filtered lifecycle events, for one subscriber at a time."""
+@dataclass(frozen=True, slots=True)
+class Framed:
+    """One entry, framed once for every listener: its stream id, execution, and SSE bytes."""
 
-    def __init__(self, redis: Redis, completions: Completions, capacity: int) -> None:
+    id: tuple[int, int]
+    execution_id: bytes
+    fields: dict[bytes, bytes]
+    data: bytes
+    terminal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Frames of one burst for one filter, oldest first, and their joined bytes. `ends`: the
+    chunk holds its one execution's terminal event (and nothing after it)."""
+
+    frames: tuple[Framed, ...]
+    data: bytes
+    ends: bool
+
+    def after(self, last: tuple[int, int]) -> Chunk | None:
+        """This chunk without the frames at or before `last` (None if nothing is left)."""
+        if self.frames[0].id > last:
+            return self
+        kept = tuple(f for f in self.frames if f.id > last)
+        if not kept:
+            return None
+        return Chunk(frames=kept, data=b"".join(f.data for f in kept), ends=self.ends)
+
+
+def framed(entry: Entry) -> Framed:
+    """An entry framed once, for every subscriber."""
+    entry_id, fields = entry
+    return Framed(
+        id=stream_id(entry_id),
+        execution_id=fields.get(b"execution_id", b""),
+        fields=fields,
+        data=frame(entry_event(entry)),
+        terminal=fields.get(b"status", b"") in _TERMINAL,
+    )
+
+
+def admitted(f: EventFilter, every: list[Framed]) -> Chunk | None:
+    """The frames of `every` that `f` admits, as one chunk (None: none); for one execution, up
+    to its terminal event."""
+    kept: list[Framed] = []
+    ends = False
+    for one in every:
+        if f.admit(one.fields):
+            kept.append(one)
+            if f.execution_id is not None and one.terminal:
+                ends = True
+                break
+    if not kept:
+        return None
+    return Chunk(frames=tuple(kept), data=b"".join(k.data for k in kept), ends=ends)
+
+
+class Feed:
+    """Resumable, filtered lifecycle events, for one subscriber at a time, as SSE bytes."""
+
+    def __init__(self, redis: Redis, broadcast: Broadcast, stream: str, capacity: int) -> None:
         self.redis = redis
-        self.completions = completions
+        self.broadcast = broadcast
+        self.stream = stream
         self.capacity = capacity
 
     async def events(
         self, f: EventFilter, after: str | None, heartbeat_s: float
-    ) -> AsyncIterator[Event | None]:
-        """The entries passing `f` after stream id `after` (None: from now), then live ones;
-        yields None (a heartbeat) once subscribed, then after `heartbeat_s` without an event,
-        and a last `cutoff` event when the subscriber's buffer overflowed (it resumes from the
-        id that event names)."""
-        stream = self.completions.stream
-        async with self.completions.subscribe(self.capacity) as live:
-            # From now on: what the follower hands over from before the tail is skipped.
-            last = await self._tail(stream) if after is None else (0, 0)
+    ) -> AsyncIterator[bytes | None]:
+        """The framed entries passing `f` after stream id `after` (None: from now), then live
+        ones, several at a time; None (a heartbeat) once subscribed, then after `heartbeat_s`
+        without an event, and a last `cutoff` event when the subscriber's buffer overflowed (it
+        resumes from the id that event names). For one execution (`f.execution_id`), the events
+        end with its terminal one."""
+        async with self.broadcast.listen(f, self.capacity) as live:
+            # From now on: what the pump hands over from before the tail is skipped.
+            last = await self._tail() if after is None else stream_id(after)
             yield None
             if after is not None:
-                last = stream_id(after)
-                gap = await self._gap(stream, last)
+                gap = await self._gap(last)
                 if gap is not None:
-                    yield gap
-                async for entry in self._backlog(stream, after):
-                    last = stream_id(entry[0])
-                    if f.admit(entry[1]):
-                        yield entry_event(entry)
-            loop = asyncio.get_running_loop()
-            quiet_until = loop.time() + heartbeat_s
+                    yield frame(gap)
+                async for chunk in self._backlog(f, after):
+                    last = chunk.frames[-1].id
+                    yield chunk.data
+                    if chunk.ends:
+                        return
             while True:
-                if live.overflowed and live.entries.empty():
-                    yield _cutoff(last)
+                chunks = live.take()
+                if not chunks and live.overflowed:
+                    yield frame(_cutoff(last))
                     return
+                for whole in chunks:
+                    unsent = whole.after(last)
+                    if unsent is None:
+                        continue
+                    last = unsent.frames[-1].id
+                    yield unsent.data
+                    if unsent.ends:
+                        return
+                if chunks:
+                    continue
                 try:
-                    remaining = max(quiet_until - loop.time(), 0)
-                    entry = await asyncio.wait_for(live.entries.get(), remaining)
+                    async with asyncio.timeout(heartbeat_s):
+                        await live.ready.wait()
                 except TimeoutError:
-                    quiet_until = loop.time() + heartbeat_s
                     yield None
-                    continue
-                if stream_id(entry[0]) <= last:
-                    continue
-                last = stream_id(entry[0])
-                if f.admit(entry[1]):
-                    quiet_until = loop.time() + heartbeat_s
-                    yield entry_event(entry)
 
-    async def _tail(self, stream: str) -> tuple[int, int]:
-        newest = await self.redis.xrevrange(stream, count=1)
+    async def _tail(self) -> tuple[int, int]:
+        newest = await self.redis.xrevrange(self.stream, count=1)
         return stream_id(newest[0][0]) if newest else (0, 0)
 
-    async def _backlog(self, stream: str, after: str) -> AsyncIterator[Entry]:
+    async def _backlog(self, f: EventFilter, after: str) -> AsyncIterator[Chunk]:
+        """The stream's entries after `after` that `f` admits, a chunk per read."""
         start = "(" + after
         while True:
-            entries = await self.redis.xrange(stream, start, "+", count=BACKLOG_COUNT)
-            for entry in entries:
-                yield entry
+            entries = await self.redis.xrange(self.stream, start, "+", count=BACKLOG_COUNT)
+            chunk = admitted(f, [framed(e) for e in entries])
+            if chunk is not None:
+                yield chunk
+                if chunk.ends:
+                    return
             if len(entries) < BACKLOG_COUNT:
                 return
             start = "(" + text(entries[-1][0])
 
-    async def _gap(self, stream: str, last: tuple[int, int]) -> Event | None:
+    async def _gap(self, last: tuple[int, int]) -> Event | None:
         """A `gap` event when entries after `last` were trimmed from the stream already."""
         try:
-            info = await self.redis.xinfo_stream(stream)
+            info = await self.redis.xinfo_stream(self.stream)
         except ResponseError:  # no stream yet: nothing was ever trimmed
             return None
         trimmed = info.get("max-deleted-entry-id")
