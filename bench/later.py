@@ -3,10 +3,10 @@ the API's callback route (`POST /api/v1/executions/{id}/status`, with the call's
 `X-Callback-Token`) after `--delay` seconds, as an agent doing slow work would.
 
 Raw asyncio (uvloop and httptools) like `bench.agent`, so that it costs the shared cores as little
-as an agent can. Callbacks go out over a fixed pool of keep-alive connections to the API, each
-sending the next report as soon as the previous one is answered. `GET /stats` answers, per
-execution id, the wall-clock times (Unix seconds) at which the call arrived, its report was sent
-and its report was answered, and the agent's own CPU seconds.
+as an agent can. Callbacks go out over a pool of up to `--connections` keep-alive connections
+to the API, each sending the next report as soon as the previous one is answered. `GET /stats`
+answers, per execution id, the wall-clock times (Unix seconds) at which the call arrived, its
+report was sent and its report was answered, and the agent's own CPU seconds.
 
 Run as `python -m bench.later --port N --api-port M`; it listens on and calls 127.0.0.1 only.
 """
@@ -43,15 +43,11 @@ class Reports:
     def __init__(self, api_port: int, connections: int) -> None:
         self.api_port = api_port
         self.connections = connections
+        self.open = 0
+        self.opening: set[asyncio.Task[object]] = set()
         self.due: collections.deque[tuple[str, str]] = collections.deque()
         self.idle: list[Reporter] = []
         self.times: dict[str, list[float]] = {}
-
-    async def connect(self) -> None:
-        """Open the pool (before any call arrives, so that no report waits for a connect)."""
-        loop = asyncio.get_running_loop()
-        for _ in range(self.connections):
-            await loop.create_connection(lambda: Reporter(self), HOST, self.api_port)
 
     def called(self, execution_id: str, token: str, delay_s: float) -> None:
         """A call arrived: its report is due in `delay_s`."""
@@ -59,18 +55,33 @@ class Reports:
         asyncio.get_running_loop().call_later(delay_s, self.send, execution_id, token)
 
     def send(self, execution_id: str, token: str) -> None:
-        """Hand the report to an idle connection, or queue it for the next one to free."""
+        """Hand the report to an idle connection, or queue it for the next one to free (opening
+        one more while the pool is not full: the API closes idle ones after its keep-alive)."""
         if self.idle:
             self.idle.pop().report(execution_id, token)
-        else:
-            self.due.append((execution_id, token))
+            return
+        self.due.append((execution_id, token))
+        if self.open < self.connections:
+            self.open += 1
+            loop = asyncio.get_running_loop()
+            opening = loop.create_connection(lambda: Reporter(self), HOST, self.api_port)
+            self.opening.add(task := loop.create_task(opening))
+            task.add_done_callback(self.opening.discard)
 
     def free(self, reporter: Reporter) -> None:
-        """A connection's report was answered: give it the next one, or park it."""
+        """A connection is ready: give it the next report, or park it."""
         if self.due:
             reporter.report(*self.due.popleft())
         else:
             self.idle.append(reporter)
+
+    def lost(self, reporter: Reporter) -> None:
+        """A connection closed: forget it, and send again what it had not had answered."""
+        self.open -= 1
+        if reporter in self.idle:
+            self.idle.remove(reporter)
+        if reporter.pending is not None:
+            self.send(*reporter.pending)
 
 
 class Reporter(asyncio.Protocol):
@@ -80,7 +91,7 @@ class Reporter(asyncio.Protocol):
         self.reports = reports
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.execution_id = ""
+        self.pending: tuple[str, str] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Ready for a report."""
@@ -90,8 +101,8 @@ class Reporter(asyncio.Protocol):
     def report(self, execution_id: str, token: str) -> None:
         """Send one execution's report."""
         assert self.transport is not None
-        self.execution_id = execution_id
-        self.reports.times[execution_id].append(time.time())
+        self.pending = (execution_id, token)
+        self.reports.times[execution_id][1:] = [time.time()]
         head = (
             f"POST /api/v1/executions/{execution_id}/status HTTP/1.1\r\n"
             f"Host: {HOST}:{self.reports.api_port}\r\nX-Callback-Token: {token}\r\n"
@@ -105,8 +116,14 @@ class Reporter(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """httptools callback: the report was answered."""
-        self.reports.times[self.execution_id].append(time.time())
+        assert self.pending is not None
+        self.reports.times[self.pending[0]].append(time.time())
+        self.pending = None
         self.reports.free(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell the pool."""
+        self.reports.lost(self)
 
 
 class Called(asyncio.Protocol):
@@ -162,7 +179,6 @@ class Called(asyncio.Protocol):
 async def serve(port: int, api_port: int, delay_s: float, connections: int) -> None:
     """Listen on 127.0.0.1:`port` until cancelled."""
     reports = Reports(api_port, connections)
-    await reports.connect()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Called(reports, delay_s), HOST, port, backlog=1024)
     async with server:
