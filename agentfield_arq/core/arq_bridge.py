@@ -149,6 +149,11 @@ def run_job_id(execution_id: str, token: str) -> str:
     return f"{execution_id}~{token}"
 
 
+def run_job_execution(job_id: str) -> str:
+    """The execution a run job belongs to (its first job's id, or one of `run_job_id`)."""
+    return job_id.split("~", 1)[0]
+
+
 def delivery_job_id(execution_id: str) -> str:
     """The arq job id of an execution's webhook delivery (its run job's id is the execution id)."""
     return f"whk_{execution_id}"

@@ -8,9 +8,11 @@ before, so that any number of reapers may race: one wins, the others find the ex
 from __future__ import annotations
 
 import logging
+from collections.abc import Set as AbstractSet
 
 from redis.asyncio import Redis
 
+from agentfield_arq.core.arq_bridge import run_job_execution
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore, HandBack, Outcome
@@ -23,23 +25,47 @@ AWAITING = "awaiting_callback"
 RESTART_ERROR = "the node restarted before reporting the execution"
 
 
-async def reap(store: ExecutionStore, live_workers: set[str], *, lapsed_only: bool = True) -> int:
+async def reap(
+    store: ExecutionStore,
+    live_workers: set[str],
+    *,
+    lapsed_only: bool = True,
+    worker_id: str = "",
+    running: AbstractSet[str] = frozenset(),
+) -> int:
     """Queue again every execution held by a worker not in `live_workers` (and, with
     `lapsed_only`, whose lease has lapsed by the time of the hand-back), without spending its
-    attempt; returns how many were queued."""
+    attempt; returns how many were queued.
+
+    With `worker_id`, the reaping worker's own, also what that live worker is recorded as
+    holding but does not run (no job of it in `running`, its Runner's run jobs): a hold whose
+    settle was lost (a failover lost the write, or the primary promoted never had it) would
+    otherwise keep the execution `running` for ever, every other worker refusing it as held."""
     queued = 0
-    for execution_id, holder in (await store.holders()).items():
-        if holder in live_workers:
+    holders = await store.holders()
+    ran = {run_job_execution(job) for job in running}
+    for execution_id, holder in holders.items():
+        mine = bool(worker_id) and holder == worker_id
+        if (mine and execution_id in ran) or (not mine and holder in live_workers):
             continue
         fields = await store.fence(execution_id)
+        # The Runner adds a job to `running` before it claims: if it is not there now, any
+        # claim of this worker comes after the fence just read, and the hand-back skips.
+        if mine and _runs(running, execution_id):
+            continue
         if fields.get("status") != Status.RUNNING or "attempt" not in fields:
             await store.forget_holder(execution_id, holder)
             continue
-        back = HandBack(reason=f"worker {holder} lost", holder=holder, lapsed_only=lapsed_only)
+        reason = f"worker {holder} no longer runs it" if mine else f"worker {holder} lost"
+        back = HandBack(reason=reason, holder=holder, lapsed_only=lapsed_only and not mine)
         if await store.requeue(execution_id, fields, back):
             queued += 1
-            logger.warning("requeued execution_id=%s: worker %s lost", execution_id, holder)
+            logger.warning("requeued execution_id=%s: %s", execution_id, reason)
     return queued
+
+
+def _runs(running: AbstractSet[str], execution_id: str) -> bool:
+    return any(run_job_execution(job) == execution_id for job in running)
 
 
 async def node_restarted(store: ExecutionStore, node_id: str, on_restart: str) -> int:

@@ -24,6 +24,7 @@ import msgspec
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agentfield_arq.core.arq_bridge import run_job_execution
 from agentfield_arq.core.dispatch import TOKEN_HEADER, DispatchTokens
 from agentfield_arq.core.execution import FORWARDED_HEADERS, truncate
 from agentfield_arq.core.nodes import Dispatch, NodeRegistry, read_base_url
@@ -99,9 +100,16 @@ class Runner:
             slot = await self.slots.take(execution_id, now_ms(), job)
             if slot is not None and not slot.taken:
                 return slot.wait_s
+            # From before the claim: the lease hands back this worker's holds of which no job
+            # is in `running` (lease.py), and must not take one being claimed. A job already
+            # there is one arq started again while this worker still runs it.
+            again = job in self.running
+            self.running.add(job)
             try:
-                await self._claimed(execution_id, job, last_try)
+                await self._claimed(execution_id, job, last_try, again)
             finally:
+                if not again:
+                    self.running.discard(job)
                 if slot is not None:
                     await self.slots.give_back(slot.node_id, execution_id)
         except (*REDIS_AWAY, NotReplicated):
@@ -123,12 +131,16 @@ class Runner:
                 again,
             )
 
-    async def _claimed(self, execution_id: str, job: str, last_try: bool) -> None:
+    async def _claimed(self, execution_id: str, job: str, last_try: bool, again: bool) -> None:
         now = now_ms()
         claim = await self.store.claim(
             execution_id, rfc3339(now), now, job_id=job, worker_id=self.worker_id
         )
-        if claim.outcome is Outcome.HELD and await self._released_own_hold(execution_id):
+        if (
+            claim.outcome is Outcome.HELD
+            and not again
+            and await self._released_own_hold(execution_id, job)
+        ):
             # This worker held it, but none of its attempts runs here any more: the job that
             # held it was cut short (a Redis outage under its settle), and arq runs it again.
             claim = await self.store.claim(
@@ -146,14 +158,11 @@ class Runner:
         if spent > self.settings.agent_max_attempts:
             await self._fail(execution_id, attempt, f"gave up after {spent - 1} attempts")
             return
-        self.running.add(job)
-        try:
-            await self._attempt(execution_id, fields, attempt, spent, last_try)
-        finally:
-            self.running.discard(job)
+        await self._attempt(execution_id, fields, attempt, spent, last_try)
 
-    async def _released_own_hold(self, execution_id: str) -> bool:
-        if not self.worker_id or any(j.split("~")[0] == execution_id for j in self.running):
+    async def _released_own_hold(self, execution_id: str, job: str) -> bool:
+        running = (j for j in self.running if j != job)
+        if not self.worker_id or any(run_job_execution(j) == execution_id for j in running):
             return False
         return await self.store.forget_holder(execution_id, self.worker_id)
 

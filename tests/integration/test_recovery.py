@@ -4,9 +4,11 @@ node coming back as a new instance, a node silent past its lease at submit."""
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agentfield_arq.core.execution import submit
 from agentfield_arq.core.keys import Keys
@@ -92,6 +94,52 @@ async def test_the_reaper_leaves_alone_what_a_live_worker_holds(
     for _ in range(12):  # past a full scan of the holders
         assert await reaper.reap() == 0
     assert (await _fields(store, execution_id))["status"] == "running"
+
+
+async def test_a_live_worker_hands_back_what_it_holds_but_no_longer_runs(
+    store: ExecutionStore, redis_client: Redis, settings: Settings
+) -> None:
+    # A failover lost its settle: the promoted primary says it holds what it ended long ago.
+    lease = WorkerLease(redis_client, settings, "wrk_live")
+    await lease.beat()
+    execution_id = await _submit(store)
+    await _claim(store, execution_id, "wrk_live")
+    assert await lease.reap() == 1
+    fields = await _fields(store, execution_id)
+    assert (fields["status"], fields["uncharged"]) == ("queued", "1")
+    assert fields["requeued"] == "worker wrk_live no longer runs it"
+    assert await redis_client.zscore(store.keys.queue, fields["job"]) is not None
+    assert await store.holders() == {}
+
+
+async def test_a_live_worker_keeps_what_it_runs_and_another_s_holds(
+    store: ExecutionStore, redis_client: Redis, settings: Settings
+) -> None:
+    other = WorkerLease(redis_client, settings, "wrk_other")
+    await other.beat()
+    lease = WorkerLease(redis_client, settings, "wrk_live", running=set())
+    await lease.beat()
+    mine, theirs = await _submit(store), await _submit(store)
+    await _claim(store, mine, "wrk_live")
+    await _claim(store, theirs, "wrk_other")
+    lease.running.add(mine)  # the Runner's entry: the first run job's id is the execution's
+    assert await lease.reap() == 0
+    assert await store.holders() == {mine: "wrk_live", theirs: "wrk_other"}
+
+
+async def test_a_live_worker_reads_its_holds_at_the_first_beat_after_redis_failed_it(
+    store: ExecutionStore, redis_client: Redis, settings: Settings
+) -> None:
+    lease = WorkerLease(redis_client, settings, "wrk_live")
+    await lease.beat()
+    await lease.reap()  # its first, full scan: nothing held yet
+    execution_id = await _submit(store)
+    await _claim(store, execution_id, "wrk_live")
+    assert await lease.reap() == 0  # no lease lapsed, not a full scan: the holders are not read
+    with mock.patch.object(lease, "beat", side_effect=RedisConnectionError("primary gone")):
+        await lease.turn()
+    await lease.turn()
+    assert (await _fields(store, execution_id))["status"] == "queued"
 
 
 async def test_a_handed_back_attempt_can_no_longer_settle_the_execution(

@@ -460,6 +460,54 @@ async def test_an_execution_held_by_a_live_worker_is_not_claimed_by_another(
     assert await harness.claim(execution_id, "wrk_other") is Outcome.HELD
 
 
+async def test_a_worker_s_job_is_listed_as_running_from_before_its_claim(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its lease hands back the holds of this worker with no job in `running`: a claim in
+    # flight must not look like one.
+    execution_id = await harness.submit()
+    runner = harness.runner(_json("ok"))
+    seen: list[set[str]] = []
+    claim = runner.store.claim
+
+    async def listed_claim(*args: Any, **kwargs: Any) -> Any:
+        seen.append(set(runner.running))
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(runner.store, "claim", listed_claim)
+    await runner.run(execution_id)
+    assert seen == [{execution_id}]
+    assert runner.running == set()
+
+
+async def test_a_worker_holding_what_it_no_longer_runs_claims_it_again(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    await harness.redis.zadd(harness.store.keys.workers, {"wrk_busy": now_ms() + 60_000})
+    assert await harness.claim(execution_id, "wrk_busy") is Outcome.OK  # its settle was lost
+    runner = harness.runner(_json("ok"))
+    runner.worker_id = "wrk_busy"
+    await runner.run(execution_id)
+    assert (await harness.doc(execution_id))["status"] == "succeeded"
+    assert (await harness.fields(execution_id))["attempt"] == "2"
+
+
+async def test_a_job_arq_starts_again_while_its_worker_still_runs_it_is_not_claimed(
+    harness: Harness,
+) -> None:
+    execution_id = await harness.submit()
+    await harness.redis.zadd(harness.store.keys.workers, {"wrk_busy": now_ms() + 60_000})
+    assert await harness.claim(execution_id, "wrk_busy") is Outcome.OK
+    runner = harness.runner(_json("ok"))
+    runner.worker_id = "wrk_busy"
+    runner.running.add(execution_id)  # the first run of the job, still calling the agent
+    await runner.run(execution_id)
+    assert harness.calls == []
+    assert (await harness.fields(execution_id))["attempt"] == "1"
+    assert runner.running == {execution_id}
+
+
 async def test_a_result_over_the_cap_fails_as_too_large(harness: Harness) -> None:
     execution_id = await harness.submit()
     runner = harness.runner(_json({"blob": "x" * 200}), max_result_bytes=100)

@@ -1,5 +1,6 @@
 """Rules of the worker leases (core/lease.py): a worker renews its lease, and any worker's
-reaper hands back, unspent, what a worker whose lease lapsed was holding (requeue.lua)."""
+reaper hands back, unspent, what a worker whose lease lapsed was holding, and what the reaping
+worker itself is recorded as holding but no longer runs (requeue.lua)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,19 @@ class LeaseRules(MachineBase):
     @rule(worker=st.integers(0, WORKERS - 1))
     def worker_lease_ticks(self, worker: int) -> None:
         """One turn of WorkerLease.run: the worker's lease runs for another `worker_lease_s`,
-        then its reaper hands back every execution held by a worker whose lease is not live
-        (to `queued`, under a fresh job id, its attempt not spent), drops the holder entry of
-        an execution that moved on or expired, and clears lapsed leases."""
+        then its reaper hands back every execution held by a worker whose lease is not live,
+        or held by this worker but not the one it runs now (a claim it moved on from without
+        settling, as when a failover lost its settle): to `queued`, under a fresh job id, its
+        attempt not spent. It drops the holder entry of an execution that moved on or expired,
+        and clears lapsed leases."""
         me = self.worker_id(worker)
         self.leases[me] = self.now + round(self.settings.worker_lease_s * 1000)
         live = {w for w, until in self.leases.items() if until > self.now}
+        running = {self.workers[worker][0].id} if worker in self.workers else set()
         expected = 0
         for execution_id, holder in sorted(self.holders.items()):
-            if holder in live:
+            mine = holder == me
+            if (mine and execution_id in running) or (not mine and holder in live):
                 continue
             r = next(r for r in self.runs if r.id == execution_id)
             del self.holders[execution_id]
@@ -41,7 +46,7 @@ class LeaseRules(MachineBase):
             self.queued.pop(r.job, None)
             self.held.get(r.node, {}).pop(r.id, None)
             r.job = ""  # learnt below
-        lease = WorkerLease(self.redis, self.settings, worker_id=me)
+        lease = WorkerLease(self.redis, self.settings, worker_id=me, running=running)
         with (
             mock.patch("agentfield_arq.core.lease.now_ms", return_value=self.now),
             mock.patch("agentfield_arq.core.store.now_ms", return_value=self.now),
