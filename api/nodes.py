@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from agentfield_arq.api.access import identity
 from agentfield_arq.api.body import decode, read_body, read_json
 from agentfield_arq.api.deps import deps
+from agentfield_arq.core.credentials import KeyStore
 from agentfield_arq.core.recovery import node_restarted
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.models import (
@@ -67,12 +70,24 @@ async def shutdown(request: Request) -> Response:
 
 
 async def list_nodes(request: Request) -> Response:
-    """Every registered node with its liveness (a `NodeList`)."""
-    found = await deps(request).nodes.list()
+    """Every registered node with its liveness, lease and owner (a `NodeList`)."""
+    d = deps(request)
+    found = await d.nodes.list()
+    await _name_owners(d.credentials, found)
     # The views are dicts, not `Node`s: they keep the registration's unknown fields.
     return _json({"nodes": found, "count": len(found)})
 
 
 async def get_node(request: Request) -> Response:
-    """One node's record with its liveness (a `Node`, unknown registration fields kept)."""
-    return _json(await deps(request).nodes.get(request.path_params["node_id"]))
+    """One node's record with its liveness, lease and owner (a `Node`, unknown registration
+    fields kept)."""
+    d = deps(request)
+    found = await d.nodes.get(request.path_params["node_id"])
+    await _name_owners(d.credentials, [found])
+    return _json(found)
+
+
+async def _name_owners(credentials: KeyStore, views: list[dict[str, Any]]) -> None:
+    names = await credentials.names(v["owner"] for v in views if v["owner"])
+    for v in views:
+        v["owner_name"] = names.get(v["owner"], "")

@@ -62,6 +62,7 @@ class Approvals:
             k.events,
             k.index_status(Status.RUNNING),
             k.index_status(Status.WAITING),
+            k.history(execution_id),
         ]
 
     def _index_bounds(self, now: int) -> list[str | int]:
@@ -181,6 +182,7 @@ class Approvals:
                 k.events,
                 k.index_status(Status.RUNNING),
                 k.index_status(Status.WAITING),
+                k.history(execution_id),
             ],
             args=[status, self.store.settings.stream_maxlen, *self._index_bounds(now_ms())],
         )

@@ -194,6 +194,19 @@ class KeyStore:
                 )
         return found
 
+    async def names(self, key_ids: Iterable[str]) -> dict[str, str]:
+        """The name of each stored key among `key_ids` that has one (two round trips)."""
+        wanted = sorted(set(key_ids))
+        if not wanted:
+            return {}
+        digests = await self.redis.hmget(self.keys.api_keys, wanted)  # type: ignore[misc]  # redis-py's async stubs
+        known = [(i, text(d)) for i, d in zip(wanted, digests, strict=True) if d is not None]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, found in known:
+                pipe.hget(self.keys.api_key(found), "name")
+            names = await pipe.execute()
+        return {i: text(n) for (i, _), n in zip(known, names, strict=True) if n}
+
     async def revoke(self, key_id: str) -> bool:
         """Revoke a key at once everywhere, freeing its node ids; False if there is none."""
         k = self.keys

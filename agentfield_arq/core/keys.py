@@ -23,6 +23,9 @@ WEBHOOK_EVENTS_MAX = 50
 # Memory: a key's name is at most this long; the change stream keeps about this many entries.
 MEMORY_KEY_MAX_BYTES = 512
 MEMORY_EVENTS_MAXLEN = 10_000
+# Entries of an execution's history kept (its first and the newest; lua/common.lua's
+# HISTORY_MAX is the same number).
+HISTORY_MAX = 200
 # Notes kept per execution (the newest ones), and the caps of one note.
 NOTES_MAX = 100
 NOTE_MESSAGE_MAX_CHARS = 4096
@@ -211,6 +214,11 @@ class Keys:
     def memory_events(self) -> str:
         """Stream (capped): one entry per memory set or delete, read by the change routes."""
         return f"{self.prefix}:memory-events"
+
+    def history(self, execution_id: str) -> str:
+        """List: the execution's lifecycle entries, one JSON object each (`HistoryEntry`),
+        oldest first, capped at HISTORY_MAX (the first kept); expires with the hash."""
+        return f"{self.prefix}:exec:{execution_id}:history"
 
     def notes(self, execution_id: str) -> str:
         """List: the execution's notes, one JSON object each, oldest first, capped."""

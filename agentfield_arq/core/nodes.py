@@ -197,10 +197,13 @@ class NodeRegistry:
     async def get(self, node_id: str) -> dict[str, Any]:
         """One node's record as the API shows it."""
         _check_id(node_id)
-        raw = await self.redis.hgetall(self.keys.node(node_id))  # type: ignore[misc]  # redis-py's async stubs
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.node(node_id))
+            pipe.get(self.keys.node_owner(node_id))
+            raw, owner = await pipe.execute()
         if not raw:
             raise NodeNotFound(f"node '{node_id}' is not registered")
-        return self._view(raw)
+        return self._view(raw, owner)
 
     async def list(self) -> list[dict[str, Any]]:
         """Every registered node, forgetting ids whose records have expired."""
@@ -208,22 +211,27 @@ class NodeRegistry:
         async with self.redis.pipeline(transaction=False) as pipe:
             for node_id in ids:
                 pipe.hgetall(self.keys.node(node_id))
-            records = await pipe.execute()
+                pipe.get(self.keys.node_owner(node_id))
+            replies = await pipe.execute()
+        records, owners = replies[::2], replies[1::2]
         gone = [node_id for node_id, raw in zip(ids, records, strict=True) if not raw]
         if gone:
             await self._forget(keys=[self.keys.nodes, *map(self.keys.node, gone)], args=gone)
-        return [self._view(raw) for raw in records if raw]
+        return [self._view(raw, owner) for raw, owner in zip(records, owners, strict=True) if raw]
 
-    def _view(self, raw: dict[bytes, bytes]) -> dict[str, Any]:
+    def _view(self, raw: dict[bytes, bytes], owner: bytes | None) -> dict[str, Any]:
         fields = {k.decode(): v for k, v in raw.items()}
         view: dict[str, Any] = any_decoder.decode(fields["record"])
         agent_status = fields.get("agent_status", b"").decode()
-        alive = self._live(int(fields["last_heartbeat_ms"]), agent_status)
+        heard_ms = int(fields["last_heartbeat_ms"])
+        alive = self._live(heard_ms, agent_status)
         view.update(
             id=fields["id"].decode(),
             base_url=fields["base_url"].decode(),
             registered_at=fields["registered_at"].decode(),
             last_heartbeat=fields["last_heartbeat_at"].decode(),
+            lease_expires_at=rfc3339(heard_ms + round(self.settings.node_lease_s * 1000)),
+            owner=text(owner) if owner else "",
             status="active" if alive else "inactive",
             health_status="healthy" if alive else "inactive",
             agent_status=agent_status,

@@ -190,6 +190,7 @@ class ExecutionStore:
             k.node(new.node_id),
             k.idempotency(new.idempotency_key or ""),
             k.stats_executions,
+            k.history(new.execution_id),
             *indexes,
         ]
         if parent is not None:
@@ -360,6 +361,7 @@ class ExecutionStore:
                 k.queue,
                 k.arq_job(started),
                 k.stats_wait,
+                k.history(execution_id),
             ],
             args=[
                 now_iso,
@@ -415,6 +417,7 @@ class ExecutionStore:
                 k.workers,
                 k.node_slots(fields["node_id"]),
                 *self._moving(),
+                k.history(execution_id),
             ],
             args=[
                 now,
@@ -489,6 +492,7 @@ class ExecutionStore:
                 k.arq_job(started),
                 k.arq_job(progressed),
                 k.stats_wait,
+                k.history(execution_id),
             ],
             [
                 now_iso,
@@ -548,6 +552,7 @@ class ExecutionStore:
                 k.stats_run,
                 k.stats_executions,
                 k.index_status(Status.WAITING),
+                k.history(execution_id),
             ],
             [
                 status,

@@ -379,6 +379,11 @@ class Node(NodeRegistration, kw_only=True):
 
     registered_at: str = ""
     last_heartbeat: str = ""
+    # When the node counts as inactive unless it is heard from again (its lease).
+    lease_expires_at: str = ""
+    # The agent key owning the node id (its id, and its name if it has one); "" for none.
+    owner: str = ""
+    owner_name: str = ""
     status: str = ""
     health_status: str = ""
     agent_status: str = ""
@@ -492,6 +497,61 @@ class NoteList(msgspec.Struct, kw_only=True):
     execution_id: str
     notes: list[ExecutionNote]
     total: int
+
+
+# ---------------------------------------------------------------------------- dashboard
+
+
+class HistoryEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One step of an execution's stored history (lua/common.lua's `record_history` writes
+    it): `n` numbers every step, `ms` is when (unix ms; `at` says it in RFC 3339 in answers),
+    `id` the lifecycle stream entry's id (none for a claim of an already running execution),
+    `status` the entry's name (a status, or `progress`). `attempt`: the attempt it belongs
+    to; `worker`: who claimed it; `reason`: why an attempt was handed back; `message` and
+    `progress`: a progress report's."""
+
+    n: int
+    ms: int
+    status: str
+    at: str = ""
+    id: str | None = None
+    attempt: int | None = None
+    worker: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    progress: Any = None
+
+
+class History(msgspec.Struct, kw_only=True):
+    """The answer of `GET /executions/{id}/history`: its stored lifecycle, oldest first.
+    `dropped`: steps left out after the first (a chatty execution keeps the newest);
+    `last_event_id`: resume its event stream from there to miss nothing after."""
+
+    execution_id: str
+    entries: list[HistoryEntry]
+    dropped: int = 0
+    last_event_id: str | None = None
+
+
+class ActivityMinute(msgspec.Struct, kw_only=True):
+    """The executions created in one minute, counted by their status now."""
+
+    at: str
+    counts: dict[str, int]
+
+
+class Activity(msgspec.Struct, kw_only=True):
+    """The answer of `GET /activity`: the last hour, oldest minute first."""
+
+    minutes: list[ActivityMinute]
+
+
+class Principal(msgspec.Struct, kw_only=True):
+    """The answer of `GET /whoami`: the key a request was made with (never the key itself)."""
+
+    key_id: str
+    role: str
+    name: str = ""
 
 
 # ---------------------------------------------------------------------------- restart

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from agentfield_arq.api import events, executions, listing, webhooks
+from typing import Any
+
+from agentfield_arq.api import dashboard, events, executions, listing, webhooks
 from agentfield_arq.api.access import Access
 from agentfield_arq.api.openapi import PATH_SCHEMAS, Operation, Query
 from agentfield_arq.api.operations.common import BODY, DURABLE, EXECUTIONS_BY_ID, PREFIX, REDIS
@@ -24,6 +26,7 @@ from agentfield_arq.kernel.errors import (
     WebhookNotFound,
 )
 from agentfield_arq.kernel.models import (
+    Activity,
     BatchStatusRequest,
     CallbackRequest,
     CancelRequest,
@@ -31,9 +34,11 @@ from agentfield_arq.kernel.models import (
     ExecuteRequest,
     Execution,
     ExecutionPage,
+    History,
     NoteAdded,
     NoteList,
     NoteRequest,
+    Principal,
     Redriven,
     Restarted,
     RestartRequest,
@@ -265,6 +270,43 @@ OPERATIONS: list[Operation] = [
         {202: ("queued for delivery", Redriven)},
         errors=(ExecutionNotFound, WebhookNotFound, ExecutionNotTerminal, WebhookBusy, *REDIS),
         access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/executions/{{execution_id}}/input",
+        dashboard.execution_input,
+        "The input an execution was submitted with, as stored",
+        {200: ("the input object", dict[str, Any])},
+        errors=(*_GONE, *REDIS),
+        access=Access.CALLER,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/executions/{{execution_id}}/history",
+        dashboard.execution_history,
+        "An execution's lifecycle as stored (queued, each attempt, progress, its end), oldest "
+        "first; kept as long as the execution",
+        {200: ("the history", History)},
+        errors=(*_GONE, *REDIS),
+        access=Access.CALLER,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/activity",
+        dashboard.activity,
+        "The executions created in each minute of the last hour, by their status now",
+        {200: ("sixty minutes, oldest first", Activity)},
+        errors=REDIS,
+        access=Access.ADMIN,
+    ),
+    Operation(
+        "GET",
+        f"{PREFIX}/whoami",
+        dashboard.whoami,
+        "The key this request was made with: its id, role and name",
+        {200: ("the key", Principal)},
+        errors=REDIS,
+        access=Access.CALLER,
     ),
     Operation(
         "GET",

@@ -40,6 +40,12 @@ OWNERS = {
     ("GET", f"{V1}/executions/{{execution_id}}/events"): CALLER,
     ("GET", f"{V1}/events"): CALLER,
     ("GET", f"{V1}/runs/{{run_id}}"): CALLER,
+    # The dashboard's reads (issue 12): one's own execution's input and history, who one is;
+    # the last hour of every execution is an operator's.
+    ("GET", f"{V1}/executions/{{execution_id}}/input"): CALLER,
+    ("GET", f"{V1}/executions/{{execution_id}}/history"): CALLER,
+    ("GET", f"{V1}/activity"): ADMIN,
+    ("GET", f"{V1}/whoami"): CALLER,
     ("POST", f"{V1}/executions/{{execution_id}}/webhook/retry"): ADMIN,
     ("GET", f"{V1}/webhooks/dead"): ADMIN,
     ("POST", f"{V1}/nodes/register"): AGENT,

@@ -213,6 +213,7 @@ class MachineBase(RuleBasedStateMachine):
                 k.webhook(r.id),
                 k.webhook_events(r.id),
                 k.webhook_view(r.id),
+                k.history(r.id),
                 *map(k.arq_job, jobs),
             )
         )

@@ -1,7 +1,8 @@
 -- A running execution asks for a person's approval (AgentField's request-approval): it becomes
 -- `waiting`, with the approval's own deadline in place of its own, and holds no worker slot
 -- (its agent already answered 202). Asking again with the same request id changes nothing.
--- KEYS: exec hash, status doc, deadlines, events, index status running, index status waiting
+-- KEYS: exec hash, status doc, deadlines, events, index status running, index status waiting,
+--       history
 -- ARGV: request_id, request_url, callback_url, now_iso, expires_ms, expires_iso,
 --       stream_maxlen, keep_ms (how long the records must outlive the deadline), now_ms,
 --       index cutoff, index ttl_s
@@ -28,6 +29,6 @@ for _, key in ipairs({KEYS[1], KEYS[2]}) do
   local ttl = redis.call('PTTL', key)
   if ttl >= 0 and ttl < keep then redis.call('PEXPIRE', key, keep) end
 end
-append_event(KEYS[4], ARGV[7], h, 'waiting')
+append_event(KEYS[4], ARGV[7], h, 'waiting', nil, nil, {KEYS[1], KEYS[7]})
 index_move({KEYS[5]}, KEYS[6], h.execution_id, ARGV[10], ARGV[11])
 return {'ok', doc}

@@ -1,6 +1,6 @@
 -- An execution waits for a child that waits (AgentField's awaiter-status): running <-> waiting,
 -- nothing else. An execution waiting for its own approval is left to the approval.
--- KEYS: exec hash, status doc, events, index status running, index status waiting
+-- KEYS: exec hash, status doc, events, index status running, index status waiting, history
 -- ARGV: status ('waiting'/'running'), stream_maxlen, index cutoff, index ttl_s
 local names = {unpack(DOC_FIELDS)}
 names[#names + 1] = 'approval_state'
@@ -14,7 +14,7 @@ h.status = ARGV[1]
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
 local doc = build_doc(h, nil)
 redis.call('SET', KEYS[2], doc, 'KEEPTTL')
-append_event(KEYS[3], ARGV[2], h, ARGV[1])
+append_event(KEYS[3], ARGV[2], h, ARGV[1], nil, nil, {KEYS[1], KEYS[6]})
 if ARGV[1] == 'waiting' then
   index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[3], ARGV[4])
 else

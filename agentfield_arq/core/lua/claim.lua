@@ -6,7 +6,8 @@
 -- the worker ends it `timeout` without calling the agent).
 -- The first claim queues the caller's `started` webhook notice, if it asked for one.
 -- KEYS: exec hash, status doc, events, holders, workers, index status queued,
---       index status running, queue, started notice arq job, enqueue-to-start histogram
+--       index status running, queue, started notice arq job, enqueue-to-start histogram,
+--       history
 -- ARGV: now_iso, now_ms, stream_maxlen, job_id, worker_id ('' records no holder),
 --       index cutoff, index ttl_s, started job id, started job payload, notice job ttl_ms
 local flat = redis.call('HGETALL', KEYS[1])
@@ -31,6 +32,7 @@ if not h.started_at then
   h.started_at = ARGV[1]
 end
 redis.call('HSET', KEYS[1], unpack(set))
+h.attempt = attempt
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], h.execution_id, ARGV[5]) end
 if h.status == 'queued' then
   h.status = 'running'
@@ -39,11 +41,12 @@ if h.status == 'queued' then
   if queue_notice(h, 'started', KEYS[8], KEYS[9], ARGV[8], ARGV[9], ARGV[10], ARGV[2]) then
     job = 'webhook'
   end
-  append_event(KEYS[3], ARGV[3], h, 'running', job)
+  append_event(KEYS[3], ARGV[3], h, 'running', job, {'worker', ARGV[5]}, {KEYS[1], KEYS[11]})
   if h.created_ms then observe(KEYS[10], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
   index_move({KEYS[6]}, KEYS[7], h.execution_id, ARGV[6], ARGV[7])
+else  -- a worker's attempt after another's that was not handed back: no stream entry
+  record_history(KEYS[1], KEYS[11], ARGV[2], nil, h, 'running', {'worker', ARGV[5]})
 end
-h.attempt = attempt
 h.status = 'running'
 local out = {'ok'}
 for k, v in pairs(h) do out[#out + 1] = k; out[#out + 1] = v end

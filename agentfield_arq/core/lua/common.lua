@@ -56,12 +56,52 @@ local function enqueue_job(queue, job_key, job_id, payload, ttl_ms, run_ms, nx)
   redis.call('ZADD', queue, run_ms, job_id)
 end
 
+-- `key` expires when `source` does (a key of an execution, with its hash).
+local function expire_like(source, key)
+  local ttl = redis.call('PTTL', source)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+
+-- An execution's history (keys.history): each of its lifecycle entries again, one JSON object
+-- with its time (`ms`), the entry's stream id (`id`; none for a step that writes no stream
+-- entry: a claim of an execution already running), its attempt and its extra fields, kept as
+-- long as its hash. A chatty execution keeps its first entry (its creation) and the newest
+-- HISTORY_MAX - 1 (keys.py's HISTORY_MAX is the same number); `n` numbers every entry ever
+-- written (each entry starts with it), so that a reader can tell how many were dropped.
+local HISTORY_MAX = 200
+
+local function record_history(hash, history, ms, id, h, status, extra)
+  local last = redis.call('LINDEX', history, -1)
+  local n = last and tonumber(string.match(last, '^{"n":(%d+)')) + 1 or 1
+  local s = '{"n":' .. n .. ',"ms":' .. ms
+  if id then s = s .. ',"id":"' .. id .. '"' end
+  s = s .. ',"status":' .. cjson.encode(status)
+  if h.attempt and h.attempt ~= '0' then s = s .. ',"attempt":' .. tonumber(h.attempt) end
+  for i = 1, #extra, 2 do
+    local name, value = extra[i], extra[i + 1]
+    if value ~= '' then
+      -- A progress report is any JSON, spliced in raw as the status document does.
+      local shown = name == 'progress' and value or cjson.encode(value)
+      s = s .. ',' .. cjson.encode(name) .. ':' .. shown
+    end
+  end
+  redis.call('RPUSH', history, s .. '}')
+  if redis.call('LLEN', history) > HISTORY_MAX then
+    local first = redis.call('LPOP', history)
+    redis.call('LPOP', history)
+    redis.call('LPUSH', history, first)
+  end
+  expire_like(hash, history)
+end
+
 -- Append one entry to the lifecycle stream, capped near `maxlen`: the execution's id, target,
--- run and submitting key (what event subscribers filter on; the key's id is never shown) and
--- its status. `job` names a job queued by the same
--- step (a `queued` entry always implies one): it wakes idle workers (arq_bridge.py).
--- `extra`: more field/value pairs (a progress entry's `progress` and `message`).
-local function append_event(events, maxlen, h, status, job, extra)
+-- run and submitting key (what event subscribers filter on; the key's id is never shown) and its
+-- status; and the same entry to the execution's history (`record`: its hash and history keys).
+-- `job` names a job queued by the same step (a `queued` entry always implies one): it wakes
+-- idle workers (arq_bridge.py).
+-- `extra`: more field/value pairs (a progress entry's `progress` and `message`, a claim's
+-- `worker`, a hand-back's `reason`).
+local function append_event(events, maxlen, h, status, job, extra, record)
   local entry = {'execution_id', h.execution_id, 'status', status, 'target', h.target or '',
     'run_id', h.run_id or '', 'owner', h.owner or ''}
   if job then
@@ -69,7 +109,8 @@ local function append_event(events, maxlen, h, status, job, extra)
     entry[#entry + 1] = job
   end
   for _, v in ipairs(extra or {}) do entry[#entry + 1] = v end
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(entry))
+  local id = redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(entry))
+  record_history(record[1], record[2], string.match(id, '^%d+'), id, h, status, extra or {})
 end
 
 -- A webhook notice (`started`, `progress`): queued only when the caller's `webhook.events`
@@ -136,11 +177,6 @@ local UNINDEXED_STATUS = {succeeded = true}
 -- of attempt records whenever either changes, and expires with the execution.
 local WEBHOOK_EVENT_FIELDS = {'id', 'event_type', 'status', 'attempt', 'http_status',
   'error_message', 'duration_ms', 'created_at'}
-
-local function expire_like(source, key)
-  local ttl = redis.call('PTTL', source)
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-end
 
 local function webhook_view(hash, events, view)
   local w = hmget(hash, {'state', 'next_attempt_at'})

@@ -10,7 +10,8 @@
 --       webhook hash, webhook events, webhook view, queue, delivery arq job,
 --       children set, tell-agent arq job, holders,
 --       index status queued, index status running, index of the new status (unused for
---       UNINDEXED_STATUS), start-to-end histogram, execution counters, index status waiting
+--       UNINDEXED_STATUS), start-to-end histogram, execution counters, index status waiting,
+--       history
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
@@ -53,7 +54,7 @@ local indexed = (not UNINDEXED_STATUS[ARGV[1]]) and KEYS[15] or nil
 index_move({KEYS[13], KEYS[14], KEYS[18]}, indexed, h.execution_id, ARGV[18], ARGV[19])
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
-append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil)
+append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil, nil, {KEYS[1], KEYS[19]})
 if (ARGV[1] == 'cancelled' or ARGV[1] == 'timeout')
     and (h.started_at or redis.call('EXISTS', KEYS[10]) == 1) then
   enqueue_job(KEYS[8], KEYS[11], ARGV[16], ARGV[17], ARGV[14], ARGV[3], false)

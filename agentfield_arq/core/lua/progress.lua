@@ -3,7 +3,7 @@
 -- caller's webhook notices go out as asked: `started` on the start, `progress` at most once per
 -- notice bucket (the throttle: the caller passes the bucket of now).
 -- KEYS: exec hash, status doc, events, index status queued, index status running, queue,
---       started notice arq job, progress notice arq job, enqueue-to-start histogram
+--       started notice arq job, progress notice arq job, enqueue-to-start histogram, history
 -- ARGV: now_iso, now_ms, stream_maxlen, new_status, progress_json ('' none), index cutoff,
 --       index ttl_s, message ('' none), started job id, started job payload,
 --       progress job id, progress job payload, notice bucket, notice job ttl_ms
@@ -42,11 +42,12 @@ end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
 if starting then
-  append_event(KEYS[3], ARGV[3], h, 'running', job)
+  append_event(KEYS[3], ARGV[3], h, 'running', job, nil, {KEYS[1], KEYS[10]})
   if h.created_ms then observe(KEYS[9], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
   index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[6], ARGV[7])
 end
 if reported then
-  append_event(KEYS[3], ARGV[3], h, 'progress', job, {'progress', ARGV[5], 'message', ARGV[8]})
+  append_event(KEYS[3], ARGV[3], h, 'progress', job, {'progress', ARGV[5], 'message', ARGV[8]},
+    {KEYS[1], KEYS[10]})
 end
 return {'ok', redis.call('GET', KEYS[2])}
