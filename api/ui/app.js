@@ -1,15 +1,22 @@
 // The dashboard: plain ES modules, no build step. Every data call carries the key the operator
 // logged in with (sessionStorage); the live views read the SSE routes through fetch() streaming,
-// since EventSource cannot send an Authorization header.
+// since EventSource cannot send an Authorization header. Any key may log in: what the page
+// shows and offers follows its role (GET /whoami), and a route the key may not use is said so.
 const KEY = "agentfield-arq-key";
+const ME = "agentfield-arq-me";
 const PAGE = 50;
 const SHOWN_BYTES = 20000;
 const HOUR_MS = 3600 * 1000;
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "timeout"];
+const STATUSES = ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "timeout"];
+// A timeline's times, to the millisecond (steps are often less than a second apart).
+const STAMP = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+  second: "2-digit", fractionalSecondDigits: 3, hour12: false };
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "timeout"]);
 const main = document.getElementById("main");
 let leave = () => {};
 const show = (...children) => main.replaceChildren(...children.flat().filter((c) => c != null));
+const me = () => JSON.parse(sessionStorage.getItem(ME) || "{}");
+const isAdmin = () => me().role === "admin";
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -30,10 +37,11 @@ async function api(path, options = {}) {
   return body;
 }
 
-// Server-sent events over fetch(): calls onEvent(name, data) until `signal` aborts, reconnecting
-// with Last-Event-ID after a drop so that no event is missed.
-async function stream(path, onEvent, signal) {
-  let last = null;
+// Server-sent events over fetch(): calls onEvent(name, data) until `signal` aborts,
+// reconnecting with Last-Event-ID after a drop so that no event is missed (`first` may name
+// where to start: {"Last-Event-ID": id}). A refusal (4xx) rejects the returned promise.
+async function stream(path, onEvent, signal, first = {}) {
+  let last = first["Last-Event-ID"] || null;
   const live = document.getElementById("live");
   while (!signal.aborted) {
     try {
@@ -100,6 +108,7 @@ const failure = (error) => el("p", { class: "error", role: "alert" }, error.mess
 
 function logout(message) {
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(ME);
   leave();
   renderLogin(message);
 }
@@ -112,7 +121,7 @@ function renderLogin(message) {
     "form",
     { class: "login", onsubmit: (e) => login(e, input.value.trim(), note) },
     el("h1", {}, "Log in"),
-    el("label", {}, "API key (an admin key: the dashboard reads every execution)", input),
+    el("label", {}, "API key (an admin key sees every execution, any other key its own)", input),
     el("button", { type: "submit" }, "Log in"),
     note,
   );
@@ -122,21 +131,25 @@ function renderLogin(message) {
 
 async function login(event, key, note) {
   event.preventDefault();
-  sessionStorage.setItem(KEY, key);
-  const answer = await fetch("/api/v1/executions?limit=1", {
-    headers: { Authorization: `Bearer ${key}` },
-  });
+  const answer = await fetch("/api/v1/whoami", { headers: { Authorization: `Bearer ${key}` } });
   if (answer.ok) {
+    sessionStorage.setItem(KEY, key);
+    sessionStorage.setItem(ME, JSON.stringify(await answer.json()));
     route();
     return;
   }
-  sessionStorage.removeItem(KEY);
   note.textContent =
     answer.status === 401
       ? "The key was refused: it is unknown or revoked."
-      : answer.status === 403
-        ? "This key may not read the dashboard: it needs an admin key."
-        : `The API answered ${answer.status}; try again.`;
+      : `The API answered ${answer.status}; try again.`;
+}
+
+// What a stream the key may not follow leaves: the page, without live updates, saying why.
+function unfollowed(error) {
+  if (!(error instanceof ApiError)) return;
+  document.getElementById("live").hidden = true;
+  main.append(el("p", { class: "muted", id: "not-live" },
+    error.status === 403 ? "Not live: this key may not follow these events; reload to refresh." : error.message));
 }
 
 // ------------------------------------------------------------------------------ overview
@@ -156,61 +169,50 @@ function parseMetrics(textBody) {
 
 const sum = (rows) => (rows || []).reduce((total, r) => total + r.value, 0);
 
-// Samples of executions by status, kept for the session (the chart shows the last hour).
+// Samples of the ended-executions counter, kept for the session (for the throughput card).
 function samples() {
   const kept = JSON.parse(sessionStorage.getItem("agentfield-arq-samples") || "[]");
   return kept.filter((s) => s.t > Date.now() - HOUR_MS);
 }
 
-function chart(points) {
-  const w = 640, h = 200, pad = 30;
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", `0 0 ${w} ${h + 30}`);
-  svg.setAttribute("class", "chart");
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "executions by status over the last hour");
-  const now = Date.now();
-  const top = Math.max(1, ...points.flatMap((p) => STATUSES.map((s) => p.by[s] || 0)));
-  const x = (t) => pad + ((t - (now - HOUR_MS)) / HOUR_MS) * (w - 2 * pad);
-  const y = (v) => h - (v / top) * (h - pad);
+// The last hour as stacked bars, one per minute: the executions created in it by status now
+// (GET /activity, read from the server's indexes, so the whole hour shows on first load).
+function chart(minutes) {
   const ns = "http://www.w3.org/2000/svg";
-  const axis = document.createElementNS(ns, "path");
-  axis.setAttribute("d", `M${pad} ${pad / 2} V${h} H${w - pad}`);
-  axis.setAttribute("class", "axis");
-  svg.append(axis);
-  for (const [label, t] of [["-60 min", now - HOUR_MS], ["-30 min", now - HOUR_MS / 2], ["now", now]]) {
-    const tick = document.createElementNS(ns, "text");
-    tick.setAttribute("x", x(t));
-    tick.setAttribute("y", h + 15);
-    tick.setAttribute("text-anchor", "middle");
-    tick.textContent = label;
-    svg.append(tick);
-  }
-  const max = document.createElementNS(ns, "text");
-  max.setAttribute("x", 2);
-  max.setAttribute("y", y(top) + 4);
-  max.textContent = String(top);
-  svg.append(max);
-  STATUSES.forEach((status, i) => {
-    if (points.length) {
-      const line = document.createElementNS(ns, "polyline");
-      line.setAttribute("points", points.map((p) => `${x(p.t)},${y(p.by[status] || 0)}`).join(" "));
-      line.setAttribute("class", `series ${status}`);
-      svg.append(line);
-      const last = points[points.length - 1];
-      const dot = document.createElementNS(ns, "circle");
-      dot.setAttribute("cx", x(last.t));
-      dot.setAttribute("cy", y(last.by[status] || 0));
-      dot.setAttribute("r", 3);
-      dot.setAttribute("class", `dot ${status}`);
-      svg.append(dot);
+  const w = 720, h = 200, pad = 34;
+  const node = (tag, attrs, textBody) => {
+    const n = document.createElementNS(ns, tag);
+    for (const [name, value] of Object.entries(attrs)) n.setAttribute(name, value);
+    if (textBody !== undefined) n.textContent = textBody;
+    return n;
+  };
+  const svg = node("svg", { viewBox: `0 0 ${w} ${h + 34}`, class: "chart", role: "img",
+    "aria-label": "executions by status over the last hour" });
+  const total = (m) => STATUSES.reduce((t, s) => t + (m.counts[s] || 0), 0);
+  const top = Math.max(1, ...minutes.map(total));
+  const slot = (w - 2 * pad) / Math.max(minutes.length, 1);
+  svg.append(node("path", { d: `M${pad} ${pad / 2} V${h} H${w - pad}`, class: "axis" }));
+  svg.append(node("text", { x: 2, y: pad / 2 + 8 }, String(top)));
+  minutes.forEach((m, i) => {
+    let y = h;
+    const group = node("g", { "data-minute": m.at, "data-total": total(m) });
+    group.append(node("title", {}, `${new Date(m.at).toLocaleTimeString()}: ` +
+      STATUSES.filter((s) => m.counts[s]).map((s) => `${m.counts[s]} ${s}`).join(", ")));
+    for (const status of STATUSES) {
+      const n = m.counts[status] || 0;
+      if (!n) continue;
+      const height = (n / top) * (h - pad);
+      y -= height;
+      group.append(node("rect", { x: pad + i * slot + 1, y, width: Math.max(slot - 2, 1), height,
+        class: `bar ${status}` }));
     }
-    const legend = document.createElementNS(ns, "text");
-    legend.setAttribute("x", pad + i * 100);
-    legend.setAttribute("y", h + 28);
-    legend.setAttribute("class", `legend ${status}`);
-    legend.textContent = `■ ${status}`;
-    svg.append(legend);
+    svg.append(group);
+  });
+  for (const [label, i] of [["-60 min", 0], ["-30 min", 30], ["now", minutes.length]]) {
+    svg.append(node("text", { x: pad + i * slot, y: h + 14, "text-anchor": "middle" }, label));
+  }
+  STATUSES.forEach((status, i) => {
+    svg.append(node("text", { x: pad + i * 95, y: h + 30, class: `legend ${status}` }, `■ ${status}`));
   });
   return svg;
 }
@@ -222,16 +224,17 @@ function card(label, value, name) {
 async function overview(signal) {
   show(el("h1", {}, "Overview"), el("p", {}, "Loading…"));
   const draw = async () => {
-    const [health, metricsText] = await Promise.all([
+    const [health, metricsText, activity] = await Promise.all([
       api("/api/v1/health?detail=1"),
       api("/metrics"),
+      api("/api/v1/activity"),
     ]);
     const m = parseMetrics(metricsText);
     const by = Object.fromEntries((m.agentfield_arq_executions || []).map((r) => [r.labels.status, r.value]));
     const ended = sum(m.agentfield_arq_executions_ended_total);
     const kept = samples();
     const previous = kept.findLast((s) => s.t < Date.now() - 50000) || kept[0];
-    kept.push({ t: Date.now(), by, ended });
+    kept.push({ t: Date.now(), ended });
     sessionStorage.setItem("agentfield-arq-samples", JSON.stringify(kept));
     const perMinute = previous
       ? (((ended - previous.ended) * 60000) / Math.max(1, Date.now() - previous.t)).toFixed(1)
@@ -251,15 +254,15 @@ async function overview(signal) {
         card("Nodes active", health.nodes_active, "nodes"),
         card("Dead webhooks", sum(m.agentfield_arq_webhook_dead), "dead"),
       ),
-      el("h2", {}, "Executions by status, last hour (sampled while this page is open)"),
-      chart(kept),
+      el("h2", {}, "Executions by status, last hour (each minute's new executions, by status now)"),
+      chart(activity.minutes),
     );
   };
   await draw();
   const redraw = throttle(() => draw().catch(() => {}), 1000);
   const timer = setInterval(redraw, 10000);
   signal.addEventListener("abort", () => clearInterval(timer));
-  stream("/api/v1/events", redraw, signal);
+  stream("/api/v1/events", redraw, signal).catch(unfollowed);
 }
 
 // ---------------------------------------------------------------------------- executions
@@ -337,7 +340,10 @@ async function executions(signal, params) {
   try {
     await load();
   } catch (error) {
-    main.append(failure(error));
+    if (error.status !== 403) throw error;
+    // A key that may not list (before callers could list their own): open one by its id.
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 6, id: "not-listed" },
+      "This key may not list executions; open one of its own by its id:", opener())));
     return;
   }
   // Live: a known row changes its status in place; on the first page a new execution reloads
@@ -354,7 +360,15 @@ async function executions(signal, params) {
     } else if (!known && !cursors.length && name === "queued") {
       reload();
     }
-  }, signal);
+  }, signal).catch(unfollowed);
+}
+
+function opener() {
+  const input = el("input", { name: "open", placeholder: "exec_…", size: 34 });
+  return el("form", { class: "open", onsubmit: (e) => {
+    e.preventDefault();
+    if (input.value.trim()) location.hash = `#/executions/${encodeURIComponent(input.value.trim())}`;
+  } }, input, el("button", { type: "submit" }, "Open"));
 }
 
 // ------------------------------------------------------------------------- one execution
@@ -377,51 +391,86 @@ function tree(nodes, current) {
       n.children.length ? tree(n.children, current) : null)));
 }
 
+// One step of the timeline: when (unix ms), what, and what else is known of it.
+function step(ms, kind, status, what, detail) {
+  return { ms, kind, status, what, detail };
+}
+
+function lifecycleStep(e, first) {
+  const at = e.attempt ? ` (attempt ${e.attempt})` : "";
+  if (e.status === "queued" && first) return step(e.ms, "lifecycle", "queued", "queued", "");
+  if (e.status === "queued") return step(e.ms, "lifecycle", "queued", `handed back${at}, queued again`, e.reason || "");
+  if (e.status === "running") return step(e.ms, "lifecycle", "running", `attempt ${e.attempt || "?"} started`, e.worker ? `worker ${e.worker}` : "");
+  if (e.status === "progress") {
+    const shown = e.progress == null ? "" : JSON.stringify(e.progress);
+    return step(e.ms, "lifecycle", "progress", `progress${at}`, [e.message, shown].filter(Boolean).join(" "));
+  }
+  return step(e.ms, "lifecycle", e.status, `${e.status}${at}`, "");
+}
+
+// The whole timeline: the stored history, the notes and the webhook attempts, by time.
+function steps(history, x) {
+  const all = history.entries.map((e, i) => lifecycleStep(e, i === 0));
+  for (const n of x.notes || []) {
+    all.push(step(Date.parse(n.timestamp), "note", "note", "note", [n.message, ...(n.tags || []).map((t) => `#${t}`)].join(" ")));
+  }
+  for (const w of x.webhook_events || []) {
+    const how = [w.http_status ? `HTTP ${w.http_status}` : "", w.duration_ms != null ? `${w.duration_ms} ms` : "", w.error_message || ""];
+    all.push(step(Date.parse(w.created_at), "webhook", w.status, `webhook ${w.event_type} attempt ${w.attempt ?? ""}: ${w.status}`, how.filter(Boolean).join(", ")));
+  }
+  return all.sort((a, b) => a.ms - b.ms);
+}
+
+const stepRow = (s) => el("li", { "data-kind": s.kind, "data-status": s.status },
+  el("time", {}, new Date(s.ms).toLocaleString(undefined, STAMP)), " ", el("strong", {}, s.what),
+  s.detail ? el("span", { class: "muted" }, ` ${s.detail}`) : null);
+
 async function execution(signal, id) {
-  let x;
+  const path = `/api/v1/executions/${encodeURIComponent(id)}`;
+  let x, input, history;
   try {
-    x = await api(`/api/v1/executions/${encodeURIComponent(id)}`);
+    [x, input, history] = await Promise.all([api(path), api(`${path}/input`), api(`${path}/history`)]);
   } catch (error) {
     show(el("h1", {}, id), failure(error));
     return;
   }
   const message = el("p", { class: "notice", role: "status" });
-  const act = (label, path, after) =>
+  const act = (label, action, after) =>
     el("button", {
       type: "button",
       class: label.toLowerCase().replace(/ /g, "-"),
       onclick: async () => {
         try {
-          const answer = await api(path, { method: "POST" });
-          after(answer);
+          after(await api(`${path}/${action}`, { method: "POST" }));
         } catch (error) {
           message.textContent = error.message;
         }
       },
     }, label);
-  const timeline = el("ol", { class: "timeline" },
-    el("li", {}, `created ${when(x.created_at)}`),
-    x.started_at ? el("li", {}, `started ${when(x.started_at)}`) : null,
-    x.completed_at ? el("li", {}, `${x.status} ${when(x.completed_at)}`) : null);
-  const fields = ["status", "target", "type", "run_id", "parent_execution_id", "created_at",
+  const timeline = el("ol", { class: "timeline" }, steps(history, x).map(stepRow));
+  const fields = ["status", "target", "type", "run_id", "parent_execution_id", "retry_of", "created_at",
     "started_at", "completed_at", "duration_ms", "error", "webhook_status", "webhook_next_attempt_at"];
+  // Whoever sees an execution submitted it or is an admin: both may cancel and retry it;
+  // a webhook is redriven by an admin only.
+  const webhookDown = x.webhook_status === "failed" || x.webhook_status === "dead";
   show(
     el("h1", {}, "Execution ", el("code", {}, x.execution_id)),
     el("div", { class: "actions" },
-      TERMINAL.has(x.status) ? null
-        : act("Cancel", `/api/v1/executions/${x.execution_id}/cancel`, () => route()),
+      TERMINAL.has(x.status) ? null : act("Cancel", "cancel", () => route()),
       TERMINAL.has(x.status)
-        ? act("Retry", `/api/v1/executions/${x.execution_id}/retry`, (a) => { location.hash = `#/executions/${a.execution_id}`; })
+        ? act("Retry", "retry", (a) => { location.hash = `#/executions/${a.execution_id}`; })
         : null,
-      x.webhook_status === "failed" || x.webhook_status === "dead"
-        ? act("Redrive webhook", `/api/v1/executions/${x.execution_id}/webhook/retry`, () => route())
-        : null),
+      webhookDown && isAdmin() ? act("Redrive webhook", "webhook/retry", () => route()) : null),
     message,
     el("table", { class: "fields" }, fields.filter((f) => x[f] != null && x[f] !== "").map((f) =>
       el("tr", {}, el("th", {}, f), el("td", { "data-field": f }, f === "status" ? badge(x.status) : String(x[f]))))),
-    x.result === undefined ? null : json("Result", x.result),
+    el("div", { class: "input" }, json("Input", input)),
+    x.result === undefined ? null : el("div", { class: "result" }, json("Result", x.result)),
     x.progress == null ? null : json("Progress", x.progress),
     el("h2", {}, "Timeline"),
+    history.dropped
+      ? el("p", { class: "muted" }, `${history.dropped} steps after the first are no longer kept.`)
+      : null,
     timeline,
     el("h2", {}, "Webhook attempts"),
     x.webhook_events?.length
@@ -436,13 +485,22 @@ async function execution(signal, id) {
     .then((run) => document.getElementById("run")?.replaceChildren(
       el("p", {}, badge(run.status), ` ${run.count} executions${run.truncated ? " (truncated)" : ""}`),
       tree(run.roots, x.execution_id)))
-    .catch((error) => document.getElementById("run")?.replaceChildren(failure(error)));
+    .catch((error) => document.getElementById("run")?.replaceChildren(error.status === 403
+      ? el("p", { class: "muted" }, "This key may not read the run's tree.")
+      : failure(error)));
   if (!TERMINAL.has(x.status)) {
-    stream(`/api/v1/executions/${encodeURIComponent(id)}/events`, (name) => {
-      if (name === "state" || name === "gap") return;
-      timeline.append(el("li", {}, `${name} ${new Date().toLocaleString()}`));
+    // Each event after the last stored step (none is missed: the stream resumes from it) has
+    // the timeline read again from the stored history; the end reloads the page.
+    const headers = history.last_event_id ? { "Last-Event-ID": history.last_event_id } : {};
+    const reread = async () => {
+      const [now, again] = await Promise.all([api(path), api(`${path}/history`)]);
+      timeline.replaceChildren(...steps(again, now).map(stepRow));
+    };
+    const refresh = throttle(() => reread().catch(() => {}), 300);
+    stream(`${path}/events`, (name) => {
       if (TERMINAL.has(name)) route();
-    }, signal);
+      else if (name !== "state") refresh();
+    }, signal, headers).catch(unfollowed);
   }
 }
 
@@ -488,12 +546,16 @@ async function nodes() {
   show(
     el("h1", {}, `Nodes (${list.count})`),
     el("table", { class: "nodes" },
-      el("tr", {}, ["Node", "Status", "Base URL", "Reasoners", "Skills", "Registered", "Last heartbeat"].map((h) => el("th", {}, h))),
+      el("tr", {}, ["Node", "Status", "Owner", "Base URL", "Reasoners", "Skills", "Registered",
+        "Last heartbeat", "Lease until"].map((h) => el("th", {}, h))),
       list.nodes.map((n) => el("tr", { "data-id": n.id },
         el("td", {}, el("a", { href: `#/executions?node=${encodeURIComponent(n.id)}` }, n.id)),
-        el("td", {}, badge(n.status || n.health_status)), el("td", {}, n.base_url),
+        el("td", {}, badge(n.status || n.health_status)),
+        el("td", { "data-field": "owner", title: n.owner }, n.owner ? n.owner_name || n.owner : el("span", { class: "muted" }, "none")),
+        el("td", {}, n.base_url),
         el("td", {}, names(n.reasoners)), el("td", {}, names(n.skills)),
-        el("td", {}, when(n.registered_at)), el("td", {}, when(n.last_heartbeat))))),
+        el("td", {}, when(n.registered_at)), el("td", {}, when(n.last_heartbeat)),
+        el("td", { "data-field": "lease" }, when(n.lease_expires_at))))),
   );
 }
 
@@ -503,6 +565,9 @@ async function route() {
   leave();
   if (!sessionStorage.getItem(KEY)) return renderLogin();
   document.getElementById("nav").hidden = false;
+  const who = me();
+  document.getElementById("who").textContent = `${who.name || who.key_id} (${who.role})`;
+  for (const a of document.querySelectorAll("#nav [data-admin]")) a.hidden = !isAdmin();
   const controller = new AbortController();
   leave = () => controller.abort();
   const [path, search] = location.hash.slice(1).split("?");
@@ -514,9 +579,10 @@ async function route() {
   try {
     if (parts[0] === "executions" && parts[1]) await execution(controller.signal, decodeURIComponent(parts[1]));
     else if (parts[0] === "executions") await executions(controller.signal, params);
-    else if (parts[0] === "webhooks") await webhooks(controller.signal, params);
+    else if (parts[0] === "webhooks" && isAdmin()) await webhooks(controller.signal, params);
     else if (parts[0] === "nodes") await nodes();
-    else await overview(controller.signal);
+    else if (isAdmin()) await overview(controller.signal);
+    else await executions(controller.signal, params);
   } catch (error) {
     if (!controller.signal.aborted && sessionStorage.getItem(KEY)) main.append(failure(error));
   }

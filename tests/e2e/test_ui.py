@@ -22,9 +22,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from agentfield_arq.core.credentials import Role
 from tests.e2e.conftest import System, deployed
-from tests.e2e.nodes import start_node
+from tests.e2e.nodes import execution_fields, start_node
 from tests.e2e.receiver import Plan, Receiver
-from tests.keys import ADMIN_KEY
+from tests.keys import ADMIN_KEY, bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -126,9 +126,38 @@ def test_an_unknown_key_is_refused_with_a_clear_message(page: Page) -> None:
     expect(page.locator("#nav")).to_be_hidden()
 
 
-def test_a_caller_key_is_told_it_needs_an_admin_key(page: Page, caller_key: str) -> None:
+def test_a_caller_key_logs_in_to_its_own_executions_without_the_operators_pages(
+    page: Page, ui_system: System, caller_key: str
+) -> None:
+    answer = ui_system.http.post(
+        "/api/v1/execute/async/e2e.hang", json={"input": {}}, headers=bearer(caller_key)
+    )
+    mine = answer.json()["execution_id"]
     log_in(page, caller_key)
-    expect(page.locator("#login-error")).to_have_text(re.compile("admin key"))
+    expect(page.locator("#who")).to_contain_text("(caller)")
+    expect(page.locator("#nav a[href='#/']")).to_be_hidden()
+    expect(page.locator("#nav a[href='#/webhooks']")).to_be_hidden()
+    expect(page.locator("h1")).to_have_text("Executions")
+    # Listing is an admin's today: the page says so and opens one of its own by id.
+    expect(page.locator("#not-listed")).to_contain_text("may not list")
+    page.fill("input[name=open]", mine)
+    page.click("form.open button")
+    expect(page.locator("h1 code")).to_have_text(mine)
+    expect(page.locator(".input details.json")).to_be_visible()
+    expect(page.locator("ol.timeline li[data-status=queued]")).to_have_count(1)
+    expect(page.locator("#run")).to_contain_text("may not read the run")
+    page.click("button.cancel")
+    expect(page.locator("td[data-field=status] .badge")).to_have_text("cancelled")
+    expect(page.locator("button.retry")).to_be_visible()
+    expect(page.locator("button.redrive-webhook")).to_have_count(0)
+
+
+def test_a_caller_key_is_not_shown_another_keys_execution(
+    page: Page, ui_system: System, caller_key: str
+) -> None:
+    theirs = ui_system.submit("e2e.echo")
+    log_in(page, caller_key, where=f"#/executions/{theirs}")
+    expect(page.locator("p.error")).to_contain_text("not found")
 
 
 def test_the_overview_shows_workers_nodes_and_the_chart(page: Page) -> None:
@@ -136,6 +165,20 @@ def test_the_overview_shows_workers_nodes_and_the_chart(page: Page) -> None:
     expect(page.locator("[data-metric=workers]")).to_have_text("1")
     expect(page.locator("[data-metric=nodes]")).to_have_text(str(len(EXAMPLE_NODES) + 1))
     expect(page.locator("svg.chart")).to_be_visible()
+    expect(page.locator("#who")).to_contain_text("(admin)")
+
+
+def test_the_chart_shows_the_executions_of_the_last_hour_on_first_load(
+    page: Page, ui_system: System
+) -> None:
+    for _ in range(3):
+        ui_system.wait(ui_system.submit("e2e.echo"))
+    log_in(page)  # a fresh tab: nothing sampled before
+    minutes = page.locator("svg.chart g[data-minute]")
+    expect(minutes).to_have_count(60)
+    totals = minutes.evaluate_all("gs => gs.map(g => Number(g.dataset.total))")
+    assert sum(totals) >= 3, totals
+    expect(page.locator("svg.chart rect.bar.succeeded").first).to_be_visible()
 
 
 def test_a_new_execution_appears_and_turns_succeeded_without_a_reload(
@@ -167,13 +210,14 @@ def test_the_filters_narrow_the_table(page: Page, ui_system: System) -> None:
     expect(page.locator(f"tr[data-id='{echo}']")).to_have_count(0)
 
 
-def test_one_execution_shows_its_result_and_its_run_tree_links_to_the_others(
+def test_one_execution_shows_its_input_its_result_and_its_run_tree_links_to_the_others(
     page: Page, ui_system: System
 ) -> None:
     report = ui_system.wait(ui_system.submit(REPORT, {"input": {"quarter": "Q3"}}), 30)
     log_in(page, where=f"#/executions/{report['execution_id']}")
-    expect(page.locator("details.json summary")).to_contain_text("Result")
-    expect(page.locator("details.json pre")).to_contain_text("revenue_growth_pct")
+    expect(page.locator(".input details.json pre")).to_contain_text('"quarter": "Q3"')
+    expect(page.locator(".result details.json summary")).to_contain_text("Result")
+    expect(page.locator(".result details.json pre")).to_contain_text("revenue_growth_pct")
     children = page.locator("ul.tree ul.tree > li > a")
     expect(children).to_have_count(3)
     expect(page.locator("#run")).to_contain_text("4 executions")
@@ -181,6 +225,54 @@ def test_one_execution_shows_its_result_and_its_run_tree_links_to_the_others(
     children.first.click()
     expect(page.locator("h1 code")).to_have_text(child)
     expect(page.locator("ul.tree > li > a").first).to_have_text(report["execution_id"])
+
+
+def test_a_large_input_is_cut_and_folded(page: Page, ui_system: System) -> None:
+    execution_id = ui_system.submit("e2e.echo", {"input": {"blob": "x" * 50_000}})
+    log_in(page, where=f"#/executions/{execution_id}")
+    folded = page.locator(".input details.json")
+    expect(folded.locator("summary")).to_contain_text("first 20000 shown")
+    expect(folded).not_to_have_attribute("open", "")
+    folded.locator("summary").click()
+    text = folded.locator("pre").inner_text()
+    assert 20_000 <= len(text) < 20_100
+
+
+def test_the_timeline_is_the_stored_history_and_grows_with_callbacks_and_progress(
+    page: Page, ui_system: System, receiver: Receiver
+) -> None:
+    url = receiver.plan("/timeline", Plan(then=200))
+    execution_id = ui_system.submit("e2e.late", {"input": {}, "webhook": {"url": url}})
+    ui_system.until(
+        lambda: execution_fields(ui_system, execution_id).get("phase") == "awaiting_callback",
+        f"{execution_id} to be accepted with 202",
+    )
+    log_in(page, where=f"#/executions/{execution_id}")
+    steps = page.locator("ol.timeline li[data-kind=lifecycle]")
+    expect(steps).to_have_count(2)  # queued, attempt 1 started: read back, not seen live
+    expect(steps.nth(1)).to_contain_text("attempt 1 started")
+    callback = f"/api/v1/executions/{execution_id}/status"
+    report = {"status": "running", "progress": {"pct": 40}, "message": "reading filings"}
+    assert ui_system.http.post(callback, json=report).status_code == 200
+    expect(page.locator("ol.timeline li[data-status=progress]")).to_contain_text("reading filings")
+    done = {"status": "succeeded", "result": {"ok": True}}
+    assert ui_system.http.post(callback, json=done).status_code == 200
+    ui_system.until(
+        lambda: ui_system.doc(execution_id).get("webhook_status") == "delivered",
+        f"{execution_id}'s webhook to be delivered",
+    )
+    page.reload()
+    expect(page.locator("ol.timeline li")).to_have_count(5)
+    shown = page.locator("ol.timeline li").evaluate_all(
+        "lis => lis.map(li => li.dataset.kind + ':' + li.dataset.status)"
+    )
+    assert shown == [
+        "lifecycle:queued",
+        "lifecycle:running",
+        "lifecycle:progress",
+        "lifecycle:succeeded",
+        "webhook:delivered",
+    ], shown
 
 
 def test_cancel_stops_a_running_execution(page: Page, ui_system: System) -> None:
@@ -215,6 +307,13 @@ def test_a_dead_webhook_is_redriven_from_its_list(
         f"{execution_id}'s webhook to be delivered again",
     )
     assert len(receiver.requests("/gone-then-back")) == 2
+
+
+def test_the_nodes_show_their_owner_and_lease(page: Page) -> None:
+    log_in(page, where="#/nodes")
+    finance = page.locator("tr[data-id=finance]")
+    expect(finance.locator("td[data-field=owner]")).to_have_text(re.compile(r"^key_"))
+    expect(finance.locator("td[data-field=lease]")).not_to_be_empty()
 
 
 def test_the_api_reference_tries_a_route_with_the_dashboards_key(page: Page) -> None:
