@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from agentfield_arq.api.access import identity
-from agentfield_arq.api.deps import Deps, deps
+from agentfield_arq.api.deps import Deps, Shard, deps
 from agentfield_arq.api.listing import filters_of
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.feed import STREAM_ID, Event, EventFilter, Feed
@@ -56,18 +56,21 @@ async def _framed(
     after: str | None,
     execution_id: str | None = None,
     owner: Identity = ANONYMOUS_ADMIN,
+    shard: Shard | None = None,
 ) -> AsyncIterator[bytes]:
     """The events as bytes. For one execution (`execution_id`), the stream ends after its
     terminal event and, without a resumption point, starts with its state as a `state` event
     (no id), read once subscribed so that nothing falls between the two (as `owner` may see
-    it: read through the ownership-checked script)."""
-    feed = Feed(d.redis, d.completions, d.settings.sse_buffer)
+    it: read through the ownership-checked script). The events are those of `shard`'s Redis
+    (home by default)."""
+    shard = shard or d.shards.home
+    feed = Feed(shard.redis, shard.completions, d.settings.sse_buffer)
     subscribed = False
     async for event in feed.events(f, after, d.settings.sse_heartbeat_s):
         if event is None:
             yield HEARTBEAT
             if not subscribed and execution_id is not None and after is None:
-                view = await d.store.get_view(execution_id, owner)
+                view = await shard.store.get_view(execution_id, owner)
                 if view is None:
                     return
                 yield frame(Event(id=None, name="state", data=view))
@@ -87,9 +90,10 @@ async def execution_events(request: Request) -> StreamingResponse:
     execution_id = request.path_params["execution_id"]
     after = _resume_point(request)
     owner = identity(request)
-    if await d.store.get_view(execution_id, owner) is None:
-        raise missing(d.store, execution_id)
-    body = _framed(d, EventFilter(execution_id=execution_id), after, execution_id, owner)
+    shard = await d.shards.holding(execution_id)
+    if await shard.store.get_view(execution_id, owner) is None:
+        raise missing(shard.store, execution_id)
+    body = _framed(d, EventFilter(execution_id=execution_id), after, execution_id, owner, shard)
     return StreamingResponse(body, media_type=MEDIA_TYPE, headers=_HEADERS)
 
 

@@ -3,6 +3,7 @@ parsed strictly: a malformed one is `400 invalid_request` naming it, never a 500
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -14,7 +15,7 @@ from starlette.responses import Response
 
 from agentfield_arq.api.deps import deps
 from agentfield_arq.api.params import int_param
-from agentfield_arq.core.catalog import Catalog, Filters
+from agentfield_arq.core.catalog import Catalog, Filters, merge
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.errors import InvalidRequest, InvalidTarget, RunNotFound
@@ -82,7 +83,12 @@ async def list_executions(request: Request) -> Response:
     f = filters_of(params)
     limit = int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
     cursor = _checked(params, "cursor", safe_id, "the next_cursor of a previous page")
-    page = await Catalog(deps(request).store).page(f, limit, cursor)
+    shards = deps(request).shards
+    if shards.routes.routed:
+        pages = [Catalog(shard.store).page(f, limit, cursor) for shard in shards]
+        page = merge(list(await asyncio.gather(*pages)), limit)
+    else:
+        page = await Catalog(shards.home.store).page(f, limit, cursor)
     # An ExecutionPage, with the stored documents passed through as they are (msgspec.Raw).
     answer = {"executions": [msgspec.Raw(d) for d in page.docs], "next_cursor": page.next_cursor}
     return Response(encode(answer), media_type=JSON)

@@ -3,6 +3,7 @@ offer."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from redis.exceptions import RedisError
@@ -43,7 +44,9 @@ async def health(request: Request) -> Response:
         )
     d = deps(request)
     try:
-        await d.redis.ping()
+        # Every Redis of the routes (core/routing.py) at once: an API that cannot reach one
+        # of them cannot serve that one's nodes.
+        await asyncio.gather(*(shard.redis.ping() for shard in d.shards))
     except RedisTimeoutError as exc:
         reason = f"Redis did not answer within {d.settings.redis_command_timeout_s:g}s"
         raise _unhealthy(reason, exc) from exc

@@ -29,5 +29,7 @@ async def dead(request: Request) -> Response:
 async def retry(request: Request) -> Response:
     """Send the execution's webhook again with the same webhook-id, delivered or dead; the
     agent is not run again. Answers 202: the delivery happens in a worker."""
-    redriven = await deps(request).outbox.redrive(request.path_params["execution_id"], now_ms())
+    execution_id = request.path_params["execution_id"]
+    outbox = (await deps(request).shards.holding(execution_id)).outbox
+    redriven = await outbox.redrive(execution_id, now_ms())
     return Response(encode(redriven), status_code=202, media_type=JSON)

@@ -55,7 +55,9 @@ def worker_settings(
     pass `httpx.MockTransport` or `httpx.ASGITransport`); each replaces the guarded transport,
     and so the connect policy or the SSRF guard with it. With `tracing` (core/tracing.py
     `from_env`, at the entry point), each run, agent call and webhook attempt is a span.
+    The worker serves the Redis of its shard (`Settings.served`).
     """
+    settings = settings.served()
     on_startup, on_shutdown = _lifecycle(
         settings, agent_transport, webhook_transport, tracing or Tracing()
     )

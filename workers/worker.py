@@ -22,7 +22,9 @@ def create_worker(
 ) -> WakingWorker:
     """A Worker configured by `worker_settings`. In `burst` mode it returns once the queue is
     empty (deferred retries included); tests run it so, without signal handlers, with their
-    agent and webhook receiver behind the transports (see `worker_settings`)."""
+    agent and webhook receiver behind the transports (see `worker_settings`). It serves the
+    Redis of its shard (`AGENTFIELD_ARQ_WORKER_SHARD`, home by default)."""
+    settings = settings.served()
     kwargs = worker_settings(
         settings,
         agent_transport=agent_transport,

@@ -41,7 +41,14 @@ class _Facts(msgspec.Struct, kw_only=True):
     parent_execution_id: str | None = None
 
 
+class _Id(msgspec.Struct):
+    """A status document's id, alone."""
+
+    execution_id: str
+
+
 _facts = msgspec.json.Decoder(_Facts)
+_id = msgspec.json.Decoder(_Id)
 _node = msgspec.json.Decoder(RunNode)
 
 
@@ -74,6 +81,24 @@ class Page:
 
     docs: list[bytes]
     next_cursor: str | None
+
+
+def merge(pages: list[Page], limit: int) -> Page:
+    """One page of the pages that several Redis deployments answered for the same query and
+    cursor (core/routing.py): newest first, up to `limit`. Each shard examined its index down
+    to its cursor; below the highest of those cursors, some shard has not looked yet, so the
+    merged page stops there and its cursor goes on from there (or from its own last id)."""
+    stops = [page.next_cursor for page in pages if page.next_cursor is not None]
+    floor = max(stops, default="")
+    docs = sorted(
+        ((_id.decode(doc).execution_id, doc) for page in pages for doc in page.docs),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    docs = [pair for pair in docs if pair[0] > floor]
+    if len(docs) > limit:
+        return Page([doc for _, doc in docs[:limit]], docs[limit - 1][0])
+    return Page([doc for _, doc in docs], floor or None)
 
 
 class Catalog:

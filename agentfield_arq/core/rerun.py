@@ -12,7 +12,7 @@ import logging
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.execution import FORWARDED_HEADERS
 from agentfield_arq.core.store import ExecutionStore, NewExecution
-from agentfield_arq.kernel.codec import new_id, now_ms, rfc3339
+from agentfield_arq.kernel.codec import now_ms, rfc3339
 from agentfield_arq.kernel.errors import ExecutionExpired, ExecutionNotFound, ExecutionNotTerminal
 from agentfield_arq.kernel.models import Submitted
 from agentfield_arq.kernel.status import TERMINAL_STATUSES, Status
@@ -63,7 +63,7 @@ async def rerun(
             f"execution '{execution_id}' is {old['status']}; only a finished one can be retried"
         )
     created = now_ms()
-    retry_id = new_id("exec", created)
+    retry_id = store.new_execution_id(created)
     fields = {name: old[name] for name in _COPIED if name in old}
     fields.update(
         execution_id=retry_id,
