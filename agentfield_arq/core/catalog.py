@@ -86,8 +86,8 @@ class Page:
 def merge(pages: list[Page], limit: int) -> Page:
     """One page of the pages that several Redis deployments answered for the same query and
     cursor (core/routing.py): newest first, up to `limit`. Each shard examined its index down
-    to its cursor; below the highest of those cursors, some shard has not looked yet, so the
-    merged page stops there and its cursor goes on from there (or from its own last id)."""
+    to its cursor, included; below the highest of those cursors, some shard has not looked
+    yet, so the merged page stops there and goes on from there (or from its own last id)."""
     stops = [page.next_cursor for page in pages if page.next_cursor is not None]
     floor = max(stops, default="")
     docs = sorted(
@@ -95,7 +95,7 @@ def merge(pages: list[Page], limit: int) -> Page:
         key=lambda pair: pair[0],
         reverse=True,
     )
-    docs = [pair for pair in docs if pair[0] > floor]
+    docs = [pair for pair in docs if pair[0] >= floor]
     if len(docs) > limit:
         return Page([doc for _, doc in docs[:limit]], docs[limit - 1][0])
     return Page([doc for _, doc in docs], floor or None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from agentfield_arq.core.catalog import Page, merge
 from agentfield_arq.core.routing import CODES, HOME, parse, stamp
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.kernel.codec import id_ms, new_id
@@ -108,3 +109,29 @@ def test_every_code_is_an_id_character_other_than_home() -> None:
     assert HOME not in CODES
     assert len(set(CODES)) == 31
     assert all(stamp(new_id("exec"), code)[-1] == code for code in CODES)
+
+
+def _doc(execution_id: str) -> bytes:
+    return b'{"execution_id":"%s","status":"succeeded"}' % execution_id.encode()
+
+
+def _page(ids: list[str], cursor: str | None) -> Page:
+    return Page([_doc(i) for i in ids], cursor)
+
+
+def test_merged_pages_are_newest_first_and_stop_where_a_shard_stopped_looking() -> None:
+    # Shard a looked down to exec_5 (its budget ran out there), shard b down to exec_2.
+    merged = merge(
+        [_page(["exec_9", "exec_6"], "exec_5"), _page(["exec_8", "exec_3"], "exec_2")], 10
+    )
+    assert merged == Page([_doc("exec_9"), _doc("exec_8"), _doc("exec_6")], "exec_5")
+
+
+def test_merged_pages_cut_at_the_limit_go_on_from_their_last_execution() -> None:
+    merged = merge([_page(["exec_9", "exec_6"], None), _page(["exec_8", "exec_7"], "exec_7")], 2)
+    assert merged == Page([_doc("exec_9"), _doc("exec_8")], "exec_8")
+
+
+def test_merged_pages_of_shards_that_all_reached_the_end_have_no_cursor() -> None:
+    merged = merge([_page(["exec_4"], None), _page([], None)], 10)
+    assert merged == Page([_doc("exec_4")], None)

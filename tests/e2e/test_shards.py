@@ -1,0 +1,198 @@
+"""Nodes spread over two Redis deployments (core/routing.py): the home Redis and shard `1`,
+each a valkey of its own, one API reading the routes, one worker per Redis, and the test
+agent registered as node `near` (home) and node `far` (routed to shard 1).
+
+Each node registers on its own Redis; an execution is stored, queued and run on its node's
+Redis (its id names it); every read route finds executions on either; a callback proven by
+the agent key (whose node ownership lives home) settles an execution on the shard."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from agentfield_arq.core.credentials import Role
+from agentfield_arq.core.keys import Keys
+from agentfield_arq.ops.embedded import EmbeddedRedis
+from tests.e2e.agent_app import registration
+from tests.e2e.conftest import System
+from tests.e2e.waits import notify_keyspace_events, on_writes, terminal
+from tests.keys import ADMIN_KEY, bearer
+
+pytestmark = pytest.mark.e2e
+
+NEAR, FAR = "near", "far"
+
+
+class TwoRedis:
+    """The deployment, and the URL of shard 1's Redis for the test's own reads."""
+
+    def __init__(self, system: System, shard_url: str) -> None:
+        self.system = system
+        self.shard_url = shard_url
+        self.keys = Keys(system.prefix)
+
+    def redis_of(self, code: str) -> redis.Redis:
+        """A client of home (`0`) or of shard `1`."""
+        return redis.Redis.from_url(self.system.redis_url if code == "0" else self.shard_url)
+
+    def wait(self, execution_id: str, code: str) -> dict[str, Any]:
+        """The execution's document (read through the API) once its terminal entry is on the
+        lifecycle stream of the Redis that holds it."""
+        url = self.system.redis_url if code == "0" else self.shard_url
+        return terminal(
+            url, self.system.prefix, execution_id, lambda: self.system.doc(execution_id), 20.0
+        )
+
+
+@pytest.fixture(scope="module")
+def shard_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second valkey, shard 1, started for this module only."""
+    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("shard-1")), appendonly=False)
+    server.start()
+    notify_keyspace_events(server.url, "KA")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def two(
+    e2e_redis: str, shard_redis: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TwoRedis]:
+    system = System(
+        e2e_redis,
+        tmp_path_factory.mktemp("logs"),
+        redis_shards=f"1={shard_redis}",
+        redis_routes=f"{FAR}=1",
+        agent_timeout_s=5,
+        sync_timeout_s=10,
+        worker_poll_delay_s=0.05,
+    )
+    try:
+        system.start_api()
+        system.start_worker("worker-home")
+        system.start_worker("worker-1", worker_shard="1")
+        # One agent process serves both nodes, with one agent key owning both (stored home).
+        key = system.issue_key(Role.AGENT, [NEAR, FAR])
+        system.agent_keys.update({NEAR: key, FAR: key})
+        system.start_agent(NEAR)
+        far = system.http.post("/api/v1/nodes/register", json=registration(FAR, system.agent_url))
+        assert far.status_code == 201, far.text
+        yield TwoRedis(system, shard_redis)
+    finally:
+        system.stop()
+
+
+def test_each_node_registers_on_its_own_redis(two: TwoRedis) -> None:
+    with (
+        contextlib.closing(two.redis_of("0")) as home,
+        contextlib.closing(two.redis_of("1")) as shard,
+    ):
+        assert home.exists(two.keys.node(NEAR))
+        assert not home.exists(two.keys.node(FAR))
+        assert shard.exists(two.keys.node(FAR))
+        assert not shard.exists(two.keys.node(NEAR))
+    beat = two.system.http.post(f"/api/v1/nodes/{FAR}/heartbeat", json={})
+    assert beat.status_code == 200, beat.text
+
+
+def test_an_execution_is_stored_and_run_on_its_nodes_redis_and_its_id_names_it(
+    two: TwoRedis,
+) -> None:
+    near = two.system.submit(f"{NEAR}.echo", {"input": {"n": 1}})
+    far = two.system.submit(f"{FAR}.echo", {"input": {"n": 2}})
+    assert far.endswith("1")
+    assert two.wait(near, "0")["result"]["input"] == {"n": 1}
+    assert two.wait(far, "1")["result"]["input"] == {"n": 2}
+    with (
+        contextlib.closing(two.redis_of("0")) as home,
+        contextlib.closing(two.redis_of("1")) as shard,
+    ):
+        assert home.exists(two.keys.execution(near))
+        assert not shard.exists(two.keys.execution(near))
+        assert shard.exists(two.keys.execution(far))
+        assert not home.exists(two.keys.execution(far))
+
+
+def test_batch_status_and_the_list_find_executions_on_either_redis(two: TwoRedis) -> None:
+    near = two.system.submit(f"{NEAR}.echo")
+    far = two.system.submit(f"{FAR}.echo")
+    two.wait(near, "0")
+    two.wait(far, "1")
+    unknown = "exec_" + "0" * 25 + "1"
+    answer = two.system.http.post(
+        "/api/v1/executions/batch-status", json={"execution_ids": [far, near, unknown]}
+    )
+    assert answer.status_code == 200
+    statuses = {i: doc["status"] for i, doc in answer.json().items()}
+    assert statuses == {far: "succeeded", near: "succeeded", unknown: "not_found"}
+    listed = two.system.http.get("/api/v1/executions", params={"limit": 200}).json()
+    ids = [doc["execution_id"] for doc in listed["executions"]]
+    assert {near, far} <= set(ids)
+    assert ids == sorted(ids, reverse=True)
+    first = two.system.http.get("/api/v1/executions", params={"limit": 1}).json()
+    second = two.system.http.get(
+        "/api/v1/executions", params={"limit": 1, "cursor": first["next_cursor"]}
+    ).json()
+    assert [d["execution_id"] for d in first["executions"] + second["executions"]] == ids[:2]
+
+
+def test_a_sync_execution_on_the_shard_is_answered_when_it_ends(two: TwoRedis) -> None:
+    answer = two.system.http.post(f"/api/v1/execute/{FAR}.echo", json={"input": {"sync": 1}})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "succeeded"
+    assert answer.json()["execution_id"].endswith("1")
+
+
+def test_an_agents_callback_settles_an_execution_on_the_shard(two: TwoRedis) -> None:
+    far = two.system.submit(f"{FAR}.accept", {"input": {"delay": 0.05}})
+    doc = two.wait(far, "1")
+    assert doc["status"] == "succeeded"
+    assert doc["result"] == {"delay": 0.05}
+
+
+def test_a_cancel_ends_an_execution_on_the_shard(two: TwoRedis) -> None:
+    far = two.system.submit(f"{FAR}.late")
+    with contextlib.closing(two.redis_of("1")) as shard:
+        on_writes(
+            two.shard_url,
+            two.system.prefix,
+            lambda: shard.hget(two.keys.execution(far), "phase") == b"awaiting_callback",
+            "the shard's worker to hand the call to the agent",
+            20.0,
+        )
+    answer = two.system.http.post(f"/api/v1/executions/{far}/cancel", json={"reason": "enough"})
+    assert answer.status_code == 200, answer.text
+    assert two.wait(far, "1")["status"] == "cancelled"
+
+
+def test_one_executions_events_come_from_the_redis_that_holds_it(two: TwoRedis) -> None:
+    far = two.system.submit(f"{FAR}.late")
+    url = f"{two.system.api_url}/api/v1/executions/{far}/events"
+    names: list[str] = []
+    with httpx.stream("GET", url, headers=bearer(ADMIN_KEY), timeout=20) as events:
+        for line in events.iter_lines():
+            if not line.startswith("event: "):
+                continue
+            names.append(line.removeprefix("event: "))
+            if names == ["state"]:
+                report = {"status": "succeeded", "result": {"from": "test"}}
+                settled = two.system.http.post(f"/api/v1/executions/{far}/status", json=report)
+                assert settled.status_code == 200, settled.text
+    assert names[0] == "state"
+    assert names[-1] == "succeeded"
+
+
+def test_the_node_list_shows_the_nodes_of_both_redis(two: TwoRedis) -> None:
+    listing = two.system.http.get("/api/v1/nodes").json()
+    assert {NEAR, FAR} <= {n["id"] for n in listing["nodes"]}
+    assert two.system.http.get(f"/api/v1/nodes/{FAR}").json()["status"] == "active"
+    assert two.system.http.get("/api/v1/health").status_code == 200
