@@ -162,10 +162,15 @@ def test_an_agents_callback_settles_an_execution_on_the_shard(two: TwoRedis) -> 
 def test_a_cancel_ends_an_execution_on_the_shard(two: TwoRedis) -> None:
     far = two.system.submit(f"{FAR}.late")
     with contextlib.closing(two.redis_of("1")) as shard:
+
+        def handed_over() -> bool:
+            phase: bytes | None = shard.hget(two.keys.execution(far), "phase")  # type: ignore[assignment]  # redis-py's sync stubs
+            return phase == b"awaiting_callback"
+
         on_writes(
             two.shard_url,
             two.system.prefix,
-            lambda: shard.hget(two.keys.execution(far), "phase") == b"awaiting_callback",
+            handed_over,
             "the shard's worker to hand the call to the agent",
             20.0,
         )
