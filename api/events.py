@@ -1,9 +1,10 @@
 """Server-sent events of the lifecycle stream: one execution's, or all that pass a filter.
 
-Each event's `id:` is its stream id, so that a client reconnecting with `Last-Event-ID` misses
-nothing; a comment line every `AGENTFIELD_ARQ_SSE_HEARTBEAT_S` keeps proxies from closing a
-quiet connection; a client that reads too slowly is sent a last `cutoff` event and closed (the
-server never waits for it: see `Completions`).
+Each event's `id:` is its stream id (with several Redis, the position in each of their streams:
+core/streams.py), so that a client reconnecting with `Last-Event-ID` misses nothing; a comment
+line every `AGENTFIELD_ARQ_SSE_HEARTBEAT_S` keeps proxies from closing a quiet connection; a
+client that reads too slowly is sent a last `cutoff` event and closed (the server never waits
+for it: see `Completions`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from agentfield_arq.api.listing import filters_of
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.feed import STREAM_ID, Event, EventFilter, Feed
 from agentfield_arq.core.rerun import missing
+from agentfield_arq.core.routing import HOME
+from agentfield_arq.core.streams import merged, positions
 from agentfield_arq.kernel.errors import InvalidRequest
 from agentfield_arq.kernel.status import TERMINAL_STATUSES
 
@@ -102,6 +105,31 @@ async def all_events(request: Request) -> StreamingResponse:
     d = deps(request)
     listed = filters_of(request.query_params)
     f = EventFilter(target=listed.target, status=listed.status, run_id=listed.run_id)
-    after = _resume_point(request)
-    body = _framed(d, f, after)
+    if d.shards.routes.routed:
+        body = _merged(d, f, _positions(request, d))
+    else:
+        body = _framed(d, f, _resume_point(request))
     return StreamingResponse(body, media_type=MEDIA_TYPE, headers=_HEADERS)
+
+
+def _positions(request: Request, d: Deps) -> dict[str, str]:
+    """Where each Redis's stream resumes: a composite id (core/streams.py), or a plain stream
+    id (home's, from before the routes)."""
+    raw = request.headers.get("last-event-id")
+    if raw is None or raw == "":
+        return {}
+    if STREAM_ID.fullmatch(raw):
+        return {HOME: raw}
+    found = positions(raw, frozenset(d.shards.by_code))
+    if found is None:
+        raise InvalidRequest(
+            "header Last-Event-ID: the id of an event (`0:1732624639869-0,1:1732624639870-2`)"
+        )
+    return found
+
+
+async def _merged(d: Deps, f: EventFilter, after: dict[str, str]) -> AsyncIterator[bytes]:
+    """The events of every Redis of the routes, as bytes, with composite ids."""
+    feeds = {s.code: Feed(s.redis, s.completions, d.settings.sse_buffer) for s in d.shards}
+    async for event in merged(feeds, f, after, d.settings.sse_heartbeat_s):
+        yield HEARTBEAT if event is None else frame(event)

@@ -9,6 +9,9 @@ the agent key (whose node ownership lives home) settles an execution on the shar
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,3 +204,41 @@ def test_the_node_list_shows_the_nodes_of_both_redis(two: TwoRedis) -> None:
     assert {NEAR, FAR} <= {n["id"] for n in listing["nodes"]}
     assert two.system.http.get(f"/api/v1/nodes/{FAR}").json()["status"] == "active"
     assert two.system.http.get("/api/v1/health").status_code == 200
+
+
+def _events(lines: Iterator[str], count: int) -> list[tuple[str, str, str]]:
+    """The next `count` events of a text/event-stream: (id, name, execution id) each."""
+    found: list[tuple[str, str, str]] = []
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line == "" and "event" in fields:
+            data = json.loads(fields["data"])
+            found.append((fields.get("id", ""), fields["event"], data["execution_id"]))
+            if len(found) == count:
+                return found
+        if line == "":
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+    raise AssertionError(f"the stream ended after {found}")
+
+
+def test_the_stream_of_all_executions_carries_both_redis_and_resumes_each(two: TwoRedis) -> None:
+    url = f"{two.system.api_url}/api/v1/events"
+    run = {"X-Run-ID": "run_both"}
+    query = {"run_id": "run_both"}
+    with httpx.stream("GET", url, params=query, headers=bearer(ADMIN_KEY), timeout=20) as live:
+        lines = live.iter_lines()
+        assert next(lines) == ": heartbeat"  # subscribed to both streams
+        near = two.system.submit(f"{NEAR}.echo", headers=run)
+        far = two.system.submit(f"{FAR}.echo", headers=run)
+        seen = _events(lines, 6)  # queued, running, succeeded of each
+    assert Counter((name, i) for _, name, i in seen) == Counter(
+        (name, i) for i in (near, far) for name in ("queued", "running", "succeeded")
+    )
+    assert all(re.fullmatch(r"0:\d+-\d+,1:\d+-\d+", event_id) for event_id, _, _ in seen)
+    resume = {**bearer(ADMIN_KEY), "Last-Event-ID": seen[0][0]}
+    with httpx.stream("GET", url, params=query, headers=resume, timeout=20) as again:
+        replayed = _events(again.iter_lines(), 5)
+    assert Counter(event[1:] for event in replayed) == Counter(event[1:] for event in seen[1:])

@@ -8,6 +8,7 @@ import pytest
 from agentfield_arq.core.catalog import Page, merge
 from agentfield_arq.core.routing import CODES, HOME, parse, stamp
 from agentfield_arq.core.settings import from_env
+from agentfield_arq.core.streams import composite, positions
 from agentfield_arq.kernel.codec import id_ms, new_id
 from agentfield_arq.kernel.errors import ConfigurationError
 
@@ -135,3 +136,17 @@ def test_merged_pages_cut_at_the_limit_go_on_from_their_last_execution() -> None
 def test_merged_pages_of_shards_that_all_reached_the_end_have_no_cursor() -> None:
     merged = merge([_page(["exec_4"], None), _page([], None)], 10)
     assert merged == Page([_doc("exec_4")], None)
+
+
+def test_a_composite_event_id_names_each_streams_position_and_reads_back() -> None:
+    reached = {"1": "1764592639871-0", "0": "1764592639869-3"}
+    value = composite(reached)
+    assert value == "0:1764592639869-3,1:1764592639871-0"
+    assert positions(value, frozenset({"0", "1"})) == reached
+
+
+@pytest.mark.parametrize(
+    "value", ["0:1-0,0:2-0", "2:1-0", "0:1-0,", "0-1-0", "0:1", "0:1-0;1:2-0", "00:1-0"]
+)
+def test_a_composite_event_id_of_another_form_or_redis_is_not_read(value: str) -> None:
+    assert positions(value, frozenset({"0", "1"})) is None
