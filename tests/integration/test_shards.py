@@ -119,3 +119,10 @@ async def test_an_id_made_before_the_routes_is_found_home_by_every_read(
     assert cancelled.json()["status"] == "cancelled", cancelled.text
     with contextlib.closing(redis.Redis.from_url(routed.routes.urls["1"])) as shard:
         assert not shard.exists(Keys(routed.key_prefix).execution(made))
+
+
+async def test_readiness_names_each_redis_without_a_live_worker(api: httpx.AsyncClient) -> None:
+    answer = await api.get("/ready")
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "not_ready"
+    assert "on Redis 0, 1" in answer.json()["error"]
