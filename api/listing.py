@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from agentfield_arq.api.deps import deps
 from agentfield_arq.api.params import int_param
-from agentfield_arq.core.catalog import Catalog, Filters, merge
+from agentfield_arq.core.catalog import Catalog, Filters, merge, merged_run
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.errors import InvalidRequest, InvalidTarget, RunNotFound
@@ -98,8 +98,12 @@ async def get_run(request: Request) -> Response:
     """A run's executions as a tree, with their statuses and timings."""
     run_id = request.path_params["run_id"]
     run = None
-    if _RUN_ID.fullmatch(run_id):
-        run = await Catalog(deps(request).store).run(run_id)
+    shards = deps(request).shards
+    if _RUN_ID.fullmatch(run_id) and shards.routes.routed:
+        parts = [Catalog(shard.store).run_nodes(run_id) for shard in shards]
+        run = merged_run(run_id, list(await asyncio.gather(*parts)))
+    elif _RUN_ID.fullmatch(run_id):
+        run = await Catalog(shards.home.store).run(run_id)
     if run is None:
         raise RunNotFound(f"run '{run_id[:100]}': no execution of it is kept")
     return Response(encode(run), media_type=JSON)

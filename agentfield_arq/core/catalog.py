@@ -157,6 +157,11 @@ class Catalog:
 
     async def run(self, run_id: str) -> Run | None:
         """The run's executions (the oldest `RUN_MAX`) as a tree, or None if none is left."""
+        return tree(run_id, *await self.run_nodes(run_id))
+
+    async def run_nodes(self, run_id: str) -> tuple[list[RunNode], bool]:
+        """The run's executions kept here (the oldest `RUN_MAX`, oldest first), and whether
+        there are more."""
         index = self.keys.index_run(run_id)
         ids = [text(m) for m in await self.redis.zrangebylex(index, "-", "+", 0, RUN_MAX + 1)]
         truncated = len(ids) > RUN_MAX
@@ -169,15 +174,7 @@ class Catalog:
             else:
                 nodes.append(_node.decode(doc))
         await self._forget(index, gone)
-        if not nodes:
-            return None
-        return Run(
-            run_id=run_id,
-            status=_run_status(nodes),
-            count=len(nodes),
-            truncated=truncated,
-            roots=draw_tree(nodes),
-        )
+        return nodes, truncated
 
     async def _forget(self, index: str, gone: list[str]) -> None:
         """Drop members whose records have expired (they are never shown)."""
@@ -186,6 +183,28 @@ class Catalog:
                 pipe.zrem(index, *gone)
                 pipe.zrem(self.keys.index_all, *gone)
                 await pipe.execute()
+
+
+def tree(run_id: str, nodes: list[RunNode], truncated: bool) -> Run | None:
+    """The run of these executions (oldest first), or None if there are none."""
+    if not nodes:
+        return None
+    return Run(
+        run_id=run_id,
+        status=_run_status(nodes),
+        count=len(nodes),
+        truncated=truncated,
+        roots=draw_tree(nodes),
+    )
+
+
+def merged_run(run_id: str, parts: list[tuple[list[RunNode], bool]]) -> Run | None:
+    """The run whose executions several Redis hold (core/routing.py), each one's part read
+    by `Catalog.run_nodes`: one tree, so that a child on one Redis is drawn under its parent
+    on another; the oldest `RUN_MAX` of them all."""
+    nodes = sorted((n for part, _ in parts for n in part), key=lambda n: n.execution_id)
+    truncated = len(nodes) > RUN_MAX or any(more for _, more in parts)
+    return tree(run_id, nodes[:RUN_MAX], truncated)
 
 
 def draw_tree(nodes: list[RunNode]) -> list[RunNode]:

@@ -253,3 +253,17 @@ def test_the_stream_of_all_executions_carries_both_redis_and_resumes_each(two: T
     with httpx.stream("GET", url, params=query, headers=resume, timeout=20) as again:
         replayed = _events(again.iter_lines(), 5)
     assert Counter(event[1:] for event in replayed) == Counter(event[1:] for event in seen[1:])
+
+
+def test_a_run_over_both_redis_is_one_tree_with_the_child_under_its_parent(two: TwoRedis) -> None:
+    parent = two.system.submit(f"{NEAR}.echo", headers={"X-Run-ID": "run_tree"})
+    child = two.system.submit(
+        f"{FAR}.echo", headers={"X-Run-ID": "run_tree", "X-Parent-Execution-ID": parent}
+    )
+    two.wait(parent, "0")
+    two.wait(child, "1")
+    run = two.system.http.get("/api/v1/runs/run_tree").json()
+    assert run["count"] == 2
+    assert run["status"] == "succeeded"
+    assert [root["execution_id"] for root in run["roots"]] == [parent]
+    assert [c["execution_id"] for c in run["roots"][0]["children"]] == [child]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from agentfield_arq.core.catalog import Page, merge
+from agentfield_arq.core.catalog import Page, merge, merged_run
 from agentfield_arq.core.routing import CODES, HOME, parse, stamp
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.core.streams import composite, positions
 from agentfield_arq.kernel.codec import id_ms, new_id
 from agentfield_arq.kernel.errors import ConfigurationError
+from agentfield_arq.kernel.models import RunNode
 
 HOME_URL = "redis://10.0.0.1:6379/0"
 TWO = "1=redis://10.0.0.2:6379/0 2=redis+sentinel://s1:26379,s2:26379/east/0"
@@ -150,3 +151,17 @@ def test_a_composite_event_id_names_each_streams_position_and_reads_back() -> No
 )
 def test_a_composite_event_id_of_another_form_or_redis_is_not_read(value: str) -> None:
     assert positions(value, frozenset({"0", "1"})) is None
+
+
+def test_a_run_over_several_redis_is_drawn_as_one_tree_oldest_first() -> None:
+    home = [RunNode(execution_id="exec_1", status="succeeded")]
+    shard = [
+        RunNode(execution_id="exec_2", status="running", parent_execution_id="exec_1"),
+        RunNode(execution_id="exec_0", status="succeeded"),
+    ]
+    run = merged_run("run_x", [(home, False), (shard, True)])
+    assert run is not None
+    assert (run.count, run.status, run.truncated) == (3, "running", True)
+    assert [r.execution_id for r in run.roots] == ["exec_0", "exec_1"]
+    assert [c.execution_id for c in run.roots[1].children] == ["exec_2"]
+    assert merged_run("run_x", [([], False), ([], False)]) is None
