@@ -24,13 +24,13 @@ def create_worker(
     empty (deferred retries included); tests run it so, without signal handlers, with their
     agent and webhook receiver behind the transports (see `worker_settings`). It serves the
     Redis of its shard (`AGENTFIELD_ARQ_WORKER_SHARD`, home by default)."""
-    settings = settings.served()
     kwargs = worker_settings(
         settings,
         agent_transport=agent_transport,
         webhook_transport=webhook_transport,
         tracing=tracing,
     )
+    settings = settings.served()
     keys = Keys(settings.key_prefix)
     kwargs.update(
         burst=burst, handle_signals=handle_signals, redis_pool=arq_pool(settings, keys.queue)

@@ -162,21 +162,21 @@ def test_an_agents_callback_settles_an_execution_on_the_shard(two: TwoRedis) -> 
     assert doc["result"] == {"delay": 0.05}
 
 
-def test_a_cancel_ends_an_execution_on_the_shard(two: TwoRedis) -> None:
-    far = two.system.submit(f"{FAR}.late")
-    with contextlib.closing(two.redis_of("1")) as shard:
+def _handed_over(two: TwoRedis, execution_id: str, code: str) -> None:
+    """Once the worker of Redis `code` has called the agent, which answered 202."""
+    url = two.system.redis_url if code == "0" else two.shard_url
+    with contextlib.closing(two.redis_of(code)) as client:
 
         def handed_over() -> bool:
-            phase: bytes | None = shard.hget(two.keys.execution(far), "phase")  # type: ignore[assignment]  # redis-py's sync stubs
+            phase: bytes | None = client.hget(two.keys.execution(execution_id), "phase")  # type: ignore[assignment]  # redis-py's sync stubs
             return phase == b"awaiting_callback"
 
-        on_writes(
-            two.shard_url,
-            two.system.prefix,
-            handed_over,
-            "the shard's worker to hand the call to the agent",
-            20.0,
-        )
+        on_writes(url, two.system.prefix, handed_over, f"{execution_id} handed over", 20.0)
+
+
+def test_a_cancel_ends_an_execution_on_the_shard(two: TwoRedis) -> None:
+    far = two.system.submit(f"{FAR}.late")
+    _handed_over(two, far, "1")
     answer = two.system.http.post(f"/api/v1/executions/{far}/cancel", json={"reason": "enough"})
     assert answer.status_code == 200, answer.text
     assert two.wait(far, "1")["status"] == "cancelled"
@@ -267,3 +267,16 @@ def test_a_run_over_both_redis_is_one_tree_with_the_child_under_its_parent(two: 
     assert run["status"] == "succeeded"
     assert [root["execution_id"] for root in run["roots"]] == [parent]
     assert [c["execution_id"] for c in run["roots"][0]["children"]] == [child]
+
+
+def test_a_cancel_reaches_a_child_on_the_other_redis(two: TwoRedis) -> None:
+    parent = two.system.submit(f"{NEAR}.late", headers={"X-Run-ID": "run_cascade"})
+    _handed_over(two, parent, "0")  # started, as a parent whose agent made a child is
+    child = two.system.submit(
+        f"{FAR}.late", headers={"X-Run-ID": "run_cascade", "X-Parent-Execution-ID": parent}
+    )
+    answer = two.system.http.post(f"/api/v1/executions/{parent}/cancel")
+    assert answer.status_code == 200, answer.text
+    doc = two.wait(child, "1")
+    assert doc["status"] == "cancelled"
+    assert parent in doc["error"]
