@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import msgspec
 from redis.asyncio import Redis
 
+from agentfield_arq.core.routing import merged_page
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import id_floor, text
 from agentfield_arq.kernel.models import Run, RunNode
@@ -84,21 +85,13 @@ class Page:
 
 
 def merge(pages: list[Page], limit: int) -> Page:
-    """One page of the pages that several Redis deployments answered for the same query and
-    cursor (core/routing.py): newest first, up to `limit`. Each shard examined its index down
-    to its cursor, included; below the highest of those cursors, some shard has not looked
-    yet, so the merged page stops there and goes on from there (or from its own last id)."""
-    stops = [page.next_cursor for page in pages if page.next_cursor is not None]
-    floor = max(stops, default="")
-    docs = sorted(
-        ((_id.decode(doc).execution_id, doc) for page in pages for doc in page.docs),
-        key=lambda pair: pair[0],
-        reverse=True,
-    )
-    docs = [pair for pair in docs if pair[0] >= floor]
-    if len(docs) > limit:
-        return Page([doc for _, doc in docs[:limit]], docs[limit - 1][0])
-    return Page([doc for _, doc in docs], floor or None)
+    """One page of the pages that several Redis answered for the same query and cursor
+    (core/routing.py `merged_page`): newest first, up to `limit`, the cursor one id."""
+    keyed = [
+        ([(_id.decode(doc).execution_id, doc) for doc in p.docs], p.next_cursor) for p in pages
+    ]
+    docs, cursor = merged_page(keyed, limit)
+    return Page(docs, cursor)
 
 
 class Catalog:

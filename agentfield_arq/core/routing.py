@@ -24,6 +24,8 @@ character is random): it is looked up on home.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TypeVar
 
 import msgspec
 
@@ -36,6 +38,7 @@ HOME = "0"
 CODES = "123456789abcdefghjkmnpqrstvwxyz"
 _EXECUTION_ID = re.compile(r"exec_[0-9a-hjkmnp-tv-z]{26}")
 _NODE = re.compile(NODE_ID)
+T = TypeVar("T")
 SHARDS_VAR = "AGENTFIELD_ARQ_REDIS_SHARDS"
 ROUTES_VAR = "AGENTFIELD_ARQ_REDIS_ROUTES"
 
@@ -62,6 +65,24 @@ class Routes(msgspec.Struct, frozen=True, kw_only=True):
             return HOME
         code = execution_id[-1]
         return code if code in self.urls else HOME
+
+
+def merged_page(
+    pages: Sequence[tuple[Sequence[tuple[str, T]], str | None]], limit: int
+) -> tuple[list[T], str | None]:
+    """One page, newest first, of the pages several Redis answered for the same query and
+    cursor: each its `(key, item)` pairs, keys descending, and the key its scan stopped at
+    (included; None: it reached the end). Below the highest of those keys some Redis has not
+    looked yet, so the page stops there and goes on from there, or from its own last key."""
+    floor = max((stop for _, stop in pages if stop is not None), default="")
+    found = sorted(
+        (pair for items, _ in pages for pair in items if pair[0] >= floor),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    if len(found) > limit:
+        return [item for _, item in found[:limit]], found[limit - 1][0]
+    return [item for _, item in found], floor or None
 
 
 def stamp(execution_id: str, code: str) -> str:

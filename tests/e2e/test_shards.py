@@ -25,6 +25,7 @@ from agentfield_arq.core.keys import Keys
 from agentfield_arq.ops.embedded import EmbeddedRedis
 from tests.e2e.agent_app import registration
 from tests.e2e.conftest import System
+from tests.e2e.receiver import Plan, Receiver
 from tests.e2e.waits import notify_keyspace_events, on_writes, terminal
 from tests.keys import ADMIN_KEY, bearer
 
@@ -77,6 +78,7 @@ def two(
         redis_routes=f"{FAR}=1",
         agent_timeout_s=5,
         sync_timeout_s=10,
+        webhook_allowed_hosts="127.0.0.1",
         worker_poll_delay_s=0.05,
     )
     try:
@@ -280,3 +282,39 @@ def test_a_cancel_reaches_a_child_on_the_other_redis(two: TwoRedis) -> None:
     doc = two.wait(child, "1")
     assert doc["status"] == "cancelled"
     assert parent in doc["error"]
+
+
+def _webhook_died(two: TwoRedis, execution_id: str, code: str) -> None:
+    url = two.system.redis_url if code == "0" else two.shard_url
+
+    def died() -> bool:
+        return two.system.doc(execution_id).get("webhook_status") == "failed"
+
+    on_writes(url, two.system.prefix, died, f"{execution_id}'s webhook to die", 20.0)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    server = Receiver("127.0.0.1")
+    yield server
+    server.close()
+
+
+def test_dead_webhooks_of_both_redis_are_listed_and_paged(
+    two: TwoRedis, receiver: Receiver
+) -> None:
+    webhook = {"url": receiver.plan("/gone", Plan(then=410)), "secret": "whsec_c2VjcmV0"}
+    ends = {two.system.submit(f"{node}.echo", {"input": {}, "webhook": webhook}): code
+            for node, code in ((NEAR, "0"), (FAR, "1"), (FAR, "1"))}  # fmt: skip
+    for execution_id, code in ends.items():
+        _webhook_died(two, execution_id, code)
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 1}
+    while True:
+        page = two.system.http.get("/api/v1/webhooks/dead", params=params).json()
+        seen += [d["execution_id"] for d in page["deliveries"]]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert set(ends) <= set(seen)
+    assert len(seen) == len(set(seen))
