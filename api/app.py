@@ -56,8 +56,8 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
             # own, whose command timeout allows for the block.
             reader = connect(url, settings, block_s=BLOCK_MS / 1000)
             clients += [reader] if redis is home_redis else [redis, reader]
-            shards[code] = _shard(settings, code if routes_table.routed else "", redis, reader,
-                                  home_redis)  # fmt: skip
+            named = code if routes_table.routed else ""  # what new ids carry
+            shards[code] = _shard(settings, named, redis, reader, home_redis)
         home = shards[HOME]
         keys = Keys(settings.key_prefix)
         tasks = [

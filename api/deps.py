@@ -60,6 +60,10 @@ class Shards:
         """Where `node_id` registers and its new executions go."""
         return self.by_code[self.routes.of_node(node_id)]
 
+    def store_of(self, node_id: str) -> ExecutionStore:
+        """The store that `node_id`'s new executions go to."""
+        return self.for_node(node_id).store
+
     def for_id(self, execution_id: str) -> Shard:
         """The shard `execution_id` names."""
         return self.by_code[self.routes.of_id(execution_id)]

@@ -271,7 +271,7 @@ async def restart_one(request: Request) -> Response:
     execution_id = request.path_params["execution_id"]
     await authorize_restart(request, execution_id)
     store = (await d.shards.holding(execution_id)).store
-    accepted = await restart(store, execution_id, body, identity(request))
+    accepted = await restart(store, execution_id, body, identity(request), d.shards.store_of)
     return _json(
         encode(accepted),
         202,
@@ -282,7 +282,8 @@ async def restart_one(request: Request) -> Response:
 async def retry_one(request: Request) -> Response:
     """Run a finished execution again, as a new execution linked by `retry_of`."""
     execution_id = request.path_params["execution_id"]
-    store = (await deps(request).shards.holding(execution_id)).store
-    submitted = await rerun(store, execution_id, identity(request))
+    shards = deps(request).shards
+    store = (await shards.holding(execution_id)).store
+    submitted = await rerun(store, execution_id, identity(request), shards.store_of)
     headers = {"X-Execution-ID": submitted.execution_id, "X-Run-ID": submitted.run_id}
     return _json(encode(submitted), 202, headers)

@@ -18,11 +18,12 @@ from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import Role
 from agentfield_arq.core.execution import submit
 from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.routing import stamp
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import new_id
-from agentfield_arq.kernel.models import ExecuteRequest
+from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration
 from agentfield_arq.ops.embedded import EmbeddedRedis
 from tests.e2e.agent_app import registration
 from tests.integration.served import served
@@ -126,3 +127,27 @@ async def test_readiness_names_each_redis_without_a_live_worker(api: httpx.Async
     assert answer.status_code == 503
     assert answer.json()["code"] == "not_ready"
     assert "on Redis 0, 1" in answer.json()["error"]
+
+
+async def test_a_retry_and_a_restart_go_to_the_redis_that_takes_the_node_now(
+    routed: Settings, api: httpx.AsyncClient
+) -> None:
+    # `far` was home before the routes sent it to shard 1: one of its executions is there.
+    home = connect(routed.redis_url, routed)
+    try:
+        record = msgspec.json.encode(registration("far", "http://127.0.0.1:9"))
+        await NodeRegistry(home, routed).register(
+            record, msgspec.json.decode(record, type=NodeRegistration)
+        )
+        old = await submit(ExecutionStore(home, routed), "far.echo", ExecuteRequest(input={}), {})
+    finally:
+        await home.aclose()
+    assert (await api.post(f"/api/v1/executions/{old.execution_id}/cancel")).status_code == 200
+    keys = Keys(routed.key_prefix)
+    with contextlib.closing(redis.Redis.from_url(routed.routes.urls["1"])) as shard:
+        for route in ("retry", "restart"):
+            answer = await api.post(f"/api/v1/executions/{old.execution_id}/{route}")
+            assert answer.status_code == 202, answer.text
+            new = answer.json()["execution_id"]
+            assert new.endswith("1")
+            assert shard.exists(keys.execution(new))
