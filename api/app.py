@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from agentfield_arq.api import routes
-from agentfield_arq.api.deps import Deps
+from agentfield_arq.api.deps import Deps, Shard, Shards
 from agentfield_arq.api.edge import Edge
 from agentfield_arq.api.errors import HANDLERS
 from agentfield_arq.core.approvals import Approvals
@@ -29,6 +30,7 @@ from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.memory import MemoryStore
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
+from agentfield_arq.core.routing import HOME
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.core.tracing import Tracing
@@ -45,46 +47,55 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        redis = connect(settings.redis_url, settings)
-        # XREAD BLOCK holds its connection, so the stream reader gets a client of its own,
-        # whose command timeout allows for the block.
-        reader = connect(settings.redis_url, settings, block_s=BLOCK_MS / 1000)
+        routes_table = settings.routes
+        home_redis = connect(settings.redis_url, settings)
+        clients: list[Redis] = [home_redis]
+        shards: dict[str, Shard] = {}
+        for code, url in routes_table.urls.items():
+            redis = home_redis if code == HOME else connect(url, settings)
+            # XREAD BLOCK holds its connection, so each stream reader gets a client of its
+            # own, whose command timeout allows for the block.
+            reader = connect(url, settings, block_s=BLOCK_MS / 1000)
+            clients += [reader] if redis is home_redis else [redis, reader]
+            named = code if routes_table.routed else ""  # what new ids carry
+            shards[code] = _shard(settings, named, redis, reader, home_redis)
+        home = shards[HOME]
         keys = Keys(settings.key_prefix)
-        completions = Completions(reader, keys)
-        credentials = KeyStore(redis, settings)
-        task = asyncio.create_task(completions.run(), name="completions")
-        # The memory change follower blocks too: a third connection.
+        tasks = [
+            asyncio.create_task(shard.completions.run(), name=f"completions-{shard.code or HOME}")
+            for shard in shards.values()
+        ]
+        # The memory change follower blocks too: a connection of its own, to home.
         changes = Changes(connect(settings.redis_url, settings, block_s=BLOCK_MS / 1000), keys)
-        follower = asyncio.create_task(changes.run(), name="memory-changes")
-        store = ExecutionStore(redis, settings)
-        nodes = NodeRegistry(redis, settings)
+        clients.append(changes.redis)
+        tasks.append(asyncio.create_task(changes.run(), name="memory-changes"))
         try:
             yield {
                 "deps": Deps(
                     settings=settings,
-                    redis=redis,
-                    store=store,
-                    nodes=nodes,
-                    completions=completions,
-                    broadcast=Broadcast(completions),
+                    redis=home_redis,
+                    store=home.store,
+                    nodes=home.nodes,
+                    completions=home.completions,
+                    broadcast=home.broadcast,
                     changes=changes,
-                    outbox=Outbox(redis, settings),
-                    credentials=credentials,
-                    proof=CallbackProof(redis, settings),
-                    memory=MemoryStore(redis, settings),
-                    vectors=VectorStore(redis, settings),
-                    approvals=Approvals(store, nodes),
+                    outbox=home.outbox,
+                    credentials=KeyStore(home_redis, settings),
+                    proof=home.proof,
+                    memory=MemoryStore(home_redis, settings),
+                    vectors=VectorStore(home_redis, settings),
+                    approvals=home.approvals,
                     tracing=tracing or Tracing(),
+                    shards=Shards(routes=routes_table, by_code=shards),
                 )
             }
         finally:
-            for running in (task, follower):
+            for running in tasks:
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
-            await changes.redis.aclose()
-            await reader.aclose()
-            await redis.aclose()
+            for client in reversed(clients):
+                await client.aclose()
 
     return Starlette(
         routes=[*routes.table(), *routes.SOCKETS, *static_routes()],
@@ -105,6 +116,25 @@ def static_routes() -> list[BaseRoute]:
         Mount(f"/{name}", StaticFiles(directory=STATIC / name, html=True), name=name)
         for name in ("ui", "docs")
     ]
+
+
+def _shard(settings: Settings, code: str, redis: Redis, reader: Redis, home: Redis) -> Shard:
+    """The clients of one Redis: `code` names it in new ids ('' when not routed); node owners
+    are read and claimed on `home`, beside the API keys."""
+    store = ExecutionStore(redis, settings, code)
+    nodes = NodeRegistry(redis, settings, owners=home)
+    completions = Completions(reader, Keys(settings.key_prefix))
+    return Shard(
+        code=code or HOME,
+        redis=redis,
+        store=store,
+        nodes=nodes,
+        completions=completions,
+        broadcast=Broadcast(completions),
+        outbox=Outbox(redis, settings),
+        proof=CallbackProof(redis, settings, owners=home),
+        approvals=Approvals(store, nodes),
+    )
 
 
 def check_auth(settings: Settings) -> None:

@@ -25,7 +25,8 @@ async def request_approval(request: Request) -> Response:
     node_id, execution_id = _ids(request)
     await authorize_agent(request, execution_id)
     body = await read_json(request, ApprovalRequest, d.settings)
-    answer = await d.approvals.request(node_id, execution_id, body)
+    approvals = (await d.shards.holding(execution_id)).approvals
+    answer = await approvals.request(node_id, execution_id, body)
     return Response(encode(answer), media_type=JSON)
 
 
@@ -33,7 +34,8 @@ async def approval_status(request: Request) -> Response:
     """Where the execution's approval stands: pending, approved, rejected or expired."""
     node_id, execution_id = _ids(request)
     await authorize_agent(request, execution_id)
-    answer = await deps(request).approvals.status(node_id, execution_id)
+    approvals = (await deps(request).shards.holding(execution_id)).approvals
+    answer = await approvals.status(node_id, execution_id)
     return Response(encode(answer), media_type=JSON)
 
 
@@ -43,7 +45,8 @@ async def awaiter_status(request: Request) -> Response:
     node_id, execution_id = _ids(request)
     await authorize_agent(request, execution_id)
     body = await read_json(request, AwaiterStatusRequest, d.settings)
-    doc = await d.approvals.awaiter(node_id, execution_id, body.status)
+    approvals = (await d.shards.holding(execution_id)).approvals
+    doc = await approvals.awaiter(node_id, execution_id, body.status)
     return Response(doc, media_type=JSON)
 
 
@@ -62,5 +65,6 @@ async def _decide(request: Request, decision: str) -> Response:
     execution_id = request.path_params["execution_id"]
     await authorize_decision(request, execution_id)
     body = await read_json(request, Decision, d.settings, optional=True)
-    answer = await d.approvals.decide(execution_id, decision, body)
+    approvals = (await d.shards.holding(execution_id)).approvals
+    answer = await approvals.decide(execution_id, decision, body)
     return Response(encode(answer), media_type=JSON)

@@ -4,12 +4,14 @@ request's key is (the dashboard shows each role what it may do)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from agentfield_arq.api.access import identity
 from agentfield_arq.api.deps import deps
-from agentfield_arq.core.activity import last_hour
+from agentfield_arq.core.activity import added, last_hour
 from agentfield_arq.core.history import read_history, read_input
 from agentfield_arq.core.rerun import missing
 from agentfield_arq.kernel.codec import encode, now_ms
@@ -22,9 +24,10 @@ async def execution_input(request: Request) -> Response:
     """The input the execution was submitted with, as stored (another key's: not found)."""
     d = deps(request)
     execution_id = request.path_params["execution_id"]
-    found = await read_input(d.store, execution_id, identity(request))
+    store = (await d.shards.holding(execution_id)).store
+    found = await read_input(store, execution_id, identity(request))
     if found is None:
-        raise missing(d.store, execution_id)
+        raise missing(store, execution_id)
     return Response(found, media_type=JSON)
 
 
@@ -32,16 +35,18 @@ async def execution_history(request: Request) -> Response:
     """The execution's lifecycle as stored, oldest first (another key's: not found)."""
     d = deps(request)
     execution_id = request.path_params["execution_id"]
-    found = await read_history(d.store, execution_id, identity(request))
+    store = (await d.shards.holding(execution_id)).store
+    found = await read_history(store, execution_id, identity(request))
     if found is None:
-        raise missing(d.store, execution_id)
+        raise missing(store, execution_id)
     return Response(encode(found), media_type=JSON)
 
 
 async def activity(request: Request) -> Response:
     """The executions created in each minute of the last hour, by their status now."""
-    d = deps(request)
-    return Response(encode(await last_hour(d.redis, d.store.keys, now_ms())), media_type=JSON)
+    d, now = deps(request), now_ms()
+    hours = await asyncio.gather(*(last_hour(s.redis, s.store.keys, now) for s in d.shards))
+    return Response(encode(added(hours)), media_type=JSON)
 
 
 async def whoami(request: Request) -> Response:

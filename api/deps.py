@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
@@ -16,6 +19,7 @@ from agentfield_arq.core.dispatch import CallbackProof
 from agentfield_arq.core.memory import MemoryStore
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
+from agentfield_arq.core.routing import HOME, Routes
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.core.tracing import Tracing
@@ -23,8 +27,83 @@ from agentfield_arq.core.vectors import VectorStore
 
 
 @dataclass(frozen=True, slots=True)
+class Shard:
+    """The clients of one Redis deployment that holds executions and nodes (core/routing.py):
+    its executions, nodes, webhook outbox, callback proofs, approvals and stream follower."""
+
+    code: str
+    redis: Redis
+    store: ExecutionStore
+    nodes: NodeRegistry
+    completions: Completions
+    broadcast: Broadcast
+    outbox: Outbox
+    proof: CallbackProof
+    approvals: Approvals
+
+
+@dataclass(frozen=True, slots=True)
+class Shards:
+    """Every Shard of the process, home first, and the table that routes to them. With one
+    Redis (no routes), home is the only one and every lookup is home."""
+
+    routes: Routes
+    by_code: dict[str, Shard]
+
+    @property
+    def home(self) -> Shard:
+        """The home Redis (`AGENTFIELD_ARQ_REDIS_URL`)."""
+        return self.by_code[HOME]
+
+    def __iter__(self) -> Iterator[Shard]:
+        return iter(self.by_code.values())
+
+    def for_node(self, node_id: str) -> Shard:
+        """Where `node_id` registers and its new executions go."""
+        return self.by_code[self.routes.of_node(node_id)]
+
+    def store_of(self, node_id: str) -> ExecutionStore:
+        """The store that `node_id`'s new executions go to."""
+        return self.for_node(node_id).store
+
+    def for_id(self, execution_id: str) -> Shard:
+        """The shard `execution_id` names."""
+        return self.by_code[self.routes.of_id(execution_id)]
+
+    def candidates(self, execution_id: str) -> tuple[Shard, ...]:
+        """Where to look for `execution_id`, in order: the shard it names, then home (an id
+        made before the routes were set names a shard at random)."""
+        named = self.for_id(execution_id)
+        return (named,) if named.code == HOME else (named, self.home)
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every shard's registered nodes (`NodeRegistry.list`), read at once, by id; a node
+        found on a shard that no longer takes it (the routes changed) is shown from the one
+        that does."""
+        if not self.routes.routed:
+            return await self.home.nodes.list()
+        found = await asyncio.gather(*(shard.nodes.list() for shard in self))
+        merged: dict[str, dict[str, Any]] = {}
+        for shard, views in zip(self, found, strict=True):
+            for view in views:
+                if view["id"] not in merged or self.for_node(view["id"]) is shard:
+                    merged[view["id"]] = view
+        return [merged[node_id] for node_id in sorted(merged)]
+
+    async def holding(self, execution_id: str) -> Shard:
+        """The shard that holds `execution_id`: the one it names if that one has its record,
+        else home (one EXISTS, only for an id naming a shard other than home)."""
+        named, *rest = self.candidates(execution_id)
+        if not rest or await named.redis.exists(named.store.keys.execution(execution_id)):
+            return named
+        return self.home
+
+
+@dataclass(frozen=True, slots=True)
 class Deps:
-    """The process's shared clients; yielded by the lifespan as typed state."""
+    """The process's shared clients; yielded by the lifespan as typed state. `redis`,
+    `store`, `nodes`... are home's (API keys, memory and everything not routed live there);
+    `shards` routes executions and nodes to their own Redis."""
 
     settings: Settings
     redis: Redis
@@ -40,6 +119,7 @@ class Deps:
     vectors: VectorStore
     approvals: Approvals
     tracing: Tracing
+    shards: Shards
 
 
 def deps(connection: HTTPConnection) -> Deps:

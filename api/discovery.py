@@ -60,7 +60,7 @@ async def capabilities(request: Request) -> Response:
     if fmt not in FORMATS:
         raise InvalidRequest(f"format: one of json, compact, got '{fmt[:20]}'")
     query = parse(dict(request.query_params))
-    found = discovery.capabilities(query, await deps(request).nodes.list())
+    found = discovery.capabilities(query, await deps(request).shards.nodes())
     now = rfc3339(now_ms())
     answer = (
         discovery.compact(found, now) if fmt == "compact" else discovery.page(query, found, now)

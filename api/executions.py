@@ -3,6 +3,7 @@ restart, notes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import msgspec
@@ -12,10 +13,11 @@ from starlette.responses import Response
 
 from agentfield_arq.api.access import identity, identity_if_any
 from agentfield_arq.api.body import read_json
-from agentfield_arq.api.deps import deps
+from agentfield_arq.api.deps import Shards, deps
 from agentfield_arq.api.owners import authorize_agent, authorize_restart
 from agentfield_arq.api.params import int_param
 from agentfield_arq.core import notes
+from agentfield_arq.core.credentials import Identity
 from agentfield_arq.core.dispatch import TOKEN_HEADER
 from agentfield_arq.core.execution import (
     Accepted,
@@ -27,8 +29,9 @@ from agentfield_arq.core.execution import (
 )
 from agentfield_arq.core.rerun import missing, rerun
 from agentfield_arq.core.restart import restart
+from agentfield_arq.core.routing import HOME
 from agentfield_arq.core.tracing import TRACEPARENT, parse_traceparent
-from agentfield_arq.kernel.codec import encode, new_id, now_ms
+from agentfield_arq.kernel.codec import encode, now_ms
 from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds, Unavailable
 from agentfield_arq.kernel.models import (
     BatchStatusRequest,
@@ -64,11 +67,12 @@ async def execute_async(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
-    execution_id = new_id("exec")
+    store = d.shards.for_node(target.partition(".")[0]).store
+    execution_id = store.new_execution_id()
     try:
         with _span(request, f"execute {target[:200]}") as traceparent:
             accepted = await accept(
-                d.store,
+                store,
                 target,
                 body,
                 request.headers,
@@ -106,10 +110,11 @@ async def execute_sync(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
+    shard = d.shards.for_node(target.partition(".")[0])
     with _span(request, f"execute {target[:200]}") as traceparent:
         accepted, doc = await execute_and_wait(
-            d.store,
-            d.completions,
+            shard.store,
+            shard.completions,
             target,
             body,
             request.headers,
@@ -142,13 +147,15 @@ async def get_one(request: Request) -> Response:
     execution_id = request.path_params["execution_id"]
     wait_s = int_param(request, "wait", default=0, minimum=0, maximum=MAX_WAIT_S)
     owner = identity(request)
-    if wait_s > 0:
-        doc = await wait_for_end(d.store, d.completions, execution_id, wait_s, owner)
-    else:
-        doc = await d.store.get_view(execution_id, owner)
-    if doc is None:
-        raise missing(d.store, execution_id)
-    return _json(doc)
+    # One read on the shard the id names; home too only if that one does not hold it.
+    for shard in d.shards.candidates(execution_id):
+        if wait_s > 0:
+            doc = await wait_for_end(shard.store, shard.completions, execution_id, wait_s, owner)
+        else:
+            doc = await shard.store.get_view(execution_id, owner)
+        if doc is not None:
+            return _json(doc)
+    raise missing(d.store, execution_id)
 
 
 async def batch_status(request: Request) -> Response:
@@ -162,7 +169,7 @@ async def batch_status(request: Request) -> Response:
             f"execution_ids: at most {d.settings.batch_max_ids} ids per request, got {asked}"
         )
     ids = list(dict.fromkeys(body.execution_ids))
-    docs = await d.store.get_views(ids, identity(request))
+    docs = await _views(d.shards, ids, identity(request))
     gone = [i for i, doc in zip(ids, docs, strict=True) if doc is None]
     expired = d.store.expired(gone, now_ms()) if gone else set()
     # One encode of the whole object, stored documents spliced in as they are (msgspec.Raw):
@@ -177,6 +184,26 @@ async def batch_status(request: Request) -> Response:
     return _json(encode(answer))
 
 
+async def _views(shards: Shards, ids: list[str], owner: Identity) -> list[bytes | None]:
+    """`get_views` of each shard's ids, one round trip per Redis, all at once; ids that the
+    shard they name does not hold (made before the routes) are asked of home after."""
+    if not shards.routes.routed:
+        return await shards.home.store.get_views(ids, owner)
+    asked: dict[str, list[str]] = {}
+    for execution_id in ids:
+        asked.setdefault(shards.for_id(execution_id).code, []).append(execution_id)
+    answers = await asyncio.gather(
+        *(shards.by_code[code].store.get_views(part, owner) for code, part in asked.items())
+    )
+    found: dict[str, bytes | None] = {}
+    for part, docs in zip(asked.values(), answers, strict=True):
+        found.update(zip(part, docs, strict=True))
+    again = [i for i in ids if found[i] is None and shards.for_id(i).code != HOME]
+    if again:
+        found.update(zip(again, await shards.home.store.get_views(again, owner), strict=True))
+    return [found[i] for i in ids]
+
+
 async def callback(request: Request) -> Response:
     """An agent reports progress or the outcome of an execution it accepted, with proof that
     it is the execution's node (core/dispatch.py); without, it is not found and changes
@@ -186,13 +213,14 @@ async def callback(request: Request) -> Response:
     # Before the body is read: a report without proof is not worth reading.
     client = request.client.host if request.client else None
     token = request.headers.get(TOKEN_HEADER)
-    await d.proof.check(execution_id, identity_if_any(request), token, client)
+    shard = await d.shards.holding(execution_id)
+    await shard.proof.check(execution_id, identity_if_any(request), token, client)
     # A callback carries a whole result, which may be as large as an inline one.
     cap = max(d.settings.max_body_bytes, d.settings.max_result_bytes + CALLBACK_ENVELOPE_BYTES)
     report = await read_json(request, CallbackRequest, d.settings, cap=cap)
     with _span(request, f"callback {report.status[:32]}"):
-        doc = await apply_callback(d.store, execution_id, report)
-    return _json(await d.store.get_view(execution_id) or doc)
+        doc = await apply_callback(shard.store, execution_id, report)
+    return _json(await shard.store.get_view(execution_id) or doc)
 
 
 async def cancel_one(request: Request) -> Response:
@@ -201,11 +229,12 @@ async def cancel_one(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, CancelRequest, d.settings, optional=True)
     execution_id = request.path_params["execution_id"]
+    store = (await d.shards.holding(execution_id)).store
     try:
-        doc = await cancel(d.store, execution_id, body.reason, identity(request))
+        doc = await cancel(store, execution_id, body.reason, identity(request))
     except ExecutionNotFound:
-        raise missing(d.store, execution_id) from None
-    return _json(await d.store.get_view(execution_id) or doc)
+        raise missing(store, execution_id) from None
+    return _json(await store.get_view(execution_id) or doc)
 
 
 async def add_note(request: Request) -> Response:
@@ -214,16 +243,17 @@ async def add_note(request: Request) -> Response:
     body = await read_json(request, NoteRequest, d.settings)
     execution_id = request.headers.get("x-execution-id", "")
     await authorize_agent(request, execution_id)
-    note = await notes.add_note(d.store, execution_id, body)
+    store = (await d.shards.holding(execution_id)).store
+    note = await notes.add_note(store, execution_id, body)
     return _json(encode(NoteAdded(success=True, note=note, message="Note added successfully")))
 
 
 async def list_notes(request: Request) -> Response:
     """An execution's notes, oldest first."""
     execution_id = request.path_params["execution_id"]
-    d = deps(request)
-    found = await d.store.notes(execution_id)
-    if found is None or not await d.store.visible(execution_id, identity(request)):
+    store = (await deps(request).shards.holding(execution_id)).store
+    found = await store.notes(execution_id)
+    if found is None or not await store.visible(execution_id, identity(request)):
         raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
     answer = NoteList(
         execution_id=execution_id,
@@ -238,8 +268,10 @@ async def restart_one(request: Request) -> Response:
     `restart_execution`)."""
     d = deps(request)
     body = await read_json(request, RestartRequest, d.settings, optional=True)
-    await authorize_restart(request, request.path_params["execution_id"])
-    accepted = await restart(d.store, request.path_params["execution_id"], body, identity(request))
+    execution_id = request.path_params["execution_id"]
+    await authorize_restart(request, execution_id)
+    store = (await d.shards.holding(execution_id)).store
+    accepted = await restart(store, execution_id, body, identity(request), d.shards.store_of)
     return _json(
         encode(accepted),
         202,
@@ -249,7 +281,9 @@ async def restart_one(request: Request) -> Response:
 
 async def retry_one(request: Request) -> Response:
     """Run a finished execution again, as a new execution linked by `retry_of`."""
-    d = deps(request)
-    submitted = await rerun(d.store, request.path_params["execution_id"], identity(request))
+    execution_id = request.path_params["execution_id"]
+    shards = deps(request).shards
+    store = (await shards.holding(execution_id)).store
+    submitted = await rerun(store, execution_id, identity(request), shards.store_of)
     headers = {"X-Execution-ID": submitted.execution_id, "X-Run-ID": submitted.run_id}
     return _json(encode(submitted), 202, headers)

@@ -5,6 +5,7 @@ key's run is not found, as another key's execution is everywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from agentfield_arq.api.access import identity
 from agentfield_arq.api.deps import deps
 from agentfield_arq.api.params import int_param
-from agentfield_arq.core.catalog import Catalog, Filters
+from agentfield_arq.core.catalog import Catalog, Filters, merge, merged_run
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.kernel.codec import encode
 from agentfield_arq.kernel.errors import InvalidRequest, InvalidTarget, RunNotFound
@@ -85,7 +86,12 @@ async def list_executions(request: Request) -> Response:
     f = filters_of(params)
     limit = int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
     cursor = _checked(params, "cursor", safe_id, "the next_cursor of a previous page")
-    page = await Catalog(deps(request).store).page(f, limit, cursor, identity(request))
+    shards, viewer = deps(request).shards, identity(request)
+    if shards.routes.routed:
+        pages = [Catalog(shard.store).page(f, limit, cursor, viewer) for shard in shards]
+        page = merge(list(await asyncio.gather(*pages)), limit)
+    else:
+        page = await Catalog(shards.home.store).page(f, limit, cursor, viewer)
     # An ExecutionPage, with the stored documents passed through as they are (msgspec.Raw).
     answer = {"executions": [msgspec.Raw(d) for d in page.docs], "next_cursor": page.next_cursor}
     return Response(encode(answer), media_type=JSON)
@@ -95,8 +101,12 @@ async def get_run(request: Request) -> Response:
     """A run's executions as a tree, with their statuses and timings."""
     run_id = request.path_params["run_id"]
     run = None
-    if _RUN_ID.fullmatch(run_id):
-        run = await Catalog(deps(request).store).run(run_id, identity(request))
+    shards, viewer = deps(request).shards, identity(request)
+    if _RUN_ID.fullmatch(run_id) and shards.routes.routed:
+        parts = [Catalog(shard.store).run_nodes(run_id, viewer) for shard in shards]
+        run = merged_run(run_id, list(await asyncio.gather(*parts)))
+    elif _RUN_ID.fullmatch(run_id):
+        run = await Catalog(shards.home.store).run(run_id, viewer)
     if run is None:
         raise RunNotFound(f"run '{run_id[:100]}': no execution of it is kept")
     return Response(encode(run), media_type=JSON)

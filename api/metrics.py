@@ -4,6 +4,7 @@ client's metric families and encoder. docs/contract.md lists each metric."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentfield_arq.api.deps import deps
-from agentfield_arq.core.metrics import BUCKETS_MS, Gauges, Histogram, Snapshot
+from agentfield_arq.core.metrics import BUCKETS_MS, Gauges, Histogram, Snapshot, combine
 
 NS = "agentfield_arq"
 
@@ -92,8 +93,15 @@ class _Snapshot:
 
 async def metrics(request: Request) -> Response:
     """The Prometheus exposition of the deployment's metrics."""
-    d = deps(request)
-    snapshot = await Gauges(d.redis, d.store.keys, d.nodes).snapshot()
+    shards = deps(request).shards
+    # With several Redis (core/routing.py), every one's at once, added up.
+    snapshot = combine(
+        list(
+            await asyncio.gather(
+                *(Gauges(s.redis, s.store.keys, s.nodes).snapshot() for s in shards)
+            )
+        )
+    )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(snapshot))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

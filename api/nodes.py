@@ -33,9 +33,11 @@ async def register(request: Request) -> Response:
     d = deps(request)
     body = await read_body(request, d.settings.max_body_bytes)
     node = decode(body, NodeRegistration, d.settings.max_json_depth)
-    outcome = await d.nodes.register(body, node, identity(request))
+    # A node registers on the Redis its executions go to (core/routing.py).
+    shard = d.shards.for_node(node.id)
+    outcome = await shard.nodes.register(body, node, identity(request))
     if outcome.restarted:
-        await node_restarted(d.store, node.id, node.on_restart)
+        await node_restarted(shard.store, node.id, node.on_restart)
     registered = NodeRegistered(
         success=True,
         message=f"node '{node.id}' registered",
@@ -49,7 +51,9 @@ async def heartbeat(request: Request) -> Response:
     """Refresh the node's lease; the body is optional."""
     d = deps(request)
     beat = await read_json(request, HeartbeatRequest, d.settings, optional=True)
-    stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status, identity(request))
+    node_id = request.path_params["node_id"]
+    nodes = d.shards.for_node(node_id).nodes
+    stamp = await nodes.heartbeat(node_id, beat.status, identity(request))
     return _json(Acknowledged(success=True, message="heartbeat received", timestamp=stamp))
 
 
@@ -57,7 +61,9 @@ async def lifecycle(request: Request) -> Response:
     """The SDK's lifecycle update (`PATCH /nodes/{id}/status`): recorded like a heartbeat."""
     d = deps(request)
     beat = await read_json(request, HeartbeatRequest, d.settings, optional=True)
-    stamp = await d.nodes.heartbeat(request.path_params["node_id"], beat.status, identity(request))
+    node_id = request.path_params["node_id"]
+    nodes = d.shards.for_node(node_id).nodes
+    stamp = await nodes.heartbeat(node_id, beat.status, identity(request))
     return _json(Acknowledged(success=True, message="status updated", timestamp=stamp))
 
 
@@ -65,14 +71,15 @@ async def shutdown(request: Request) -> Response:
     """The node says goodbye: it is kept, marked stopped, and reported inactive."""
     d = deps(request)
     await read_json(request, ShutdownRequest, d.settings, optional=True)
-    await d.nodes.stop(request.path_params["node_id"], identity(request))
+    node_id = request.path_params["node_id"]
+    await d.shards.for_node(node_id).nodes.stop(node_id, identity(request))
     return _json(Acknowledged(success=True, message="shutdown recorded"))
 
 
 async def list_nodes(request: Request) -> Response:
     """Every registered node with its liveness, lease and owner (a `NodeList`)."""
     d = deps(request)
-    found = await d.nodes.list()
+    found = await d.shards.nodes()
     await _name_owners(d.credentials, found)
     # The views are dicts, not `Node`s: they keep the registration's unknown fields.
     return _json({"nodes": found, "count": len(found)})
@@ -82,7 +89,8 @@ async def get_node(request: Request) -> Response:
     """One node's record with its liveness, lease and owner (a `Node`, unknown registration
     fields kept)."""
     d = deps(request)
-    found = await d.nodes.get(request.path_params["node_id"])
+    node_id = request.path_params["node_id"]
+    found = await d.shards.for_node(node_id).nodes.get(node_id)
     await _name_owners(d.credentials, [found])
     return _json(found)
 

@@ -174,6 +174,6 @@ async def _execution_fields(
 ) -> dict[str, str]:
     if not safe_id(execution_id):
         return {}
-    d = deps(request)
-    values = await d.redis.hmget(d.store.keys.execution(execution_id), names)  # type: ignore[misc]  # redis-py's async stubs
+    shard = await deps(request).shards.holding(execution_id)
+    values = await shard.redis.hmget(shard.store.keys.execution(execution_id), names)  # type: ignore[misc]  # redis-py's async stubs
     return {n: text(v) for n, v in zip(names, values, strict=True) if v is not None}

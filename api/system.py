@@ -3,6 +3,7 @@ offer."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from redis.exceptions import RedisError
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentfield_arq.api.body import decode, read_body
-from agentfield_arq.api.deps import deps
+from agentfield_arq.api.deps import Shard, deps
 from agentfield_arq.api.params import text_param
 from agentfield_arq.core.keys import safe_id
 from agentfield_arq.core.metrics import Gauges
@@ -43,7 +44,9 @@ async def health(request: Request) -> Response:
         )
     d = deps(request)
     try:
-        await d.redis.ping()
+        # Every Redis of the routes (core/routing.py) at once: an API that cannot reach one
+        # of them cannot serve that one's nodes.
+        await asyncio.gather(*(shard.redis.ping() for shard in d.shards))
     except RedisTimeoutError as exc:
         reason = f"Redis did not answer within {d.settings.redis_command_timeout_s:g}s"
         raise _unhealthy(reason, exc) from exc
@@ -69,21 +72,35 @@ async def ready(request: Request) -> Response:
 
 
 async def _detailed(request: Request, status: str) -> Health:
-    d = deps(request)
-    gauges = Gauges(d.redis, d.store.keys, d.nodes)
-    _, by_kind, oldest = await gauges.queue(now_ms())
+    # With several Redis (core/routing.py), every one's at once, added up; a Redis without a
+    # live worker is not ready, whatever the others have.
+    shards = list(deps(request).shards)
+    counts = await asyncio.gather(*(_counts(shard) for shard in shards))
+    idle = [
+        shard.code for shard, (_, _, workers, _) in zip(shards, counts, strict=True) if not workers
+    ]
+    if status == "ready" and idle and len(shards) > 1:
+        raise NotReady(f"no worker has been heard from lately on Redis {', '.join(idle)}")
     return Health(
         status=status,
         redis="up",
         queue=QueueDepth(
-            executions=by_kind["execution"],
-            webhook_deliveries=by_kind["webhook_delivery"],
-            webhook_notices=by_kind["webhook_notice"],
-            oldest_queued_s=oldest,
+            executions=sum(c[0]["execution"] for c in counts),
+            webhook_deliveries=sum(c[0]["webhook_delivery"] for c in counts),
+            webhook_notices=sum(c[0]["webhook_notice"] for c in counts),
+            oldest_queued_s=max(c[1] for c in counts),
         ),
-        workers_alive=await Roster(d.redis, d.store.keys).alive(now_ms()),
-        nodes_active=(await gauges.node_counts())["active"],
+        workers_alive=sum(c[2] for c in counts),
+        nodes_active=sum(c[3] for c in counts),
     )
+
+
+async def _counts(shard: Shard) -> tuple[dict[str, int], float, int, int]:
+    """One Redis's queue by kind, oldest queued job (s), live workers and active nodes."""
+    gauges = Gauges(shard.redis, shard.store.keys, shard.nodes)
+    _, by_kind, oldest = await gauges.queue(now_ms())
+    workers = await Roster(shard.redis, shard.store.keys).alive(now_ms())
+    return by_kind, oldest, workers, (await gauges.node_counts())["active"]
 
 
 async def telemetry(request: Request) -> Response:

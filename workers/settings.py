@@ -21,6 +21,7 @@ from agentfield_arq.core.arq_bridge import (
     sweep_cron_name,
 )
 from agentfield_arq.core.cancellation import Cancellation
+from agentfield_arq.core.connection import connect
 from agentfield_arq.core.delivery import Deliverer, job_max_tries, webhook_client
 from agentfield_arq.core.guard import agent_client
 from agentfield_arq.core.keys import Keys
@@ -55,9 +56,14 @@ def worker_settings(
     pass `httpx.MockTransport` or `httpx.ASGITransport`); each replaces the guarded transport,
     and so the connect policy or the SSRF guard with it. With `tracing` (core/tracing.py
     `from_env`, at the entry point), each run, agent call and webhook attempt is a span.
+    The worker serves the Redis of its shard (`Settings.served`); it reaches the other Redis
+    of the routes only to cancel the descendants of an execution it cancelled.
     """
+    urls = settings.routes.urls
+    elsewhere = [url for code, url in urls.items() if code != settings.worker_shard]
+    settings = settings.served()
     on_startup, on_shutdown = _lifecycle(
-        settings, agent_transport, webhook_transport, tracing or Tracing()
+        settings, agent_transport, webhook_transport, tracing or Tracing(), elsewhere
     )
     return {
         "functions": _functions(settings),
@@ -84,9 +90,10 @@ def _lifecycle(
     agent_transport: httpx.AsyncBaseTransport | None,
     webhook_transport: httpx.AsyncBaseTransport | None,
     tracing: Tracing,
+    elsewhere: list[str],
 ) -> tuple[Hook, Hook]:
-    """Build the process's clients on start (a Runner and a Deliverer) and start its lease;
-    close them on stop."""
+    """Build the process's clients on start (a Runner and a Deliverer, and clients of the
+    Redis `elsewhere`) and start its lease; close them on stop."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         redis = ctx["redis"]
@@ -100,7 +107,14 @@ def _lifecycle(
         ctx["runner"] = Runner(
             store, nodes, ctx["http"], settings, lease.worker_id, running, tracing
         )
-        ctx["cancellation"] = Cancellation(store, nodes, ctx["http"], settings)
+        ctx["elsewhere"] = [connect(url, settings) for url in elsewhere]
+        ctx["cancellation"] = Cancellation(
+            store,
+            nodes,
+            ctx["http"],
+            settings,
+            [ExecutionStore(other, settings) for other in ctx["elsewhere"]],
+        )
         ctx["webhook_http"] = webhook_client(settings, webhook_transport)
         ctx["deliverer"] = Deliverer(
             Outbox(redis, settings), ctx["webhook_http"], settings, tracing=tracing
@@ -115,6 +129,8 @@ def _lifecycle(
         for client in ("http", "webhook_http"):
             if client in ctx:
                 await ctx[client].aclose()
+        for other in ctx.get("elsewhere", ()):
+            await other.aclose()
 
     return on_startup, on_shutdown
 

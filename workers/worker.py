@@ -22,13 +22,15 @@ def create_worker(
 ) -> WakingWorker:
     """A Worker configured by `worker_settings`. In `burst` mode it returns once the queue is
     empty (deferred retries included); tests run it so, without signal handlers, with their
-    agent and webhook receiver behind the transports (see `worker_settings`)."""
+    agent and webhook receiver behind the transports (see `worker_settings`). It serves the
+    Redis of its shard (`AGENTFIELD_ARQ_WORKER_SHARD`, home by default)."""
     kwargs = worker_settings(
         settings,
         agent_transport=agent_transport,
         webhook_transport=webhook_transport,
         tracing=tracing,
     )
+    settings = settings.served()
     keys = Keys(settings.key_prefix)
     kwargs.update(
         burst=burst, handle_signals=handle_signals, redis_pool=arq_pool(settings, keys.queue)

@@ -4,8 +4,7 @@ ZLEXCOUNT between two minutes' id floors (logarithmic in the index), so the answ
 same with a hundred executions retained or a hundred thousand, and is exact on first load.
 
 A minute's counts are the executions created in it, by the status each has now: succeeded,
-which has no index, is the rest of the global one (as /metrics counts it); a waiting execution
-counts as running, whose index it stays in.
+which has no index, is the rest of the global one (as /metrics counts it).
 """
 
 from __future__ import annotations
@@ -43,3 +42,13 @@ async def last_hour(redis: Redis, keys: Keys, now_ms: int) -> Activity:
         counts[Status.SUCCEEDED] = max(replies[i] - sum(counts.values()), 0)
         minutes.append(ActivityMinute(at=rfc3339(starts[i]), counts=counts))
     return Activity(minutes=minutes)
+
+
+def added(hours: list[Activity]) -> Activity:
+    """The same hour read from several Redis (core/routing.py), counted together."""
+    first, *rest = hours
+    for other in rest:
+        for mine, theirs in zip(first.minutes, other.minutes, strict=True):
+            for status, n in theirs.counts.items():
+                mine.counts[status] = mine.counts.get(status, 0) + n
+    return first

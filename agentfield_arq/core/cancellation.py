@@ -11,17 +11,22 @@ what went wrong), which operators read with `redis-cli HGET`.
 
 A cancelled execution's children in its run (indexed by create.lua under `exec:{id}:children`)
 are cancelled in turn, each with its own job, so the whole tree of descendants ends cancelled
-and every agent of it is told. finish.lua queues the job in the same step as the cancel, so a
-crash cannot leave a cancel without it.
+and every agent of it is told; with nodes routed over several Redis (core/routing.py), the
+children on every Redis of the routes (found there by the list's index by parent; a child
+made on another Redis than a parent already cancelled is not refused, as it is on the same).
+finish.lua queues the job in the same step as the cancel, so a crash cannot leave a cancel
+without it; on the parent's Redis, only if the parent started or has children there.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import httpx
 import msgspec
 
+from agentfield_arq.core.catalog import RUN_MAX, Catalog, Filters
 from agentfield_arq.core.execution import truncate
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import Settings
@@ -50,7 +55,12 @@ class Ended(msgspec.Struct, kw_only=True):
     error: str | None = None
 
 
+class _Child(msgspec.Struct):
+    execution_id: str
+
+
 _answer = msgspec.json.Decoder(CancelAnswer)
+_child = msgspec.json.Decoder(_Child)
 _ended = msgspec.json.Decoder(Ended)
 
 
@@ -68,11 +78,15 @@ class Cancellation:
         nodes: NodeRegistry,
         http: httpx.AsyncClient,
         settings: Settings,
+        elsewhere: Sequence[ExecutionStore] = (),
     ) -> None:
         self.store = store
         self.nodes = nodes
         self.http = http
         self.settings = settings
+        # The other Redis of the routes (core/routing.py): a child is indexed under its
+        # parent on its own Redis, which may be another than the parent's.
+        self.elsewhere = elsewhere
 
     async def tell_agent(self, execution_id: str) -> None:
         """Call the agent's cancel route for a cancelled or timed-out execution that was started,
@@ -88,7 +102,7 @@ class Cancellation:
             told = await self._call(execution_id, fields, status, reason)
             await self.store.note(execution_id, TOLD_FIELD, told)
         if status == Status.CANCELLED:
-            await self._cascade(execution_id, reason)
+            await self._cascade(execution_id, reason, fields.get("run_id", ""))
 
     async def _call(
         self, execution_id: str, fields: dict[str, str], status: str, reason: str
@@ -110,15 +124,37 @@ class Cancellation:
         logger.info("told agent execution_id=%s %s: %s", execution_id, status, told)
         return truncate(told)
 
-    async def _cascade(self, execution_id: str, reason: str) -> None:
+    async def _cascade(self, execution_id: str, reason: str, run_id: str) -> None:
         error = truncate(f"parent execution {execution_id} was cancelled: {reason}")
-        for child in await self.store.children(execution_id):
+        await self._cancel(self.store, await self.store.children(execution_id), execution_id, error)
+        for store in self.elsewhere:
+            children = await _listed_children(store, execution_id, run_id)
+            await self._cancel(store, children, execution_id, error)
+
+    async def _cancel(
+        self, store: ExecutionStore, children: list[str], parent: str, error: str
+    ) -> None:
+        for child in children:
             now = now_ms()
-            transition = await self.store.finish(
-                child, Status.CANCELLED, rfc3339(now), now, error=error
-            )
+            transition = await store.finish(child, Status.CANCELLED, rfc3339(now), now, error=error)
             if transition.outcome is Outcome.OK:
-                logger.info("cancel execution_id=%s: its parent %s was", child, execution_id)
+                logger.info("cancel execution_id=%s: its parent %s was", child, parent)
+
+
+async def _listed_children(store: ExecutionStore, execution_id: str, run_id: str) -> list[str]:
+    """The children in the run of `execution_id` that another Redis than its own holds: read
+    from the list's index by parent, since create.lua adds a child to its parent's children
+    set only on the Redis that holds the parent's record."""
+    found: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await Catalog(store).page(
+            Filters(parent=execution_id, run_id=run_id), RUN_MAX, cursor
+        )
+        found += [_child.decode(doc).execution_id for doc in page.docs]
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
 
 
 def _told(response: httpx.Response) -> str:

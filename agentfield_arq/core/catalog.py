@@ -25,6 +25,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
+from agentfield_arq.core.routing import merged_page
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import id_floor, text
 from agentfield_arq.kernel.models import Run, RunNode
@@ -47,7 +48,14 @@ class _Facts(msgspec.Struct, kw_only=True):
     parent_execution_id: str | None = None
 
 
+class _Id(msgspec.Struct):
+    """A status document's id, alone."""
+
+    execution_id: str
+
+
 _facts = msgspec.json.Decoder(_Facts)
+_id = msgspec.json.Decoder(_Id)
 _node = msgspec.json.Decoder(RunNode)
 
 
@@ -80,6 +88,16 @@ class Page:
 
     docs: list[bytes]
     next_cursor: str | None
+
+
+def merge(pages: list[Page], limit: int) -> Page:
+    """One page of the pages that several Redis answered for the same query and cursor
+    (core/routing.py `merged_page`): newest first, up to `limit`, the cursor one id."""
+    keyed = [
+        ([(_id.decode(doc).execution_id, doc) for doc in p.docs], p.next_cursor) for p in pages
+    ]
+    docs, cursor = merged_page(keyed, limit)
+    return Page(docs, cursor)
 
 
 class Catalog:
@@ -149,6 +167,13 @@ class Catalog:
     async def run(self, run_id: str, viewer: Identity = ANONYMOUS_ADMIN) -> Run | None:
         """The run's executions that `viewer` may see (the oldest `RUN_MAX`) as a tree, or None
         if none is left."""
+        return tree(run_id, *await self.run_nodes(run_id, viewer))
+
+    async def run_nodes(
+        self, run_id: str, viewer: Identity = ANONYMOUS_ADMIN
+    ) -> tuple[list[RunNode], bool]:
+        """The run's executions kept here that `viewer` may see (the oldest `RUN_MAX`, oldest
+        first), and whether there are more."""
         index = self.keys.index_run(run_id)
         if viewer.is_admin:
             found = await self.redis.zrangebylex(index, "-", "+", 0, RUN_MAX + 1)
@@ -165,15 +190,7 @@ class Catalog:
             else:
                 nodes.append(_node.decode(doc))
         await self._forget(index, gone)
-        if not nodes:
-            return None
-        return Run(
-            run_id=run_id,
-            status=_run_status(nodes),
-            count=len(nodes),
-            truncated=truncated,
-            roots=draw_tree(nodes),
-        )
+        return nodes, truncated
 
     async def _forget(self, index: str, gone: list[str]) -> None:
         """Drop members whose records have expired (they are never shown)."""
@@ -182,6 +199,28 @@ class Catalog:
                 pipe.zrem(index, *gone)
                 pipe.zrem(self.keys.index_all, *gone)
                 await pipe.execute()
+
+
+def tree(run_id: str, nodes: list[RunNode], truncated: bool) -> Run | None:
+    """The run of these executions (oldest first), or None if there are none."""
+    if not nodes:
+        return None
+    return Run(
+        run_id=run_id,
+        status=_run_status(nodes),
+        count=len(nodes),
+        truncated=truncated,
+        roots=draw_tree(nodes),
+    )
+
+
+def merged_run(run_id: str, parts: list[tuple[list[RunNode], bool]]) -> Run | None:
+    """The run whose executions several Redis hold (core/routing.py), each one's part read
+    by `Catalog.run_nodes`: one tree, so that a child on one Redis is drawn under its parent
+    on another; the oldest `RUN_MAX` of them all."""
+    nodes = sorted((n for part, _ in parts for n in part), key=lambda n: n.execution_id)
+    truncated = len(nodes) > RUN_MAX or any(more for _, more in parts)
+    return tree(run_id, nodes[:RUN_MAX], truncated)
 
 
 def draw_tree(nodes: list[RunNode]) -> list[RunNode]:

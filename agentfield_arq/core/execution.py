@@ -77,7 +77,8 @@ async def submit(
 ) -> Submitted:
     """Validate, store and enqueue one execution; durable in Redis when this returns.
 
-    A caller that must watch the execution before it exists passes a fresh `new_id("exec")`.
+    A caller that must watch the execution before it exists passes a fresh
+    `store.new_execution_id()`.
     The execution remembers the id of the key that submitted it (`owner`); a key other than an
     admin's may have `key_max_active` executions not yet ended.
     """
@@ -104,7 +105,7 @@ async def accept(
     )
     key = _idempotency_key(headers)
     created = now_ms()
-    execution_id = execution_id or new_id("exec", created)
+    execution_id = execution_id or store.new_execution_id(created)
     fields = {
         "execution_id": execution_id,
         "run_id": run_id,

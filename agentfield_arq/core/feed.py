@@ -167,6 +167,20 @@ class Feed:
         without an event, and a last `cutoff` event when the subscriber's buffer overflowed (it
         resumes from the id that event names). For one execution (`f.execution_id`), the events
         end with its terminal one."""
+        async for piece in self.pieces(f, after, heartbeat_s):
+            if piece is None:
+                yield None
+            elif isinstance(piece, Event):
+                yield frame(piece)
+            else:
+                yield piece.data
+
+    async def pieces(
+        self, f: EventFilter, after: str | None, heartbeat_s: float
+    ) -> AsyncIterator[Chunk | Event | None]:
+        """What `events` sends, before it is joined: chunks of framed entries, `gap` and
+        `cutoff` events, heartbeats (None); for a reader that re-frames the entries
+        (core/streams.py gives them ids of its own)."""
         async with self.broadcast.listen(f, self.capacity) as live:
             # From now on: what the pump hands over from before the tail is skipped.
             last = await self._tail() if after is None else stream_id(after)
@@ -174,23 +188,23 @@ class Feed:
             if after is not None:
                 gap = await self._gap(last)
                 if gap is not None:
-                    yield frame(gap)
+                    yield gap
                 async for chunk in self._backlog(f, after):
                     last = chunk.frames[-1].id
-                    yield chunk.data
+                    yield chunk
                     if chunk.ends:
                         return
             while True:
                 chunks = live.take()
                 if not chunks and live.overflowed:
-                    yield frame(_cutoff(last))
+                    yield _cutoff(last)
                     return
                 for whole in chunks:
                     unsent = whole.after(last)
                     if unsent is None:
                         continue
                     last = unsent.frames[-1].id
-                    yield unsent.data
+                    yield unsent
                     if unsent.ends:
                         return
                 if chunks:

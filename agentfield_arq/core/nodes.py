@@ -54,13 +54,16 @@ class Dispatch(msgspec.Struct, kw_only=True, frozen=True):
 class NodeRegistry:
     """Registration, heartbeats and lookups of agent nodes."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, owners: Redis | None = None) -> None:
         self.redis = redis
+        # Who owns a node id is written beside the API keys: on the home Redis when the node
+        # is routed to another one (core/routing.py).
+        self.owners = owners or redis
         self.keys = Keys(settings.key_prefix)
         self.settings = settings
         self._heartbeat = load_script(redis, "heartbeat")
         self._forget = load_script(redis, "forget_nodes")
-        self._claim = load_script(redis, "claim_node")
+        self._claim = load_script(self.owners, "claim_node")
 
     async def register(
         self, body: bytes, node: NodeRegistration, identity: Identity = ANONYMOUS_ADMIN
@@ -140,7 +143,7 @@ class NodeRegistry:
         needs no script of its own around the write that follows it.)"""
         if identity.is_admin or not safe_id(node_id):
             return
-        owner = await self.redis.get(self.keys.node_owner(node_id))
+        owner = await self.owners.get(self.keys.node_owner(node_id))
         if owner is not None and text(owner) != identity.key_id:
             raise NodeOwned(f"node '{node_id}' belongs to another agent key; nothing was changed")
 

@@ -226,6 +226,14 @@ class Outbox:
 
     async def dead(self, limit: int, cursor: str | None = None) -> DeadPage:
         """A page of dead deliveries, newest first, in two round trips whatever the page size."""
+        entries, next_cursor = await self.dead_entries(limit, cursor)
+        return DeadPage(deliveries=[entry for _, entry in entries], next_cursor=next_cursor)
+
+    async def dead_entries(
+        self, limit: int, cursor: str | None = None
+    ) -> tuple[list[tuple[str, DeadDelivery]], str | None]:
+        """`dead`'s page with each delivery's member of the dead index (the cursors' form),
+        for merging the pages of several Redis (core/routing.py `merged_page`)."""
         upper = f"({cursor}" if cursor else "+"
         members = [
             text(m)
@@ -241,12 +249,12 @@ class Outbox:
                 pipe.hmget(self.keys.webhook(execution_id), list(_DEAD_FIELDS))
                 pipe.hmget(self.keys.execution(execution_id), list(_EXEC_FIELDS))
             replies: list[Any] = await pipe.execute()
-        deliveries = []
+        entries = []
         for member, webhook, execution in zip(members, replies[::2], replies[1::2], strict=True):
             entry = _dead_entry(member.partition(":")[2], webhook, execution)
             if entry is not None:  # None: the record expired or was redriven meanwhile
-                deliveries.append(entry)
-        return DeadPage(deliveries=deliveries, next_cursor=members[-1] if more else None)
+                entries.append((member, entry))
+        return entries, members[-1] if more else None
 
 
 def _dead_entry(execution_id: str, webhook: list[Any], execution: list[Any]) -> DeadDelivery | None:

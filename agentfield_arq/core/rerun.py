@@ -8,11 +8,12 @@ same indexes and the same run tree. The old execution does not change.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.execution import FORWARDED_HEADERS
 from agentfield_arq.core.store import ExecutionStore, NewExecution
-from agentfield_arq.kernel.codec import new_id, now_ms, rfc3339
+from agentfield_arq.kernel.codec import now_ms, rfc3339
 from agentfield_arq.kernel.errors import ExecutionExpired, ExecutionNotFound, ExecutionNotTerminal
 from agentfield_arq.kernel.models import Submitted
 from agentfield_arq.kernel.status import TERMINAL_STATUSES, Status
@@ -48,11 +49,16 @@ def missing(store: ExecutionStore, execution_id: str) -> ExecutionNotFound | Exe
 
 
 async def rerun(
-    store: ExecutionStore, execution_id: str, owner: Identity = ANONYMOUS_ADMIN
+    store: ExecutionStore,
+    execution_id: str,
+    owner: Identity = ANONYMOUS_ADMIN,
+    place: Callable[[str], ExecutionStore] | None = None,
 ) -> Submitted:
     """Queue a new execution of what `execution_id` ran; only a terminal one may be retried.
     `owner` sees only its own executions (read through the ownership-checked script, as any
-    read) and owns the new one, under its cap of unfinished executions like any submission."""
+    read) and owns the new one, under its cap of unfinished executions like any submission.
+    The new one goes to `place(node_id)` (the node's Redis now, core/routing.py), else to
+    `store`, which holds the old one."""
     if await store.get_view(execution_id, owner) is None:
         raise missing(store, execution_id)
     old = await store.fields(execution_id)
@@ -62,8 +68,9 @@ async def rerun(
         raise ExecutionNotTerminal(
             f"execution '{execution_id}' is {old['status']}; only a finished one can be retried"
         )
+    to = place(old["node_id"]) if place else store
     created = now_ms()
-    retry_id = new_id("exec", created)
+    retry_id = to.new_execution_id(created)
     fields = {name: old[name] for name in _COPIED if name in old}
     fields.update(
         execution_id=retry_id,
@@ -72,7 +79,7 @@ async def rerun(
         created_ms=str(created),
         owner=owner.key_id,
     )
-    made = await store.create(
+    made = await to.create(
         NewExecution(
             execution_id=retry_id,
             node_id=old["node_id"],

@@ -10,6 +10,7 @@ under its own id; both read the source record the same way (`resubmission`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import msgspec
 
@@ -75,9 +76,11 @@ async def restart(
     execution_id: str,
     body: RestartRequest,
     owner: Identity = ANONYMOUS_ADMIN,
+    place: Callable[[str], ExecutionStore] | None = None,
 ) -> Restarted:
     """Submit an ended execution again as a new one in a new run, owned by `owner` (who may
-    restart it is the API's to decide); 409 while it has not ended."""
+    restart it is the API's to decide); 409 while it has not ended. The new one goes to
+    `place(node_id)` (the node's Redis now, core/routing.py), else to `store`."""
     fields = await source_fields(store, execution_id)
     if fields.get("status") not in TERMINAL_STATUSES:
         raise ExecutionNotTerminal(
@@ -85,7 +88,8 @@ async def restart(
             "can be restarted"
         )
     request, headers = resubmission(fields, body)
-    accepted = await submit(store, fields["target"], request, headers, owner=owner)
+    to = place(fields["node_id"]) if place else store
+    accepted = await submit(to, fields["target"], request, headers, owner=owner)
     logger.info(
         "restart execution_id=%s from=%s reason=%s",
         accepted.execution_id,

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from agentfield_arq.core.routing import HOME, Routes, parse
 from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.kernel.errors import ConfigurationError
 
@@ -34,6 +35,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (XREAD BLOCK) wait their block time on top of the command timeout.
     redis_connect_timeout_s: float = 2.0
     redis_command_timeout_s: float = 3.0
+    # More Redis deployments than one (core/routing.py): `code=url` separated by spaces, each
+    # code one character of the ids' alphabet other than 0 (home, `redis_url`); the node ids
+    # each takes (`node_id=code`, comma-separated; any other node goes home); the one a worker
+    # process serves.
+    redis_shards: str = ""
+    redis_routes: str = ""
+    worker_shard: str = HOME
 
     # API.
     api_host: str = "127.0.0.1"
@@ -154,6 +162,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def resolved_public_url(self) -> str:
         """The URL agents use to call back; defaults to the API's own address."""
         return self.public_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def routes(self) -> Routes:
+        """The routing table of nodes over Redis deployments (parsed at each use: read it once)."""
+        return parse(self.redis_url, self.redis_shards, self.redis_routes)
+
+    def served(self) -> Settings:
+        """The settings of a worker process: `redis_url` names the Redis of its shard
+        (`worker_shard`), and no other; unchanged for a worker of home."""
+        if self.worker_shard == HOME:
+            return self
+        return msgspec.structs.replace(
+            self,
+            redis_url=self.routes.urls[self.worker_shard],
+            redis_shards="",
+            redis_routes="",
+            worker_shard=HOME,
+        )
 
     @property
     def loopback_only(self) -> bool:
@@ -332,6 +358,12 @@ def _check_redis(settings: Settings) -> None:
         sentinel_address(settings.redis_url)
     except ValueError as exc:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}REDIS_URL: {exc}") from exc
+    urls = settings.routes.urls
+    if settings.worker_shard not in urls:
+        raise ConfigurationError(
+            f"invalid setting: {ENV_PREFIX}WORKER_SHARD: '{settings.worker_shard[:8]}' is not "
+            f"{ENV_PREFIX}REDIS_SHARDS' code nor {HOME} (home)"
+        )
     if settings.redis_wait_replicas < 0:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}REDIS_WAIT_REPLICAS must be >= 0")
     if settings.redis_wait_timeout_ms <= 0:

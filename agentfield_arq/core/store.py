@@ -28,6 +28,7 @@ from agentfield_arq.core.arq_bridge import (
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.keys import EXPIRED_FOR_S, NON_TERMINAL_GRACE_S, NOTES_MAX, Keys, safe_id
 from agentfield_arq.core.outbox import webhook_id
+from agentfield_arq.core.routing import stamp
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import encode, id_floor, id_ms, new_id, now_ms, text
@@ -130,10 +131,12 @@ class HandBack(msgspec.Struct, kw_only=True, frozen=True):
 class ExecutionStore:
     """Reads and atomic writes of executions."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, shard: str = "") -> None:
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self.settings = settings
+        # The shard code that new execution ids name (core/routing.py); '' when not routed.
+        self.shard = shard
         self._create = load_script(redis, "create")
         self._claim = load_script(redis, "claim")
         self._await_callback = load_script(redis, "await_callback")
@@ -144,6 +147,10 @@ class ExecutionStore:
         self._batch_views = load_script(redis, "batch_views")
         self._add_note = load_script(redis, "add_note")
         self._note = load_script(redis, "note")
+
+    def new_execution_id(self, ms: int | None = None) -> str:
+        """A fresh execution id (made at `ms`, else now) naming this store's shard."""
+        return stamp(new_id("exec", ms), self.shard)
 
     async def create(self, new: NewExecution) -> Created:
         """Write the execution and enqueue its job atomically (see create.lua)."""
