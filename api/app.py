@@ -62,8 +62,12 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
         home = shards[HOME]
         keys = Keys(settings.key_prefix)
         tasks = [
-            asyncio.create_task(shard.completions.run(), name=f"completions-{shard.code or HOME}")
+            asyncio.create_task(work, name=f"{name}-{shard.code}")
             for shard in shards.values()
+            for name, work in (
+                ("completions", shard.completions.run()),
+                ("completions-recheck", shard.completions.recheck()),
+            )
         ]
         # The memory change follower blocks too: a connection of its own, to home.
         changes = Changes(connect(settings.redis_url, settings, block_s=BLOCK_MS / 1000), keys)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import msgspec
 
 from agentfield_arq.core import webhooks
-from agentfield_arq.core.completions import RECHECK_S, Completions
+from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
 from agentfield_arq.kernel.codec import canonical_json, encode, new_id, now_ms, rfc3339
@@ -237,12 +237,20 @@ async def execute_and_wait(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + store.settings.sync_timeout_s
-    accepted = await accept(store, target, request, headers, traceparent=traceparent, owner=owner)
-    submitted = accepted.submitted
-    # An end before the wait starts is seen by its first read, one after it wakes it.
-    view = await wait_for_end(
-        store, completions, submitted.execution_id, max(deadline - loop.time(), 0)
-    )
+    execution_id = new_id("exec")
+    # Watched before it exists, so that its end cannot come before the watch: no first read.
+    async with completions.watch(execution_id) as finished:
+        accepted = await accept(
+            store, target, request, headers, execution_id, traceparent=traceparent, owner=owner
+        )
+        submitted = accepted.submitted
+        if accepted.replayed:
+            view = await wait_for_end(
+                store, completions, submitted.execution_id, max(deadline - loop.time(), 0)
+            )
+        else:
+            await _until(finished, deadline - loop.time())
+            view = await store.get_view(execution_id)
     doc = _doc_decoder.decode(view) if view else None
     if doc is not None and doc.status in TERMINAL_STATUSES:
         return accepted, doc
@@ -263,21 +271,23 @@ async def wait_for_end(
 ) -> bytes | None:
     """The execution's view once it is terminal, or as it stands after `wait_s`; None if it
     does not exist or is not `owner`'s (every read goes through the ownership check). Woken
-    by the lifecycle stream, re-read at least every `RECHECK_S`."""
+    by the lifecycle stream, or by its recheck (core/completions.py)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     async with completions.watch(execution_id) as finished:
-        while True:
-            view = await store.get_view(execution_id, owner)
-            remaining = deadline - loop.time()
-            if view is None or remaining <= 0:
-                return view
-            if _doc_decoder.decode(view).status in TERMINAL_STATUSES:
-                return view
-            if finished.done():  # woken, yet not terminal: the record expired meanwhile
-                return await store.get_view(execution_id, owner)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(finished), min(remaining, RECHECK_S))
+        # An end before the watch is seen by this read, one after it wakes the watch.
+        view = await store.get_view(execution_id, owner)
+        if view is None or _doc_decoder.decode(view).status in TERMINAL_STATUSES:
+            return view
+        await _until(finished, deadline - loop.time())
+        return await store.get_view(execution_id, owner)
+
+
+async def _until(finished: asyncio.Future[None], wait_s: float) -> None:
+    """Wait for `finished`, at most `wait_s` seconds."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(wait_s, 0)):
+            await finished
 
 
 async def apply_callback(

@@ -10,6 +10,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from agentfield_arq.core import completions as completions_module
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.follower import IDLE_TAIL_S
@@ -20,12 +21,14 @@ pytestmark = pytest.mark.integration
 
 
 class Observed(Completions):
-    """The follower under test, unchanged, with its idle moves to the stream's tail counted so
-    that a test can wait for the next one instead of sleeping for about as long."""
+    """The follower under test, unchanged, with its idle moves to the stream's tail and its
+    rechecks counted so that a test can wait for the next one instead of sleeping for about as
+    long."""
 
     def __init__(self, client: Redis, keys: Keys) -> None:
         super().__init__(client, keys)
         self.tails = 0
+        self.rechecks = 0
         self._tailed = asyncio.Condition()
 
     async def _tail(self) -> bytes | str:
@@ -34,6 +37,18 @@ class Observed(Completions):
             self.tails += 1
             self._tailed.notify_all()
         return cursor
+
+    async def _recheck(self) -> None:
+        await super()._recheck()
+        async with self._tailed:
+            self.rechecks += 1
+            self._tailed.notify_all()
+
+    async def rechecked(self, times: int) -> None:
+        """Return once `times` more rechecks have read the waiters' documents."""
+        target = self.rechecks + times
+        async with self._tailed, asyncio.timeout(5):
+            await self._tailed.wait_for(lambda: self.rechecks >= target)
 
     async def tailed(self, times: int) -> None:
         """Return once the cursor has moved to the tail `times` more times (each move waits
@@ -104,3 +119,33 @@ async def test_while_nobody_waits_the_reader_does_not_follow_the_stream(
     # Two more moves: one whole idle spell passed after the events, in which it read none.
     await completions.tailed(2)
     assert await _xread_calls(redis_client) == before
+
+
+@pytest.fixture
+async def rechecking(
+    completions: Observed, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Observed]:
+    monkeypatch.setattr(completions_module, "RECHECK_S", 0.02)
+    task = asyncio.create_task(completions.recheck())
+    yield completions
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_waiter_whose_terminal_event_was_missed_is_woken_by_the_recheck(
+    rechecking: Observed, redis_client: Redis
+) -> None:
+    async with rechecking.watch("exec_c") as finished:
+        # The document ends without a stream entry, as when the entry was trimmed unread.
+        await redis_client.set(Keys("t").status_doc("exec_c"), b'{"status":"succeeded"}')
+        await asyncio.wait_for(finished, 5)
+
+
+async def test_the_recheck_leaves_waiting_whoever_waits_for_an_execution_not_ended(
+    rechecking: Observed, redis_client: Redis
+) -> None:
+    await redis_client.set(Keys("t").status_doc("exec_d"), b'{"status":"running"}')
+    async with rechecking.watch("exec_d") as finished:
+        await rechecking.rechecked(2)
+        assert not finished.done()
