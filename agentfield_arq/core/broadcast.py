@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
 from agentfield_arq.core.completions import Completions, Entry
 from agentfield_arq.core.feed import Chunk, EventFilter, Framed, admitted, framed
+
+logger = logging.getLogger(__name__)
 
 # Entries the pump takes from the follower at once (a burst), and how many may wait for it:
 # past that it lost entries, and every listener is cut off to resume from the stream.
@@ -90,17 +93,27 @@ class Broadcast:
                 self._pump = None
 
     async def _run(self) -> None:
-        while True:
-            async with self.completions.subscribe(PUMP_BUFFER) as live:
-                self._subscribed.set()
-                while not live.overflowed:
-                    burst = [await live.entries.get()]
-                    while len(burst) < BURST_MAX and not live.entries.empty():
-                        burst.append(live.entries.get_nowait())
-                    self.hand(burst)
-            for listener in self._listeners:  # each resumes from what it was sent
-                listener.overflowed = True
-                listener.ready.set()
+        try:
+            while True:
+                async with self.completions.subscribe(PUMP_BUFFER) as live:
+                    self._subscribed.set()
+                    while not live.overflowed:
+                        burst = [await live.entries.get()]
+                        while len(burst) < BURST_MAX and not live.entries.empty():
+                            burst.append(live.entries.get_nowait())
+                        self.hand(burst)
+                logger.warning("event fan-out fell %d entries behind; cutting off", PUMP_BUFFER)
+                self._cut_off()
+        except Exception:
+            logger.exception("event fan-out failed; its subscribers are cut off to resume")
+            self._pump = None
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        """Every listener ends with a cutoff naming what it was sent, to resume from."""
+        for listener in self._listeners:
+            listener.overflowed = True
+            listener.ready.set()
 
     def hand(self, burst: Iterable[Entry]) -> None:
         """Give each listener the chunk of `burst` its filter admits, built once per filter."""

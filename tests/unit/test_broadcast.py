@@ -3,6 +3,8 @@ to listeners as the follower would hand them."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import cast
 
 from redis.asyncio import Redis
@@ -75,3 +77,18 @@ async def test_a_chunk_cut_after_a_resumption_point_keeps_only_what_follows_it()
     assert rest.data == chunk.frames[2].data
     assert chunk.after((1700000000000, 3)) is None
     assert chunk.after((0, 0)) is chunk
+
+
+async def test_a_fan_out_that_fails_cuts_its_listeners_off_so_that_they_resume() -> None:
+    class Failing(Broadcast):
+        def hand(self, burst: Iterable[Entry]) -> None:
+            raise RuntimeError("a bug in the fan-out")
+
+    completions = Completions(cast(Redis, None), Keys("t"))
+    b = Failing(completions)
+    async with b.listen(EventFilter(), 10) as listener:
+        completions._take(*_entry(1, "e1", "queued"))  # as the follower hands an entry on
+        async with asyncio.timeout(5):
+            await listener.ready.wait()
+        assert listener.overflowed
+        assert listener.take() == []
