@@ -19,9 +19,12 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.asyncio import Redis
 
 from agentfield_arq.core.connection import connect
+from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.execution import submit
 from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.kernel.codec import rfc3339
 from agentfield_arq.kernel.models import ExecuteRequest
+from agentfield_arq.kernel.status import Status
 from bench.baseline_arq import FUNCTION
 from bench.harness import BASELINE_QUEUE, TARGET, Harness
 
@@ -29,6 +32,7 @@ CHUNK = 100
 PARK_S = 3600
 SETTLE_TIMEOUT_S = 1800.0
 INPUT = {"quarter": "Q3", "n": 1}
+RESULT = b'{"ok":true}'
 
 
 def now_ms() -> int:
@@ -36,8 +40,8 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def fill_ours(h: Harness, count: int) -> list[str]:
-    """Queue `count` executions of the bench target; returns their ids."""
+async def fill_ours(h: Harness, count: int, owner: Identity = ANONYMOUS_ADMIN) -> list[str]:
+    """Queue `count` executions of the bench target, submitted by `owner`; returns their ids."""
     client = connect(h.url)
     store = ExecutionStore(client, h.settings)
     request = ExecuteRequest(input=INPUT)
@@ -46,12 +50,35 @@ async def fill_ours(h: Harness, count: int) -> list[str]:
         for start in range(0, count, CHUNK):
             size = min(CHUNK, count - start)
             accepted = await asyncio.gather(
-                *(submit(store, TARGET, request, {}) for _ in range(size))
+                *(submit(store, TARGET, request, {}, owner=owner) for _ in range(size))
             )
             ids += [a.execution_id for a in accepted]
     finally:
         await client.aclose()
     return ids
+
+
+async def succeed_ours(h: Harness, ids: list[str]) -> None:
+    """End queued executions `succeeded` through the very scripts a worker runs on them
+    (claim.lua, then finish.lua with the agent's result), in-process and without the agent call:
+    the records, documents and indexes a worker leaves, in a fraction of a real drain's time."""
+    client = connect(h.url)
+    store = ExecutionStore(client, h.settings)
+    try:
+        for start in range(0, len(ids), CHUNK):
+            await asyncio.gather(*(_succeed(store, i) for i in ids[start : start + CHUNK]))
+    finally:
+        await client.aclose()
+
+
+async def _succeed(store: ExecutionStore, execution_id: str) -> None:
+    at = now_ms()
+    claim = await store.claim(execution_id, rfc3339(at), at)
+    attempt = claim.fields.get("attempt")
+    done = now_ms()
+    await store.finish(
+        execution_id, Status.SUCCEEDED, rfc3339(done), done, result=RESULT, attempt=attempt
+    )
 
 
 async def fill_baseline(h: Harness, count: int) -> list[str]:
