@@ -60,11 +60,12 @@ EDGE_ERRORS: tuple[type[ApiError], ...] = (UnsupportedMediaType, HostNotAllowed,
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """One query parameter of an operation."""
+    """One query parameter of an operation (or, with `location="header"`, a request header)."""
 
     name: str
     description: str
     schema: Mapping[str, Any]
+    location: str = "query"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ def _operation(op: Operation, schema_of: Mapping[object, Any]) -> dict[str, Any]
         for name in (part.strip("{}") for part in op.path.split("/") if part.startswith("{"))
     ]
     parameters += [
-        {"name": q.name, "in": "query", "description": q.description, "schema": dict(q.schema)}
+        {"name": q.name, "in": q.location, "description": q.description, "schema": dict(q.schema)}
         for q in op.query
     ]
     if parameters:

@@ -193,6 +193,23 @@ def test_every_ref_resolves_to_a_component(document: dict[str, Any]) -> None:
         assert name in components, ref
 
 
+def test_the_idempotency_key_header_of_both_execute_routes_is_documented_with_its_form(
+    document: dict[str, Any],
+) -> None:
+    def headers(path: str, method: str) -> dict[str, str]:
+        operation = document["paths"][path][method]
+        return {
+            p["name"]: p["schema"]["pattern"]
+            for p in operation.get("parameters", ())
+            if p["in"] == "header"
+        }
+
+    for path in ("/api/v1/execute/async/{target}", "/api/v1/execute/{target}"):
+        pattern = headers(path, "post")["Idempotency-Key"]
+        assert re.fullmatch(pattern, "order-4411")
+        assert not re.fullmatch(pattern, "x" * 257)
+
+
 def test_the_document_has_the_structure_openapi_3_1_requires(document: dict[str, Any]) -> None:
     assert document["openapi"].startswith("3.1.")
     assert document["info"]["title"]
