@@ -160,10 +160,19 @@ async def _round(h: Harness, plan: Plan, count: int, api_port: int, agent: str) 
         rss_before_kb=before_kb,
         rss_peak_kb=peak[0],
         cpu_s=cpu,
-        refusals=burst["refusals"],
+        refusals=sorted({_why(body) for body in burst["refusals"]}),
         statuses=dict(collections.Counter(str(a[2]) for a in answers)),
         redis_top=dict(sorted(spent.items(), key=lambda kv: -kv[1][1])[:REDIS_TOP]),
     )
+
+
+def _why(body: str) -> str:
+    """A refusal's code (and the execution's status, for a 504), from its error body."""
+    try:
+        error = json.loads(body)
+        return f"{error['code']} {error.get('status', '')}".strip()
+    except (ValueError, KeyError, TypeError):
+        return body[:80]
 
 
 def _commandstats(h: Harness) -> dict[str, tuple[int, int]]:
@@ -221,7 +230,9 @@ async def measure(h: Harness, plan: Plan) -> list[Figure]:
             target=Target(op=">=", limit=1.0, text="all"),
             note=f"{n:,} (baseline: {k:,}) sync executions sent at once on open connections; "
             f"agent answers 202 and reports after {plan.later_s:g} s; one API, "
-            f"{plan.drain_workers} workers, default settings",
+            f"{plan.drain_workers} workers, default settings; answers by status, per run: "
+            f"{[r.statuses for r in many]}; "
+            f"{'; '.join(sorted({text for r in many for text in r.refusals}))}",
         ),
         figure("waiters_p50", "  overhead p50 beyond the agent's delay", "ms",
                each(many, p(0.5)), each(few, p(0.5)), ratio_of=f"{n:,} / {k:,}"),
