@@ -4,10 +4,11 @@ hands every entry to the event subscribers (the SSE routes), each through a boun
 subscriber that falls behind is marked overflowed, and the reader never waits for it.
 
 The stream is a hint, not the truth: waiters re-read the status document after their wake-up,
-and every `RECHECK_S` one MGET reads the status of every execution waited for in this process
-and wakes the waiters of those that ended, so a missed entry (trimmed stream, reconnect) costs
-latency, never correctness. One read for all: with each waiter re-reading its own document,
-5,000 sync waiters cost the API 1,000 scripts a second and half of its CPU (bench/waiters.py).
+and every `RECHECK_S` one pipelined read takes the status of every execution waited for in this
+process and wakes the waiters of those that ended, so a missed entry (trimmed stream, reconnect)
+costs latency, never correctness. One read for all: with each waiter re-reading its own
+document, 5,000 sync waiters cost the API 1,000 scripts a second and a quarter of a core
+(bench/waiters.py).
 While nobody waits or subscribes, the reader idles (core/follower.py).
 """
 
@@ -18,7 +19,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -30,15 +30,6 @@ from agentfield_arq.kernel.status import TERMINAL_STATUSES
 logger = logging.getLogger(__name__)
 
 RECHECK_S = 5.0
-
-
-class _Status(msgspec.Struct):
-    """The one field of a status document that the recheck reads."""
-
-    status: str = ""
-
-
-_status_decoder = msgspec.json.Decoder(_Status)
 
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -113,14 +104,18 @@ class Completions(StreamFollower):
                 logger.warning("status recheck failed, retrying: %s", exc)
 
     async def _recheck(self) -> None:
-        """Read the status documents of every execution waited for here in one MGET, and wake
-        the waiters of those that ended."""
+        """Read the status of every execution waited for here in one round trip (the record's
+        field, not the status document, whose result may be megabytes), and wake the waiters
+        of those that ended."""
         ids = list(self._waiters)
         if not ids:
             return
-        docs = await self.redis.mget([self.keys.status_doc(i) for i in ids])
-        for execution_id, doc in zip(ids, docs, strict=True):
-            if doc is not None and _status_decoder.decode(doc).status in TERMINAL_STATUSES:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for execution_id in ids:
+                pipe.hget(self.keys.execution(execution_id), "status")
+            statuses: list[bytes | None] = await pipe.execute()
+        for execution_id, status in zip(ids, statuses, strict=True):
+            if status is not None and status.decode() in TERMINAL_STATUSES:
                 self._resolve(execution_id)
 
     def _listened(self) -> bool:

@@ -137,15 +137,15 @@ async def test_a_waiter_whose_terminal_event_was_missed_is_woken_by_the_recheck(
     rechecking: Observed, redis_client: Redis
 ) -> None:
     async with rechecking.watch("exec_c") as finished:
-        # The document ends without a stream entry, as when the entry was trimmed unread.
-        await redis_client.set(Keys("t").status_doc("exec_c"), b'{"status":"succeeded"}')
+        # The execution ends without a stream entry, as when the entry was trimmed unread.
+        await redis_client.hset(Keys("t").execution("exec_c"), "status", "succeeded")  # type: ignore[misc]  # redis-py's async stubs
         await asyncio.wait_for(finished, 5)
 
 
 async def test_the_recheck_leaves_waiting_whoever_waits_for_an_execution_not_ended(
     rechecking: Observed, redis_client: Redis
 ) -> None:
-    await redis_client.set(Keys("t").status_doc("exec_d"), b'{"status":"running"}')
+    await redis_client.hset(Keys("t").execution("exec_d"), "status", "running")  # type: ignore[misc]  # redis-py's async stubs
     async with rechecking.watch("exec_d") as finished:
         await rechecking.rechecked(2)
         assert not finished.done()
