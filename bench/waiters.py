@@ -166,6 +166,14 @@ async def _round(h: Harness, plan: Plan, count: int, api_port: int, agent: str) 
     )
 
 
+def _busiest(burst: Round) -> str:
+    """Redis' busiest commands in a burst, per execution: calls and microseconds."""
+    return "per execution, INFO commandstats: " + ", ".join(
+        f"{name} {calls / burst.count:.1f} calls {usec / burst.count:.0f} µs"
+        for name, (calls, usec) in burst.redis_top.items()
+    )
+
+
 def _why(body: str) -> str:
     """A refusal's code (and the execution's status, for a 504), from its error body."""
     try:
@@ -269,6 +277,7 @@ async def measure(h: Harness, plan: Plan) -> list[Figure]:
                 each(many, lambda r, q=party: r.cpu_s[q]),
                 each(few, lambda r, q=party: r.cpu_s[q]),
                 ratio_of=f"{n:,} / {k:,}",
+                note=_busiest(many[-1]) if party == "redis" else "",
             )
         )
     return figures
