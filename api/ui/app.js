@@ -1,7 +1,8 @@
 // The dashboard: plain ES modules, no build step. Every data call carries the key the operator
 // logged in with (sessionStorage); the live views read the SSE routes through fetch() streaming,
 // since EventSource cannot send an Authorization header. Any key may log in: what the page
-// shows and offers follows its role (GET /whoami), and a route the key may not use is said so.
+// shows and offers follows its role (GET /whoami); a key that is not an admin's sees its own
+// executions only (the API answers it so), without the operators' pages.
 const KEY = "agentfield-arq-key";
 const ME = "agentfield-arq-me";
 const PAGE = 50;
@@ -144,12 +145,12 @@ async function login(event, key, note) {
       : `The API answered ${answer.status}; try again.`;
 }
 
-// What a stream the key may not follow leaves: the page, without live updates, saying why.
+// What a refused event stream leaves (the API down, an execution gone): the page, without
+// live updates, saying why.
 function unfollowed(error) {
   if (!(error instanceof ApiError)) return;
   document.getElementById("live").hidden = true;
-  main.append(el("p", { class: "muted", id: "not-live" },
-    error.status === 403 ? "Not live: this key may not follow these events; reload to refresh." : error.message));
+  main.append(el("p", { class: "muted", id: "not-live" }, `Not live: ${error.message}; reload to refresh.`));
 }
 
 // ------------------------------------------------------------------------------ overview
@@ -337,15 +338,7 @@ async function executions(signal, params) {
       answer.next_cursor ? el("a", { href: to([...cursors, answer.next_cursor]), class: "older" }, "Older →") : "",
     );
   };
-  try {
-    await load();
-  } catch (error) {
-    if (error.status !== 403) throw error;
-    // A key that may not list (before callers could list their own): open one by its id.
-    body.replaceChildren(el("tr", {}, el("td", { colspan: 6, id: "not-listed" },
-      "This key may not list executions; open one of its own by its id:", opener())));
-    return;
-  }
+  await load();
   // Live: a known row changes its status in place; on the first page a new execution reloads
   // that one page (never more than PAGE rows are read).
   const reload = throttle(() => load().catch(() => {}), 500);
@@ -361,14 +354,6 @@ async function executions(signal, params) {
       reload();
     }
   }, signal).catch(unfollowed);
-}
-
-function opener() {
-  const input = el("input", { name: "open", placeholder: "exec_…", size: 34 });
-  return el("form", { class: "open", onsubmit: (e) => {
-    e.preventDefault();
-    if (input.value.trim()) location.hash = `#/executions/${encodeURIComponent(input.value.trim())}`;
-  } }, input, el("button", { type: "submit" }, "Open"));
 }
 
 // ------------------------------------------------------------------------- one execution
@@ -485,9 +470,7 @@ async function execution(signal, id) {
     .then((run) => document.getElementById("run")?.replaceChildren(
       el("p", {}, badge(run.status), ` ${run.count} executions${run.truncated ? " (truncated)" : ""}`),
       tree(run.roots, x.execution_id)))
-    .catch((error) => document.getElementById("run")?.replaceChildren(error.status === 403
-      ? el("p", { class: "muted" }, "This key may not read the run's tree.")
-      : failure(error)));
+    .catch((error) => document.getElementById("run")?.replaceChildren(failure(error)));
   if (!TERMINAL.has(x.status)) {
     // Each event after the last stored step (none is missed: the stream resumes from it) has
     // the timeline read again from the stored history; the end reloads the page.

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from agentfield_arq.core.credentials import Role
 from tests.e2e.conftest import System, deployed
@@ -116,7 +116,7 @@ def log_in(page: Page, key: str = ADMIN_KEY, where: str = "") -> None:
     page.click("button[type=submit]")
 
 
-def row(page: Page, execution_id: str) -> object:
+def row(page: Page, execution_id: str) -> Locator:
     return page.locator(f"tr[data-id='{execution_id}']")
 
 
@@ -126,26 +126,31 @@ def test_an_unknown_key_is_refused_with_a_clear_message(page: Page) -> None:
     expect(page.locator("#nav")).to_be_hidden()
 
 
-def test_a_caller_key_logs_in_to_its_own_executions_without_the_operators_pages(
+def test_a_caller_key_sees_its_own_executions_live_and_no_operators_pages_or_buttons(
     page: Page, ui_system: System, caller_key: str
 ) -> None:
-    answer = ui_system.http.post(
-        "/api/v1/execute/async/e2e.hang", json={"input": {}}, headers=bearer(caller_key)
+    as_caller = bearer(caller_key)
+    theirs = ui_system.submit("e2e.echo")
+    hang = ui_system.http.post(
+        "/api/v1/execute/async/e2e.hang", json={"input": {}}, headers=as_caller
     )
-    mine = answer.json()["execution_id"]
+    mine = hang.json()["execution_id"]
     log_in(page, caller_key)
     expect(page.locator("#who")).to_contain_text("(caller)")
     expect(page.locator("#nav a[href='#/']")).to_be_hidden()
     expect(page.locator("#nav a[href='#/webhooks']")).to_be_hidden()
     expect(page.locator("h1")).to_have_text("Executions")
-    # Listing is an admin's today: the page says so and opens one of its own by id.
-    expect(page.locator("#not-listed")).to_contain_text("may not list")
-    page.fill("input[name=open]", mine)
-    page.click("form.open button")
+    expect(row(page, mine)).to_be_visible()
+    expect(row(page, theirs)).to_have_count(0)
+    expect(page.locator("#live")).to_be_visible()
+    echo = ui_system.http.post(
+        "/api/v1/execute/async/e2e.echo", json={"input": {}}, headers=as_caller
+    )
+    expect(row(page, echo.json()["execution_id"]).locator(".badge")).to_have_text("succeeded")
+    row(page, mine).locator("a").first.click()
     expect(page.locator("h1 code")).to_have_text(mine)
     expect(page.locator(".input details.json")).to_be_visible()
-    expect(page.locator("ol.timeline li[data-status=queued]")).to_have_count(1)
-    expect(page.locator("#run")).to_contain_text("may not read the run")
+    expect(page.locator("#run")).to_contain_text("1 executions")
     page.click("button.cancel")
     expect(page.locator("td[data-field=status] .badge")).to_have_text("cancelled")
     expect(page.locator("button.retry")).to_be_visible()
@@ -299,7 +304,9 @@ def test_a_dead_webhook_is_redriven_from_its_list(
         lambda: ui_system.doc(execution_id).get("webhook_status") == "failed",
         f"{execution_id}'s webhook to die",
     )
-    log_in(page, where="#/webhooks")
+    log_in(page, where=f"#/executions/{execution_id}")
+    expect(page.locator("button.redrive-webhook")).to_be_visible()  # an admin's
+    page.goto("/ui/#/webhooks")
     page.click(f"tr[data-id='{execution_id}'] button.redrive")
     expect(page.locator("p.notice")).to_contain_text(execution_id)
     ui_system.until(
