@@ -21,7 +21,19 @@ from typing import Any
 
 import msgspec
 
-from bench import batch, drain, enqueue, fanout, latency, listing, memory, monitor, report, waiters
+from bench import (
+    batch,
+    drain,
+    enqueue,
+    fanout,
+    latency,
+    listing,
+    memory,
+    monitor,
+    report,
+    slow,
+    waiters,
+)
 from bench.harness import Harness
 from bench.plan import FULL, QUICK, Plan
 from bench.stats import Figure
@@ -29,7 +41,8 @@ from bench.stats import Figure
 logger = logging.getLogger("bench")
 
 SECTIONS = (
-    "enqueue", "drain", "latency", "batch", "listing", "fanout", "waiters", "memory", "commands",
+    "enqueue", "drain", "slow", "latency", "batch", "listing", "fanout", "waiters", "memory",
+    "commands",
 )  # fmt: skip
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -82,6 +95,10 @@ async def _section(section: str, h: Harness, plan: Plan, url: str, out: dict[str
     elif section == "drain":
         found, out["drains"] = await drain.measure(h, plan, url)
         figures += found
+    elif section == "slow":
+        found, drains = await slow.measure(h, plan, url)
+        figures += found
+        out["drains"] += drains
     elif section == "latency":
         figures += await latency.measure(h, plan, url)
     elif section == "batch":

@@ -1,11 +1,13 @@
-"""The benchmarks' inline agent: answers every request at once with a small JSON body.
+"""The benchmarks' inline agent: answers every request with a small JSON body, at once or, with
+`--delay-s`, after that long (a slow agent that answers inline: the connection stays open and
+idle meanwhile, as a model call keeps it).
 
 A raw asyncio server (uvloop and httptools, both installed with uvicorn[standard]) rather than
 a Starlette app, so that the agent costs as little CPU as possible on a shared 2-core machine:
 the figures are about the control plane, not the agent. The same server is the trivially fast
 endpoint against which the load generator's own ceiling is measured.
 
-Run as `python -m bench.agent --port N`; it listens on 127.0.0.1 only.
+Run as `python -m bench.agent --port N [--delay-s S]`; it listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ RESPONSE = (
 class AgentProtocol(asyncio.Protocol):
     """One keep-alive connection: each complete request gets the canned answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
 
@@ -47,14 +50,22 @@ class AgentProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """httptools callback: the request (with its body) has been read."""
-        if self.transport is not None:
+        if self.delay_s:
+            asyncio.get_running_loop().call_later(self.delay_s, self._answer)
+        else:
+            self._answer()
+
+    def _answer(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(RESPONSE)
 
 
-async def serve(port: int) -> None:
-    """Listen on 127.0.0.1:`port` until cancelled."""
+async def serve(port: int, delay_s: float = 0.0) -> None:
+    """Listen on 127.0.0.1:`port` until cancelled, answering each request after `delay_s`."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(AgentProtocol, "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(
+        lambda: AgentProtocol(delay_s), "127.0.0.1", port, backlog=4096
+    )
     async with server:
         await server.serve_forever()
 
@@ -63,8 +74,9 @@ def main() -> None:
     """Entry point of `python -m bench.agent`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-s", type=float, default=0.0, help="answer each after this long")
     args = parser.parse_args()
-    uvloop.run(serve(args.port))
+    uvloop.run(serve(args.port, args.delay_s))
 
 
 if __name__ == "__main__":

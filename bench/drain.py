@@ -8,6 +8,7 @@ Redis' own counters over the same window give the commands and CPU per execution
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,8 @@ class Drain(msgspec.Struct, kw_only=True):
     usage: Usage
     # CPU seconds over the drain: "workers" (all of them), "redis", "agent".
     cpu_s: dict[str, float] = {}
+    # Each worker's peak resident set size (VmHWM) at the end of the drain, kB.
+    peak_rss_kb: list[int] = []
 
     @property
     def rate(self) -> float:
@@ -53,10 +56,10 @@ class Drain(msgspec.Struct, kw_only=True):
 
 
 async def run_ours(
-    h: Harness, workers: int, count: int, agent_url: str, profile: bool = False
+    h: Harness, workers: int, count: int, agent_url: str, profile: bool = False, kind: str = "ours"
 ) -> Drain:
     """Drain `count` of our executions with `workers` worker processes (sampling the first
-    with py-spy if asked)."""
+    with py-spy if asked); `kind` labels the drain."""
     h.flush()
     await h.register_node(agent_url)
     ids = await fill.fill_ours(h, count)
@@ -69,11 +72,16 @@ async def run_ours(
         pending: int = await client.zcard(h.keys.deadlines)
         return pending
 
-    label = f"worker-drain-{workers}" if profile else ""
+    label = f"worker-{'drain' if kind == 'ours' else kind}-{workers}" if profile else ""
+    alive = asyncio.create_task(h.keep_node_alive())
     try:
-        drain = await _timed(h, "ours", names, ids, h.keys.queue, remaining, label)
+        drain = await _timed(h, kind, names, ids, h.keys.queue, remaining, label)
+        drain.peak_rss_kb = [h.rss_kb(name, "VmHWM") for name in names]
         docs = await client.mget([h.keys.status_doc(i) for i in ids])
     finally:
+        alive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await alive
         h.stop(*names)
         await client.aclose()
     settled = sum(1 for doc in docs if doc and b'"status":"succeeded"' in doc)

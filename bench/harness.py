@@ -165,11 +165,11 @@ class Harness:
 
     # ------------------------------------------------------------------ components
 
-    async def start_agent(self) -> str:
-        """The inline agent; returns its base URL."""
+    async def start_agent(self, name: str = "agent", delay_s: float = 0.0) -> str:
+        """The inline agent, answering each call after `delay_s`; returns its base URL."""
         port = free_port()
-        self.spawn("agent", "bench.agent", "--port", str(port))
-        await self._wait_port(port, "agent")
+        self.spawn(name, "bench.agent", "--port", str(port), "--delay-s", str(delay_s))
+        await self._wait_port(port, name)
         return f"http://127.0.0.1:{port}"
 
     async def start_later(self, api_port: int, delay_s: float) -> str:
@@ -235,16 +235,29 @@ class Harness:
         finally:
             await client.aclose()
 
+    async def keep_node_alive(self, interval_s: float = 5.0) -> None:
+        """Heartbeat node `bench` until cancelled, as its agent's SDK would (a drain to a slow
+        agent can outlast the node's lease)."""
+        client = connect(self.url)
+        try:
+            nodes = NodeRegistry(client, self.settings)
+            while True:
+                await asyncio.sleep(interval_s)
+                await nodes.heartbeat(NODE, None)
+        finally:
+            await client.aclose()
+
     def flush(self) -> None:
         """Empty our Redis between figures (it is ours: this run started it)."""
         self.redis.flushall()
 
-    def rss_kb(self, name: str) -> int:
-        """Resident set size of one of our processes, from /proc (Linux)."""
+    def rss_kb(self, name: str, field: str = "VmRSS") -> int:
+        """Resident set size of one of our processes (`VmHWM`: its peak so far), from /proc
+        (Linux)."""
         for line in Path(f"/proc/{self.pid(name)}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-        raise RuntimeError(f"no VmRSS for {name}")
+        raise RuntimeError(f"no {field} for {name}")
 
     # ------------------------------------------------------------------ waiting
 

@@ -22,6 +22,9 @@ class Plan(msgspec.Struct, kw_only=True, frozen=True):
     memory_large: int = 100_000
     memory_workers: int = 1
     monitor_sample: int = 200
+    slow_count: int = 4_000
+    slow_workers: int = 2
+    slow_delay_s: float = 2.0
     list_retained: int = 100_000
     list_depth: int = 100
     list_repeats: int = 200
@@ -45,6 +48,7 @@ QUICK = Plan(
     memory_small=200,
     memory_large=2_000,
     monitor_sample=50,
+    slow_count=1_000,
     list_retained=5_000,
     list_depth=10,
     list_repeats=50,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import httpx
 
 from agentfield_arq.core.arq_bridge import WakingWorker, arq_pool
@@ -36,3 +38,23 @@ def create_worker(
         burst=burst, handle_signals=handle_signals, redis_pool=arq_pool(settings, keys.queue)
     )
     return WakingWorker(settings=settings, wake_stream=keys.events, **kwargs)
+
+
+# Descriptors a worker needs beyond two per slot (an agent connection and, at worst, a Redis
+# connection of its own): the webhook client, the wake-up stream, logs.
+SPARE_FILES = 256
+
+
+def raise_open_files_limit(settings: Settings) -> int:
+    """Raise this process's soft limit of open files towards what `worker_concurrency` slots
+    need (two descriptors each), within the hard limit; returns the soft limit now in force.
+    Many systems start processes at a soft limit of 1,024, which a worker with thousands of
+    slots in flight would hit (EMFILE) long before the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * settings.worker_concurrency + SPARE_FILES
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return wanted

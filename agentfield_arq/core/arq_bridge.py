@@ -43,13 +43,16 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   private `job_counter` and `max_jobs`; `Worker.main` must still call `_poll_iteration` once
   per `poll_delay` (we pass 0) and, in burst mode, stop once the queue is empty (the
   in-process tests, tests/integration/test_worker.py, rely on that).
+- Job starts: `WakingWorker.start_jobs` replaces arq's (start_jobs.lua takes the in-progress
+  locks of a whole poll in one script) and keeps its bookkeeping: `sem`, `job_counter`,
+  `tasks`, `run_job(job_id, score)` and `_release_sem_dec_counter_on_complete`.
 - arq 0.28's `Worker.close` calls redis-py's deprecated `close()`; those tests ignore that
   warning, and the filter can go once arq calls `aclose()`.
 - Redis outages: arq's `Worker.main` runs `_poll_iteration` in a bare loop, so a Redis error
   in its poll, its job starts (`start_jobs`), its health record or its cron enqueues ends the
   worker process (exit code 1). `WakingWorker._poll_iteration` catches those errors and polls
-  again with a growing delay, and `start_jobs` gives back the slot arq takes before the Redis
-  steps of a start that failed (arq counts it in `job_counter` and its semaphore). arq's
+  again with a growing delay; `start_jobs` takes a slot (arq's `job_counter` and semaphore)
+  only for a job whose start Redis confirmed. arq's
   `create_pool` sets no command timeout, so `arq_pool` builds the worker's pool itself.
 """
 
@@ -65,6 +68,7 @@ import msgspec
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -72,9 +76,11 @@ from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentfield_arq.core.connection import connect, connection_pool, reraise_cancel
+from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.backoff import backoff_s
+from agentfield_arq.kernel.codec import text
 from agentfield_arq.kernel.errors import NotReplicated
 from agentfield_arq.kernel.status import Status
 
@@ -270,6 +276,8 @@ class WakingWorker(Worker):
         self.in_progress_timeout_s = settings.lock_timeout_s
         self.wake_redis = connect(settings.redis_url, settings, block_s=self.wait_s)
         self.wake = Wake(self.wake_redis, wake_stream)
+        # Registered on the wake-up client for its encoding; run on arq's pool.
+        self.start_script = load_script(self.wake_redis, "start_jobs")
         self.failed_polls = 0
 
     async def _poll_iteration(self) -> None:
@@ -288,15 +296,30 @@ class WakingWorker(Worker):
             self.failed_polls = 0
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's job starts, one id at a time, so that a start whose Redis steps fail gives
-        back the slot arq took for it before them."""
-        for job_id in job_ids:
-            try:
-                await super().start_jobs([job_id])
-            except POLL_ERRORS:
-                self.job_counter -= 1
-                self.sem.release()
-                raise
+        """arq's job starts, for all the ids of a poll in one script (start_jobs.lua) instead of
+        four round trips per id. The ids of the jobs this worker runs are skipped without asking
+        Redis: arq keeps a job in its queue until it ends, so with thousands of slots most of
+        what a poll reads is running already, here or elsewhere. A slot is taken only for a job
+        the script started, so a start that Redis failed holds none."""
+        free = self.max_jobs - self.job_counter
+        candidates = [job_id for job_id in job_ids if not self._running_here(text(job_id))]
+        if free <= 0 or not candidates:
+            return
+        lock_ms = int(self.in_progress_timeout_s * 1000)
+        args: list[bytes | str | int] = [timestamp_ms(), lock_ms, free, IN_PROGRESS_KEY_PREFIX]
+        args += candidates
+        taken = await self.start_script(keys=[self.queue_name], args=args, client=self.pool)
+        for raw_id, score in zip(taken[::2], taken[1::2], strict=True):
+            await self.sem.acquire()
+            self.job_counter += 1
+            job_id = text(raw_id)
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+
+    def _running_here(self, job_id: str) -> bool:
+        task = self.tasks.get(job_id)
+        return task is not None and not task.done()
 
     async def _poll_and_wait(self) -> None:
         reraise_cancel()

@@ -98,7 +98,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     # Workers.
     workers: int = 2
-    worker_concurrency: int = 32
+    worker_concurrency: int = 2000
     worker_poll_delay_s: float = 0.05
     # The inline call's limit when neither the request nor the node sets one, and the most
     # either may set.

@@ -82,8 +82,9 @@ def _allow_files(wanted: int) -> None:
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
-    from agentfield_arq.workers.worker import create_worker
+    from agentfield_arq.workers.worker import create_worker, raise_open_files_limit
 
+    raise_open_files_limit(settings)
     # arq runs on the current event loop; make it uvloop's where uvicorn[standard] installed it,
     # as uvicorn does for the API (bench/: a worker spent 20% of its CPU in asyncio's socket
     # writes; with uvloop it needs 17% less CPU per execution).

@@ -28,6 +28,9 @@ TINY = Plan(
     memory_small=20,
     memory_large=60,
     monitor_sample=5,
+    slow_count=20,
+    slow_workers=1,
+    slow_delay_s=0.2,
     list_retained=30,
     list_depth=2,
     list_repeats=3,
@@ -47,6 +50,7 @@ async def test_every_section_of_the_benchmark_runs_and_reports(tmp_path: Path) -
     assert {"enqueue_rps", "drain_rps", "e2e_p50", "batch_status", "worker_rss"} <= keys
     assert {"list_p50", "list_p99", "sse_rate", "sse_p99", "sse_api_rss"} <= keys
     assert {"waiters_answered", "waiters_p99", "waiters_rss", "waiters_wake_p99"} <= keys
+    assert {"slow_rps", "slow_worker_rss", "slow_worker_cpu"} <= keys
     assert set(results["commands"]) == {"enqueue (API)", "run (worker)"}
     table = report.table(results["figures"])
     assert table.count("\n") == len(results["figures"]) + 1

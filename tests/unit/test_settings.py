@@ -56,8 +56,8 @@ def test_an_allowed_network_that_is_not_a_cidr_fails_with_its_name() -> None:
 
 
 def test_the_per_node_cap_defaults_to_half_of_the_fleets_slots() -> None:
-    assert from_env({}).node_in_flight_cap == 32
-    assert from_env({"AGENTFIELD_ARQ_WORKERS": "1"}).node_in_flight_cap == 16
+    assert from_env({}).node_in_flight_cap == 2000
+    assert from_env({"AGENTFIELD_ARQ_WORKERS": "1"}).node_in_flight_cap == 1000
     assert from_env({"AGENTFIELD_ARQ_WORKER_CONCURRENCY": "1"}).node_in_flight_cap == 1
     assert from_env({"AGENTFIELD_ARQ_NODE_MAX_IN_FLIGHT": "5"}).node_in_flight_cap == 5
     with pytest.raises(ConfigurationError, match="AGENTFIELD_ARQ_NODE_MAX_IN_FLIGHT"):

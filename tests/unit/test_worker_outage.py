@@ -27,6 +27,9 @@ class DownPool:
     async def zrangebyscore(self, *args: Any, **kwargs: Any) -> list[bytes]:
         return [b"exec_1", b"exec_2"]  # read before Redis went away
 
+    async def evalsha(self, *args: Any) -> Any:
+        raise RedisConnectionError("Connection refused")
+
     @contextlib.asynccontextmanager
     async def pipeline(self, transaction: bool = True) -> AsyncIterator[Any]:
         raise RedisConnectionError("Connection refused")
