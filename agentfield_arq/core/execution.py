@@ -237,7 +237,7 @@ async def execute_and_wait(
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + store.settings.sync_timeout_s
-    execution_id = new_id("exec")
+    execution_id = store.new_execution_id()
     # Watched before it exists, so that its end cannot come before the watch: no first read.
     async with completions.watch(execution_id) as finished:
         accepted = await accept(
