@@ -199,6 +199,12 @@ def _print_reply(reply: object, indent: str = "") -> None:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.routes.routed:
+        raise ConfigurationError(
+            "the run command starts workers of one Redis: with AGENTFIELD_ARQ_REDIS_SHARDS, "
+            "start `agentfield-arq api` and, for every Redis, `agentfield-arq worker` with its "
+            "AGENTFIELD_ARQ_WORKER_SHARD"
+        )
     embedded = None
     redis_url = settings.redis_url
     if not redis_url:

@@ -12,6 +12,7 @@ from agentfield_arq.core.streams import composite, positions
 from agentfield_arq.kernel.codec import id_ms, new_id
 from agentfield_arq.kernel.errors import ConfigurationError
 from agentfield_arq.kernel.models import RunNode
+from agentfield_arq.ops.cli import main
 
 HOME_URL = "redis://10.0.0.1:6379/0"
 TWO = "1=redis://10.0.0.2:6379/0 2=redis+sentinel://s1:26379,s2:26379/east/0"
@@ -165,3 +166,12 @@ def test_a_run_over_several_redis_is_drawn_as_one_tree_oldest_first() -> None:
     assert [r.execution_id for r in run.roots] == ["exec_0", "exec_1"]
     assert [c.execution_id for c in run.roots[1].children] == ["exec_2"]
     assert merged_run("run_x", [([], False), ([], False)]) is None
+
+
+def test_the_run_command_refuses_routes_it_would_not_serve(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AGENTFIELD_ARQ_REDIS_URL", HOME_URL)
+    monkeypatch.setenv("AGENTFIELD_ARQ_REDIS_SHARDS", TWO)
+    assert main(["run"]) == 2
+    assert "AGENTFIELD_ARQ_WORKER_SHARD" in capsys.readouterr().err
