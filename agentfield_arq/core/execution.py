@@ -112,7 +112,6 @@ async def accept(
         "target": target,
         "node_id": node_id,
         "name": name,
-        "input": encode(request.input).decode(),
         "created_at": rfc3339(created),
         "created_ms": str(created),
         "owner": owner.key_id,
@@ -135,6 +134,7 @@ async def accept(
         enqueue_ms=created,
         deadline_ms=created + int(store.settings.execution_deadline_s * 1000),
         fields=fields,
+        input=encode(request.input),
         owner=owner.key_id,
         webhook_secret=fields.pop("webhook_secret", ""),
         max_active=0 if owner.is_admin else store.settings.key_max_active,
@@ -310,6 +310,7 @@ async def apply_callback(
             error=truncate(error) if error else None,
             result=_result_of(report) if status is Status.SUCCEEDED else None,
             duration_ms=_duration(report.duration_ms),
+            want_doc=True,
         )
     else:
         if report.progress is not None and len(encode(report.progress)) > MAX_PROGRESS_BYTES:
@@ -341,7 +342,9 @@ async def cancel(
         raise ExecutionNotFound(f"execution '{execution_id[:100]}' not found")
     now = now_ms()
     error = truncate(reason) if reason else CANCELLED_ERROR
-    transition = await store.finish(execution_id, Status.CANCELLED, rfc3339(now), now, error=error)
+    transition = await store.finish(
+        execution_id, Status.CANCELLED, rfc3339(now), now, error=error, want_doc=True
+    )
     logger.info("cancel execution_id=%s: %s (%s)", execution_id, transition.outcome, error)
     return _settled(execution_id, Status.CANCELLED, transition)
 

@@ -41,6 +41,10 @@ class Registered(msgspec.Struct, kw_only=True, frozen=True):
     restarted: bool
 
 
+# The node's fields that say how to call it, in `dispatch_of`'s order.
+DISPATCH_FIELDS = ["base_url", "last_heartbeat_ms", "agent_status", "call_timeout_s", "retry_safe"]
+
+
 class Dispatch(msgspec.Struct, kw_only=True, frozen=True):
     """What a worker needs to call a node: where it listens, whether it is live (heard from
     within its lease and not stopped), its call limit and whether its calls may be repeated."""
@@ -180,8 +184,12 @@ class NodeRegistry:
         queued), or None when it is not registered."""
         if not safe_id(node_id):
             return None
-        names = ["base_url", "last_heartbeat_ms", "agent_status", "call_timeout_s", "retry_safe"]
-        url, heard, status, timeout, safe = await self.redis.hmget(self.keys.node(node_id), names)  # type: ignore[misc]  # redis-py's async stubs
+        values = await self.redis.hmget(self.keys.node(node_id), DISPATCH_FIELDS)  # type: ignore[misc]  # redis-py's async stubs
+        return self.dispatch_of(values)
+
+    def dispatch_of(self, values: list[bytes | None]) -> Dispatch | None:
+        """`dispatch` from the node's `DISPATCH_FIELDS`, as read (claim.lua reads them too)."""
+        url, heard, status, timeout, safe = values
         if not url:
             return None
         return Dispatch(

@@ -30,7 +30,7 @@ from agentfield_arq.core.execution import FORWARDED_HEADERS, truncate
 from agentfield_arq.core.nodes import Dispatch, NodeRegistry, read_base_url
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.slots import NodeSlots
-from agentfield_arq.core.store import ExecutionStore, HandBack, Outcome
+from agentfield_arq.core.store import Claim, ExecutionStore, HandBack, Outcome
 from agentfield_arq.core.tracing import TRACEPARENT, Tracing
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.codec import canonical_json, now_ms, rfc3339
@@ -158,7 +158,7 @@ class Runner:
         if spent > self.settings.agent_max_attempts:
             await self._fail(execution_id, attempt, f"gave up after {spent - 1} attempts")
             return
-        await self._attempt(execution_id, fields, attempt, spent, last_try)
+        await self._attempt(execution_id, claim, attempt, spent, last_try)
 
     async def _released_own_hold(self, execution_id: str, job: str) -> bool:
         running = (j for j in self.running if j != job)
@@ -167,12 +167,13 @@ class Runner:
         return await self.store.forget_holder(execution_id, self.worker_id)
 
     async def _attempt(
-        self, execution_id: str, fields: dict[str, str], attempt: int, spent: int, last_try: bool
+        self, execution_id: str, claim: Claim, attempt: int, spent: int, last_try: bool
     ) -> None:
+        fields = claim.fields
         try:
             target = fields.get("target", "")
             with self.tracing.span(f"run {target}", fields.get(TRACEPARENT), "CONSUMER") as tp:
-                await self._invoke(execution_id, fields, tp)
+                await self._invoke(execution_id, claim, tp)
         except AgentNotReached as exc:
             if last_try:
                 await self._fail(execution_id, attempt, f"{exc} (arq's tries are spent)")
@@ -206,11 +207,12 @@ class Runner:
                 "spent" if back.charged else "unspent", back.reason,
             )  # fmt: skip
 
-    async def _invoke(
-        self, execution_id: str, fields: dict[str, str], traceparent: str | None
-    ) -> None:
+    async def _invoke(self, execution_id: str, claim: Claim, traceparent: str | None) -> None:
+        """Call the agent with the claimed input (JSON bytes, as stored), at the node as the
+        claim read it, and record its answer."""
+        fields, body = claim.fields, claim.input
         attempt = fields["attempt"]
-        node = await self.nodes.dispatch(fields["node_id"])
+        node = self.nodes.dispatch_of(claim.node)
         if node is None:
             await self.store.count_call("node_gone")
             await self._fail(execution_id, int(attempt), f"node '{fields['node_id']}' is gone")
@@ -231,7 +233,7 @@ class Runner:
             # so a trickling agent cannot outlive the job and leave the execution unsettled.
             async with asyncio.timeout(limit_s):
                 with self.tracing.span(f"call {fields['target']}", traceparent, "CLIENT") as tp:
-                    status, body = await self._post(url, fields, limit_s, tp)
+                    status, answer = await self._post(url, fields, body, limit_s, tp)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             await self.store.count_call("unreachable")
             raise AgentNotReached(f"agent unreachable ({type(exc).__name__}: {exc})") from exc
@@ -255,9 +257,10 @@ class Runner:
                 logger.info("awaiting callback execution_id=%s", execution_id)
             return
         if 200 <= status < 300:
-            await self._succeed(execution_id, attempt, body)
+            await self._succeed(execution_id, attempt, answer)
             return
-        error = f"agent answered {status}: {body[:AGENT_ERROR_BODY_CHARS].decode(errors='replace')}"
+        shown = answer[:AGENT_ERROR_BODY_CHARS].decode(errors="replace")
+        error = f"agent answered {status}: {shown}"
         if status in REFUSED_STATUSES:
             raise AgentCallTransient(error)
         if status >= 500:
@@ -283,7 +286,7 @@ class Runner:
         await self._fail(execution_id, int(attempt), f"{error}; not retried, it may have run")
 
     async def _post(
-        self, url: str, fields: dict[str, str], limit_s: float, traceparent: str | None
+        self, url: str, fields: dict[str, str], body: bytes, limit_s: float, traceparent: str | None
     ) -> tuple[int, bytes]:
         headers = {
             "Content-Type": "application/json",
@@ -301,7 +304,7 @@ class Runner:
         cap = self.settings.max_result_bytes
         timeout = httpx.Timeout(limit_s, connect=min(limit_s, CONNECT_TIMEOUT_S))
         async with self.http.stream(
-            "POST", url, content=fields["input"].encode(), headers=headers, timeout=timeout
+            "POST", url, content=body, headers=headers, timeout=timeout
         ) as response:
             chunks: list[bytes] = []
             size = 0

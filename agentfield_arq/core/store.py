@@ -27,6 +27,7 @@ from agentfield_arq.core.arq_bridge import (
 )
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
 from agentfield_arq.core.keys import EXPIRED_FOR_S, NON_TERMINAL_GRACE_S, NOTES_MAX, Keys, safe_id
+from agentfield_arq.core.nodes import DISPATCH_FIELDS
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.routing import stamp
 from agentfield_arq.core.scripts import load_script
@@ -59,6 +60,9 @@ class NewExecution(msgspec.Struct, kw_only=True):
     enqueue_ms: int
     deadline_ms: int
     fields: dict[str, str]
+    # The input object as JSON bytes, stored and later sent to the agent as they are (never
+    # decoded again); empty when `fields` carries it (a retry copies a stored one).
+    input: bytes = b""
     # The submitting key's id, and how many of its executions may be unfinished (0: no cap).
     owner: str = ""
     max_active: int = 0
@@ -100,7 +104,8 @@ class Outcome(enum.StrEnum):
 
 
 class Transition(msgspec.Struct, kw_only=True):
-    """The result of a transition: its outcome, the new doc (when ok/noop), the current status."""
+    """The result of a transition: its outcome, the new doc (when ok/noop, and asked for), the
+    current status."""
 
     outcome: Outcome
     doc: bytes | None = None
@@ -108,10 +113,14 @@ class Transition(msgspec.Struct, kw_only=True):
 
 
 class Claim(msgspec.Struct, kw_only=True):
-    """A worker's claim on an execution; `fields` is the hash as it stands after the claim."""
+    """A worker's claim on an execution; `fields` is the hash as it stands after the claim,
+    but for `input`, the JSON bytes to send to the agent as they were stored."""
 
     outcome: Outcome
     fields: dict[str, str] = {}
+    input: bytes = b""
+    # The node's `nodes.DISPATCH_FIELDS`, read in the same step (None where unset).
+    node: list[bytes | None] = []
     status: str | None = None
 
 
@@ -184,6 +193,8 @@ class ExecutionStore:
         args.append(len(indexes))
         for field, value in new.fields.items():
             args += [field, value]
+        if new.input:
+            args += ["input", new.input]
         keys = [
             k.node_targets(new.node_id),
             k.execution(new.execution_id),
@@ -380,13 +391,19 @@ class ExecutionStore:
                 started,
                 notice_job_payload(execution_id, "started", 0, now_ms),
                 JOB_PAYLOAD_TTL_MS,
+                k.node(""),
+                *DISPATCH_FIELDS,
             ],
         )
         outcome = Outcome(text(reply[0]))
         if outcome is not Outcome.OK:
             return Claim(outcome=outcome, status=text(reply[1]) if len(reply) > 1 else None)
-        flat = [text(v) for v in reply[1:]]
-        return Claim(outcome=outcome, fields=dict(zip(flat[::2], flat[1::2], strict=True)))
+        node = list(reply[1 : 1 + len(DISPATCH_FIELDS)])
+        rest = reply[1 + len(DISPATCH_FIELDS) :]
+        flat = dict(zip(rest[::2], rest[1::2], strict=True))
+        body = flat.pop(b"input", b"{}")
+        fields = {text(k): text(v) for k, v in flat.items()}
+        return Claim(outcome=outcome, fields=fields, input=body, node=node)
 
     async def count_call(self, outcome: str) -> None:
         """Count one agent call by its outcome (for /metrics; not an execution's state)."""
@@ -531,9 +548,11 @@ class ExecutionStore:
         attempt: str | None = None,
         only_if_overdue: bool = False,
         duration_ms: int | None = None,
+        want_doc: bool = False,
     ) -> Transition:
         """Make an execution terminal (once), queueing its webhook delivery if it has one;
-        see finish.lua for the rules."""
+        see finish.lua for the rules. The terminal document comes back only with `want_doc`
+        (for a caller that answers with it): it holds the result, up to `max_result_bytes`."""
         if not safe_id(execution_id):
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
@@ -580,6 +599,7 @@ class ExecutionStore:
                 tell_id,
                 tell_agent_job_payload(execution_id, now_ms),
                 *self._index_bounds(now_ms),
+                "1" if want_doc else "0",
             ],
         )
         return _transition(reply)
@@ -695,5 +715,5 @@ def splice(doc: bytes, view: bytes | None) -> bytes:
 def _transition(reply: list[Any]) -> Transition:
     outcome = Outcome(text(reply[0]))
     if outcome in (Outcome.OK, Outcome.NOOP):
-        return Transition(outcome=outcome, doc=reply[1])
+        return Transition(outcome=outcome, doc=reply[1] if len(reply) > 1 else None)
     return Transition(outcome=outcome, status=text(reply[1]) if len(reply) > 1 else None)

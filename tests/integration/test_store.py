@@ -90,7 +90,10 @@ async def test_claim_moves_queued_to_running_and_counts_attempts(store: Executio
     first = await store.claim(execution_id, *_now())
     assert first.outcome is Outcome.OK
     assert first.fields["attempt"] == "1"
-    assert first.fields["input"] == '{"quarter":"Q3"}'
+    # The input as stored, bytes to send as they are; the node as the claim read it.
+    assert first.input == b'{"quarter":"Q3"}'
+    assert "input" not in first.fields
+    assert first.node[0] is not None
     second = await store.claim(execution_id, *_now())
     assert second.fields["attempt"] == "2"
     assert second.fields["started_at"] == first.fields["started_at"]
@@ -102,13 +105,16 @@ async def test_claim_moves_queued_to_running_and_counts_attempts(store: Executio
 async def test_terminal_is_final_and_an_identical_repeat_is_a_no_op(store: ExecutionStore) -> None:
     execution_id = await _queued(store)
     await store.claim(execution_id, *_now())
-    done = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":1}')
+    done = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":1}', want_doc=True)
     assert done.outcome is Outcome.OK
     assert done.doc is not None
     assert json.loads(done.doc)["result"] == {"x": 1}
-    again = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":1}')
+    again = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":1}', want_doc=True)
     assert again.outcome is Outcome.NOOP
     assert again.doc == done.doc
+    # Without asking, nothing is sent back (a worker ignores the document).
+    quiet = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":1}')
+    assert (quiet.outcome, quiet.doc) == (Outcome.NOOP, None)
     other = await store.finish(execution_id, "succeeded", *_now(), result=b'{"x":2}')
     assert other.outcome is Outcome.CONFLICT
     failed = await store.finish(execution_id, "failed", *_now(), error="late")
@@ -160,10 +166,10 @@ async def test_racing_finishers_leave_exactly_one_outcome(store: ExecutionStore)
     execution_id = await _queued(store)
     await store.claim(execution_id, *_now())
     outcomes = await asyncio.gather(
-        store.finish(execution_id, "succeeded", *_now(), result=b"1", attempt="1"),
-        store.finish(execution_id, "cancelled", *_now(), error="cancelled"),
-        store.finish(execution_id, "timeout", *_now(), error="late"),
-        store.finish(execution_id, "failed", *_now(), error="boom"),
+        store.finish(execution_id, "succeeded", *_now(), result=b"1", attempt="1", want_doc=True),
+        store.finish(execution_id, "cancelled", *_now(), error="cancelled", want_doc=True),
+        store.finish(execution_id, "timeout", *_now(), error="late", want_doc=True),
+        store.finish(execution_id, "failed", *_now(), error="boom", want_doc=True),
     )
     assert [o.outcome for o in outcomes].count(Outcome.OK) == 1
     winner = next(o for o in outcomes if o.outcome is Outcome.OK)

@@ -92,7 +92,9 @@ class ExecutionRules(MachineBase):
         """POST cancel: cancelled unless terminal; cancelling a cancelled one is a no-op."""
         r = self.pick(index, live)
         got = self.run(
-            self.store.finish(r.id, "cancelled", self.iso, self.now, error=CANCELLED_ERROR)
+            self.store.finish(
+                r.id, "cancelled", self.iso, self.now, error=CANCELLED_ERROR, want_doc=True
+            )
         )
         self._check_finish(r, got, "cancelled", CANCELLED_ERROR, "")
 

@@ -11,10 +11,12 @@ import httpx
 import pytest
 
 from agentfield_arq.core.guard import (
+    SHARD_CONNECTIONS,
     AgentPolicy,
     GuardedBackend,
     GuardedTransport,
     Policy,
+    ShardedTransport,
     agent_client,
     agent_policy,
     refusal,
@@ -400,7 +402,42 @@ async def test_the_agent_client_has_the_call_timeout_no_redirects_and_no_environ
         assert client.timeout == httpx.Timeout(7.0)
         assert client.follow_redirects is False
         assert client.trust_env is False
-        pool = client._transport._pool  # type: ignore[attr-defined]  # the guarded pool
-        assert pool._max_connections == 5
+        shards = client._transport.shards  # type: ignore[attr-defined]  # the guarded pools
+        assert [shard._pool._max_connections for shard in shards] == [5]
     finally:
         await client.aclose()
+
+
+async def test_the_agent_client_spreads_thousands_of_slots_over_small_pools() -> None:
+    client = agent_client(from_env({}, worker_concurrency=2000))
+    try:
+        transport = client._transport
+        assert isinstance(transport, ShardedTransport)
+        sizes = {shard._pool._max_connections for shard in transport.shards}  # type: ignore[attr-defined]  # guarded pools
+        assert (sizes, len(transport.shards)) == ({SHARD_CONNECTIONS}, 2000 // 16 + 1)
+    finally:
+        await client.aclose()
+
+
+class _Refusing(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+
+class _Answering(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=httpx.ByteStream(b"{}"))
+
+
+async def test_a_sharded_call_counts_as_busy_until_its_response_is_closed() -> None:
+    transport = ShardedTransport([_Answering(), _Answering()])
+    async with httpx.AsyncClient(transport=transport) as client:
+        async with client.stream("POST", "http://agent.test/reasoners/x") as response:
+            assert sum(transport.busy) == 1
+            await response.aread()
+        assert transport.busy == [0, 0]
+    failing = ShardedTransport([_Refusing()])
+    async with httpx.AsyncClient(transport=failing) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.post("http://agent.test/reasoners/x")
+    assert failing.busy == [0]

@@ -4,12 +4,17 @@
 -- callback, queued under a newer job id (a hand-back or retry moved it: the older job is
 -- `superseded`), held by a worker whose lease is live, or past its deadline (`overdue`:
 -- the worker ends it `timeout` without calling the agent).
--- The first claim queues the caller's `started` webhook notice, if it asked for one.
+-- The first claim queues the caller's `started` webhook notice, if it asked for one. A claim
+-- also reads how to call the node (its key: the node key prefix and the hash's node id), so
+-- that the worker needs no round trip of its own for it.
 -- KEYS: exec hash, status doc, events, holders, workers, index status queued,
 --       index status running, queue, started notice arq job, enqueue-to-start histogram,
 --       history
 -- ARGV: now_iso, now_ms, stream_maxlen, job_id, worker_id ('' records no holder),
---       index cutoff, index ttl_s, started job id, started job payload, notice job ttl_ms
+--       index cutoff, index ttl_s, started job id, started job payload, notice job ttl_ms,
+--       node key prefix, then the node fields to read
+-- Returns {'ok', the node fields' values (false where unset), then the hash's field/value
+-- pairs}, or {outcome, status}.
 local flat = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
@@ -49,5 +54,9 @@ else  -- a worker's attempt after another's that was not handed back: no stream 
 end
 h.status = 'running'
 local out = {'ok'}
+local node = {}
+for i = 12, #ARGV do node[#node + 1] = ARGV[i] end
+local values = redis.call('HMGET', ARGV[11] .. (h.node_id or ''), unpack(node))
+for i = 1, #node do out[#out + 1] = values[i] end
 for k, v in pairs(h) do out[#out + 1] = k; out[#out + 1] = v end
 return out

@@ -16,13 +16,18 @@
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
 --       prefix of the submitting keys' sets of unfinished executions,
---       tell-agent job id, tell-agent job payload, index cutoff, index ttl_s
+--       tell-agent job id, tell-agent job payload, index cutoff, index ttl_s,
+--       '1' to have the document sent back (up to 10 MiB with its result: only for a caller
+--       that answers with it)
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
 local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
 if TERMINAL[h.status] then
   local stopped = ARGV[1] == 'cancelled' and (h.status == 'cancelled' or h.status == 'timeout')
-  if h.digest == digest or stopped then return {'noop', redis.call('GET', KEYS[2])} end
+  if h.digest == digest or stopped then
+    if ARGV[20] == '1' then return {'noop', redis.call('GET', KEYS[2])} end
+    return {'noop'}
+  end
   return {'conflict', h.status}
 end
 if ARGV[6] ~= '' and (h.attempt ~= ARGV[6] or h.status ~= 'running' or h.phase ~= 'invoking') then
@@ -68,4 +73,5 @@ if delivers then
   webhook_view(KEYS[5], KEYS[6], KEYS[7])
   enqueue_job(KEYS[8], KEYS[9], ARGV[12], ARGV[13], ARGV[14], ARGV[3], false)
 end
-return {'ok', doc}
+if ARGV[20] == '1' then return {'ok', doc} end
+return {'ok'}
