@@ -4,12 +4,14 @@
 -- also on every id that another worker runs). At most `most` ids are taken, in the order given.
 -- KEYS: the queue
 -- ARGV: now_ms, lock_ms, most, arq's in-progress key prefix, then the job ids
--- Returns the ids taken, each followed by its queue score.
+-- Returns how many of the ids it looked at (it stops once `most` are taken), then the ids taken,
+-- each followed by its queue score.
 local now = tonumber(ARGV[1])
 local most = tonumber(ARGV[3])
-local out = {}
+local out = {0}
 for i = 5, #ARGV do
-  if #out >= most * 2 then break end
+  if #out > most * 2 then break end
+  out[1] = i - 4
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= now
       and redis.call('SET', ARGV[4] .. ARGV[i], '1', 'NX', 'PX', ARGV[2]) then
