@@ -413,7 +413,12 @@ class ExecutionStore:
         """Record that the agent answered 202; False if the attempt is no longer current."""
         k = self.keys
         reply = await self._await_callback(
-            keys=[k.execution(execution_id), k.holders, k.node_awaiting(node_id)],
+            keys=[
+                k.execution(execution_id),
+                k.holders,
+                k.node_awaiting(node_id),
+                k.history(execution_id),
+            ],
             args=[attempt, now_ms(), self._record_ttl_s],
         )
         return text(reply[0]) == Outcome.OK

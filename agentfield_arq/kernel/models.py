@@ -505,8 +505,9 @@ class NoteList(msgspec.Struct, kw_only=True):
 class HistoryEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One step of an execution's stored history (lua/common.lua's `record_history` writes
     it): `n` numbers every step, `ms` is when (unix ms; `at` says it in RFC 3339 in answers),
-    `id` the lifecycle stream entry's id (none for a claim of an already running execution),
-    `status` the entry's name (a status, or `progress`). `attempt`: the attempt it belongs
+    `id` the lifecycle stream entry's id (none for a claim of an already running execution
+    and for `accepted`), `status` the entry's name (a status, `progress`, or `accepted`: the
+    agent answered 202 and the execution waits for its callback). `attempt`: the attempt it belongs
     to; `worker`: who claimed it; `reason`: why an attempt was handed back; `message` and
     `progress`: a progress report's."""
 

@@ -386,6 +386,7 @@ function lifecycleStep(e, first) {
   if (e.status === "queued" && first) return step(e.ms, "lifecycle", "queued", "queued", "");
   if (e.status === "queued") return step(e.ms, "lifecycle", "queued", `handed back${at}, queued again`, e.reason || "");
   if (e.status === "running") return step(e.ms, "lifecycle", "running", `attempt ${e.attempt || "?"} started`, e.worker ? `worker ${e.worker}` : "");
+  if (e.status === "accepted") return step(e.ms, "lifecycle", "accepted", `accepted by the agent${at}`, "202: waiting for its callback");
   if (e.status === "progress") {
     const shown = e.progress == null ? "" : JSON.stringify(e.progress);
     return step(e.ms, "lifecycle", "progress", `progress${at}`, [e.message, shown].filter(Boolean).join(" "));

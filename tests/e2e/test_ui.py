@@ -254,8 +254,9 @@ def test_the_timeline_is_the_stored_history_and_grows_with_callbacks_and_progres
     )
     log_in(page, where=f"#/executions/{execution_id}")
     steps = page.locator("ol.timeline li[data-kind=lifecycle]")
-    expect(steps).to_have_count(2)  # queued, attempt 1 started: read back, not seen live
+    expect(steps).to_have_count(3)  # queued, attempt 1 started, accepted: read back, not seen live
     expect(steps.nth(1)).to_contain_text("attempt 1 started")
+    expect(steps.nth(2)).to_contain_text("waiting for its callback")
     callback = f"/api/v1/executions/{execution_id}/status"
     report = {"status": "running", "progress": {"pct": 40}, "message": "reading filings"}
     assert ui_system.http.post(callback, json=report).status_code == 200
@@ -267,13 +268,14 @@ def test_the_timeline_is_the_stored_history_and_grows_with_callbacks_and_progres
         f"{execution_id}'s webhook to be delivered",
     )
     page.reload()
-    expect(page.locator("ol.timeline li")).to_have_count(5)
+    expect(page.locator("ol.timeline li")).to_have_count(6)
     shown = page.locator("ol.timeline li").evaluate_all(
         "lis => lis.map(li => li.dataset.kind + ':' + li.dataset.status)"
     )
     assert shown == [
         "lifecycle:queued",
         "lifecycle:running",
+        "lifecycle:accepted",
         "lifecycle:progress",
         "lifecycle:succeeded",
         "webhook:delivered",

@@ -94,6 +94,16 @@ async def test_a_second_claim_of_a_running_execution_is_a_step_with_no_stream_en
     assert (last.status, last.attempt, last.worker, last.id) == ("running", 2, "w2", None)
 
 
+async def test_an_agents_202_is_a_step_with_no_stream_entry(
+    api: httpx.AsyncClient, store: ExecutionStore
+) -> None:
+    execution_id = await _submit(api)
+    await store.claim(execution_id, *_now())
+    assert await store.await_callback(execution_id, "1", "e2e")
+    last = (await _stored(store, execution_id))[-1]
+    assert (last.status, last.attempt, last.id) == ("accepted", 1, None)
+
+
 async def test_a_chatty_execution_keeps_its_first_step_and_the_newest_and_says_how_many_went(
     api: httpx.AsyncClient, store: ExecutionStore
 ) -> None:

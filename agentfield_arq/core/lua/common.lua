@@ -64,7 +64,8 @@ end
 
 -- An execution's history (keys.history): each of its lifecycle entries again, one JSON object
 -- with its time (`ms`), the entry's stream id (`id`; none for a step that writes no stream
--- entry: a claim of an execution already running), its attempt and its extra fields, kept as
+-- entry: a claim of an execution already running, an agent's 202), its attempt and its extra
+-- fields, kept as
 -- long as its hash. A chatty execution keeps its first entry (its creation) and the newest
 -- HISTORY_MAX - 1 (keys.py's HISTORY_MAX is the same number); `n` numbers every entry ever
 -- written (each entry starts with it), so that a reader can tell how many were dropped.
