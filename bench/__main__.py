@@ -23,6 +23,7 @@ import msgspec
 
 from bench import (
     batch,
+    dashboard,
     drain,
     enqueue,
     fanout,
@@ -41,7 +42,8 @@ from bench.stats import Figure
 logger = logging.getLogger("bench")
 
 SECTIONS = (
-    "enqueue", "drain", "slow", "latency", "batch", "listing", "fanout", "waiters", "memory",
+    "enqueue", "drain", "slow", "latency", "batch", "listing", "fanout", "dashboard", "waiters",
+    "memory",
     "commands",
 )  # fmt: skip
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,6 +109,8 @@ async def _section(section: str, h: Harness, plan: Plan, url: str, out: dict[str
         figures += await listing.measure(h, plan, url)
     elif section == "fanout":
         figures += await fanout.measure(h, plan, url)
+    elif section == "dashboard":
+        figures += await dashboard.measure(h, plan, url)
     elif section == "waiters":
         figures += await waiters.measure(h, plan)
     elif section == "memory":
