@@ -5,8 +5,9 @@ the API's callback route (`POST /api/v1/executions/{id}/status`, with the call's
 Raw asyncio (uvloop and httptools) like `bench.agent`, so that it costs the shared cores as little
 as an agent can. Callbacks go out over a pool of up to `--connections` keep-alive connections
 to the API, each sending the next report as soon as the previous one is answered. `GET /stats`
-answers, per execution id, the wall-clock times (Unix seconds) at which the call arrived, its
-report was sent and its report was answered, and the agent's own CPU seconds.
+answers, per execution id, the wall-clock times (Unix seconds) at which its first call arrived,
+its last report was sent and answered; how many calls repeated an execution already called; and
+the agent's own CPU seconds.
 
 Run as `python -m bench.later --port N --api-port M`; it listens on and calls 127.0.0.1 only.
 """
@@ -48,10 +49,14 @@ class Reports:
         self.due: collections.deque[tuple[str, str]] = collections.deque()
         self.idle: list[Reporter] = []
         self.times: dict[str, list[float]] = {}
+        self.repeated = 0
 
     def called(self, execution_id: str, token: str, delay_s: float) -> None:
         """A call arrived: its report is due in `delay_s`."""
-        self.times[execution_id] = [time.time()]
+        if execution_id in self.times:  # called again (handed back, or its worker deemed lost)
+            self.repeated += 1
+        else:
+            self.times[execution_id] = [time.time(), 0.0, 0.0]
         asyncio.get_running_loop().call_later(delay_s, self.send, execution_id, token)
 
     def send(self, execution_id: str, token: str) -> None:
@@ -102,7 +107,7 @@ class Reporter(asyncio.Protocol):
         """Send one execution's report."""
         assert self.transport is not None
         self.pending = (execution_id, token)
-        self.reports.times[execution_id][1:] = [time.time()]
+        self.reports.times[execution_id][1] = time.time()
         head = (
             f"POST /api/v1/executions/{execution_id}/status HTTP/1.1\r\n"
             f"Host: {HOST}:{self.reports.api_port}\r\nX-Callback-Token: {token}\r\n"
@@ -117,7 +122,7 @@ class Reporter(asyncio.Protocol):
     def on_message_complete(self) -> None:
         """httptools callback: the report was answered."""
         assert self.pending is not None
-        self.reports.times[self.pending[0]].append(time.time())
+        self.reports.times[self.pending[0]][2] = time.time()
         self.pending = None
         self.reports.free(self)
 
@@ -167,7 +172,11 @@ class Called(asyncio.Protocol):
         assert self.transport is not None
         if self.url == b"/stats":
             usage = resource.getrusage(resource.RUSAGE_SELF)
-            stats = {"cpu_s": usage.ru_utime + usage.ru_stime, "times": self.reports.times}
+            stats = {
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "times": self.reports.times,
+                "repeated": self.reports.repeated,
+            }
             self.transport.write(_response(b"200 OK", json.dumps(stats).encode()))
             return
         execution_id = self.headers.get(b"x-execution-id", b"").decode()

@@ -55,6 +55,8 @@ class Round(msgspec.Struct, kw_only=True):
     cpu_s: dict[str, float]
     statuses: dict[str, int]
     refusals: list[str]
+    # Calls the agent had for an execution it was already called for, since it started.
+    repeated_calls: int
     # Redis' busiest commands over the burst: name -> (calls, microseconds), INFO commandstats.
     redis_top: dict[str, tuple[int, int]]
 
@@ -136,7 +138,8 @@ async def _round(h: Harness, plan: Plan, count: int, api_port: int, agent: str) 
         "workers": sum(used.values()),
     }
     async with httpx.AsyncClient() as client:
-        times = (await client.get(f"{agent}/stats")).json()["times"]
+        stats_of_agent = (await client.get(f"{agent}/stats")).json()
+    times = stats_of_agent["times"]
     answers = burst["answers"]
     ids = [a[3] for a in answers if a[2] == 200]
     docs = [msgspec.json.decode(d) for d in h.redis.mget([h.keys.status_doc(i) for i in ids])]
@@ -160,6 +163,7 @@ async def _round(h: Harness, plan: Plan, count: int, api_port: int, agent: str) 
         rss_before_kb=before_kb,
         rss_peak_kb=peak[0],
         cpu_s=cpu,
+        repeated_calls=stats_of_agent["repeated"],
         refusals=sorted({_why(body) for body in burst["refusals"]}),
         statuses=dict(collections.Counter(str(a[2]) for a in answers)),
         redis_top=dict(sorted(spent.items(), key=lambda kv: -kv[1][1])[:REDIS_TOP]),
@@ -239,7 +243,8 @@ async def measure(h: Harness, plan: Plan) -> list[Figure]:
             note=f"{n:,} (baseline: {k:,}) sync executions sent at once on open connections; "
             f"agent answers 202 and reports after {plan.later_s:g} s; one API, "
             f"{plan.drain_workers} workers, default settings; answers by status, per run: "
-            f"{[r.statuses for r in many]}; "
+            f"{[r.statuses for r in many]}; agent called again for an execution already "
+            f"called, per run: {[r.repeated_calls for r in many]}; "
             f"{'; '.join(sorted({text for r in many for text in r.refusals}))}",
         ),
         figure("waiters_p50", "  overhead p50 beyond the agent's delay", "ms",
