@@ -106,21 +106,34 @@ def _headers(accepted: Accepted) -> dict[str, str]:
 
 
 async def execute_sync(request: Request) -> Response:
-    """Queue an execution and wait for its end, up to the sync limit (then 504 with its id)."""
+    """Queue an execution and wait for its end, up to the sync limit (then 504 with its id).
+
+    If Redis times out, the execution may have been created (and may even have ended): the
+    503 names its id, as the async route's does.
+    """
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
     shard = d.shards.for_node(target.partition(".")[0])
-    with _span(request, f"execute {target[:200]}") as traceparent:
-        accepted, doc = await execute_and_wait(
-            shard.store,
-            shard.completions,
-            target,
-            body,
-            request.headers,
-            traceparent,
-            owner=identity(request),
-        )
+    execution_id = shard.store.new_execution_id()
+    try:
+        with _span(request, f"execute {target[:200]}") as traceparent:
+            accepted, doc = await execute_and_wait(
+                shard.store,
+                shard.completions,
+                target,
+                body,
+                request.headers,
+                traceparent,
+                owner=identity(request),
+                execution_id=execution_id,
+            )
+    except RedisTimeoutError as exc:
+        raise Unavailable(
+            f"the state store (Redis) did not answer in time; execution '{execution_id}' may "
+            "have been created: look it up before sending again",
+            execution_id=execution_id,
+        ) from exc
     return _json(encode(_sync_result(doc)), 200, _headers(accepted))
 
 

@@ -229,15 +229,17 @@ async def execute_and_wait(
     headers: Mapping[str, str],
     traceparent: str | None = None,
     owner: Identity = ANONYMOUS_ADMIN,
+    execution_id: str | None = None,
 ) -> tuple[Accepted, Execution[msgspec.Raw]]:
-    """Submit (see `accept`) and wait for the terminal document, whichever replica or worker
-    sees the end; a replayed Idempotency-Key waits for its first execution.
+    """Submit (see `accept`, `execution_id` included) and wait for the terminal document,
+    whichever replica or worker sees the end; a replayed Idempotency-Key waits for its first
+    execution.
 
     Raises SyncTimeout (with the ids to poll) at the sync limit; the execution carries on.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + store.settings.sync_timeout_s
-    execution_id = store.new_execution_id()
+    execution_id = execution_id or store.new_execution_id()
     # Watched before it exists, so that its end cannot come before the watch: no first read.
     async with completions.watch(execution_id) as finished:
         accepted = await accept(

@@ -8,9 +8,11 @@ import json
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.store import Created, ExecutionStore, NewExecution
 from agentfield_arq.kernel.codec import now_ms
 from tests.e2e.agent_app import registration
 
@@ -215,3 +217,18 @@ async def test_a_call_limit_of_zero_is_400_naming_timeout_s(api: httpx.AsyncClie
     answer = await api.post("/api/v1/execute/async/e2e.echo", json=body)
     assert answer.status_code == 400
     assert "timeout_s" in answer.json()["error"]
+
+
+async def test_a_sync_execute_whose_redis_times_out_is_503_naming_the_execution_it_may_have_made(
+    api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def stalled(self: ExecutionStore, new: NewExecution) -> Created:
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(ExecutionStore, "create", stalled)
+    answer = await api.post("/api/v1/execute/e2e.echo", json={"input": {}})
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["code"] == "unavailable"
+    execution_id = answer.headers["x-execution-id"]
+    assert answer.json()["execution_id"] == execution_id
+    assert execution_id in answer.json()["error"]
