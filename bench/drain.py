@@ -8,7 +8,6 @@ Redis' own counters over the same window give the commands and CPU per execution
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -73,15 +72,11 @@ async def run_ours(
         return pending
 
     label = f"worker-{'drain' if kind == 'ours' else kind}-{workers}" if profile else ""
-    alive = asyncio.create_task(h.keep_node_alive())
     try:
         drain = await _timed(h, kind, names, ids, h.keys.queue, remaining, label)
         drain.peak_rss_kb = [h.rss_kb(name, "VmHWM") for name in names]
         docs = await client.mget([h.keys.status_doc(i) for i in ids])
     finally:
-        alive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await alive
         h.stop(*names)
         await client.aclose()
     settled = sum(1 for doc in docs if doc and b'"status":"succeeded"' in doc)

@@ -235,18 +235,6 @@ class Harness:
         finally:
             await client.aclose()
 
-    async def keep_node_alive(self, interval_s: float = 5.0) -> None:
-        """Heartbeat node `bench` until cancelled, as its agent's SDK would (a drain to a slow
-        agent can outlast the node's lease)."""
-        client = connect(self.url)
-        try:
-            nodes = NodeRegistry(client, self.settings)
-            while True:
-                await asyncio.sleep(interval_s)
-                await nodes.heartbeat(NODE, None)
-        finally:
-            await client.aclose()
-
     def flush(self) -> None:
         """Empty our Redis between figures (it is ours: this run started it)."""
         self.redis.flushall()

@@ -21,16 +21,14 @@ import json
 import os
 import resource
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx
 import msgspec
 
-from agentfield_arq.core.connection import connect
-from agentfield_arq.core.nodes import NodeRegistry
-from bench.harness import NODE, TARGET, Harness
+from bench.harness import TARGET, Harness
 from bench.load import ROOT
 from bench.plan import Plan
 from bench.stats import Figure, Target, figure, percentile
@@ -83,28 +81,6 @@ async def _peak_rss(h: Harness, peak: list[int]) -> None:
     while True:
         peak[0] = max(peak[0], h.rss_kb("api"))
         await asyncio.sleep(RSS_SAMPLE_S)
-
-
-@contextlib.asynccontextmanager
-async def _alive(h: Harness) -> AsyncIterator[None]:
-    """Keep the agent's node live (its lease would lapse over a run of several bursts), as the
-    agent's own heartbeats would."""
-    client = connect(h.url)
-    nodes = NodeRegistry(client, h.settings)
-
-    async def beat() -> None:
-        while True:
-            await nodes.heartbeat(NODE, None)
-            await asyncio.sleep(h.settings.node_lease_s / 4)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await client.aclose()
 
 
 def _cpu(h: Harness, names: list[str]) -> dict[str, float]:
@@ -213,9 +189,8 @@ async def run(h: Harness, plan: Plan) -> tuple[list[Round], list[Round]]:
         await h.register_node(agent)
         workers = await h.start_workers(plan.drain_workers)
         try:
-            async with _alive(h):
-                few.append(await _round(h, plan, plan.waiters_few, api_port, agent))
-                many.append(await _round(h, plan, plan.waiters_many, api_port, agent))
+            few.append(await _round(h, plan, plan.waiters_few, api_port, agent))
+            many.append(await _round(h, plan, plan.waiters_many, api_port, agent))
         finally:
             h.stop("api", "later", *workers)
     return few, many
