@@ -113,9 +113,6 @@ OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, WatchError, OSError, N
 # What the poll loop survives: any Redis error (it polls again), so that no Redis answer can
 # end the worker process.
 POLL_ERRORS = (RedisError, OSError)
-# How long a job id found held by another worker is left out of this worker's polls: a job whose
-# worker died is started elsewhere at most this much later than its lock's lapse allows.
-HELD_SKIP_MS = 1000
 OUTAGE_BASE_S = 0.1
 OUTAGE_CAP_S = 1.0
 
@@ -281,8 +278,6 @@ class WakingWorker(Worker):
         self.wake = Wake(self.wake_redis, wake_stream)
         # Registered on the wake-up client for its encoding; run on arq's pool.
         self.start_script = load_script(self.wake_redis, "start_jobs")
-        # Job ids found held by another worker, and until when not to ask again (unix ms).
-        self.held_elsewhere: dict[bytes, int] = {}
         self.failed_polls = 0
 
     async def _poll_iteration(self) -> None:
@@ -307,20 +302,13 @@ class WakingWorker(Worker):
         what a poll reads is running already, here or elsewhere. A slot is taken only for a job
         the script started, so a start that Redis failed holds none."""
         free = self.max_jobs - self.job_counter
-        now = timestamp_ms()
-        candidates = [
-            job_id
-            for job_id in job_ids
-            if not self._running_here(text(job_id)) and self.held_elsewhere.get(job_id, 0) <= now
-        ]
+        candidates = [job_id for job_id in job_ids if not self._running_here(text(job_id))]
         if free <= 0 or not candidates:
             return
         lock_ms = int(self.in_progress_timeout_s * 1000)
-        args: list[bytes | str | int] = [now, lock_ms, free, IN_PROGRESS_KEY_PREFIX]
+        args: list[bytes | str | int] = [timestamp_ms(), lock_ms, free, IN_PROGRESS_KEY_PREFIX]
         args += candidates
-        reply = await self.start_script(keys=[self.queue_name], args=args, client=self.pool)
-        looked, taken = int(reply[0]), reply[1:]
-        self._remember_held(candidates[:looked], set(taken[::2]), now)
+        taken = await self.start_script(keys=[self.queue_name], args=args, client=self.pool)
         for raw_id, score in zip(taken[::2], taken[1::2], strict=True):
             await self.sem.acquire()
             self.job_counter += 1
@@ -328,17 +316,6 @@ class WakingWorker(Worker):
             task = self.loop.create_task(self.run_job(job_id, int(float(score))))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
-
-    def _remember_held(self, looked: list[bytes], taken: set[bytes], now: int) -> None:
-        """Ids the script looked at and did not start are held by another worker (or ended):
-        left out of this worker's next polls for HELD_SKIP_MS, so that thousands of jobs
-        running elsewhere are not asked about at every poll."""
-        if len(self.held_elsewhere) > self.queue_read_limit:
-            self.held_elsewhere = {i: t for i, t in self.held_elsewhere.items() if t > now}
-        until = now + HELD_SKIP_MS
-        for job_id in looked:
-            if job_id not in taken:
-                self.held_elsewhere[job_id] = until
 
     def _running_here(self, job_id: str) -> bool:
         task = self.tasks.get(job_id)

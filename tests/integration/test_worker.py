@@ -27,7 +27,6 @@ from agentfield_arq.core.arq_bridge import (
     sweep_cron_name,
 )
 from agentfield_arq.core.execution import accept, apply_callback, cancel, submit
-from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.roster import Roster
@@ -487,29 +486,4 @@ async def test_the_worker_s_lock_is_sized_for_deliveries_not_for_the_longest_age
         assert worker.in_progress_timeout_s == settings.lock_timeout_s
         assert settings.lock_timeout_s < settings.job_timeout_s
     finally:
-        await worker.close()
-
-
-async def test_a_poll_starts_its_jobs_in_one_step_and_leaves_out_those_held_elsewhere(
-    settings: Settings, redis_client: Redis
-) -> None:
-    worker = create_worker(settings, burst=True, handle_signals=False)
-    keys = Keys(settings.key_prefix)
-    now = now_ms()
-    await redis_client.zadd(keys.queue, {"job_a": now, "job_b": now, "job_later": now + 60_000})
-    await redis_client.set(keys.arq_in_progress("job_a"), b"1", px=60_000)  # another worker's
-    try:
-        await worker.start_jobs([b"job_a", b"job_b", b"job_later"])
-        assert set(worker.tasks) == {"job_b"}
-        assert await redis_client.exists(keys.arq_in_progress("job_b")) == 1
-        assert set(worker.held_elsewhere) == {b"job_a", b"job_later"}
-        # Its lock gone, job_a is still left out for a moment: the script is not asked again.
-        await redis_client.delete(keys.arq_in_progress("job_a"))
-        await worker.start_jobs([b"job_a"])
-        assert set(worker.tasks) == {"job_b"}
-        assert await redis_client.exists(keys.arq_in_progress("job_a")) == 0
-    finally:
-        for task in worker.tasks.values():
-            task.cancel()
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
         await worker.close()

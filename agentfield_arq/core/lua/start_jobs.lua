@@ -4,14 +4,12 @@
 -- also on every id that another worker runs). At most `most` ids are taken, in the order given.
 -- KEYS: the queue
 -- ARGV: now_ms, lock_ms, most, arq's in-progress key prefix, then the job ids
--- Returns how many of the ids it looked at (it stops once `most` are taken), then the ids taken,
--- each followed by its queue score.
+-- Returns the ids taken, each followed by its queue score.
 local now = tonumber(ARGV[1])
 local most = tonumber(ARGV[3])
-local out = {0}
+local out = {}
 for i = 5, #ARGV do
-  if #out > most * 2 then break end
-  out[1] = i - 4
+  if #out >= most * 2 then break end
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= now
       and redis.call('SET', ARGV[4] .. ARGV[i], '1', 'NX', 'PX', ARGV[2]) then
