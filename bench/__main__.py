@@ -43,8 +43,7 @@ logger = logging.getLogger("bench")
 
 SECTIONS = (
     "enqueue", "drain", "slow", "latency", "batch", "listing", "fanout", "dashboard", "waiters",
-    "memory",
-    "commands",
+    "memory", "commands",
 )  # fmt: skip
 RESULTS = Path(__file__).resolve().parent / "results"
 
