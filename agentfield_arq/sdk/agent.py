@@ -62,6 +62,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 # that much patience covers a control plane that is restarting.
 SUBMIT_PATIENCE_S = 30.0
 CONTROL_PLANE_TIMEOUT_S = 10.0
+# Each request to the control plane is bounded by CONTROL_PLANE_TIMEOUT_S once it has a
+# connection; waiting for one of the pool's is not a failure: with hundreds of reasoners
+# ending at once, a report that gave up on the pool and retried went to the back of it again
+# (seen as a storm of PoolTimeout retries while the control plane was busy).
+CONTROL_PLANE_TIMEOUT = httpx.Timeout(CONTROL_PLANE_TIMEOUT_S, pool=None)
 # Ten times the control plane's default cap on a submitted body, so that raising that cap rarely
 # needs raising this one; a bigger input is refused (413) before it is read whole.
 MAX_INPUT_BYTES = 10 * 1_048_576
@@ -122,7 +127,7 @@ class Agent:
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.server_url,
-            timeout=CONTROL_PLANE_TIMEOUT_S,
+            timeout=CONTROL_PLANE_TIMEOUT,
             headers={
                 "User-Agent": "agentfield-arq-agent",
                 **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}),
