@@ -163,6 +163,10 @@ def loaded_system(server: EmbeddedRedis, logs: Path) -> Iterator[tuple[System, L
         agent_timeout_s=2,
         sweep_interval_s=1,
         worker_poll_delay_s=0.02,
+        # The load floods one agent that takes its time: with the default 2,000 slots a worker
+        # sends it the whole flood at once, and the flood then waits in the agent's reports to
+        # a saturated API instead of in Redis, which is what these tests fault.
+        worker_concurrency=32,
     ) as system:
         start_node(system, "sdk")
         # A caller's key, looked up in Redis like any request's (the admin key is not).
