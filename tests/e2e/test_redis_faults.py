@@ -167,6 +167,8 @@ def loaded_system(server: EmbeddedRedis, logs: Path) -> Iterator[tuple[System, L
         # sends it the whole flood at once, and the flood then waits in the agent's reports to
         # a saturated API instead of in Redis, which is what these tests fault.
         worker_concurrency=32,
+        # The oracle reads every terminal entry back from the lifecycle stream: none trimmed.
+        stream_maxlen=10_000_000,
     ) as system:
         start_node(system, "sdk")
         # A caller's key, looked up in Redis like any request's (the admin key is not).
