@@ -47,25 +47,24 @@ OPERATIONS: list[Operation] = [
         errors=(InvalidRequest, NotSupported, *REDIS),
         access=Access.CALLER,
     ),
-    Operation(
-        "GET",
-        f"{PREFIX}/health",
-        system.health,
-        "Health; with `detail=1`, the queue, the workers alive and the active nodes",
-        _HEALTH,
-        query=_DETAIL,
-        errors=(InvalidRequest, *REDIS),
-        access=Access.PUBLIC,
-    ),
-    Operation(
-        "GET",
-        "/health",
-        system.health,
-        "Liveness (as /api/v1/health)",
-        _HEALTH,
-        query=_DETAIL,
-        errors=(InvalidRequest, *REDIS),
-        access=Access.PUBLIC,
+    *(
+        Operation(
+            "GET",
+            path,
+            system.health,
+            summary,
+            _HEALTH,
+            query=_DETAIL,
+            errors=(InvalidRequest, *REDIS),
+            access=Access.PUBLIC,
+        )
+        for path, summary in (
+            (
+                f"{PREFIX}/health",
+                "Health; with `detail=1`, the queue, the workers alive and the active nodes",
+            ),
+            ("/health", "Liveness (as /api/v1/health)"),
+        )
     ),
     Operation(
         "GET",
