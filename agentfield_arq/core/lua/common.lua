@@ -86,8 +86,7 @@ local function record_history(hash, history, ms, id, h, status, extra)
       s = s .. ',' .. cjson.encode(name) .. ':' .. shown
     end
   end
-  redis.call('RPUSH', history, s .. '}')
-  if redis.call('LLEN', history) > HISTORY_MAX then
+  if redis.call('RPUSH', history, s .. '}') > HISTORY_MAX then
     local first = redis.call('LPOP', history)
     redis.call('LPOP', history)
     redis.call('LPUSH', history, first)
