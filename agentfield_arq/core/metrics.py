@@ -9,10 +9,7 @@ for the whole deployment, workers need no metrics port, and no multiprocess mode
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from redis.asyncio import Redis
 
@@ -26,7 +23,6 @@ from agentfield_arq.kernel.status import Status
 # lua/common.lua's BUCKETS_MS: the histograms' upper bounds, in milliseconds.
 BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
               900000, 3600000)  # fmt: skip
-K = TypeVar("K")
 # Queue members scanned per scrape, at most (the queue holds waiting jobs only).
 QUEUE_SCAN_MAX = 200_000
 # A job id's prefix names its kind (core/arq_bridge.py): the queue depth is split by it.
@@ -70,44 +66,6 @@ class Snapshot:
     workers_alive: int
     nodes: dict[str, int] = field(default_factory=dict)
     redis_rtt_s: float = 0.0
-
-
-def _summed(parts: Iterable[Mapping[K, int]]) -> dict[K, int]:
-    total: Counter[K] = Counter()
-    for part in parts:
-        total.update(part)
-    return dict(total)
-
-
-def _histogram(parts: list[Histogram]) -> Histogram:
-    return Histogram(
-        buckets=_summed(h.buckets for h in parts),
-        sum_ms=sum(h.sum_ms for h in parts),
-        count=sum(h.count for h in parts),
-    )
-
-
-def combine(snapshots: list[Snapshot]) -> Snapshot:
-    """The snapshot of a deployment over several Redis (core/routing.py), from each one's:
-    counts added up, the oldest queued job and the slowest round trip kept."""
-    if len(snapshots) == 1:
-        return snapshots[0]
-    return Snapshot(
-        by_status=_summed(s.by_status for s in snapshots),
-        created=_summed(s.created for s in snapshots),
-        ended=_summed(s.ended for s in snapshots),
-        wait=_histogram([s.wait for s in snapshots]),
-        run=_histogram([s.run for s in snapshots]),
-        agent_calls=_summed(s.agent_calls for s in snapshots),
-        webhook_attempts=_summed(s.webhook_attempts for s in snapshots),
-        webhook_dead=sum(s.webhook_dead for s in snapshots),
-        queue_jobs=sum(s.queue_jobs for s in snapshots),
-        queue_by_kind=_summed(s.queue_by_kind for s in snapshots),
-        oldest_queued_s=max(s.oldest_queued_s for s in snapshots),
-        workers_alive=sum(s.workers_alive for s in snapshots),
-        nodes=_summed(s.nodes for s in snapshots),
-        redis_rtt_s=max(s.redis_rtt_s for s in snapshots),
-    )
 
 
 def _counts(raw: dict[bytes, bytes]) -> dict[str, int]:

@@ -13,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import Role
@@ -151,3 +152,25 @@ async def test_a_retry_and_a_restart_go_to_the_redis_that_takes_the_node_now(
             new = answer.json()["execution_id"]
             assert new.endswith("1")
             assert shard.exists(keys.execution(new))
+
+
+async def test_metrics_label_each_series_with_the_redis_it_was_read_from(
+    api: httpx.AsyncClient,
+) -> None:
+    for target in ("near.echo", "far.echo", "far.echo"):
+        answer = await api.post(f"/api/v1/execute/async/{target}", json={"input": {}})
+        assert answer.status_code == 202, answer.text
+    scraped = await api.get("/metrics")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    depth = "agentfield_arq_queue_depth"
+    assert samples[depth, (("kind", "execution"), ("redis", "0"))] == 1
+    assert samples[depth, (("kind", "execution"), ("redis", "1"))] == 2
+    created = "agentfield_arq_executions_created_total"
+    assert samples[created, (("redis", "1"), ("target", "far.echo"))] == 2
+    assert (created, (("redis", "0"), ("target", "far.echo"))) not in samples
+    assert samples["agentfield_arq_nodes", (("redis", "1"), ("status", "active"))] == 1
+    assert all("redis" in dict(labels) for _, labels in samples)

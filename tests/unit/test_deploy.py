@@ -12,6 +12,8 @@ import msgspec
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from agentfield_arq.api.metrics import REDIS_LABEL, families
+from agentfield_arq.core.metrics import BUCKETS_MS, Histogram, Snapshot
 from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.core.settings import ENV_PREFIX, Settings
 
@@ -93,3 +95,18 @@ def test_the_sentinel_profile_monitors_the_primary_and_the_system_reaches_every_
     assert address is not None
     assert {host for host, _ in address.sentinels} == sentinels
     assert address.service == "mymaster"
+
+
+def test_the_autoscaler_scales_on_a_metric_the_api_serves_and_names_its_per_redis_label() -> None:
+    hpa = _one("HorizontalPodAutoscaler", "agentfield-arq-worker")
+    (metric,) = hpa["spec"]["metrics"]
+    none = Histogram(buckets=dict.fromkeys([*map(str, BUCKETS_MS), "+Inf"], 0), sum_ms=0, count=0)
+    snapshot = Snapshot(
+        by_status={}, created={}, ended={}, wait=none, run=none, agent_calls={},
+        webhook_attempts={}, webhook_dead=0, queue_jobs=0, queue_by_kind={"execution": 0},
+        oldest_queued_s=0.0, workers_alive=0,
+    )  # fmt: skip
+    served = {family.name for family in families({"0": snapshot})}
+    assert metric["external"]["metric"]["name"] in served
+    comment = (K8S / "autoscaler.yaml").read_text()
+    assert f'selector: {{matchLabels: {{{REDIS_LABEL}: "1"}}}}' in comment
