@@ -10,7 +10,7 @@ label gives the deployment's figure. With one Redis there is no such label."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -27,11 +27,11 @@ from agentfield_arq.core.metrics import BUCKETS_MS, Gauges, Histogram, Snapshot
 
 NS = "agentfield_arq"
 REDIS_LABEL = "redis"
-Values = Callable[[Snapshot], Mapping[tuple[str, ...], float]]
+Values = Callable[[Snapshot], Iterable[tuple[Sequence[str], float]]]
 
 
 def _buckets(h: Histogram) -> list[tuple[str, float]]:
-    cumulative, buckets = 0, []
+    cumulative, buckets = 0, list[tuple[str, float]]()
     for bound in (*map(str, BUCKETS_MS), "+Inf"):
         cumulative += h.buckets[bound]
         le = bound if bound == "+Inf" else repr(int(bound) / 1000)
@@ -59,7 +59,7 @@ class _Families:
     ) -> Metric:
         family = kind(f"{NS}_{name}", documentation, labels=[*labels, *self.extra])
         for code, snapshot in self.parts:
-            for key, value in sorted(values(snapshot).items()):
+            for key, value in sorted(values(snapshot)):
                 family.add_metric(self._labels(key, code), value)
         return family
 
@@ -74,11 +74,11 @@ class _Families:
 
 
 def _by(values: Callable[[Snapshot], Mapping[str, float]]) -> Values:
-    return lambda s: {(key,): value for key, value in values(s).items()}
+    return lambda s: (((key,), value) for key, value in values(s).items())
 
 
 def _one(value: Callable[[Snapshot], float]) -> Values:
-    return lambda s: {(): value(s)}
+    return lambda s: [((), value(s))]
 
 
 def families(snapshots: Mapping[str, Snapshot]) -> Iterator[Metric]:
@@ -104,7 +104,7 @@ def families(snapshots: Mapping[str, Snapshot]) -> Iterator[Metric]:
         "executions_ended",
         "Executions ended, by target and terminal status",
         ["target", "status"],
-        lambda s: s.ended,
+        lambda s: s.ended.items(),
     )
     yield f.of(
         gauge,
