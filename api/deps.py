@@ -90,6 +90,14 @@ class Shards:
                     merged[view["id"]] = view
         return [merged[node_id] for node_id in sorted(merged)]
 
+    async def parent_store(self, parent_id: str | None, child: Shard) -> ExecutionStore | None:
+        """The store holding a child's parent (`X-Parent-Execution-ID`) when it is another
+        Redis than the child's `child` (core/lineage.py); None with one Redis, or none named."""
+        if not self.routes.routed or not parent_id:
+            return None
+        holder = await self.holding(parent_id)
+        return None if holder is child else holder.store
+
     async def holding(self, execution_id: str) -> Shard:
         """The shard that holds `execution_id`: the one it names if that one has its record,
         else home (one EXISTS, only for an id naming a shard other than home)."""

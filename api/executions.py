@@ -20,6 +20,7 @@ from agentfield_arq.core import notes
 from agentfield_arq.core.credentials import Identity
 from agentfield_arq.core.dispatch import TOKEN_HEADER
 from agentfield_arq.core.execution import (
+    PARENT_HEADER,
     Accepted,
     accept,
     apply_callback,
@@ -67,7 +68,9 @@ async def execute_async(request: Request) -> Response:
     d = deps(request)
     body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
-    store = d.shards.for_node(target.partition(".")[0]).store
+    shard = d.shards.for_node(target.partition(".")[0])
+    store = shard.store
+    parent_store = await d.shards.parent_store(request.headers.get(PARENT_HEADER), shard)
     execution_id = store.new_execution_id()
     try:
         with _span(request, f"execute {target[:200]}") as traceparent:
@@ -79,6 +82,7 @@ async def execute_async(request: Request) -> Response:
                 execution_id,
                 traceparent=traceparent,
                 owner=identity(request),
+                parent_store=parent_store,
             )
     except RedisTimeoutError as exc:
         raise Unavailable(
@@ -115,6 +119,7 @@ async def execute_sync(request: Request) -> Response:
     body = await read_json(request, ExecuteRequest, d.settings)
     target = request.path_params["target"]
     shard = d.shards.for_node(target.partition(".")[0])
+    parent_store = await d.shards.parent_store(request.headers.get(PARENT_HEADER), shard)
     execution_id = shard.store.new_execution_id()
     try:
         with _span(request, f"execute {target[:200]}") as traceparent:
@@ -127,6 +132,7 @@ async def execute_sync(request: Request) -> Response:
                 traceparent,
                 owner=identity(request),
                 execution_id=execution_id,
+                parent_store=parent_store,
             )
     except RedisTimeoutError as exc:
         raise Unavailable(

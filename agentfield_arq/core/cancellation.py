@@ -12,10 +12,10 @@ what went wrong), which operators read with `redis-cli HGET`.
 A cancelled execution's children in its run (indexed by create.lua under `exec:{id}:children`)
 are cancelled in turn, each with its own job, so the whole tree of descendants ends cancelled
 and every agent of it is told; with nodes routed over several Redis (core/routing.py), the
-children on every Redis of the routes (found there by the list's index by parent; a child
-made on another Redis than a parent already cancelled is not refused, as it is on the same).
+children on every Redis of the routes (found there by the list's index by parent).
 finish.lua queues the job in the same step as the cancel, so a crash cannot leave a cancel
-without it; on the parent's Redis, only if the parent started or has children there.
+without it; on the parent's Redis, only if the parent started or has children there (a child
+made on another Redis joins its parent's children set there too: core/lineage.py).
 """
 
 from __future__ import annotations

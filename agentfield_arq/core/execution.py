@@ -14,6 +14,7 @@ import msgspec
 from agentfield_arq.core import webhooks
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
+from agentfield_arq.core.lineage import Parent
 from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
 from agentfield_arq.kernel.codec import canonical_json, encode, new_id, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
@@ -34,9 +35,10 @@ _doc_decoder = msgspec.json.Decoder(Execution[msgspec.Raw])
 _HEADER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Session and actor ids are the caller's own (an e-mail address, say): any printable text.
 _HEADER_TEXT = re.compile(r"[\x20-\x7e]{1,256}")
+PARENT_HEADER = "x-parent-execution-id"
 # Request headers kept on the execution and forwarded to the agent, with their hash field names.
 FORWARDED_HEADERS = {
-    "x-parent-execution-id": "parent_execution_id",
+    PARENT_HEADER: "parent_execution_id",
     "x-session-id": "session_id",
     "x-actor-id": "actor_id",
 }
@@ -93,12 +95,15 @@ async def accept(
     execution_id: str | None = None,
     traceparent: str | None = None,
     owner: Identity = ANONYMOUS_ADMIN,
+    parent_store: ExecutionStore | None = None,
 ) -> Accepted:
     """`submit`, honouring an `Idempotency-Key` header: the same request with the same key
     within `AGENTFIELD_ARQ_IDEMPOTENCY_TTL_S` answers the first execution (nothing is written);
     another request with it is IdempotencyKeyReused. Checked in create.lua, atomically.
     Idempotency keys are `owner`'s own (named with its key id): two callers' keys never meet.
-    `traceparent` is kept on the execution and passed on at each hop (core/tracing.py)."""
+    `traceparent` is kept on the execution and passed on at each hop (core/tracing.py).
+    `parent_store` holds the parent (`X-Parent-Execution-ID`) when it is another Redis than
+    `store` (core/lineage.py)."""
     node_id, name = parse_target(target)
     run_id = (
         _header_id(headers, "x-run-id") or _header_id(headers, "x-workflow-id") or new_id("run")
@@ -144,10 +149,15 @@ async def accept(
     if key is not None:
         new.idempotency_key = hashlib.sha256(f"{owner.key_id}\n{key}".encode()).hexdigest()
         new.request_digest = _request_digest(target, request, headers)
+    parent_id = fields.get("parent_execution_id")
+    parent = None if parent_store is None or parent_id is None else Parent(parent_store, parent_id)
+    parent_run = await parent.check() if parent is not None else None
     made = await store.create(new)
     if made.replayed_id is not None:
         logger.info("replayed execution_id=%s for its idempotency key", made.replayed_id)
         return Accepted(submitted=await _replayed(store, made.replayed_id), replayed=True)
+    if parent is not None:
+        await parent.adopt(store, execution_id, same_run=parent_run == run_id)
     logger.info("queued execution_id=%s target=%s run_id=%s", execution_id, target, run_id)
     submitted = Submitted(
         execution_id=execution_id,
@@ -230,10 +240,11 @@ async def execute_and_wait(
     traceparent: str | None = None,
     owner: Identity = ANONYMOUS_ADMIN,
     execution_id: str | None = None,
+    parent_store: ExecutionStore | None = None,
 ) -> tuple[Accepted, Execution[msgspec.Raw]]:
-    """Submit (see `accept`, `execution_id` included) and wait for the terminal document,
-    whichever replica or worker sees the end; a replayed Idempotency-Key waits for its first
-    execution.
+    """Submit (see `accept`, `execution_id` and `parent_store` included) and wait for the
+    terminal document, whichever replica or worker sees the end; a replayed Idempotency-Key
+    waits for its first execution.
 
     Raises SyncTimeout (with the ids to poll) at the sync limit; the execution carries on.
     """
@@ -243,7 +254,14 @@ async def execute_and_wait(
     # Watched before it exists, so that its end cannot come before the watch: no first read.
     async with completions.watch(execution_id) as finished:
         accepted = await accept(
-            store, target, request, headers, execution_id, traceparent=traceparent, owner=owner
+            store,
+            target,
+            request,
+            headers,
+            execution_id,
+            traceparent=traceparent,
+            owner=owner,
+            parent_store=parent_store,
         )
         submitted = accepted.submitted
         if accepted.replayed:

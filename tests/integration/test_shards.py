@@ -19,6 +19,7 @@ from agentfield_arq.core.connection import connect
 from agentfield_arq.core.credentials import Role
 from agentfield_arq.core.execution import submit
 from agentfield_arq.core.keys import Keys
+from agentfield_arq.core.lineage import Parent
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.routing import stamp
 from agentfield_arq.core.settings import Settings
@@ -26,6 +27,7 @@ from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import new_id
 from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration
 from agentfield_arq.ops.embedded import EmbeddedRedis
+from agentfield_arq.workers.worker import create_worker
 from tests.e2e.agent_app import registration
 from tests.integration.served import served
 from tests.keys import issue
@@ -174,3 +176,73 @@ async def test_metrics_label_each_series_with_the_redis_it_was_read_from(
     assert (created, (("redis", "0"), ("target", "far.echo"))) not in samples
     assert samples["agentfield_arq_nodes", (("redis", "1"), ("status", "active"))] == 1
     assert all("redis" in dict(labels) for _, labels in samples)
+
+
+async def _child_of(
+    api: httpx.AsyncClient, parent: str, target: str = "far.echo"
+) -> httpx.Response:
+    run_id = (await api.get(f"/api/v1/executions/{parent}")).json()["run_id"]
+    headers = {"X-Run-ID": run_id, "X-Parent-Execution-ID": parent}
+    return await api.post(f"/api/v1/execute/async/{target}", json={"input": {}}, headers=headers)
+
+
+async def test_a_child_on_another_redis_than_its_cancelled_parent_is_refused_as_on_one(
+    routed: Settings, api: httpx.AsyncClient
+) -> None:
+    parent = (await api.post("/api/v1/execute/async/near.echo", json={"input": {}})).json()
+    assert (await api.post(f"/api/v1/executions/{parent['execution_id']}/cancel")).is_success
+    same = await _child_of(api, parent["execution_id"], "near.echo")
+    elsewhere = await _child_of(api, parent["execution_id"])
+    assert (elsewhere.status_code, elsewhere.json()) == (same.status_code, same.json())
+    assert elsewhere.status_code == 409
+    assert elsewhere.json()["code"] == "invalid_transition"
+    keys = Keys(routed.key_prefix)
+    with contextlib.closing(redis.Redis.from_url(routed.routes.urls["1"])) as shard:
+        assert shard.zcard(keys.index_all) == 0
+
+
+# arq 0.28's Worker.close closes its pool with redis-py's deprecated close().
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
+async def test_a_parent_cancelled_before_it_started_cancels_its_children_on_another_redis(
+    routed: Settings, api: httpx.AsyncClient
+) -> None:
+    parent = (await api.post("/api/v1/execute/async/near.echo", json={"input": {}})).json()
+    child = await _child_of(api, parent["execution_id"])
+    assert child.status_code == 202, child.text
+    assert (await api.post(f"/api/v1/executions/{parent['execution_id']}/cancel")).is_success
+    # The home worker alone: the parent's run job (skipped) and the cascade that it queued.
+    worker = create_worker(
+        routed,
+        burst=True,
+        handle_signals=False,
+        agent_transport=httpx.MockTransport(lambda request: httpx.Response(500)),
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    doc = (await api.get(f"/api/v1/executions/{child.json()['execution_id']}")).json()
+    assert doc["status"] == "cancelled"
+    assert parent["execution_id"] in doc["error"]
+
+
+async def test_a_parent_cancelled_while_its_child_is_made_elsewhere_has_the_child_cancelled(
+    routed: Settings, api: httpx.AsyncClient
+) -> None:
+    made = (await api.post("/api/v1/execute/async/near.echo", json={"input": {}})).json()
+    home, shard = connect(routed.redis_url, routed), connect(routed.routes.urls["1"], routed)
+    try:
+        parent = Parent(ExecutionStore(home, routed), made["execution_id"])
+        assert await parent.check() == made["run_id"]
+        # The parent's cancel (and its cascade) comes between the check and the child.
+        assert (await api.post(f"/api/v1/executions/{made['execution_id']}/cancel")).is_success
+        child = ExecutionStore(shard, routed, "1")
+        headers = {"x-run-id": made["run_id"], "x-parent-execution-id": made["execution_id"]}
+        submitted = await submit(child, "far.echo", ExecuteRequest(input={}), headers)
+        await parent.adopt(child, submitted.execution_id, same_run=True)
+        doc = msgspec.json.decode(await child.get_doc(submitted.execution_id) or b"{}")
+    finally:
+        await home.aclose()
+        await shard.aclose()
+    assert doc["status"] == "cancelled"
+    assert made["execution_id"] in doc["error"]
