@@ -14,12 +14,12 @@ from agentfield_arq.core.approvals import Approvals
 from agentfield_arq.core.broadcast import Broadcast
 from agentfield_arq.core.changes import Changes
 from agentfield_arq.core.completions import Completions
-from agentfield_arq.core.credentials import KeyStore
+from agentfield_arq.core.credentials import Identity, KeyStore
 from agentfield_arq.core.dispatch import CallbackProof
 from agentfield_arq.core.memory import MemoryStore
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
-from agentfield_arq.core.routing import HOME, Routes
+from agentfield_arq.core.routing import HOME, Routes, within_budget
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.core.tracing import Tracing
@@ -89,6 +89,30 @@ class Shards:
                 if view["id"] not in merged or self.for_node(view["id"]) is shard:
                     merged[view["id"]] = view
         return [merged[node_id] for node_id in sorted(merged)]
+
+    async def views(self, ids: list[str], owner: Identity) -> list[bytes | None]:
+        """batch-status's documents (`get_views`): each shard's ids in one round trip per Redis,
+        all at once, and ids that the shard they name does not hold (made before the routes)
+        asked of home after. An answer from more than one Redis is bounded by
+        `batch_max_bytes` as a whole (`routing.within_budget`), not each part on its own."""
+        if not self.routes.routed:
+            return await self.home.store.get_views(ids, owner)
+        asked: dict[str, list[str]] = {}
+        for execution_id in ids:
+            asked.setdefault(self.for_id(execution_id).code, []).append(execution_id)
+        answers = await asyncio.gather(
+            *(self.by_code[code].store.get_views(part, owner) for code, part in asked.items())
+        )
+        found: dict[str, bytes | None] = {}
+        for part, docs in zip(asked.values(), answers, strict=True):
+            found.update(zip(part, docs, strict=True))
+        again = [i for i in ids if found[i] is None and self.for_id(i).code != HOME]
+        if again:
+            found.update(zip(again, await self.home.store.get_views(again, owner), strict=True))
+        docs = [found[i] for i in ids]
+        if len(asked) == 1 and not again:
+            return docs
+        return within_budget(docs, self.home.store.settings.batch_max_bytes)
 
     async def parent_store(self, parent_id: str | None, child: Shard) -> ExecutionStore | None:
         """The store holding a child's parent (`X-Parent-Execution-ID`) when it is another

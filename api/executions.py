@@ -3,7 +3,6 @@ restart, notes."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 import msgspec
@@ -13,11 +12,10 @@ from starlette.responses import Response
 
 from agentfield_arq.api.access import identity, identity_if_any
 from agentfield_arq.api.body import read_json
-from agentfield_arq.api.deps import Shards, deps
+from agentfield_arq.api.deps import deps
 from agentfield_arq.api.owners import authorize_agent, authorize_restart
 from agentfield_arq.api.params import int_param
 from agentfield_arq.core import notes
-from agentfield_arq.core.credentials import Identity
 from agentfield_arq.core.dispatch import TOKEN_HEADER
 from agentfield_arq.core.execution import (
     PARENT_HEADER,
@@ -30,7 +28,6 @@ from agentfield_arq.core.execution import (
 )
 from agentfield_arq.core.rerun import missing, rerun
 from agentfield_arq.core.restart import restart
-from agentfield_arq.core.routing import HOME
 from agentfield_arq.core.tracing import TRACEPARENT, parse_traceparent
 from agentfield_arq.kernel.codec import encode, now_ms
 from agentfield_arq.kernel.errors import ExecutionNotFound, TooManyIds, Unavailable
@@ -188,7 +185,7 @@ async def batch_status(request: Request) -> Response:
             f"execution_ids: at most {d.settings.batch_max_ids} ids per request, got {asked}"
         )
     ids = list(dict.fromkeys(body.execution_ids))
-    docs = await _views(d.shards, ids, identity(request))
+    docs = await d.shards.views(ids, identity(request))
     gone = [i for i, doc in zip(ids, docs, strict=True) if doc is None]
     expired = d.store.expired(gone, now_ms()) if gone else set()
     # One encode of the whole object, stored documents spliced in as they are (msgspec.Raw):
@@ -201,26 +198,6 @@ async def batch_status(request: Request) -> Response:
             status = EXPIRED if execution_id in expired else NOT_FOUND
             answer[execution_id] = {"execution_id": execution_id, "status": status}
     return _json(encode(answer))
-
-
-async def _views(shards: Shards, ids: list[str], owner: Identity) -> list[bytes | None]:
-    """`get_views` of each shard's ids, one round trip per Redis, all at once; ids that the
-    shard they name does not hold (made before the routes) are asked of home after."""
-    if not shards.routes.routed:
-        return await shards.home.store.get_views(ids, owner)
-    asked: dict[str, list[str]] = {}
-    for execution_id in ids:
-        asked.setdefault(shards.for_id(execution_id).code, []).append(execution_id)
-    answers = await asyncio.gather(
-        *(shards.by_code[code].store.get_views(part, owner) for code, part in asked.items())
-    )
-    found: dict[str, bytes | None] = {}
-    for part, docs in zip(asked.values(), answers, strict=True):
-        found.update(zip(part, docs, strict=True))
-    again = [i for i in ids if found[i] is None and shards.for_id(i).code != HOME]
-    if again:
-        found.update(zip(again, await shards.home.store.get_views(again, owner), strict=True))
-    return [found[i] for i in ids]
 
 
 async def callback(request: Request) -> Response:

@@ -40,6 +40,8 @@ _EXECUTION_ID = re.compile(r"exec_[0-9a-hjkmnp-tv-z]{26}")
 _NODE = re.compile(NODE_ID)
 T = TypeVar("T")
 SHARDS_VAR = "AGENTFIELD_ARQ_REDIS_SHARDS"
+# A status document's members, each left as its JSON text.
+_members = msgspec.json.Decoder(dict[str, msgspec.Raw])
 ROUTES_VAR = "AGENTFIELD_ARQ_REDIS_ROUTES"
 
 
@@ -83,6 +85,35 @@ def merged_page(
     if len(found) > limit:
         return [item for _, item in found[:limit]], found[limit - 1][0]
     return [item for _, item in found], floor or None
+
+
+def within_budget(docs: Sequence[bytes | None], budget: int) -> list[bytes | None]:
+    """The documents of one batch-status answer that several Redis made, each bounding its own
+    part by the whole `budget` (batch_views.lua), bounded together in the order asked: each
+    document is counted as sent (its webhook fields, notes and summaries too), and one that no
+    longer fits what is left comes without its result (`result_truncated`, `result_size`, as
+    batch_views.lua sends it) and its notes; one with neither comes as it is."""
+    left = budget
+    bounded: list[bytes | None] = []
+    for doc in docs:
+        if doc is not None and len(doc) > left:
+            doc = _summary(doc)
+        if doc is not None:
+            left -= len(doc)
+        bounded.append(doc)
+    return bounded
+
+
+def _summary(doc: bytes) -> bytes:
+    members = _members.decode(doc)
+    result = members.pop("result", None)
+    notes = members.pop("notes", None)
+    if result is None and notes is None:
+        return doc
+    if result is not None:
+        members["result_truncated"] = msgspec.Raw(b"true")
+        members["result_size"] = msgspec.Raw(str(len(result)).encode())
+    return msgspec.json.encode(members)
 
 
 def stamp(execution_id: str, code: str) -> str:

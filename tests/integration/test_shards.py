@@ -24,7 +24,7 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.routing import stamp
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
-from agentfield_arq.kernel.codec import new_id
+from agentfield_arq.kernel.codec import new_id, now_ms, rfc3339
 from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration
 from agentfield_arq.ops.embedded import EmbeddedRedis
 from agentfield_arq.workers.worker import create_worker
@@ -246,3 +246,45 @@ async def test_a_parent_cancelled_while_its_child_is_made_elsewhere_has_the_chil
         await shard.aclose()
     assert doc["status"] == "cancelled"
     assert made["execution_id"] in doc["error"]
+
+
+async def _finished(settings: Settings, url: str, code: str, target: str, result: bytes) -> str:
+    client = connect(url, settings)
+    try:
+        store = ExecutionStore(client, settings, code)
+        made = await submit(store, target, ExecuteRequest(input={}), {})
+        now = now_ms()
+        await store.claim(made.execution_id, rfc3339(now), now)
+        await store.finish(made.execution_id, "succeeded", rfc3339(now), now, result=result)
+    finally:
+        await client.aclose()
+    return made.execution_id
+
+
+async def test_batch_status_over_both_redis_holds_one_budget_for_the_whole_answer(
+    routed: Settings, api: httpx.AsyncClient
+) -> None:
+    # Each result under the per-result cap; two per Redis fit one Redis's budget, four do not.
+    # (`api` registered both nodes.)
+    each = msgspec.json.encode({"text": "r" * 3_000})
+    bounded = msgspec.structs.replace(
+        routed, batch_result_max_bytes=4_000, batch_max_bytes=3 * len(each) + 1_000
+    )
+    ids = [
+        await _finished(bounded, url, code, target, each)
+        for url, code, target in [
+            (bounded.redis_url, "", "near.echo"),
+            (bounded.routes.urls["1"], "1", "far.echo"),
+        ]
+        * 2
+    ]
+    async with served(bounded) as client:
+        answer = await client.post("/api/v1/executions/batch-status", json={"execution_ids": ids})
+    found = answer.json()
+    sent = [i for i in ids if "result" in found[i]]
+    assert len(sent) == 3
+    assert sent == ids[:3]  # in the order asked, as one Redis bounds its answer
+    (cut,) = set(ids) - set(sent)
+    assert found[cut]["result_truncated"] is True
+    assert found[cut]["result_size"] == len(each)
+    assert found[cut]["status"] == "succeeded"

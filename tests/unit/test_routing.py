@@ -3,10 +3,11 @@ settings read it."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from agentfield_arq.core.catalog import Page, merge, merged_run
-from agentfield_arq.core.routing import CODES, HOME, parse, stamp
+from agentfield_arq.core.routing import CODES, HOME, parse, stamp, within_budget
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.core.streams import composite, positions
 from agentfield_arq.kernel.codec import id_ms, new_id
@@ -166,6 +167,39 @@ def test_a_run_over_several_redis_is_drawn_as_one_tree_oldest_first() -> None:
     assert [r.execution_id for r in run.roots] == ["exec_0", "exec_1"]
     assert [c.execution_id for c in run.roots[1].children] == ["exec_2"]
     assert merged_run("run_x", [([], False), ([], False)]) is None
+
+
+def _status_doc(n: int, result: str | None, notes: bool = False) -> bytes:
+    doc: dict[str, object] = {"execution_id": f"exec_{n}", "status": "succeeded"}
+    if result is not None:
+        doc["result"] = result
+    if notes:
+        doc["notes"] = [{"message": "m"}]
+    return msgspec.json.encode(doc)
+
+
+def test_an_answer_of_several_redis_sends_results_in_the_order_asked_until_the_budget() -> None:
+    docs = [
+        _status_doc(0, "a" * 100),
+        None,
+        _status_doc(1, "b" * 100, notes=True),
+        _status_doc(2, "c" * 100),
+    ]
+    bounded = within_budget(docs, len(docs[0] or b"") + 50)
+    assert bounded[:2] == docs[:2]
+    second, third = (msgspec.json.decode(d or b"") for d in bounded[2:])
+    assert second == {
+        "execution_id": "exec_1",
+        "status": "succeeded",
+        "result_truncated": True,
+        "result_size": 102,
+    }
+    assert (third["result_truncated"], third["result_size"]) == (True, 102)
+
+
+def test_an_answer_of_several_redis_over_its_budget_still_sends_documents_without_results() -> None:
+    queued = msgspec.json.encode({"execution_id": "exec_0", "status": "queued"})
+    assert within_budget([_status_doc(1, "x" * 100), queued], 10)[1] == queued
 
 
 def test_the_run_command_refuses_routes_it_would_not_serve(
