@@ -19,7 +19,7 @@ from agentfield_arq.core.dispatch import CallbackProof
 from agentfield_arq.core.memory import MemoryStore
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Outbox
-from agentfield_arq.core.routing import HOME, Routes, within_budget
+from agentfield_arq.core.routing import HOME, Routes, merged_nodes, within_budget
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.core.tracing import Tracing
@@ -83,12 +83,7 @@ class Shards:
         if not self.routes.routed:
             return await self.home.nodes.list()
         found = await asyncio.gather(*(shard.nodes.list() for shard in self))
-        merged: dict[str, dict[str, Any]] = {}
-        for shard, views in zip(self, found, strict=True):
-            for view in views:
-                if view["id"] not in merged or self.for_node(view["id"]) is shard:
-                    merged[view["id"]] = view
-        return [merged[node_id] for node_id in sorted(merged)]
+        return merged_nodes(self.routes, list(zip(self.by_code, found, strict=True)))
 
     async def views(self, ids: list[str], owner: Identity) -> list[bytes | None]:
         """batch-status's documents (`get_views`): each shard's ids in one round trip per Redis,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -85,6 +85,20 @@ def merged_page(
     if len(found) > limit:
         return [item for _, item in found[:limit]], found[limit - 1][0]
     return [item for _, item in found], floor or None
+
+
+def merged_nodes(
+    routes: Routes, parts: Sequence[tuple[str, Sequence[dict[str, Any]]]]
+) -> list[dict[str, Any]]:
+    """The node views that several Redis listed (each `(code, views)`), one per node id, by id:
+    a node found on a Redis that no longer takes it (the routes changed) is shown from the one
+    that does."""
+    merged: dict[str, dict[str, Any]] = {}
+    for code, views in parts:
+        for view in views:
+            if view["id"] not in merged or routes.of_node(view["id"]) == code:
+                merged[view["id"]] = view
+    return [merged[node_id] for node_id in sorted(merged)]
 
 
 def within_budget(docs: Sequence[bytes | None], budget: int) -> list[bytes | None]:

@@ -6,6 +6,9 @@ down, need no API key, and see every caller's executions (an operator on a host 
 Redis can do all of this with redis-cli anyway). Redis is found as `redis-cli` finds it:
 `AGENTFIELD_ARQ_REDIS_URL`, else the `redis.url` the run command writes in its data folder,
 looked for in the current directory and then in each parent, as git looks for `.git`.
+With nodes over several Redis (`AGENTFIELD_ARQ_REDIS_SHARDS`, core/routing.py), they read
+every Redis of the routes as the API does: a list from all of them at once, merged; one
+execution where its id says (then home); `queue` one column per Redis.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.codec import decode
 
 if TYPE_CHECKING:  # the server extra's modules are imported by the commands that need them
+    from redis.asyncio import Redis
+
     from agentfield_arq.core.catalog import Filters
+    from agentfield_arq.core.store import ExecutionStore
 
 URL_FILE = "redis.url"
 MAX_PAGE = 500
@@ -69,22 +75,60 @@ def _emit(args: argparse.Namespace, data: Any, table: Callable[[Any], str]) -> N
         print(table(data))
 
 
-async def _with_core(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
-    """Run `work` with a Redis client of the system's, or NoRedis if it does not answer."""
+class Fleet:
+    """A client of every Redis of the routes (home's alone without routes), by code."""
+
+    def __init__(self, settings: Settings, clients: dict[str, Redis]) -> None:
+        self.settings = settings
+        self.routes = settings.routes
+        self.clients = clients
+
+    def store(self, code: str) -> ExecutionStore:
+        """The ExecutionStore of Redis `code` (its new ids name it when routed)."""
+        from agentfield_arq.core.store import ExecutionStore
+
+        return ExecutionStore(self.clients[code], self.settings, code if self.routes.routed else "")
+
+    def place(self, node_id: str) -> ExecutionStore:
+        """The ExecutionStore that `node_id`'s new executions go to."""
+        return self.store(self.routes.of_node(node_id))
+
+    async def holding(self, execution_id: str) -> str:
+        """The code of the Redis holding `execution_id`: the one it names if that one has its
+        record, else home (as the API's `Shards.holding`)."""
+        from agentfield_arq.core.keys import Keys
+        from agentfield_arq.core.routing import HOME
+
+        named = self.routes.of_id(execution_id)
+        key = Keys(self.settings.key_prefix).execution(execution_id)
+        if named == HOME or await self.clients[named].exists(key):
+            return named
+        return HOME
+
+
+async def _with_fleet(settings: Settings, work: Callable[[Fleet], Awaitable[int]]) -> int:
+    """Run `work` with a client of every Redis of the routes, or NoRedis if one does not
+    answer."""
     from redis.exceptions import RedisError
 
     from agentfield_arq.core.connection import connect
+    from agentfield_arq.core.routing import HOME
 
-    url = find_redis_url(settings)
-    redis = connect(url)
+    urls = {**settings.routes.urls, HOME: find_redis_url(settings)}
+    clients = {code: connect(url) for code, url in urls.items()}
     try:
-        try:
-            await redis.ping()
-        except (RedisError, OSError) as exc:
-            raise NoRedis(f"Redis at {url} does not answer ({exc}); is the system up?") from exc
-        return await work(redis)
+        for code, client in clients.items():
+            try:
+                await client.ping()
+            except (RedisError, OSError) as exc:
+                which = f"Redis {code}" if len(urls) > 1 else "Redis"
+                raise NoRedis(
+                    f"{which} at {urls[code]} does not answer ({exc}); is the system up?"
+                ) from exc
+        return await work(Fleet(settings, clients))
     finally:
-        await redis.aclose()
+        for client in clients.values():
+            await client.aclose()
 
 
 def _executions_table(docs: list[dict[str, Any]]) -> str:
@@ -117,22 +161,29 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 
 def _executions(settings: Settings, args: argparse.Namespace) -> int:
-    from agentfield_arq.core.catalog import Catalog
+    from agentfield_arq.core.catalog import Catalog, merge
     from agentfield_arq.core.execution import cancel
     from agentfield_arq.core.rerun import missing, rerun
-    from agentfield_arq.core.store import ExecutionStore
 
-    async def work(redis: Any) -> int:
-        store = ExecutionStore(redis, settings)
+    async def work(fleet: Fleet) -> int:
         if args.action == "list":
-            page = await Catalog(store).page(_filters(args), args.limit, args.cursor)
-            docs = [decode(d) for d in page.docs]
-            _emit(args, docs, _executions_table)
+            f = _filters(args)
+            pages = [
+                Catalog(fleet.store(code)).page(f, args.limit, args.cursor)
+                for code in fleet.clients
+            ]
+            found = list(await asyncio.gather(*pages))
+            page = merge(found, args.limit) if fleet.routes.routed else found[0]
+            _emit(args, [decode(d) for d in page.docs], _executions_table)
             if page.next_cursor and not args.json:
                 print(f"\nmore: --cursor {page.next_cursor}")
             return 0
+        store = fleet.store(await fleet.holding(args.id))
         if args.action == "retry":
-            submitted = await rerun(store, args.id)
+            # The new execution goes where its node is now, as the API's retry.
+            submitted = await rerun(
+                store, args.id, place=lambda node: fleet.store(fleet.routes.of_node(node))
+            )
             _emit(args, submitted, lambda s: f"queued {s.execution_id}, a retry of {args.id}")
             return 0
         if args.action == "cancel":
@@ -143,20 +194,29 @@ def _executions(settings: Settings, args: argparse.Namespace) -> int:
         _emit(args, decode(view), _show_table)
         return 0
 
-    return asyncio.run(_with_core(settings, work))
+    return asyncio.run(_with_fleet(settings, work))
 
 
 def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
     from agentfield_arq.core.outbox import Outbox
+    from agentfield_arq.core.routing import merged_page
     from agentfield_arq.kernel.codec import now_ms
+    from agentfield_arq.kernel.models import DeadPage
 
-    async def work(redis: Any) -> int:
-        outbox = Outbox(redis, settings)
+    async def work(fleet: Fleet) -> int:
         if args.action == "retry":
+            outbox = Outbox(fleet.clients[await fleet.holding(args.id)], settings)
             redriven = await outbox.redrive(args.id, now_ms())
             _emit(args, redriven, lambda r: f"{r.execution_id}: webhook {r.webhook_status}")
             return 0
-        page = await outbox.dead(args.limit, args.cursor)
+        parts = await asyncio.gather(
+            *(
+                Outbox(c, settings).dead_entries(args.limit, args.cursor)
+                for c in fleet.clients.values()
+            )
+        )
+        deliveries, next_cursor = merged_page(parts, args.limit)
+        page = DeadPage(deliveries=deliveries, next_cursor=next_cursor)
         rows = [
             (d.execution_id, d.target, d.attempts, d.last_http_status, d.failed_at, d.last_error)
             for d in page.deliveries
@@ -165,7 +225,7 @@ def _webhooks(settings: Settings, args: argparse.Namespace) -> int:
         _emit(args, page, lambda _: _table(rows, header))
         return 0
 
-    return asyncio.run(_with_core(settings, work))
+    return asyncio.run(_with_fleet(settings, work))
 
 
 def _queue(settings: Settings, args: argparse.Namespace) -> int:
@@ -176,29 +236,43 @@ def _queue(settings: Settings, args: argparse.Namespace) -> int:
     from agentfield_arq.kernel.codec import now_ms
     from agentfield_arq.kernel.status import Status
 
-    async def work(redis: Any) -> int:
+    async def state(redis: Any) -> dict[str, Any]:
         keys = Keys(settings.key_prefix)
         total, by_kind, oldest = await Gauges(redis, keys, NodeRegistry(redis, settings)).queue(
             now_ms()
         )
-        state = {
+        return {
             "queued_jobs": total,
             **{f"queued_{kind}s": count for kind, count in by_kind.items()},
             "oldest_queued_s": oldest,
             "running": await redis.zcard(keys.index_status(Status.RUNNING)),
             "workers_alive": await Roster(redis, keys).alive(now_ms()),
         }
-        _emit(args, state, lambda s: _table(list(s.items()), ("QUEUE", "VALUE")))
+
+    async def work(fleet: Fleet) -> int:
+        found = await asyncio.gather(*(state(c) for c in fleet.clients.values()))
+        if not fleet.routes.routed:
+            _emit(args, found[0], lambda s: _table(list(s.items()), ("QUEUE", "VALUE")))
+            return 0
+        # Each Redis's own queue and workers (its workers serve no other), by code.
+        by_code = dict(zip(fleet.clients, found, strict=True))
+        rows = [(name, *(each[name] for each in found)) for name in found[0]]
+        header = ("QUEUE", *(f"REDIS {code}" for code in by_code))
+        _emit(args, by_code, lambda _: _table(rows, header))
         return 0
 
-    return asyncio.run(_with_core(settings, work))
+    return asyncio.run(_with_fleet(settings, work))
 
 
 def _nodes(settings: Settings, args: argparse.Namespace) -> int:
     from agentfield_arq.core.nodes import NodeRegistry
+    from agentfield_arq.core.routing import merged_nodes
 
-    async def work(redis: Any) -> int:
-        nodes = await NodeRegistry(redis, settings).list()
+    async def work(fleet: Fleet) -> int:
+        found = await asyncio.gather(
+            *(NodeRegistry(c, settings).list() for c in fleet.clients.values())
+        )
+        nodes = merged_nodes(fleet.routes, list(zip(fleet.clients, found, strict=True)))
         rows = [
             (
                 n["id"],
@@ -213,7 +287,7 @@ def _nodes(settings: Settings, args: argparse.Namespace) -> int:
         _emit(args, nodes, lambda _: _table(rows, header))
         return 0
 
-    return asyncio.run(_with_core(settings, work))
+    return asyncio.run(_with_fleet(settings, work))
 
 
 def _json_flag(parser: argparse.ArgumentParser) -> None:
