@@ -34,6 +34,7 @@ AGENTFIELD_STAMP = AGENTFIELD_VENV / ".installed-pin"
 USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
   run     install if needed, then start Redis, the API, two workers and the example agents
+          (--shards N: N more Redis, the example nodes routed over them, workers for each)
   test    install if needed, then run ruff, mypy and the whole pytest suite
   bench   install if needed (with the bench extras), then run the benchmarks
   mutate  install if needed (with mutmut), then mutation-test the pure core (docs/mutation.md)

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from agentfield_arq.core.routing import CODES
 from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.kernel.errors import ApiError, ConfigurationError
 from agentfield_arq.ops.console import NoRedis, add_commands, find_redis_url, guarded
@@ -22,6 +23,8 @@ from agentfield_arq.ops.supervisor import Child, Supervisor, child_env, python_m
 logger = logging.getLogger("agentfield_arq")
 
 READY_TIMEOUT_S = 60.0
+# `run --shards N`: at most this many embedded Redis besides home.
+MAX_RUN_SHARDS = 9
 # The seed's agents, started as the programs a user would write (they need a source checkout).
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_NODES = ("finance", "research", "analytics", "orchestrator")
@@ -199,20 +202,20 @@ def _print_reply(reply: object, indent: str = "") -> None:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    if settings.routes.routed:
+    if args.shards and (settings.redis_url or settings.routes.routed):
         raise ConfigurationError(
-            "the run command starts workers of one Redis: with AGENTFIELD_ARQ_REDIS_SHARDS, "
-            "start `agentfield-arq api` and, for every Redis, `agentfield-arq worker` with its "
-            "AGENTFIELD_ARQ_WORKER_SHARD"
+            "--shards starts every Redis of the run itself: unset AGENTFIELD_ARQ_REDIS_URL and "
+            "AGENTFIELD_ARQ_REDIS_SHARDS, or drop --shards to run on yours (with "
+            "AGENTFIELD_ARQ_REDIS_SHARDS set, the run starts workers for each of them)"
         )
-    embedded = None
+    embedded: list[EmbeddedRedis] = []
+    try:
+        settings = _embed(settings, args.shards, embedded)
+    except BaseException:
+        for server in embedded:
+            server.stop()
+        raise
     redis_url = settings.redis_url
-    if not redis_url:
-        embedded = EmbeddedRedis(Path(settings.data_dir) / "redis")
-        redis_url = embedded.start()
-        # Operators find the embedded server here (its port is picked at each start).
-        (Path(settings.data_dir) / "redis.url").write_text(redis_url + "\n")
-        logger.info("embedded valkey-server at %s (data in %s)", redis_url, embedded.data_dir)
     from agentfield_arq.ops import keyring
 
     try:
@@ -220,13 +223,18 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             settings, redis_url, Path(settings.data_dir), EXAMPLE_NODES
         )
     except (ApiError, ValueError) as exc:  # a node id owned by another key, a bad key file
-        if embedded is not None:
-            embedded.stop()
+        for server in embedded:
+            server.stop()
         print(f"agentfield-arq: cannot provision the run's keys: {exc}", file=sys.stderr)
         return 2
     # AGENTFIELD_SERVER tells the agents (ours and AgentField's SDK alike) where the API is.
     env = child_env(
-        {"AGENTFIELD_ARQ_REDIS_URL": redis_url, "AGENTFIELD_SERVER": settings.resolved_public_url}
+        {
+            "AGENTFIELD_ARQ_REDIS_URL": redis_url,
+            "AGENTFIELD_ARQ_REDIS_SHARDS": settings.redis_shards,
+            "AGENTFIELD_ARQ_REDIS_ROUTES": settings.redis_routes,
+            "AGENTFIELD_SERVER": settings.resolved_public_url,
+        }
     )
     # Local receivers are the point of a dev run; deployments keep the SSRF guard on.
     env.setdefault("AGENTFIELD_ARQ_WEBHOOK_BLOCK_PRIVATE", "false")
@@ -234,16 +242,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     env.setdefault("AGENTFIELD_ARQ_AGENT_ALLOW_LOOPBACK", "true")
     receiver_port = free_port()
     children = [Child("api", python_module("agentfield_arq", "api"), stage=FRONT_STAGE)]
-    drain_s = settings.worker_drain_s + WORKER_STOP_MARGIN_S
-    children += [
-        Child(
-            f"worker-{n}",
-            python_module("agentfield_arq", "worker"),
-            stage=WORKERS_STAGE,
-            stop_timeout_s=drain_s,
-        )
-        for n in range(1, settings.workers + 1)
-    ]
+    children += workers(settings)
     children += [
         Child(
             node_id,
@@ -263,12 +262,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         )
     )
     hook_url = f"http://127.0.0.1:{receiver_port}/hook"
-    stopped_settings = msgspec.structs.replace(settings, redis_url=redis_url)
     supervisor = Supervisor(
         children,
         env,
-        [embedded] if embedded is not None else [],
-        after_stage={AGENTS_STAGE: lambda: _requeue_leftovers(stopped_settings)},
+        embedded,
+        after_stage={AGENTS_STAGE: lambda: _requeue_leftovers(settings)},
     )
     supervisor.install_signal_handlers()
     try:
@@ -276,32 +274,98 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         if _wait_ready(settings, supervisor, admin):
             key_file = Path(settings.data_dir) / keyring.API_KEY_FILE
             logger.info("admin API key in %s", key_file)
-            print(
-                walkthrough(settings.resolved_public_url, settings.workers, hook_url, admin),
-                flush=True,
-            )
+            count = sum(c.name.startswith("worker-") for c in children)
+            print(walkthrough(settings.resolved_public_url, count, hook_url, admin), flush=True)
+            if settings.routes.routed:
+                print(_shards_note(settings), flush=True)
         supervisor.supervise()
     finally:
         supervisor.stop()
-        if embedded is not None:
-            embedded.stop()
+        for server in embedded:
+            server.stop()
+        if embedded:
             logger.info("embedded valkey-server stopped")
     return 0
 
 
+def _embed(settings: Settings, shards: int, embedded: list[EmbeddedRedis]) -> Settings:
+    """The run's settings once its embedded Redis are up (appended to `embedded`): home unless
+    AGENTFIELD_ARQ_REDIS_URL names one, and `shards` more, with the example nodes but the
+    orchestrator routed over them, so that its runs cross Redis."""
+    if settings.redis_url:
+        return settings
+    data = Path(settings.data_dir)
+    home = EmbeddedRedis(data / "redis")
+    embedded.append(home)
+    redis_url = home.start()
+    # Operators find the embedded server here (its port is picked at each start).
+    (data / "redis.url").write_text(redis_url + "\n")
+    logger.info("embedded valkey-server at %s (data in %s)", redis_url, home.data_dir)
+    urls = {}
+    for code in CODES[:shards]:
+        server = EmbeddedRedis(data / f"redis-{code}")
+        embedded.append(server)
+        urls[code] = server.start()
+        logger.info("embedded valkey-server of shard %s at %s", code, urls[code])
+    spread = [n for n in EXAMPLE_NODES if n != "orchestrator"]
+    routes = [f"{node}={CODES[i % shards]}" for i, node in enumerate(spread)] if shards else []
+    return msgspec.structs.replace(
+        settings,
+        redis_url=redis_url,
+        redis_shards=" ".join(f"{code}={url}" for code, url in urls.items()),
+        redis_routes=",".join(routes),
+    )
+
+
+def workers(settings: Settings) -> list[Child]:
+    """The run's worker processes: `AGENTFIELD_ARQ_WORKERS` of them for every Redis of the
+    routes, each serving its own (`AGENTFIELD_ARQ_WORKER_SHARD`)."""
+    routes = settings.routes
+    drain_s = settings.worker_drain_s + WORKER_STOP_MARGIN_S
+    return [
+        Child(
+            f"worker-{code}-{n}" if routes.routed else f"worker-{n}",
+            python_module("agentfield_arq", "worker"),
+            env={"AGENTFIELD_ARQ_WORKER_SHARD": code} if routes.routed else {},
+            stage=WORKERS_STAGE,
+            stop_timeout_s=drain_s,
+        )
+        for code in routes.urls
+        for n in range(1, settings.workers + 1)
+    ]
+
+
+def _shards_note(settings: Settings) -> str:
+    """Where the run's nodes are, and what the operator's commands need to see every Redis."""
+    routes = settings.routes
+    placed = ", ".join(f"{node} on {routes.of_node(node)}" for node in EXAMPLE_NODES)
+    return (
+        f"Redis: {', '.join(f'{code} {url}' for code, url in routes.urls.items())}; {placed}.\n"
+        "For the operator's commands (agentfield-arq executions, queue, nodes...):\n"
+        f"export AGENTFIELD_ARQ_REDIS_URL='{settings.redis_url}' "
+        f"AGENTFIELD_ARQ_REDIS_SHARDS='{settings.redis_shards}' "
+        f"AGENTFIELD_ARQ_REDIS_ROUTES='{settings.redis_routes}'\n"
+    )
+
+
 def _requeue_leftovers(settings: Settings) -> None:
-    """Workers and agents are gone: what they held or never reported goes back to `queued`."""
+    """Workers and agents are gone: what they held or never reported goes back to `queued`,
+    on every Redis of the routes."""
     import asyncio
 
     from agentfield_arq.core.connection import connect
     from agentfield_arq.core.recovery import requeue_leftovers
 
     async def leftovers() -> int:
-        redis = connect(settings.redis_url)
-        try:
-            return await requeue_leftovers(redis, settings, list(EXAMPLE_NODES))
-        finally:
-            await redis.aclose()
+        count = 0
+        for code, url in settings.routes.urls.items():
+            nodes = [n for n in EXAMPLE_NODES if settings.routes.of_node(n) == code]
+            redis = connect(url)
+            try:
+                count += await requeue_leftovers(redis, settings, nodes)
+            finally:
+                await redis.aclose()
+        return count
 
     count = asyncio.run(leftovers())
     logger.info("stopped with %d unfinished executions put back to queued", count)
@@ -394,6 +458,12 @@ def _keys_parser(command: argparse.ArgumentParser) -> None:
     revoke.add_argument("id", help="the key's id, as `keys list` shows it")
 
 
+def _shard_count(raw: str) -> int:
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_RUN_SHARDS:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_RUN_SHARDS}")
+    return int(raw)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -417,6 +487,14 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("approve", "reject"):
             command.add_argument("execution_id")
             command.add_argument("--feedback", default="", help="what to tell the agent")
+        if name == "run":
+            command.add_argument(
+                "--shards",
+                type=_shard_count,
+                default=0,
+                help="also start N more embedded Redis (1-9) and route the example nodes over "
+                "them, the orchestrator staying home",
+            )
         if name == "webhook-receiver":
             command.add_argument("--host", default="127.0.0.1")
             command.add_argument("--port", type=int, default=8002)

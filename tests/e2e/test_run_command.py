@@ -134,3 +134,55 @@ def test_ctrl_c_mid_work_leaves_no_execution_running(tmp_path: Path, e2e_redis: 
     print(f"\nCtrl-C mid-work: {statuses}")
     assert statuses["running"] == 0, output.text
     assert set(statuses) <= {"succeeded", "queued"}
+
+
+def test_run_with_a_shard_serves_the_quarterly_report_across_both_redis(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "AGENTFIELD_ARQ_API_PORT": str(port),
+        "AGENTFIELD_ARQ_DATA_DIR": str(tmp_path / "data"),
+        "AGENTFIELD_ARQ_WORKERS": "1",
+    }
+    for name in ("REDIS_URL", "REDIS_SHARDS", "REDIS_ROUTES"):
+        env.pop(f"AGENTFIELD_ARQ_{name}", None)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "agentfield_arq", "run", "--shards", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert run.stdout is not None
+    output = Output(run.stdout, tmp_path / "run.log")
+    try:
+        output.wait_for("Ctrl-C stops everything", READY_TIMEOUT_S)
+        output.wait_for("AGENTFIELD_ARQ_REDIS_ROUTES=", 10.0)
+        assert "orchestrator on 0" in output.text
+        url = f"http://127.0.0.1:{port}"
+        redis_url = (tmp_path / "data" / "redis.url").read_text().strip()
+        auth = bearer((tmp_path / "data" / "api-key").read_text().strip())
+        answer = httpx.post(
+            f"{url}/api/v1/execute/async/orchestrator.generate_quarterly_report",
+            json={"input": {"quarter": "Q3"}},
+            headers=auth,
+        )
+        assert answer.status_code == 202, answer.text
+        execution_id, run_id = answer.json()["execution_id"], answer.json()["run_id"]
+        doc = terminal(
+            redis_url,
+            from_env(env).key_prefix,
+            execution_id,
+            lambda: httpx.get(f"{url}/api/v1/executions/{execution_id}", headers=auth).json(),
+            RESULT_TIMEOUT_S,
+        )
+        assert doc["status"] == "succeeded", doc
+        tree = httpx.get(f"{url}/api/v1/runs/{run_id}", headers=auth).json()
+        children = [c["execution_id"] for c in tree["roots"][0]["children"]]
+        assert len(children) == 3
+        assert all(child.endswith("1") for child in children)  # on shard 1's Redis
+    finally:
+        run.send_signal(signal.SIGINT)
+        assert run.wait(60) == 0, output.text
+    log = output.ended(30)
+    pids = [int(p) for p in re.findall(r"pid=(\d+)", log)]
+    assert all(_gone(pid) for pid in pids), log

@@ -13,7 +13,7 @@ from agentfield_arq.core.streams import composite, positions
 from agentfield_arq.kernel.codec import id_ms, new_id
 from agentfield_arq.kernel.errors import ConfigurationError
 from agentfield_arq.kernel.models import RunNode
-from agentfield_arq.ops.cli import main
+from agentfield_arq.ops.cli import main, workers
 
 HOME_URL = "redis://10.0.0.1:6379/0"
 TWO = "1=redis://10.0.0.2:6379/0 2=redis+sentinel://s1:26379,s2:26379/east/0"
@@ -202,10 +202,20 @@ def test_an_answer_of_several_redis_over_its_budget_still_sends_documents_withou
     assert within_budget([_status_doc(1, "x" * 100), queued], 10)[1] == queued
 
 
-def test_the_run_command_refuses_routes_it_would_not_serve(
+def test_the_run_command_starts_workers_for_every_redis_of_the_routes() -> None:
+    routed = from_env({}, redis_url=HOME_URL, redis_shards=TWO, workers=2)
+    assert [(c.name, c.env) for c in workers(routed)] == [
+        (f"worker-{code}-{n}", {"AGENTFIELD_ARQ_WORKER_SHARD": code})
+        for code in ("0", "1", "2")
+        for n in (1, 2)
+    ]
+    alone = workers(from_env({}, redis_url=HOME_URL, workers=2))
+    assert [(c.name, c.env) for c in alone] == [("worker-1", {}), ("worker-2", {})]
+
+
+def test_the_run_command_starts_its_shards_itself_or_not_at_all(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("AGENTFIELD_ARQ_REDIS_URL", HOME_URL)
-    monkeypatch.setenv("AGENTFIELD_ARQ_REDIS_SHARDS", TWO)
-    assert main(["run"]) == 2
-    assert "AGENTFIELD_ARQ_WORKER_SHARD" in capsys.readouterr().err
+    assert main(["run", "--shards", "1"]) == 2
+    assert "unset AGENTFIELD_ARQ_REDIS_URL" in capsys.readouterr().err
