@@ -6,7 +6,9 @@ the same run.
     python -m bench.durability [--runs 7] [--requests 2000] [--concurrency 1]
 
 Prints one JSON object: per setting, the median over runs of each run's median and p99 latency
-(microseconds) and throughput; and the ratios. Touches nothing but the servers it starts.
+(microseconds) and throughput; the ratios; and the machine's load average (1, 5, 15 min)
+before and after, since a shared machine's load moves both settings' figures. Touches nothing
+but the servers it starts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -130,6 +133,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         primary = EmbeddedRedis(Path(folder) / "primary", appendonly=False)
         replica = EmbeddedRedis(Path(folder) / "replica", appendonly=False)
@@ -141,6 +145,7 @@ def main() -> None:
         finally:
             replica.stop()
             primary.stop()
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     print(json.dumps(result, indent=2))
 
 
