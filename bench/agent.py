@@ -7,6 +7,10 @@ a Starlette app, so that the agent costs as little CPU as possible on a shared 2
 the figures are about the control plane, not the agent. The same server is the trivially fast
 endpoint against which the load generator's own ceiling is measured.
 
+`GET /calls` answers how many other requests it has answered or is answering, as a JSON
+number: the slow drain reads it before and after, so that an execution called twice (its worker
+deemed lost and its executions handed back while the first call was still open) is counted.
+
 Run as `python -m bench.agent --port N [--delay-s S]`; it listens on 127.0.0.1 only.
 """
 
@@ -20,19 +24,35 @@ import httptools
 import uvloop
 
 BODY = b'{"answer":42,"source":"bench-agent"}'
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-    + str(len(BODY)).encode()
-    + b"\r\n\r\n"
-    + BODY
-)
+CALLS = b"/calls"
+
+
+def _response(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+RESPONSE = _response(BODY)
+
+
+class Count:
+    """Requests answered (or being answered) by this process, `GET /calls` aside."""
+
+    def __init__(self) -> None:
+        self.calls = 0
 
 
 class AgentProtocol(asyncio.Protocol):
     """One keep-alive connection: each complete request gets the canned answer."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, count: Count, delay_s: float = 0.0) -> None:
+        self.count = count
         self.delay_s = delay_s
+        self.url = b""
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
 
@@ -48,8 +68,18 @@ class AgentProtocol(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
+    def on_url(self, url: bytes) -> None:
+        """httptools callback: (part of) the request's target."""
+        self.url += url
+
     def on_message_complete(self) -> None:
         """httptools callback: the request (with its body) has been read."""
+        url, self.url = self.url, b""
+        if url == CALLS:
+            if self.transport is not None:
+                self.transport.write(_response(str(self.count.calls).encode()))
+            return
+        self.count.calls += 1
         if self.delay_s:
             asyncio.get_running_loop().call_later(self.delay_s, self._answer)
         else:
@@ -63,8 +93,9 @@ class AgentProtocol(asyncio.Protocol):
 async def serve(port: int, delay_s: float = 0.0) -> None:
     """Listen on 127.0.0.1:`port` until cancelled, answering each request after `delay_s`."""
     loop = asyncio.get_running_loop()
+    count = Count()
     server = await loop.create_server(
-        lambda: AgentProtocol(delay_s), "127.0.0.1", port, backlog=4096
+        lambda: AgentProtocol(count, delay_s), "127.0.0.1", port, backlog=4096
     )
     async with server:
         await server.serve_forever()

@@ -21,7 +21,7 @@ from agentfield_arq.core.arq_bridge import (
     sweep_cron_name,
 )
 from agentfield_arq.core.cancellation import Cancellation
-from agentfield_arq.core.connection import connect
+from agentfield_arq.core.connection import connect, connect_sync
 from agentfield_arq.core.delivery import Deliverer, job_max_tries, webhook_client
 from agentfield_arq.core.guard import agent_client
 from agentfield_arq.core.keys import Keys
@@ -100,6 +100,9 @@ def _lifecycle(
         running: set[str] = set()  # the run jobs in progress, whose arq locks the lease renews
         lease = WorkerLease(redis, settings, running=running)
         await lease.beat()  # live before it claims anything
+        # The beats, from a thread of their own, do not wait behind the event loop (lease.py).
+        ctx["beat_redis"] = connect_sync(settings.redis_url, settings)
+        lease.start_heartbeat(ctx["beat_redis"])
         ctx["lease"] = lease
         ctx["lease_task"] = asyncio.create_task(lease.run())
         ctx["http"] = agent_client(settings, agent_transport)
@@ -126,6 +129,8 @@ def _lifecycle(
             with contextlib.suppress(asyncio.CancelledError):
                 await ctx["lease_task"]
             await ctx["lease"].release()
+        if "beat_redis" in ctx:
+            ctx["beat_redis"].close()
         for client in ("http", "webhook_http"):
             if client in ctx:
                 await ctx[client].aclose()

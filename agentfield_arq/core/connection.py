@@ -32,6 +32,8 @@ import asyncio
 from typing import Any
 
 import hiredis
+import redis
+import redis.sentinel
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -126,6 +128,31 @@ def connect(url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0) ->
     # from_pool: closing the client closes its pool, as with Redis.from_url.
     client: Redis = Redis.from_pool(connection_pool(url, settings, block_s=block_s))
     return client
+
+
+def connect_sync(url: str, settings: Settings = DEFAULTS) -> redis.Redis:
+    """A synchronous client of the same Redis as `connect(url, settings)`, with the same timeouts
+    and through the same sentinels: for a thread that must reach Redis while the event loop is
+    busy (the worker's lease beat, core/lease.py)."""
+    address = sentinel_address(url)
+    if address is None:
+        client: redis.Redis = redis.Redis.from_url(
+            url, decode_responses=False, health_check_interval=30, **timeouts(settings)
+        )
+        return client
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        address.sentinels, sentinel_kwargs=timeouts(settings)
+    )
+    primary: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]  # as above
+        address.service,
+        db=address.db,
+        username=address.username,
+        password=address.password,
+        decode_responses=False,
+        health_check_interval=30,
+        **timeouts(settings),
+    )
+    return primary
 
 
 def reraise_cancel() -> None:

@@ -264,6 +264,11 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 # waiting requests on every request and every response, which with thousands of calls in flight
 # in one pool is quadratic: measured, a 2 s agent's calls took over 30 s with one pool of 2,000.
 SHARD_CONNECTIONS = 16
+# An idle connection to an agent is dropped this soon, before the agent's server drops it: with
+# httpx's default (5 s, uvicorn's keep-alive too) a call could be sent on a connection the agent
+# was closing that instant, and end in a ReadError after it was sent ("may have run", failed,
+# not retried). Seen in the Sentinel failover test, whose outage leaves connections idle ~5 s.
+AGENT_KEEPALIVE_S = 2.0
 
 
 class _Released(httpx.AsyncByteStream):
@@ -341,7 +346,7 @@ def agent_client(
         slots = settings.worker_concurrency
         per_shard = min(SHARD_CONNECTIONS, slots)
         count = -(-slots // per_shard) + (1 if slots > per_shard else 0)
-        limits = httpx.Limits(max_connections=per_shard)
+        limits = httpx.Limits(max_connections=per_shard, keepalive_expiry=AGENT_KEEPALIVE_S)
         backend = GuardedBackend(agent_policy(settings))
         context = httpx.create_ssl_context(trust_env=False)
         transport = ShardedTransport(

@@ -19,6 +19,23 @@ Each beat also renews arq's in-progress lock of the run jobs this worker runs no
 shared with its Runner). arq's lock (`Settings.lock_timeout_s`) is sized for deliveries, far
 shorter than the longest agent call; without the renewal arq would start a long call's job a
 second time once its lock lapsed.
+
+A running worker beats from a thread of its own (`Heartbeat`), with a synchronous client of its
+own: the beat must not wait behind the event loop. When thousands of agent answers arrive at
+once the loop has seconds of CPU queued; a beat taken on the loop then came late, the lease
+lapsed, another worker's reaper handed the executions back, and they ran twice (1,580 repeated
+agent calls over two slow drains of the bench under load). The reaper stays on the loop: what
+it does is no liveness, and a late reap only delays a recovery.
+
+The thread renews only while the loop still runs: the loop ticks (`tick`) at every turn of
+`run`, and a beat finds the last tick no older than `worker_stall_s` (30 s), or skips. A loop
+merely busy ticks late, by the seconds its queued work takes; a loop that is wedged (a
+blocking call, a deadlock) does not tick at all, and its worker then loses its lease as a dead
+one would, only `worker_stall_s` later. The bound is ten leases: far beyond the stalls of a
+busy worker (the longest is logged), and short beside the agent calls a wedged worker would
+keep from running again. The lock renewals go with the beat, for the run jobs of the loop's
+last tick (`jobs`, a snapshot the loop writes and the thread only reads): a job started since
+holds a fresh lock, and renewing one that ended is a no-op.
 """
 
 from __future__ import annotations
@@ -26,7 +43,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
+import time
 
+import redis
+import redis.asyncio.client
+import redis.client
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -46,9 +68,23 @@ BEATS_PER_LEASE = 3
 FULL_SCAN_BEATS = 10
 
 
+def _renewals(
+    pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline,
+    lease: WorkerLease,
+    jobs: tuple[str, ...] | set[str],
+) -> None:
+    """A beat's commands, on a pipeline of either client: the lease for another
+    `worker_lease_s`, and arq's locks of `jobs`."""
+    until = now_ms() + round(lease.settings.worker_lease_s * 1000)
+    lock_ms = round(lease.settings.lock_timeout_s * 1000)
+    pipe.zadd(lease.keys.workers, {lease.worker_id: until})
+    for job_id in list(jobs):
+        pipe.pexpire(Keys.arq_in_progress(job_id), lock_ms)
+
+
 class WorkerLease:
     """This worker's lease (`beat`, `release`) and its reaper (`reap`), taken in turns by
-    `run`."""
+    `run`; with `start_heartbeat`, the beats come from a thread of their own."""
 
     def __init__(
         self,
@@ -67,23 +103,37 @@ class WorkerLease:
         self._beats = 0
         # Redis failed this worker since the holders were last read: read them at once.
         self._away = False
+        # The heartbeat thread's failed beats, and how many of them the last reap had seen.
+        self.failed_beats = 0
+        self._failed_seen = 0
+        self.heartbeat: Heartbeat | None = None
+        self.tick()
+
+    def tick(self) -> None:
+        """The loop runs: note when, and the run jobs it runs now (for the heartbeat thread)."""
+        self.jobs = tuple(self.running)
+        self.ticked = time.monotonic()
 
     async def beat(self) -> None:
         """Renew this worker's lease for another `worker_lease_s`, and arq's locks of the run
         jobs it runs."""
-        until = now_ms() + round(self.settings.worker_lease_s * 1000)
-        lock_ms = round(self.settings.lock_timeout_s * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self.keys.workers, {self.worker_id: until})
-            for job_id in list(self.running):
-                pipe.pexpire(Keys.arq_in_progress(job_id), lock_ms)
+            _renewals(pipe, self, self.running)
             await pipe.execute()
+
+    def start_heartbeat(self, client: redis.Redis) -> None:
+        """From now on the beats come from a thread of their own, on `client` (synchronous:
+        `connection.connect_sync`), while the loop ticks; `run` only ticks and reaps."""
+        self.tick()
+        self.heartbeat = Heartbeat(self, client)
+        self.heartbeat.start()
 
     async def reap(self) -> int:
         """Queue again what workers whose lease lapsed were holding, and what this worker is
         recorded as holding but does not run; returns how many."""
         # The first one too: a worker starting.
-        full_scan = self._away or self._beats % FULL_SCAN_BEATS == 0
+        failed = self.failed_beats
+        full_scan = self._away or failed != self._failed_seen or self._beats % FULL_SCAN_BEATS == 0
         self._beats += 1
         now = now_ms()
         lapsed = await self.redis.zrangebyscore(self.keys.workers, "-inf", now)
@@ -94,6 +144,7 @@ class WorkerLease:
         }
         queued = await reap(self.store, live, worker_id=self.worker_id, running=self.running)
         self._away = False
+        self._failed_seen = failed
         if lapsed:
             await self.redis.zremrangebyscore(self.keys.workers, "-inf", now)
             logger.warning("workers lost: %s", ", ".join(text(w) for w in lapsed))
@@ -106,10 +157,12 @@ class WorkerLease:
             await asyncio.sleep(self.interval_s)
 
     async def turn(self) -> None:
-        """Beat and reap; a Redis error skips the rest of the turn, it does not stop the lease,
-        and has the next turn read the holders."""
+        """Tick, beat (unless the heartbeat thread does) and reap; a Redis error skips the rest
+        of the turn, it does not stop the lease, and has the next turn read the holders."""
+        self.tick()
         try:
-            await self.beat()
+            if self.heartbeat is None:
+                await self.beat()
             await self.reap()
         except RedisError as exc:
             self._away = True
@@ -117,6 +170,67 @@ class WorkerLease:
 
     async def release(self) -> None:
         """This worker stops: its lease lapses at once. What it held was handed back before;
-        anything it could not hand back is reaped at the next beat of any worker."""
+        anything it could not hand back is reaped at the next beat of any worker. The heartbeat
+        thread ends first, so that no beat of it can come after and revive the lease."""
+        if self.heartbeat is not None:
+            await asyncio.to_thread(self.heartbeat.stop)
         with contextlib.suppress(RedisError):
             await self.redis.zadd(self.keys.workers, {self.worker_id: 0})
+
+
+class Heartbeat:
+    """The beats of a `WorkerLease`, every `interval_s` from a thread of its own, while its
+    loop has ticked within `worker_stall_s`."""
+
+    def __init__(self, lease: WorkerLease, client: redis.Redis) -> None:
+        self.lease = lease
+        self.client = client
+        self.stall_s = lease.settings.worker_stall_s
+        # The longest the loop went without a tick, as a beat saw it.
+        self.longest_stall_s = 0.0
+        self._lapsing = False
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"lease-{lease.worker_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start beating."""
+        self._thread.start()
+
+    @property
+    def beating(self) -> bool:
+        """Whether the thread is still running (started and not stopped)."""
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop beating; returns once no beat is under way (blocks: call from a thread)."""
+        self._stopped.set()
+        self._thread.join()
+
+    def beat(self) -> bool:
+        """One beat, unless the loop has not ticked within `stall_s`; True if it was sent.
+        A Redis error is counted (the next reap reads the holders), not raised."""
+        stalled_s = time.monotonic() - self.lease.ticked
+        if stalled_s > self.stall_s:
+            if not self._lapsing:
+                logger.error("event loop stalled %.1fs: its lease is left to lapse", stalled_s)
+            self._lapsing = True
+            return False
+        self._lapsing = False
+        if stalled_s > max(self.longest_stall_s, self.lease.settings.worker_lease_s):
+            logger.warning("event loop stalled %.1fs; its lease renewed all the same", stalled_s)
+        self.longest_stall_s = max(self.longest_stall_s, stalled_s)
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                _renewals(pipe, self.lease, self.lease.jobs)
+                pipe.execute()
+        except RedisError as exc:
+            self.lease.failed_beats += 1
+            logger.warning("worker lease not renewed: %s", exc)
+            return False
+        return True
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.lease.interval_s):
+            self.beat()

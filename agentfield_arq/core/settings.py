@@ -124,6 +124,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A worker's liveness lease: refreshed three times per lease; executions held by a worker
     # whose lease lapsed are handed to another (recovery in about 1.3 leases).
     worker_lease_s: float = 3.0
+    # The lease is renewed from a thread of its own, but only while the worker's event loop has
+    # run within this long: a loop wedged (not merely busy) for longer gives its work up.
+    worker_stall_s: float = 30.0
     # On SIGTERM a worker takes no new work and lets its calls finish this long, then hands
     # back what is left.
     worker_drain_s: float = 30.0
@@ -306,6 +309,7 @@ def _check(settings: Settings) -> None:
         "agent_max_timeout_s",
         "agent_wait_max_s",
         "worker_lease_s",
+        "worker_stall_s",
         "max_result_bytes",
         "agent_max_attempts",
         "sweep_interval_s",
@@ -344,6 +348,10 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError(
             f"invalid setting: {ENV_PREFIX}AGENT_TIMEOUT_S must be <= "
             f"{ENV_PREFIX}AGENT_MAX_TIMEOUT_S"
+        )
+    if settings.worker_stall_s < settings.worker_lease_s:
+        raise ConfigurationError(
+            f"invalid setting: {ENV_PREFIX}WORKER_STALL_S must be >= {ENV_PREFIX}WORKER_LEASE_S"
         )
     if settings.worker_drain_s < 0:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}WORKER_DRAIN_S must be >= 0")
