@@ -284,7 +284,9 @@ async def test_each_transition_moves_the_execution_between_the_status_indexes(
     assert await redis_client.zscore(k.index_status("queued"), failed) is None
     for index in (k.index_all, k.index_target("finance.deep_analysis")):
         assert await redis_client.zscore(index, execution_id) == 0
-        assert await redis_client.ttl(index) > 0
+    # The sweep cuts the global index; a target's also expires once nothing joins it.
+    assert await redis_client.ttl(k.index_all) == -1
+    assert await redis_client.ttl(k.index_target("finance.deep_analysis")) > 0
 
 
 async def test_the_sweep_drops_index_members_whose_records_expired_and_cuts_the_ancient(
@@ -301,3 +303,18 @@ async def test_the_sweep_drops_index_members_whose_records_expired_and_cuts_the_
         kept
     ]
     assert await redis_client.exists(k.index_status("succeeded")) == 0
+
+
+async def test_the_sweep_cuts_the_ancient_from_registered_targets_and_stored_keys_indexes(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
+    kept = await _queued(store)
+    k = store.keys
+    ancient = "exec_0000000000aaaaaaaaaaaaaaaa"
+    target, owner = k.index_target("finance.deep_analysis"), k.index_owner("key_a")
+    await redis_client.hset(k.api_keys, "key_a", "digest")  # type: ignore[misc]  # redis-py's async stubs
+    await redis_client.zadd(target, {ancient: 0})
+    await redis_client.zadd(owner, {ancient: 0, kept: 0})
+    await store.prune_indexes(now_ms(), 500)
+    assert [m.decode() for m in await redis_client.zrange(target, 0, -1)] == [kept]
+    assert [m.decode() for m in await redis_client.zrange(owner, 0, -1)] == [kept]
