@@ -43,7 +43,7 @@ if ARGV[8] ~= '' then outcome.error = ARGV[8] end
 if ARGV[9] ~= '' then outcome.result = ARGV[9] end
 local leaving = ({queued = KEYS[13], running = KEYS[14], waiting = KEYS[18]})[h.status]
 h.status = ARGV[1]
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'digest', digest, 'completed_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'digest', digest)
 redis.call('HDEL', KEYS[1], 'phase')
 redis.call('HDEL', KEYS[12], h.execution_id)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
