@@ -564,10 +564,13 @@ class ExecutionStore:
         only_if_overdue: bool = False,
         duration_ms: int | None = None,
         want_doc: bool = False,
+        call_outcome: str = "",
     ) -> Transition:
         """Make an execution terminal (once), queueing its webhook delivery if it has one;
         see finish.lua for the rules. The terminal document comes back only with `want_doc`
-        (for a caller that answers with it): it holds the result, up to `max_result_bytes`."""
+        (for a caller that answers with it): it holds the result, up to `max_result_bytes`.
+        `call_outcome`: the agent call that brought the report, counted in the same step as
+        `count_call` would (whatever the step's outcome)."""
         if not safe_id(execution_id):
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
@@ -594,6 +597,7 @@ class ExecutionStore:
                 k.stats_executions,
                 k.index_status(Status.WAITING),
                 k.history(execution_id),
+                k.stats_agent_calls,
             ],
             [
                 status,
@@ -614,6 +618,7 @@ class ExecutionStore:
                 tell_id,
                 tell_agent_job_payload(execution_id, now_ms),
                 "1" if want_doc else "0",
+                call_outcome,
             ],
         )
         return _transition(reply)

@@ -11,13 +11,15 @@
 --       children set, tell-agent arq job, holders,
 --       index status queued, index status running, index of the new status (unused for
 --       UNINDEXED_STATUS), start-to-end histogram, execution counters, index status waiting,
---       history
+--       history, agent-call counters
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
 --       prefix of the submitting keys' sets of unfinished executions,
 --       tell-agent job id, tell-agent job payload, '1' to have the document sent back (up to 10 MiB with its result: only for a caller
---       that answers with it)
+--       that answers with it), the outcome of the agent call that brought this report, counted
+--       whatever this step does ('' none: counted apart, or no call)
+if ARGV[19] ~= '' then redis.call('HINCRBY', KEYS[20], ARGV[19], 1) end
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
 local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
