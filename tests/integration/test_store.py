@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 import msgspec
@@ -100,6 +101,20 @@ async def test_claim_moves_queued_to_running_and_counts_attempts(store: Executio
     doc = json.loads(await store.get_doc(execution_id) or b"")
     assert doc["status"] == "running"
     assert doc["started_at"] == first.fields["started_at"]
+
+
+async def test_a_repeat_of_a_report_settled_with_a_whole_sha1_digest_is_still_a_no_op(
+    store: ExecutionStore,
+) -> None:
+    execution_id = await _queued(store)
+    await store.claim(execution_id, *_now())
+    await store.finish(execution_id, "succeeded", *_now(), result=b"1")
+    whole = hashlib.sha1(b"succeeded\n\n1").hexdigest()  # as finish.lua stored it before
+    assert whole.startswith((await _hash(store, execution_id))["digest"])
+    await store.redis.hset(store.keys.execution(execution_id), "digest", whole)  # type: ignore[misc]  # redis-py's async stubs
+    again = await store.finish(execution_id, "succeeded", *_now(), result=b"1")
+    other = await store.finish(execution_id, "succeeded", *_now(), result=b"2")
+    assert (again.outcome, other.outcome) == (Outcome.NOOP, Outcome.CONFLICT)
 
 
 async def test_terminal_is_final_and_an_identical_repeat_is_a_no_op(store: ExecutionStore) -> None:
