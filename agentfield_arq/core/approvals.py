@@ -65,9 +65,6 @@ class Approvals:
             k.history(execution_id),
         ]
 
-    def _index_bounds(self, now: int) -> list[str | int]:
-        return [self.store.index_cutoff(now), self.store.record_lifetime_s]
-
     async def _fields(self, node_id: str | None, execution_id: str) -> dict[str, str]:
         fields = await source_fields(self.store, execution_id)
         if node_id is not None and fields.get("node_id") != node_id:
@@ -102,7 +99,6 @@ class Approvals:
                 self.store.settings.stream_maxlen,
                 (self.store.settings.retention_s + NON_TERMINAL_GRACE_S) * 1000,
                 now,
-                *self._index_bounds(now),
             ],
         )
         self._settled(execution_id, reply, "waiting")
@@ -133,7 +129,6 @@ class Approvals:
                 "" if body.response is None else encode(body.response),
                 deadline,
                 self.store.settings.stream_maxlen,
-                *self._index_bounds(now),
             ],
         )
         if text(reply[0]) == "no_approval":
@@ -184,7 +179,7 @@ class Approvals:
                 k.index_status(Status.WAITING),
                 k.history(execution_id),
             ],
-            args=[status, self.store.settings.stream_maxlen, *self._index_bounds(now_ms())],
+            args=[status, self.store.settings.stream_maxlen],
         )
         doc: bytes = self._settled(execution_id, reply, status)
         return doc

@@ -11,6 +11,9 @@ their own, to save memory: succeeded is most of what is retained, so its scan of
 index is dense, and `target` narrows a node's. A member whose record has expired is dropped
 from the index it was read from, and from the global one, as it is met.
 
+A run has no index while its only execution is the one that started it (`keys.own_run_id`): its
+run's reads take that root from the run id (`keys.run_root`) beside the run's index.
+
 A key other than an admin's reads its own index (`Keys.index_owner`, written by create.lua for
 such keys only) and nothing else, its other filters checked on the documents, so that no other
 key's execution is ever examined for it: none can show in its pages, and its cursor is always
@@ -25,6 +28,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
+from agentfield_arq.core.keys import run_root
 from agentfield_arq.core.routing import merged_page
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import id_floor, text
@@ -137,12 +141,19 @@ class Catalog:
         if cursor is not None:
             high = "(" + cursor
         low = "-" if f.since_ms is None else "[" + id_floor("exec", f.since_ms)
+        # The run's root, oldest of its executions, comes after its index's members.
+        reads_run = f.run_id is not None and index == self.keys.index_run(f.run_id)
+        root = run_root(f.run_id) if f.run_id is not None and reads_run else None
         docs: list[bytes] = []
         examined = 0
         last: str | None = None
         while examined < SCAN_BUDGET:
             batch = min(max(2 * (limit - len(docs)), 50), SCAN_BUDGET - examined)
             ids = [text(m) for m in await self.redis.zrevrangebylex(index, high, low, 0, batch)]
+            if root is not None and (root in ids or not _within(root, low, high)):
+                root = None
+            if root is not None and len(ids) < batch:
+                ids.append(root)
             if not ids:
                 return Page(docs, None)
             examined += len(ids)
@@ -151,7 +162,8 @@ class Catalog:
             for execution_id, doc in zip(ids, views, strict=True):
                 last = execution_id
                 if doc is None:
-                    gone.append(execution_id)
+                    if execution_id != root:
+                        gone.append(execution_id)
                 elif f.admit(_facts.decode(doc)):
                     docs.append(doc)
                     if len(docs) == limit:
@@ -180,14 +192,18 @@ class Catalog:
         else:  # all scores are 0: the intersection comes ordered by id
             found = await self.redis.zinter([index, self.keys.index_owner(viewer.key_id)])
         ids = [text(m) for m in found[: RUN_MAX + 1]]
+        root = run_root(run_id)
+        if root is not None and root not in ids:
+            ids.insert(0, root)  # the oldest: it started the run
         truncated = len(ids) > RUN_MAX
         ids = ids[:RUN_MAX]
         nodes: list[RunNode] = []
         gone: list[str] = []
         for execution_id, doc in zip(ids, await self.store.get_views(ids, viewer), strict=True):
             if doc is None:
-                gone.append(execution_id)
-            else:
+                if execution_id != root:  # a root is in no index: none to drop it from
+                    gone.append(execution_id)
+            elif execution_id != root or _facts.decode(doc).run_id == run_id:
                 nodes.append(_node.decode(doc))
         await self._forget(index, gone)
         return nodes, truncated
@@ -199,6 +215,13 @@ class Catalog:
                 pipe.zrem(index, *gone)
                 pipe.zrem(self.keys.index_all, *gone)
                 await pipe.execute()
+
+
+def _within(member: str, low: str, high: str) -> bool:
+    """Whether `member` lies in a ZRANGEBYLEX range (`-`, `+`, `[` inclusive, `(` exclusive)."""
+    above = low == "-" or (member >= low[1:] if low[0] == "[" else member > low[1:])
+    below = high == "+" or (member <= high[1:] if high[0] == "[" else member < high[1:])
+    return above and below
 
 
 def tree(run_id: str, nodes: list[RunNode], truncated: bool) -> Run | None:

@@ -14,9 +14,10 @@ import msgspec
 from agentfield_arq.core import webhooks
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
+from agentfield_arq.core.keys import own_run_id
 from agentfield_arq.core.lineage import Parent
 from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
-from agentfield_arq.kernel.codec import canonical_json, encode, new_id, now_ms, rfc3339
+from agentfield_arq.kernel.codec import canonical_json, encode, now_ms, rfc3339
 from agentfield_arq.kernel.errors import (
     ExecutionExpired,
     ExecutionNotFound,
@@ -105,12 +106,14 @@ async def accept(
     `parent_store` holds the parent (`X-Parent-Execution-ID`) when it is another Redis than
     `store` (core/lineage.py)."""
     node_id, name = parse_target(target)
-    run_id = (
-        _header_id(headers, "x-run-id") or _header_id(headers, "x-workflow-id") or new_id("run")
-    )
     key = _idempotency_key(headers)
     created = now_ms()
     execution_id = execution_id or store.new_execution_id(created)
+    run_id = (
+        _header_id(headers, "x-run-id")
+        or _header_id(headers, "x-workflow-id")
+        or own_run_id(execution_id)
+    )
     fields = {
         "execution_id": execution_id,
         "run_id": run_id,

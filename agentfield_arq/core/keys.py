@@ -47,6 +47,20 @@ def safe_id(value: str) -> bool:
     return _SAFE_ID.fullmatch(value) is not None
 
 
+def own_run_id(execution_id: str) -> str:
+    """The run an execution starts when it names none: its own id's time and randomness under
+    `run_`, so that the run's first execution is known from the run's id (`run_root`) and a run
+    of one execution needs no index of its own (core/catalog.py reads the root beside it)."""
+    return "run_" + execution_id.removeprefix("exec_")
+
+
+def run_root(run_id: str) -> str | None:
+    """The execution that may have started `run_id` (see `own_run_id`), or None for an id that
+    no execution's could be."""
+    root = "exec_" + run_id.removeprefix("run_")
+    return root if run_id.startswith("run_") and safe_id(root) else None
+
+
 class Keys:
     """Builds every key from one configurable prefix."""
 

@@ -39,13 +39,11 @@ class Histogram:
 
     @classmethod
     def of(cls, raw: dict[bytes, bytes]) -> Histogram:
-        """From a histogram hash as the scripts write it."""
+        """From a histogram hash as the scripts write it (buckets and `sum`; the count is the
+        buckets' sum, which the scripts do not keep apart)."""
         fields = {text(k): int(v) for k, v in raw.items()}
-        return cls(
-            buckets={b: fields.get(b, 0) for b in (*map(str, BUCKETS_MS), "+Inf")},
-            sum_ms=fields.get("sum", 0),
-            count=fields.get("count", 0),
-        )
+        buckets = {b: fields.get(b, 0) for b in (*map(str, BUCKETS_MS), "+Inf")}
+        return cls(buckets=buckets, sum_ms=fields.get("sum", 0), count=sum(buckets.values()))
 
 
 @dataclass(frozen=True, slots=True)

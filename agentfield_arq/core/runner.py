@@ -251,13 +251,13 @@ class Runner:
             await self.store.count_call("destination_refused")
             await self._fail(execution_id, int(attempt), str(exc))
             return
+        if 200 <= status < 300 and status != 202:
+            await self._succeed(execution_id, attempt, answer, _outcome_of(status))
+            return
         await self.store.count_call(_outcome_of(status))
         if status == 202:
             if await self.store.await_callback(execution_id, attempt, fields["node_id"]):
                 logger.info("awaiting callback execution_id=%s", execution_id)
-            return
-        if 200 <= status < 300:
-            await self._succeed(execution_id, attempt, answer)
             return
         shown = answer[:AGENT_ERROR_BODY_CHARS].decode(errors="replace")
         error = f"agent answered {status}: {shown}"
@@ -315,19 +315,29 @@ class Runner:
                 chunks.append(chunk)
         return response.status_code, b"".join(chunks)
 
-    async def _succeed(self, execution_id: str, attempt: str, body: bytes) -> None:
+    async def _succeed(self, execution_id: str, attempt: str, body: bytes, counted: str) -> None:
+        """Settle an inline answer; `counted` is the call's outcome, counted by the same step."""
         try:
             result = _as_json(body)
         except RecursionError:
-            await self._fail(execution_id, int(attempt), "agent answer is nested too deep to read")
+            error = "agent answer is nested too deep to read"
+            await self._fail(execution_id, int(attempt), error, counted)
             return
         now = now_ms()
         transition = await self.store.finish(
-            execution_id, Status.SUCCEEDED, rfc3339(now), now, result=result, attempt=attempt
+            execution_id,
+            Status.SUCCEEDED,
+            rfc3339(now),
+            now,
+            result=result,
+            attempt=attempt,
+            call_outcome=counted,
         )
         logger.info("succeeded execution_id=%s (%s)", execution_id, transition.outcome)
 
-    async def _fail(self, execution_id: str, attempt: int | None, error: str) -> None:
+    async def _fail(
+        self, execution_id: str, attempt: int | None, error: str, counted: str = ""
+    ) -> None:
         now = now_ms()
         transition = await self.store.finish(
             execution_id,
@@ -336,6 +346,7 @@ class Runner:
             now,
             error=truncate(error),
             attempt=None if attempt is None else str(attempt),
+            call_outcome=counted,
         )
         logger.warning("failed execution_id=%s (%s): %s", execution_id, transition.outcome, error)
 

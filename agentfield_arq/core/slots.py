@@ -18,7 +18,7 @@ import logging
 import msgspec
 from redis.asyncio import Redis
 
-from agentfield_arq.core.keys import Keys, safe_id
+from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.backoff import backoff_s
@@ -62,21 +62,21 @@ class NodeSlots:
         or has ended: the claim will say so)."""
         job_id = job_id or execution_id
         k = self.keys
-        node = await self.redis.hget(k.execution(execution_id), "node_id")  # type: ignore[misc]  # redis-py's async stubs
-        node_id = text(node) if node else ""
-        if not safe_id(node_id):
-            return None
         reply = await self._take(
-            keys=[
-                k.node_slots(node_id),
-                k.node(node_id),
-                k.arq_retry(job_id),
-                k.execution(execution_id),
-                k.node_waiting(node_id),
+            keys=[k.execution(execution_id), k.arq_retry(job_id)],
+            args=[
+                execution_id,
+                now,
+                self.lease_ms,
+                self.settings.node_in_flight_cap,
+                job_id,
+                k.node_slots(""),
+                k.node(""),
+                k.node_waiting(""),
             ],
-            args=[execution_id, now, self.lease_ms, self.settings.node_in_flight_cap, job_id],
         )
-        taken, deferrals, cap = (int(v) for v in reply)
+        taken, deferrals, cap = (int(v) for v in reply[:3])
+        node_id = text(reply[3])
         if taken == NOT_NEEDED:
             return None
         if taken:

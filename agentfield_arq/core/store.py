@@ -26,7 +26,14 @@ from agentfield_arq.core.arq_bridge import (
     tell_agent_job_payload,
 )
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
-from agentfield_arq.core.keys import EXPIRED_FOR_S, NON_TERMINAL_GRACE_S, NOTES_MAX, Keys, safe_id
+from agentfield_arq.core.keys import (
+    EXPIRED_FOR_S,
+    NON_TERMINAL_GRACE_S,
+    NOTES_MAX,
+    Keys,
+    own_run_id,
+    safe_id,
+)
 from agentfield_arq.core.nodes import DISPATCH_FIELDS
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.routing import stamp
@@ -189,8 +196,8 @@ class ExecutionStore:
         parent = new.fields.get("parent_execution_id")
         if parent is not None and not safe_id(parent):
             parent = None
-        indexes = self._joined(new, parent)
-        args.append(len(indexes))
+        joined = self._joined(new, parent)
+        args.append("".join(how for _, how in joined))
         for field, value in new.fields.items():
             args += [field, value]
         if new.input:
@@ -209,7 +216,7 @@ class ExecutionStore:
             k.idempotency(new.idempotency_key or ""),
             k.stats_executions,
             k.history(new.execution_id),
-            *indexes,
+            *(index for index, _ in joined),
         ]
         if parent is not None:
             keys += [k.execution(parent), k.children(parent)]
@@ -252,19 +259,25 @@ class ExecutionStore:
             )
         return Created(kind=text(reply[1]))
 
-    def _joined(self, new: NewExecution, parent: str | None) -> list[str]:
-        """The indexes a new execution joins (core/catalog.py reads them)."""
+    def _joined(self, new: NewExecution, parent: str | None) -> list[tuple[str, str]]:
+        """The indexes a new execution joins (core/catalog.py reads them), each with how
+        create.lua writes it: 'a' added (the sweep cuts it), 'k' also kept alive past its
+        last add (a target's, an owner's: the sweep cuts those of registered nodes and keys),
+        'c' also cut at each add (a run's, a parent's). A run the execution starts itself has
+        no index until another execution joins it (`own_run_id`)."""
         k = self.keys
+        run_id = new.fields["run_id"]
         indexes = [
-            k.index_all,
-            k.index_status(Status.QUEUED),
-            k.index_target(new.fields["target"]),
-            k.index_run(new.fields["run_id"]),
+            (k.index_all, "a"),
+            (k.index_status(Status.QUEUED), "a"),
+            (k.index_target(new.fields["target"]), "k"),
         ]
+        if run_id != own_run_id(new.execution_id):
+            indexes.append((k.index_run(run_id), "c"))
         if new.owner_listed:
-            indexes.append(k.index_owner(new.owner))
+            indexes.append((k.index_owner(new.owner), "k"))
         if parent is not None:
-            indexes.append(k.index_parent(parent))
+            indexes.append((k.index_parent(parent), "c"))
         return indexes
 
     async def visible(self, execution_id: str, owner: Identity) -> bool:
@@ -387,7 +400,6 @@ class ExecutionStore:
                 self.settings.stream_maxlen,
                 job_id or execution_id,
                 worker_id,
-                *self._index_bounds(now_ms),
                 started,
                 notice_job_payload(execution_id, "started", 0, now_ms),
                 JOB_PAYLOAD_TTL_MS,
@@ -462,7 +474,6 @@ class ExecutionStore:
                 "1" if hand_back.charged else "0",
                 hand_back.reason,
                 "1" if hand_back.lapsed_only else "0",
-                *self._index_bounds(now),
             ],
         )
         return text(reply[0]) == Outcome.OK
@@ -529,7 +540,6 @@ class ExecutionStore:
                 self.settings.stream_maxlen,
                 status,
                 b"" if progress is None else encode(progress),
-                *self._index_bounds(now_ms),
                 message or "",
                 started,
                 notice_job_payload(execution_id, "started", 0, now_ms),
@@ -554,10 +564,13 @@ class ExecutionStore:
         only_if_overdue: bool = False,
         duration_ms: int | None = None,
         want_doc: bool = False,
+        call_outcome: str = "",
     ) -> Transition:
         """Make an execution terminal (once), queueing its webhook delivery if it has one;
         see finish.lua for the rules. The terminal document comes back only with `want_doc`
-        (for a caller that answers with it): it holds the result, up to `max_result_bytes`."""
+        (for a caller that answers with it): it holds the result, up to `max_result_bytes`.
+        `call_outcome`: the agent call that brought the report, counted in the same step as
+        `count_call` would (whatever the step's outcome)."""
         if not safe_id(execution_id):
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
@@ -584,6 +597,7 @@ class ExecutionStore:
                 k.stats_executions,
                 k.index_status(Status.WAITING),
                 k.history(execution_id),
+                k.stats_agent_calls,
             ],
             [
                 status,
@@ -603,8 +617,8 @@ class ExecutionStore:
                 k.key_active(""),
                 tell_id,
                 tell_agent_job_payload(execution_id, now_ms),
-                *self._index_bounds(now_ms),
                 "1" if want_doc else "0",
+                call_outcome,
             ],
         )
         return _transition(reply)
@@ -678,23 +692,44 @@ class ExecutionStore:
         return self.keys.index_status(Status.QUEUED), self.keys.index_status(Status.RUNNING)
 
     async def prune_indexes(self, now_ms: int, batch: int) -> int:
-        """The sweep's share of index upkeep: cut what no record can outlive, and drop the
-        oldest `batch` members of the global index whose records have expired (from it and from
-        the status indexes; the narrower ones are cut on their next add or read). Returns how
+        """The sweep's share of index upkeep (create.lua cuts no index but a run's or a
+        parent's): cut what no record can outlive from the global and status indexes and from
+        those of every registered node's targets and every stored key, and drop the oldest
+        `batch` members of the global index whose records have expired (from it and from the
+        status indexes; the narrower ones are also dropped as a read meets them). Returns how
         many were dropped."""
         k = self.keys
-        indexes = [k.index_all, *(k.index_status(s) for s in Status)]
+        statuses = [k.index_all, *(k.index_status(s) for s in Status)]
         floor = "(" + self.index_cutoff(now_ms)
         oldest = [text(m) for m in await self.redis.zrangebylex(k.index_all, "-", "+", 0, batch)]
         docs = await self.redis.mget([k.status_doc(i) for i in oldest]) if oldest else []
         gone = [i for i, doc in zip(oldest, docs, strict=True) if doc is None]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for index in indexes:
+            for index in statuses:
                 pipe.zremrangebylex(index, "-", floor)
                 if gone:
                     pipe.zrem(index, *gone)
+            for index in await self._kept_indexes():
+                pipe.zremrangebylex(index, "-", floor)
             await pipe.execute()
         return len(gone)
+
+    async def _kept_indexes(self) -> list[str]:
+        """The target indexes of the registered nodes and the owner indexes of the stored keys
+        (those create.lua keeps alive without cutting)."""
+        k = self.keys
+        nodes = sorted(text(n) for n in await self.redis.smembers(k.nodes))  # type: ignore[misc]  # redis-py's async stubs
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in nodes:
+                pipe.hkeys(k.node_targets(node))
+            pipe.hkeys(k.api_keys)
+            *names, key_ids = await pipe.execute()
+        targets = [
+            k.index_target(f"{n}.{text(name)}")
+            for n, each in zip(nodes, names, strict=True)
+            for name in each
+        ]
+        return [*targets, *(k.index_owner(text(i)) for i in key_ids)]
 
     async def overdue(self, now_ms: int, limit: int) -> list[str]:
         """Ids of non-terminal executions whose deadline has passed, oldest first."""

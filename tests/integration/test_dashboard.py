@@ -13,11 +13,12 @@ from redis.asyncio import Redis
 
 from agentfield_arq.core.credentials import KeyStore, Role
 from agentfield_arq.core.execution import submit
+from agentfield_arq.core.history import Stored
 from agentfield_arq.core.keys import HISTORY_MAX
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.store import ExecutionStore, HandBack
 from agentfield_arq.kernel.codec import new_id, now_ms, rfc3339
-from agentfield_arq.kernel.models import ExecuteRequest, HistoryEntry
+from agentfield_arq.kernel.models import ExecuteRequest
 from tests.e2e.agent_app import registration
 from tests.integration.served import served
 from tests.integration.test_api import _submit
@@ -26,8 +27,8 @@ from tests.keys import bearer
 pytestmark = pytest.mark.integration
 
 
-class StrictHistoryEntry(HistoryEntry, forbid_unknown_fields=True, kw_only=True):
-    """A history entry as stored, refusing fields HistoryEntry does not declare."""
+class StrictStored(Stored, forbid_unknown_fields=True, kw_only=True):
+    """A history entry as stored, refusing fields the stored form does not declare."""
 
 
 @pytest.fixture
@@ -42,9 +43,9 @@ async def _history(api: httpx.AsyncClient, execution_id: str) -> dict[str, objec
     return found
 
 
-async def _stored(store: ExecutionStore, execution_id: str) -> list[StrictHistoryEntry]:
+async def _stored(store: ExecutionStore, execution_id: str) -> list[StrictStored]:
     raw = await store.redis.lrange(store.keys.history(execution_id), 0, -1)  # type: ignore[misc]  # redis-py's async stubs
-    return [msgspec.json.decode(r, type=StrictHistoryEntry, strict=True) for r in raw]
+    return [msgspec.json.decode(r, type=StrictStored, strict=True) for r in raw]
 
 
 def _now() -> tuple[str, int]:
@@ -92,6 +93,7 @@ async def test_a_second_claim_of_a_running_execution_is_a_step_with_no_stream_en
     await store.claim(execution_id, *_now(), worker_id="w2")  # w1 died and was not reaped
     last = (await _stored(store, execution_id))[-1]
     assert (last.status, last.attempt, last.worker, last.id) == ("running", 2, "w2", None)
+    assert last.ms is not None  # its time, as no stream id tells it
 
 
 async def test_an_agents_202_is_a_step_with_no_stream_entry(

@@ -159,6 +159,45 @@ async def test_a_run_is_a_tree_of_its_executions_with_statuses_and_timings(
     assert top["started_at"] is None
 
 
+async def test_a_run_an_execution_started_itself_has_no_index_until_another_joins_it(
+    api: httpx.AsyncClient, redis_client: Redis, settings: Settings
+) -> None:
+    k = Keys(settings.key_prefix)
+    root = await _submit(api)
+    run_id = (await api.get(f"/api/v1/executions/{root}")).json()["run_id"]
+    assert await redis_client.exists(k.index_run(run_id)) == 0
+    assert await _ids(api, f"run_id={run_id}") == [root]
+    tree = (await api.get(f"/api/v1/runs/{run_id}")).json()
+    assert [r["execution_id"] for r in tree["roots"]] == [root]
+    joined = [
+        await _submit(api, headers={"X-Run-ID": run_id, "X-Parent-Execution-ID": root})
+        for _ in range(3)
+    ]
+    assert await _ids(api, f"run_id={run_id}") == _newest_first([root, *joined])
+    paged: list[str] = []
+    cursor = ""
+    while cursor is not None:
+        page = (await api.get(f"/api/v1/executions?run_id={run_id}&limit=2{cursor}")).json()
+        paged += [e["execution_id"] for e in page["executions"]]
+        cursor = page["next_cursor"] and f"&cursor={page['next_cursor']}"
+    assert paged == _newest_first([root, *joined])
+    tree = (await api.get(f"/api/v1/runs/{run_id}")).json()
+    assert tree["count"] == 4
+    (top,) = tree["roots"]
+    assert (top["execution_id"], len(top["children"])) == (root, 3)
+
+
+async def test_a_run_id_naming_an_execution_of_another_run_does_not_show_it(
+    api: httpx.AsyncClient,
+) -> None:
+    other = await _submit(api, headers={"X-Run-ID": "run-elsewhere"})
+    borrowed = "run_" + other.removeprefix("exec_")
+    joined = await _submit(api, headers={"X-Run-ID": borrowed})
+    assert await _ids(api, f"run_id={borrowed}") == [joined]
+    tree = (await api.get(f"/api/v1/runs/{borrowed}")).json()
+    assert [r["execution_id"] for r in tree["roots"]] == [joined]
+
+
 async def test_an_unknown_run_is_404_run_not_found(
     api: httpx.AsyncClient,
 ) -> None:

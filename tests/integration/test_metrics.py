@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from agentfield_arq.core.lease import WorkerLease
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.core.store import ExecutionStore
+from agentfield_arq.core.store import ExecutionStore, Outcome
 from agentfield_arq.kernel.codec import now_ms, rfc3339
 
 pytestmark = pytest.mark.integration
@@ -64,6 +64,24 @@ async def test_metrics_parse_and_count_what_happened(
     assert m["agentfield_arq_workers_alive", ()] == 0
     assert m["agentfield_arq_redis_rtt_seconds", ()] > 0
     assert kept
+
+
+async def test_a_settle_that_carries_the_agent_calls_outcome_counts_it_even_when_stale(
+    api: httpx.AsyncClient,
+    redis_client: Redis,
+    settings: Settings,
+) -> None:
+    store = ExecutionStore(redis_client, settings)
+    ran = await _submit(api)
+    now = now_ms()
+    await store.claim(ran, rfc3339(now), now)
+    done = await store.finish(ran, "succeeded", rfc3339(now), now, result=b"1", call_outcome="ok")
+    stale = await store.finish(
+        ran, "succeeded", rfc3339(now), now, result=b"2", attempt="7", call_outcome="ok"
+    )
+    assert (done.outcome, stale.outcome) == (Outcome.OK, Outcome.CONFLICT)
+    m = await _scrape(api)
+    assert m["agentfield_arq_agent_calls_total", (("outcome", "ok"),)] == 2
 
 
 async def test_ready_needs_a_worker_alive_and_reports_the_counts(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 
 import msgspec
@@ -100,6 +101,20 @@ async def test_claim_moves_queued_to_running_and_counts_attempts(store: Executio
     doc = json.loads(await store.get_doc(execution_id) or b"")
     assert doc["status"] == "running"
     assert doc["started_at"] == first.fields["started_at"]
+
+
+async def test_a_repeat_of_a_report_settled_with_a_whole_sha1_digest_is_still_a_no_op(
+    store: ExecutionStore,
+) -> None:
+    execution_id = await _queued(store)
+    await store.claim(execution_id, *_now())
+    await store.finish(execution_id, "succeeded", *_now(), result=b"1")
+    whole = hashlib.sha1(b"succeeded\n\n1").hexdigest()  # as finish.lua stored it before
+    assert whole.startswith((await _hash(store, execution_id))["digest"])
+    await store.redis.hset(store.keys.execution(execution_id), "digest", whole)  # type: ignore[misc]  # redis-py's async stubs
+    again = await store.finish(execution_id, "succeeded", *_now(), result=b"1")
+    other = await store.finish(execution_id, "succeeded", *_now(), result=b"2")
+    assert (again.outcome, other.outcome) == (Outcome.NOOP, Outcome.CONFLICT)
 
 
 async def test_terminal_is_final_and_an_identical_repeat_is_a_no_op(store: ExecutionStore) -> None:
@@ -284,7 +299,9 @@ async def test_each_transition_moves_the_execution_between_the_status_indexes(
     assert await redis_client.zscore(k.index_status("queued"), failed) is None
     for index in (k.index_all, k.index_target("finance.deep_analysis")):
         assert await redis_client.zscore(index, execution_id) == 0
-        assert await redis_client.ttl(index) > 0
+    # The sweep cuts the global index; a target's also expires once nothing joins it.
+    assert await redis_client.ttl(k.index_all) == -1
+    assert await redis_client.ttl(k.index_target("finance.deep_analysis")) > 0
 
 
 async def test_the_sweep_drops_index_members_whose_records_expired_and_cuts_the_ancient(
@@ -301,3 +318,18 @@ async def test_the_sweep_drops_index_members_whose_records_expired_and_cuts_the_
         kept
     ]
     assert await redis_client.exists(k.index_status("succeeded")) == 0
+
+
+async def test_the_sweep_cuts_the_ancient_from_registered_targets_and_stored_keys_indexes(
+    store: ExecutionStore, redis_client: Redis
+) -> None:
+    kept = await _queued(store)
+    k = store.keys
+    ancient = "exec_0000000000aaaaaaaaaaaaaaaa"
+    target, owner = k.index_target("finance.deep_analysis"), k.index_owner("key_a")
+    await redis_client.hset(k.api_keys, "key_a", "digest")  # type: ignore[misc]  # redis-py's async stubs
+    await redis_client.zadd(target, {ancient: 0})
+    await redis_client.zadd(owner, {ancient: 0, kept: 0})
+    await store.prune_indexes(now_ms(), 500)
+    assert [m.decode() for m in await redis_client.zrange(target, 0, -1)] == [kept]
+    assert [m.decode() for m in await redis_client.zrange(owner, 0, -1)] == [kept]

@@ -7,7 +7,7 @@ from hypothesis.stateful import invariant
 
 from agentfield_arq.core.keys import WEBHOOK_EVENTS_MAX
 from agentfield_arq.kernel.models import Execution
-from agentfield_arq.kernel.status import TERMINAL_STATUSES
+from agentfield_arq.kernel.status import TERMINAL_STATUSES, Status
 from tests.lifecycle.machine import MachineBase
 from tests.lifecycle.model import NODE, OTHER_NODE
 
@@ -99,10 +99,12 @@ class Invariants(MachineBase):
     def ttls_are_set_on_everything_that_must_expire(self) -> None:
         """Every key but the shared indexes, streams and the deployment's metric counters
         expires (records, documents, delivery keys, job records, locks, nodes, the list
-        indexes); a terminal record within the retention."""
+        indexes of targets, runs, parents and owners; the sweep cuts the global and status
+        ones); a terminal record within the retention."""
         snap = self.snapshot()
         k = self.keys
         shared = {k.queue, k.deadlines, k.events, k.nodes, k.dead_webhooks, k.workers, k.holders}
+        shared |= {k.index_all, *(k.index_status(s) for s in Status)}
         # Prometheus counters and histograms: they must not reset (core/metrics.py).
         shared |= {k.stats_executions, k.stats_wait, k.stats_run, k.stats_agent_calls}
         shared.add(k.stats_webhook_attempts)

@@ -5,7 +5,7 @@
 -- KEYS: exec hash, status doc, deadlines, events, index status running, index status waiting,
 --       history
 -- ARGV: decision ('approved'/'rejected'), now_iso, feedback, response_json ('' none),
---       new_deadline_ms, stream_maxlen, index cutoff, index ttl_s
+--       new_deadline_ms, stream_maxlen
 local names = {unpack(DOC_FIELDS)}
 names[#names + 1] = 'approval_request_id'
 names[#names + 1] = 'approval_state'
@@ -24,7 +24,7 @@ if ARGV[1] == 'approved' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'deadline_ms', ARGV[5])
   redis.call('ZADD', KEYS[3], ARGV[5], h.execution_id)
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-  append_event(KEYS[4], ARGV[6], h, 'running', nil, nil, {KEYS[1], KEYS[7]})
-  index_move({KEYS[6]}, KEYS[5], h.execution_id, ARGV[7], ARGV[8])
+  append_event(KEYS[4], ARGV[6], h, 'running', nil, nil, KEYS[7])
+  index_move({KEYS[6]}, KEYS[5], h.execution_id)
 end
 return {'ok', redis.call('GET', KEYS[2])}

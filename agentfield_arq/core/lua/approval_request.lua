@@ -4,8 +4,8 @@
 -- KEYS: exec hash, status doc, deadlines, events, index status running, index status waiting,
 --       history
 -- ARGV: request_id, request_url, callback_url, now_iso, expires_ms, expires_iso,
---       stream_maxlen, keep_ms (how long the records must outlive the deadline), now_ms,
---       index cutoff, index ttl_s
+--       stream_maxlen, keep_ms (how long the records and history must outlive the deadline),
+--       now_ms
 local names = {unpack(DOC_FIELDS)}
 names[#names + 1] = 'approval_request_id'
 names[#names + 1] = 'approval_state'
@@ -25,10 +25,10 @@ redis.call('ZADD', KEYS[3], ARGV[5], h.execution_id)
 local doc = build_doc(h, nil)
 redis.call('SET', KEYS[2], doc, 'KEEPTTL')
 local keep = tonumber(ARGV[5]) + tonumber(ARGV[8]) - tonumber(ARGV[9])
-for _, key in ipairs({KEYS[1], KEYS[2]}) do
+for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7]}) do
   local ttl = redis.call('PTTL', key)
   if ttl >= 0 and ttl < keep then redis.call('PEXPIRE', key, keep) end
 end
-append_event(KEYS[4], ARGV[7], h, 'waiting', nil, nil, {KEYS[1], KEYS[7]})
-index_move({KEYS[5]}, KEYS[6], h.execution_id, ARGV[10], ARGV[11])
+append_event(KEYS[4], ARGV[7], h, 'waiting', nil, nil, KEYS[7])
+index_move({KEYS[5]}, KEYS[6], h.execution_id)
 return {'ok', doc}

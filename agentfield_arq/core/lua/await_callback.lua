@@ -14,5 +14,5 @@ redis.call('HDEL', KEYS[2], h.execution_id)
 redis.call('ZADD', KEYS[3], h.deadline_ms, h.execution_id)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
-record_history(KEYS[1], KEYS[4], ARGV[2], nil, h, 'accepted', {})
+record_history(KEYS[4], ARGV[2], nil, h, 'accepted', {})
 return {'ok'}

@@ -11,8 +11,8 @@
 --       index status running, queue, started notice arq job, enqueue-to-start histogram,
 --       history
 -- ARGV: now_iso, now_ms, stream_maxlen, job_id, worker_id ('' records no holder),
---       index cutoff, index ttl_s, started job id, started job payload, notice job ttl_ms,
---       node key prefix, then the node fields to read
+--       started job id, started job payload, notice job ttl_ms, node key prefix, then the node
+--       fields to read
 -- Returns {'ok', the node fields' values (false where unset), then the hash's field/value
 -- pairs}, or {outcome, status}.
 local flat = redis.call('HGETALL', KEYS[1])
@@ -43,20 +43,20 @@ if h.status == 'queued' then
   h.status = 'running'
   redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
   local job = nil
-  if queue_notice(h, 'started', KEYS[8], KEYS[9], ARGV[8], ARGV[9], ARGV[10], ARGV[2]) then
+  if queue_notice(h, 'started', KEYS[8], KEYS[9], ARGV[6], ARGV[7], ARGV[8], ARGV[2]) then
     job = 'webhook'
   end
-  append_event(KEYS[3], ARGV[3], h, 'running', job, {'worker', ARGV[5]}, {KEYS[1], KEYS[11]})
+  append_event(KEYS[3], ARGV[3], h, 'running', job, {'worker', ARGV[5]}, KEYS[11])
   if h.created_ms then observe(KEYS[10], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
-  index_move({KEYS[6]}, KEYS[7], h.execution_id, ARGV[6], ARGV[7])
+  index_move({KEYS[6]}, KEYS[7], h.execution_id)
 else  -- a worker's attempt after another's that was not handed back: no stream entry
-  record_history(KEYS[1], KEYS[11], ARGV[2], nil, h, 'running', {'worker', ARGV[5]})
+  record_history(KEYS[11], ARGV[2], nil, h, 'running', {'worker', ARGV[5]})
 end
 h.status = 'running'
 local out = {'ok'}
 local node = {}
-for i = 12, #ARGV do node[#node + 1] = ARGV[i] end
-local values = redis.call('HMGET', ARGV[11] .. (h.node_id or ''), unpack(node))
+for i = 10, #ARGV do node[#node + 1] = ARGV[i] end
+local values = redis.call('HMGET', ARGV[9] .. (h.node_id or ''), unpack(node))
 for i = 1, #node do out[#out + 1] = values[i] end
 for k, v in pairs(h) do out[#out + 1] = k; out[#out + 1] = v end
 return out

@@ -63,19 +63,17 @@ local function expire_like(source, key)
 end
 
 -- An execution's history (keys.history): each of its lifecycle entries again, one JSON object
--- with its time (`ms`), the entry's stream id (`id`; none for a step that writes no stream
--- entry: a claim of an execution already running, an agent's 202), its attempt and its extra
--- fields, kept as
--- long as its hash. A chatty execution keeps its first entry (its creation) and the newest
--- HISTORY_MAX - 1 (keys.py's HISTORY_MAX is the same number); `n` numbers every entry ever
--- written (each entry starts with it), so that a reader can tell how many were dropped.
+-- with the entry's stream id (`id`), or its time (`ms`) for a step that writes no stream entry
+-- (a claim of an execution already running, an agent's 202; an id's first part is its time),
+-- its attempt and its extra fields. It is made by create.lua with the hash's TTL and keeps it
+-- (a push keeps a key's TTL): a step that changes the hash's TTL sets the history's too. A chatty
+-- execution keeps its first entry (its creation) and the newest HISTORY_MAX - 1 (keys.py's
+-- HISTORY_MAX is the same number); the first entry then counts the ones dropped (`dropped`), so
+-- that a reader numbers every entry (core/history.py) without a read here.
 local HISTORY_MAX = 200
 
-local function record_history(hash, history, ms, id, h, status, extra)
-  local last = redis.call('LINDEX', history, -1)
-  local n = last and tonumber(string.match(last, '^{"n":(%d+)')) + 1 or 1
-  local s = '{"n":' .. n .. ',"ms":' .. ms
-  if id then s = s .. ',"id":"' .. id .. '"' end
+local function record_history(history, ms, id, h, status, extra)
+  local s = id and '{"id":"' .. id .. '"' or '{"ms":' .. ms
   s = s .. ',"status":' .. cjson.encode(status)
   if h.attempt and h.attempt ~= '0' then s = s .. ',"attempt":' .. tonumber(h.attempt) end
   for i = 1, #extra, 2 do
@@ -89,19 +87,20 @@ local function record_history(hash, history, ms, id, h, status, extra)
   if redis.call('RPUSH', history, s .. '}') > HISTORY_MAX then
     local first = redis.call('LPOP', history)
     redis.call('LPOP', history)
-    redis.call('LPUSH', history, first)
+    local dropped = tonumber(string.match(first, '^{"dropped":(%d+),') or '0')
+    if dropped > 0 then first = string.gsub(first, '^{"dropped":%d+,', '{', 1) end
+    redis.call('LPUSH', history, '{"dropped":' .. (dropped + 1) .. ',' .. string.sub(first, 2))
   end
-  expire_like(hash, history)
 end
 
 -- Append one entry to the lifecycle stream, capped near `maxlen`: the execution's id, target,
 -- run and submitting key (what event subscribers filter on; the key's id is never shown) and its
--- status; and the same entry to the execution's history (`record`: its hash and history keys).
+-- status; and the same entry to the execution's history (its key: `history`).
 -- `job` names a job queued by the same step (a `queued` entry always implies one): it wakes
 -- idle workers (arq_bridge.py).
 -- `extra`: more field/value pairs (a progress entry's `progress` and `message`, a claim's
 -- `worker`, a hand-back's `reason`).
-local function append_event(events, maxlen, h, status, job, extra, record)
+local function append_event(events, maxlen, h, status, job, extra, history)
   local entry = {'execution_id', h.execution_id, 'status', status, 'target', h.target or '',
     'run_id', h.run_id or '', 'owner', h.owner or ''}
   if job then
@@ -110,7 +109,7 @@ local function append_event(events, maxlen, h, status, job, extra, record)
   end
   for _, v in ipairs(extra or {}) do entry[#entry + 1] = v end
   local id = redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', unpack(entry))
-  record_history(record[1], record[2], string.match(id, '^%d+'), id, h, status, extra or {})
+  record_history(history, nil, id, h, status, extra or {})
 end
 
 -- A webhook notice (`started`, `progress`): queued only when the caller's `webhook.events`
@@ -132,17 +131,28 @@ local DOC_FIELDS = {'execution_id', 'run_id', 'status', 'target', 'type', 'creat
   'retry_of', 'created_ms', 'owner'}
 
 -- Execution indexes (core/catalog.py reads them): sorted sets of execution ids, every score 0,
--- so ordered by id, that is by creation time. Each add also cuts the members older than
--- `cutoff` (an id floor: no record lives that long) and keeps the key `ttl_s` past its last add,
--- so that no index outgrows the records it points at by more than one record lifetime.
-local function index_add(key, execution_id, cutoff, ttl_s)
+-- so ordered by id, that is by creation time. The global and status indexes and those of
+-- targets and owners are cut by the sweep (store.py, prune_indexes), not at each add; those of
+-- targets and owners also expire `ttl_s` past their last add (a forgotten node's, a revoked
+-- key's). An index of a run or of a parent is cut here, at each add: no sweep lists them.
+local function index_add(key, execution_id)
+  redis.call('ZADD', key, 0, execution_id)
+end
+
+local function index_keep(key, execution_id, ttl_s)
+  redis.call('ZADD', key, 0, execution_id)
+  redis.call('EXPIRE', key, ttl_s)
+end
+
+local function index_cut(key, execution_id, cutoff, ttl_s)
   redis.call('ZADD', key, 0, execution_id)
   redis.call('ZREMRANGEBYLEX', key, '-', '(' .. cutoff)
   redis.call('EXPIRE', key, ttl_s)
 end
 
 -- Histograms of durations for /metrics (core/metrics.py holds the same bounds): a count per
--- bucket (the first bound at or above the value; not cumulative), plus `count` and `sum`.
+-- bucket (the first bound at or above the value; not cumulative), plus `sum` (the count is the
+-- buckets' sum, added up by the reader).
 local BUCKETS_MS = {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
   300000, 900000, 3600000}
 
@@ -155,7 +165,6 @@ local function observe(hist, ms)
     end
   end
   redis.call('HINCRBY', hist, le, 1)
-  redis.call('HINCRBY', hist, 'count', 1)
   redis.call('HINCRBY', hist, 'sum', ms)
 end
 
@@ -163,9 +172,9 @@ end
 -- (nil: to none). Every status but succeeded has one: queued and running (create, claim,
 -- progress, requeue, finish), waiting (approval_request, approval_decide, awaiter, finish) and
 -- the other terminal ones (finish).
-local function index_move(from, to, execution_id, cutoff, ttl_s)
+local function index_move(from, to, execution_id)
   for _, key in ipairs(from) do redis.call('ZREM', key, execution_id) end
-  if to then index_add(to, execution_id, cutoff, ttl_s) end
+  if to then index_add(to, execution_id) end
 end
 
 -- Succeeded, the bulk of what is retained, has no status index of its own (its memory would be

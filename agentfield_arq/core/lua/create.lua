@@ -8,13 +8,16 @@
 -- KEYS: node_targets, exec hash, status doc, deadlines, queue, arq job, events,
 --       the submitting key's set of unfinished executions, webhook secret, node hash,
 --       idempotency record, execution counters, the execution's history, the indexes it joins
---       (ARGV[18] of them: all, status queued, target, run, the submitting key's unless it is
---       an admin's, a child's parent index), and for a child: the parent's hash, the parent's
+--       (one per letter of ARGV[18]: all, status queued, target, the run's unless the run is
+--       this execution's own (core/keys.py, run_root), the submitting key's unless it is an
+--       admin's, a child's parent index), and for a child: the parent's hash, the parent's
 --       children set (last)
 -- ARGV: name, execution_id, enqueue_ms, deadline_ms, ttl_s, job_payload, job_ttl_ms,
 --       stream_maxlen, max_queued, max_active (0: not counted), webhook secret ('' none),
 --       its ttl_s, lease_ms ('' no check), index cutoff, index ttl_s, request digest ('' no key),
---       idempotency ttl_s, number of indexes, then field/value pairs of the hash
+--       idempotency ttl_s, how each index is written (a letter per index: 'a' added, 'k' added
+--       and kept `index ttl_s`, 'c' also cut at the index cutoff; see index_add in common.lua),
+--       then field/value pairs of the hash
 if ARGV[16] ~= '' then
   local first = redis.call('GET', KEYS[11])
   if first then
@@ -46,7 +49,7 @@ if max_active > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', ARGV[3])
   if redis.call('ZCARD', KEYS[8]) >= max_active then return {'key_queue_full'} end
 end
-local last_index = 13 + tonumber(ARGV[18])
+local last_index = 13 + #ARGV[18]
 local parent_hash, parent_children = KEYS[last_index + 1], KEYS[last_index + 2]
 local parent = nil
 if parent_children then
@@ -74,10 +77,20 @@ if parent and parent.run_id and parent.run_id == h.run_id then
   expire_like(parent_hash, parent_children)
 end
 enqueue_job(KEYS[5], KEYS[6], ARGV[2], ARGV[6], ARGV[7], ARGV[3], false)
-append_event(KEYS[7], ARGV[8], h, 'queued', nil, nil, {KEYS[2], KEYS[13]})
+append_event(KEYS[7], ARGV[8], h, 'queued', nil, nil, KEYS[13])
+redis.call('EXPIRE', KEYS[13], ARGV[5])
 if ARGV[16] ~= '' then
   redis.call('SET', KEYS[11], ARGV[16] .. ' ' .. ARGV[2], 'EX', ARGV[17])
 end
 redis.call('HINCRBY', KEYS[12], 'created|' .. h.target, 1)
-for i = 14, last_index do index_add(KEYS[i], ARGV[2], ARGV[14], ARGV[15]) end
+for i = 14, last_index do
+  local how = string.sub(ARGV[18], i - 13, i - 13)
+  if how == 'a' then
+    index_add(KEYS[i], ARGV[2])
+  elseif how == 'k' then
+    index_keep(KEYS[i], ARGV[2], ARGV[15])
+  else
+    index_cut(KEYS[i], ARGV[2], ARGV[14], ARGV[15])
+  end
+end
 return {'ok', kind}

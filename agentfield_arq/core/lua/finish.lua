@@ -11,21 +11,24 @@
 --       children set, tell-agent arq job, holders,
 --       index status queued, index status running, index of the new status (unused for
 --       UNINDEXED_STATUS), start-to-end histogram, execution counters, index status waiting,
---       history
+--       history, agent-call counters
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
 --       prefix of the submitting keys' sets of unfinished executions,
---       tell-agent job id, tell-agent job payload, index cutoff, index ttl_s,
---       '1' to have the document sent back (up to 10 MiB with its result: only for a caller
---       that answers with it)
+--       tell-agent job id, tell-agent job payload, '1' to have the document sent back (up to 10 MiB with its result: only for a caller
+--       that answers with it), the outcome of the agent call that brought this report, counted
+--       whatever this step does ('' none: counted apart, or no call)
+if ARGV[19] ~= '' then redis.call('HINCRBY', KEYS[20], ARGV[19], 1) end
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
-local digest = redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9])
+-- 64 bits of SHA-1 tell a repeat from another report; a digest stored whole before compares
+-- by its first 16 digits.
+local digest = string.sub(redis.sha1hex(ARGV[1] .. '\n' .. ARGV[8] .. '\n' .. ARGV[9]), 1, 16)
 if TERMINAL[h.status] then
   local stopped = ARGV[1] == 'cancelled' and (h.status == 'cancelled' or h.status == 'timeout')
-  if h.digest == digest or stopped then
-    if ARGV[20] == '1' then return {'noop', redis.call('GET', KEYS[2])} end
+  if (h.digest and string.sub(h.digest, 1, 16) == digest) or stopped then
+    if ARGV[18] == '1' then return {'noop', redis.call('GET', KEYS[2])} end
     return {'noop'}
   end
   return {'conflict', h.status}
@@ -42,24 +45,25 @@ elseif h.started_ms then
 end
 if ARGV[8] ~= '' then outcome.error = ARGV[8] end
 if ARGV[9] ~= '' then outcome.result = ARGV[9] end
+local leaving = ({queued = KEYS[13], running = KEYS[14], waiting = KEYS[18]})[h.status]
 h.status = ARGV[1]
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'digest', digest, 'completed_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'digest', digest)
 redis.call('HDEL', KEYS[1], 'phase')
 redis.call('HDEL', KEYS[12], h.execution_id)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[19], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
 if h.started_ms then observe(KEYS[16], math.max(tonumber(ARGV[3]) - tonumber(h.started_ms), 0)) end
 redis.call('HINCRBY', KEYS[17], 'ended|' .. (h.target or '') .. '|' .. ARGV[1], 1)
 redis.call('ZREM', KEYS[3], h.execution_id)
 -- The submitting key's set, named from the owner field (not known before this step).
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner and owner ~= '' then redis.call('ZREM', ARGV[15] .. owner, h.execution_id) end
+if h.owner and h.owner ~= '' then redis.call('ZREM', ARGV[15] .. h.owner, h.execution_id) end
 local indexed = (not UNINDEXED_STATUS[ARGV[1]]) and KEYS[15] or nil
-index_move({KEYS[13], KEYS[14], KEYS[18]}, indexed, h.execution_id, ARGV[18], ARGV[19])
+index_move({leaving}, indexed, h.execution_id)
 local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
-append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil, nil, {KEYS[1], KEYS[19]})
+append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil, nil, KEYS[19])
 if (ARGV[1] == 'cancelled' or ARGV[1] == 'timeout')
     and (h.started_at or redis.call('EXISTS', KEYS[10]) == 1) then
   enqueue_job(KEYS[8], KEYS[11], ARGV[16], ARGV[17], ARGV[14], ARGV[3], false)
@@ -73,5 +77,5 @@ if delivers then
   webhook_view(KEYS[5], KEYS[6], KEYS[7])
   enqueue_job(KEYS[8], KEYS[9], ARGV[12], ARGV[13], ARGV[14], ARGV[3], false)
 end
-if ARGV[20] == '1' then return {'ok', doc} end
+if ARGV[18] == '1' then return {'ok', doc} end
 return {'ok'}

@@ -4,8 +4,8 @@
 -- notice bucket (the throttle: the caller passes the bucket of now).
 -- KEYS: exec hash, status doc, events, index status queued, index status running, queue,
 --       started notice arq job, progress notice arq job, enqueue-to-start histogram, history
--- ARGV: now_iso, now_ms, stream_maxlen, new_status, progress_json ('' none), index cutoff,
---       index ttl_s, message ('' none), started job id, started job payload,
+-- ARGV: now_iso, now_ms, stream_maxlen, new_status, progress_json ('' none),
+--       message ('' none), started job id, started job payload,
 --       progress job id, progress job payload, notice bucket, notice job ttl_ms
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
@@ -21,7 +21,7 @@ local function keep(name, value)
   set[#set + 1] = value
 end
 if ARGV[5] ~= '' then keep('progress', ARGV[5]) end
-if ARGV[8] ~= '' then keep('progress_message', ARGV[8]) end
+if ARGV[6] ~= '' then keep('progress_message', ARGV[6]) end
 local reported = #set > 0
 local starting = h.status == 'queued'
 if starting then
@@ -31,23 +31,23 @@ if starting then
 end
 if #set == 0 then return {'ok', redis.call('GET', KEYS[2])} end
 local job = nil
-if starting and queue_notice(h, 'started', KEYS[6], KEYS[7], ARGV[9], ARGV[10], ARGV[14], ARGV[2]) then
+if starting and queue_notice(h, 'started', KEYS[6], KEYS[7], ARGV[7], ARGV[8], ARGV[12], ARGV[2]) then
   job = 'webhook'
 end
-if reported and h.notice_bucket ~= ARGV[13]
-    and queue_notice(h, 'progress', KEYS[6], KEYS[8], ARGV[11], ARGV[12], ARGV[14], ARGV[2]) then
-  keep('notice_bucket', ARGV[13])
+if reported and h.notice_bucket ~= ARGV[11]
+    and queue_notice(h, 'progress', KEYS[6], KEYS[8], ARGV[9], ARGV[10], ARGV[12], ARGV[2]) then
+  keep('notice_bucket', ARGV[11])
   job = 'webhook'
 end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
 if starting then
-  append_event(KEYS[3], ARGV[3], h, 'running', job, nil, {KEYS[1], KEYS[10]})
+  append_event(KEYS[3], ARGV[3], h, 'running', job, nil, KEYS[10])
   if h.created_ms then observe(KEYS[9], math.max(tonumber(ARGV[2]) - tonumber(h.created_ms), 0)) end
-  index_move({KEYS[4]}, KEYS[5], h.execution_id, ARGV[6], ARGV[7])
+  index_move({KEYS[4]}, KEYS[5], h.execution_id)
 end
 if reported then
-  append_event(KEYS[3], ARGV[3], h, 'progress', job, {'progress', ARGV[5], 'message', ARGV[8]},
-    {KEYS[1], KEYS[10]})
+  append_event(KEYS[3], ARGV[3], h, 'progress', job, {'progress', ARGV[5], 'message', ARGV[6]},
+    KEYS[10])
 end
 return {'ok', redis.call('GET', KEYS[2])}

@@ -13,8 +13,7 @@
 --       old retry, node awaiting, workers, node slots, index status queued,
 --       index status running, history
 -- ARGV: now_ms, stream_maxlen, run_ms, new_job_id, job_payload, job_ttl_ms, old_job_id,
---       attempt, phase, holder ('' any), charge ('1'/'0'), reason, lapsed_only ('1'/'0'),
---       index cutoff, index ttl_s
+--       attempt, phase, holder ('' any), charge ('1'/'0'), reason, lapsed_only ('1'/'0')
 local h = hmget(KEYS[1], DOC_FIELDS)
 if h.status ~= 'running' or (h.phase or '') ~= ARGV[9] or h.attempt ~= ARGV[8] then
   return {'skipped', h.status or 'missing'}
@@ -38,6 +37,6 @@ redis.call('ZREM', KEYS[4], ARGV[7])
 enqueue_job(KEYS[4], KEYS[6], ARGV[4], ARGV[5], ARGV[6], ARGV[3], false)
 h.status = 'queued'
 redis.call('SET', KEYS[2], build_doc(h, nil), 'KEEPTTL')
-append_event(KEYS[3], ARGV[2], h, 'queued', nil, {'reason', ARGV[12]}, {KEYS[1], KEYS[15]})
-index_move({KEYS[14]}, KEYS[13], h.execution_id, ARGV[14], ARGV[15])
+append_event(KEYS[3], ARGV[2], h, 'queued', nil, {'reason', ARGV[12]}, KEYS[15])
+index_move({KEYS[14]}, KEYS[13], h.execution_id)
 return {'ok'}
