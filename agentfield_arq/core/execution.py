@@ -14,7 +14,7 @@ import msgspec
 from agentfield_arq.core import webhooks
 from agentfield_arq.core.completions import Completions
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
-from agentfield_arq.core.keys import own_run_id
+from agentfield_arq.core.keys import own_run_id, safe_id
 from agentfield_arq.core.lineage import Parent
 from agentfield_arq.core.store import ExecutionStore, NewExecution, Outcome, Transition
 from agentfield_arq.kernel.codec import canonical_json, encode, now_ms, rfc3339
@@ -152,8 +152,11 @@ async def accept(
     if key is not None:
         new.idempotency_key = hashlib.sha256(f"{owner.key_id}\n{key}".encode()).hexdigest()
         new.request_digest = _request_digest(target, request, headers)
+    # As create.lua's keys of a parent: an id that cannot be an execution's names none.
     parent_id = fields.get("parent_execution_id")
-    parent = None if parent_store is None or parent_id is None else Parent(parent_store, parent_id)
+    parent = None
+    if parent_store is not None and parent_id is not None and safe_id(parent_id):
+        parent = Parent(parent_store, parent_id)
     parent_run = await parent.check() if parent is not None else None
     made = await store.create(new)
     if made.replayed_id is not None:

@@ -205,15 +205,16 @@ def test_the_node_list_shows_the_nodes_of_both_redis(two: TwoRedis) -> None:
     assert two.system.http.get("/api/v1/health").status_code == 200
 
 
-def test_readiness_and_metrics_add_up_both_redis(two: TwoRedis) -> None:
+def test_readiness_adds_up_both_redis_and_metrics_label_each(two: TwoRedis) -> None:
     two.wait(two.system.submit(f"{FAR}.echo"), "1")
     ready = two.system.http.get("/ready")
     assert ready.status_code == 200, ready.text
     assert ready.json()["workers_alive"] == 2
     assert ready.json()["nodes_active"] == 2
     metrics = two.system.http.get("/metrics").text
-    far = f'agentfield_arq_executions_ended_total{{status="succeeded",target="{FAR}.echo"}}'
+    far = 'agentfield_arq_executions_ended_total{redis="1",status="succeeded",target="far.echo"}'
     assert far in metrics
+    assert 'agentfield_arq_workers_alive{redis="0"} 1.0' in metrics
 
 
 def _events(lines: Iterator[str], count: int) -> list[tuple[str, str, str]]:
