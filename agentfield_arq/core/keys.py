@@ -120,6 +120,20 @@ class Keys:
         return f"{self.prefix}:idx:owner:{key_id}"
 
     @property
+    def large_docs(self) -> str:
+        """Sorted set: the executions whose terminal document is over `batch_result_max_bytes`,
+        scored by when that document expires (unix ms); finish.lua adds them (cutting the
+        expired), batch reads look here before they read (core/views.py)."""
+        return f"{self.prefix}:large-docs"
+
+    @property
+    def noted(self) -> str:
+        """Sorted set: the executions with notes, scored by when their record expires at the
+        latest (unix ms); add_note.lua adds them (cutting the expired), batch reads read the
+        notes of these only (core/views.py)."""
+        return f"{self.prefix}:noted"
+
+    @property
     def stats_executions(self) -> str:
         """Hash of counters (core/metrics.py): `created|{target}` and `ended|{target}|{status}`."""
         return f"{self.prefix}:stats:executions"
