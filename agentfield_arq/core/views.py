@@ -68,11 +68,12 @@ class Views:
         mine, large, noted = await self._marks(ids, owner)
         if not mine:
             return {}
-        docs, notes = await self._documents(mine, large, noted)
+        docs, summarised, notes = await self._documents(mine, large, noted)
         # A webhook's delivery fields are kept only for an execution that registered one.
-        hooked = [i for i in mine if (doc := docs[i][0]) is not None and HOOKED in doc]
+        hooked = [i for i, doc in docs.items() if HOOKED in doc]
         views = await self.redis.mget([self.keys.webhook_view(i) for i in hooked]) if hooked else []
-        return self._within_budget(mine, docs, dict(zip(hooked, views, strict=True)), notes)
+        webhooks = dict(zip(hooked, views, strict=True))
+        return self._within_budget(mine, docs, summarised, webhooks, notes)
 
     async def _marks(self, ids: list[str], owner: Identity) -> tuple[list[str], set[str], set[str]]:
         """Of `ids`: those `owner` may see, those with a large document, those with notes."""
@@ -88,9 +89,9 @@ class Views:
 
     async def _documents(
         self, ids: list[str], large: set[str], noted: set[str]
-    ) -> tuple[dict[str, tuple[bytes | None, bool]], dict[str, bytes | None]]:
-        """Each id's document, and whether it was summarised (a large one, through
-        batch_views.lua); the notes views of those with notes."""
+    ) -> tuple[dict[str, bytes], set[str], dict[str, bytes | None]]:
+        """The documents found, those of them summarised (large ones, through batch_views.lua),
+        and the notes views of those with notes."""
         k = self.keys
         small = [i for i in ids if i not in large] if large else ids
         big = [i for i in ids if i in large]
@@ -103,19 +104,22 @@ class Views:
                 await self._summaries(keys=keys, args=[cap], client=pipe)
             replies = await pipe.execute()
         found: list[bytes | None] = replies[0]
-        docs = {i: (doc, False) for i, doc in zip(small, found[: len(small)], strict=True)}
+        docs = {i: doc for i, doc in zip(small, found[: len(small)], strict=True) if doc}
+        summarised: set[str] = set()
         if big:
             summaries: list[Any] = replies[1]
-            docs.update(
-                (i, (doc or None, summarised == 1))
-                for i, doc, summarised in zip(big, summaries[::2], summaries[1::2], strict=True)
-            )
-        return docs, dict(zip(with_notes, found[len(small) :], strict=True))
+            for i, doc, cut in zip(big, summaries[::2], summaries[1::2], strict=True):
+                if doc:
+                    docs[i] = doc
+                if cut == 1:
+                    summarised.add(i)
+        return docs, summarised, dict(zip(with_notes, found[len(small) :], strict=True))
 
     def _within_budget(
         self,
         ids: list[str],
-        docs: dict[str, tuple[bytes | None, bool]],
+        docs: dict[str, bytes],
+        summarised: set[str],
         webhooks: dict[str, bytes | None],
         notes: dict[str, bytes | None],
     ) -> dict[str, bytes]:
@@ -124,12 +128,19 @@ class Views:
         against nothing). Notes go while the budget holds them."""
         cap = self.settings.batch_result_max_bytes
         budget = self.settings.batch_max_bytes
+        sizes = [len(doc) for doc in docs.values()]
+        if (
+            not (summarised or webhooks or notes)
+            and sum(sizes) <= budget
+            and max(sizes, default=0) <= cap
+        ):
+            return docs  # the common case: every document whole, nothing to splice in
         out: dict[str, bytes] = {}
         for i in ids:
-            doc, summarised = docs[i]
+            doc = docs.get(i)
             if doc is None:
                 continue
-            if not summarised:
+            if i not in summarised:
                 if len(doc) <= cap and len(doc) <= budget:
                     budget -= len(doc)
                 else:
