@@ -106,3 +106,17 @@ async def test_a_document_over_a_cap_lowered_since_its_finish_goes_without_its_r
     summary = json.loads((await reader.get_views([execution_id]))[0] or b"")
     assert (summary["result_truncated"], summary["result_size"]) == (True, CAP // 2 + 2)
     assert summary["execution_id"] == execution_id
+
+
+async def test_a_batch_reads_the_notes_of_the_executions_a_note_named(
+    store: ExecutionStore,
+) -> None:
+    noted, plain = await _queued(store), await _queued(store)
+    assert await store.add_note(noted, b'{"message":"halfway"}')
+    assert await store.redis.zmscore(store.keys.noted, [noted, plain]) == [
+        pytest.approx(now_ms() + store.record_lifetime_s * 1000, abs=60_000),
+        None,
+    ]
+    first, second = (json.loads(doc or b"") for doc in await store.get_views([noted, plain]))
+    assert first["notes"] == [{"message": "halfway"}]
+    assert "notes" not in second
