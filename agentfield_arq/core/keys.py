@@ -47,6 +47,19 @@ def safe_id(value: str) -> bool:
     return _SAFE_ID.fullmatch(value) is not None
 
 
+_SAFE_IDS = re.compile(r"(?:[A-Za-z0-9_-]{1,128}\n)*")
+
+
+def safe_ids(values: list[str]) -> list[str]:
+    """Those of `values` that are `safe_id`s, in order (all of them in one match when all are,
+    as a batch's ids nearly always are)."""
+    joined = "\n".join(values) + "\n"
+    # An id with a newline of its own would pass as two: there must be no more than ours.
+    if joined.count("\n") == len(values) and _SAFE_IDS.fullmatch(joined):
+        return values
+    return [v for v in values if safe_id(v)]
+
+
 class Keys:
     """Builds every key from one configurable prefix."""
 

@@ -26,7 +26,14 @@ from agentfield_arq.core.arq_bridge import (
     tell_agent_job_payload,
 )
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity
-from agentfield_arq.core.keys import EXPIRED_FOR_S, NON_TERMINAL_GRACE_S, NOTES_MAX, Keys, safe_id
+from agentfield_arq.core.keys import (
+    EXPIRED_FOR_S,
+    NON_TERMINAL_GRACE_S,
+    NOTES_MAX,
+    Keys,
+    safe_id,
+    safe_ids,
+)
 from agentfield_arq.core.nodes import DISPATCH_FIELDS
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.routing import stamp
@@ -329,7 +336,7 @@ class ExecutionStore:
         with `result_truncated` and `result_size` instead of its result; Redis never sends the
         results over the cap (core/views.py). For a key other than an admin's, others'
         executions are None."""
-        wanted = list(dict.fromkeys(i for i in execution_ids if safe_id(i)))
+        wanted = list(dict.fromkeys(safe_ids(execution_ids)))
         found = await self._views.read(wanted, owner, bounded=True) if wanted else {}
         return [found.get(i) for i in execution_ids]
 

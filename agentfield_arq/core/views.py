@@ -70,7 +70,7 @@ class Views:
             return {}
         docs, summarised, notes = await self._documents(mine, large, noted)
         # A webhook's delivery fields are kept only for an execution that registered one.
-        hooked = [i for i, doc in docs.items() if HOOKED in doc]
+        hooked = [i for i, doc in docs.items() if HOOKED in doc] if _any_hooked(docs) else []
         views = await self.redis.mget([self.keys.webhook_view(i) for i in hooked]) if hooked else []
         webhooks = dict(zip(hooked, views, strict=True))
         return self._within_budget(mine, docs, summarised, webhooks, notes)
@@ -161,6 +161,11 @@ class Views:
             k.webhook_view(execution_id),
             k.notes_view(execution_id),
         )
+
+
+def _any_hooked(docs: dict[str, bytes]) -> bool:
+    """Whether any of the documents says its execution registered a webhook (one search)."""
+    return HOOKED in b"".join(docs.values())
 
 
 def _members(ids: list[str], scores: list[float | None]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from agentfield_arq.core.keys import safe_ids
 from agentfield_arq.core.views import splice, without_result
 
 
@@ -24,3 +25,9 @@ def test_a_view_is_spliced_in_and_none_leaves_the_document_as_it_is() -> None:
     doc = b'{"execution_id":"exec_1"}'
     assert json.loads(splice(doc, b'{"notes":[]}')) == {"execution_id": "exec_1", "notes": []}
     assert splice(doc, None) is doc
+
+
+def test_a_batch_keeps_its_safe_ids_only_and_a_newline_does_not_pass_one_as_two() -> None:
+    assert safe_ids(["exec_1", "exec-2"]) == ["exec_1", "exec-2"]
+    assert safe_ids(["exec_1", "fin:targets", "exec_2\nexec_3", ""]) == ["exec_1"]
+    assert safe_ids([]) == []
