@@ -46,23 +46,23 @@ class Views:
     async def read(self, ids: list[str], owner: Identity, *, bounded: bool) -> dict[str, bytes]:
         """The views of those of `ids` (safe, distinct) that exist and `owner` may see; whole,
         or bounded in bytes (a large result left out: `result_truncated`, `result_size`)."""
-        k = self.keys
-        if not bounded:
-            # One round trip: the owner's index is asked beside the documents.
-            async with self.redis.pipeline(transaction=False) as pipe:
-                if not owner.is_admin:
-                    pipe.zmscore(k.index_owner(owner.key_id), ids)
-                pipe.mget([key for i in ids for key in self._parts(i)])
-                replies = await pipe.execute()
-            found = replies[-1]
-            mine = ids if owner.is_admin else _members(ids, replies[0])
-            at = {i: n for n, i in enumerate(ids)}
-            return {
-                i: splice(splice(doc, found[3 * at[i] + 1]), found[3 * at[i] + 2])
-                for i in mine
-                if (doc := found[3 * at[i]]) is not None
-            }
-        return await self._bounded(ids, owner)
+        return await (self._bounded(ids, owner) if bounded else self._whole(ids, owner))
+
+    async def _whole(self, ids: list[str], owner: Identity) -> dict[str, bytes]:
+        """One round trip: the owner's index asked beside all three parts of each view."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if not owner.is_admin:
+                pipe.zmscore(self.keys.index_owner(owner.key_id), ids)
+            pipe.mget([key for i in ids for key in self._parts(i)])
+            replies = await pipe.execute()
+        found = replies[-1]
+        mine = ids if owner.is_admin else _members(ids, replies[0])
+        at = {i: n for n, i in enumerate(ids)}
+        return {
+            i: splice(splice(doc, found[3 * at[i] + 1]), found[3 * at[i] + 2])
+            for i in mine
+            if (doc := found[3 * at[i]]) is not None
+        }
 
     async def _bounded(self, ids: list[str], owner: Identity) -> dict[str, bytes]:
         mine, large, noted = await self._marks(ids, owner)
