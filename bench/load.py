@@ -111,11 +111,11 @@ class Connection(asyncio.Protocol):
         self.generator.closed(failed=not self.finished_cleanly)
 
 
-def build_request(method: str, port: int, path: str, body: bytes) -> bytes:
+def build_request(method: str, port: int, path: str, body: bytes, key: str = ADMIN_KEY) -> bytes:
     """The raw bytes of one keep-alive request (sent again and again), with the run's key."""
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-        f"Authorization: Bearer {ADMIN_KEY}\r\n"
+        f"Authorization: Bearer {key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -123,10 +123,12 @@ def build_request(method: str, port: int, path: str, body: bytes) -> bytes:
 
 class KeepAlive:
     """One keep-alive HTTP/1.1 connection for requests made one at a time, with as little client
-    work as an HTTP client can do (for figures where the client should not be the cost)."""
+    work as an HTTP client can do (for figures where the client should not be the cost), sent
+    with `key` (the run's admin key by default)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, key: str = ADMIN_KEY) -> None:
         self.port = port
+        self.key = key
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -143,7 +145,7 @@ class KeepAlive:
         """Send one request and read its whole answer; (status, body)."""
         assert self.reader is not None
         assert self.writer is not None
-        self.writer.write(build_request("POST", self.port, path, body))
+        self.writer.write(build_request("POST", self.port, path, body, self.key))
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         length = 0

@@ -61,6 +61,19 @@ def run_root(run_id: str) -> str | None:
     return root if run_id.startswith("run_") and safe_id(root) else None
 
 
+_SAFE_IDS = re.compile(r"(?:[A-Za-z0-9_-]{1,128}\n)*")
+
+
+def safe_ids(values: list[str]) -> list[str]:
+    """Those of `values` that are `safe_id`s, in order (all of them in one match when all are,
+    as a batch's ids nearly always are)."""
+    joined = "\n".join(values) + "\n"
+    # An id with a newline of its own would pass as two: there must be no more than ours.
+    if joined.count("\n") == len(values) and _SAFE_IDS.fullmatch(joined):
+        return values
+    return [v for v in values if safe_id(v)]
+
+
 class Keys:
     """Builds every key from one configurable prefix."""
 
@@ -132,6 +145,20 @@ class Keys:
         """Sorted set like `index_all`: the executions one key submitted, for keys other than
         an admin's (what such a key may list; an admin lists from `index_all`)."""
         return f"{self.prefix}:idx:owner:{key_id}"
+
+    @property
+    def large_docs(self) -> str:
+        """Sorted set: the executions whose terminal document is over `batch_result_max_bytes`,
+        scored by when that document expires (unix ms); finish.lua adds them (cutting the
+        expired), batch reads look here before they read (core/views.py)."""
+        return f"{self.prefix}:large-docs"
+
+    @property
+    def noted(self) -> str:
+        """Sorted set: the executions with notes, scored by when their record expires at the
+        latest (unix ms); add_note.lua adds them (cutting the expired), batch reads read the
+        notes of these only (core/views.py)."""
+        return f"{self.prefix}:noted"
 
     @property
     def stats_executions(self) -> str:

@@ -33,12 +33,14 @@ from agentfield_arq.core.keys import (
     Keys,
     own_run_id,
     safe_id,
+    safe_ids,
 )
 from agentfield_arq.core.nodes import DISPATCH_FIELDS
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.routing import stamp
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.views import Views
 from agentfield_arq.kernel.codec import encode, id_floor, id_ms, new_id, now_ms, text
 from agentfield_arq.kernel.errors import (
     IdempotencyKeyReused,
@@ -160,7 +162,7 @@ class ExecutionStore:
         self._forget_holder = load_script(redis, "forget_holder")
         self._progress = load_script(redis, "progress")
         self._finish = load_script(redis, "finish")
-        self._batch_views = load_script(redis, "batch_views")
+        self._views = Views(redis, self.keys, settings)
         self._add_note = load_script(redis, "add_note")
         self._note = load_script(redis, "note")
 
@@ -326,47 +328,24 @@ class ExecutionStore:
         return {i for i in execution_ids if oldest <= (id_ms(i, "exec") or -1) <= newest}
 
     async def get_view(self, execution_id: str, owner: Identity = ANONYMOUS_ADMIN) -> bytes | None:
-        """The status document with its webhook delivery fields and notes, whole, in one
-        script call, or None (also for another key's execution, unless `owner` is an admin's
-        key)."""
-        return (await self._views([execution_id], owner, bounded=False))[0]
+        """The status document with its webhook delivery fields and notes, whole, in one round
+        trip, or None (also for another key's execution, unless `owner` is an admin's key)."""
+        if not safe_id(execution_id):
+            return None
+        found = await self._views.read([execution_id], owner, bounded=False)
+        return found.get(execution_id)
 
     async def get_views(
         self, execution_ids: list[str], owner: Identity = ANONYMOUS_ADMIN
     ) -> list[bytes | None]:
-        """`get_view` of many executions in one script, in the order asked, bounded in bytes:
-        a document over `batch_result_max_bytes`, or any result once the answer holds
-        `batch_max_bytes`, comes with `result_truncated` and `result_size` instead of its
-        result (see batch_views.lua); Redis never sends the large results themselves. For a
-        key other than an admin's, others' executions are None (checked in the same script)."""
-        return await self._views(execution_ids, owner, bounded=True)
-
-    async def _views(
-        self, execution_ids: list[str], owner: Identity, *, bounded: bool
-    ) -> list[bytes | None]:
-        if not execution_ids:
-            return []
-        k = self.keys
-        # An id that cannot be an execution's (one with ':') is not looked up at all.
-        wanted = [i for i in execution_ids if safe_id(i)]
-        if not wanted:
-            return [None] * len(execution_ids)
-        keys = [
-            key
-            for i in wanted
-            for key in (k.status_doc(i), k.webhook_view(i), k.execution(i), k.notes_view(i))
-        ]
-        args: list[int | str] = [
-            self.settings.batch_result_max_bytes if bounded else 0,
-            self.settings.batch_max_bytes,
-            "" if owner.is_admin else owner.key_id,
-        ]
-        views = await self._batch_views(keys=keys, args=args)
-        found = iter(
-            None if doc is None else splice(splice(doc, view), notes)
-            for doc, view, notes in zip(views[::3], views[1::3], views[2::3], strict=True)
-        )
-        return [next(found) if safe_id(i) else None for i in execution_ids]
+        """`get_view` of many executions, in the order asked, bounded in bytes: a document over
+        `batch_result_max_bytes`, or any result once the answer holds `batch_max_bytes`, comes
+        with `result_truncated` and `result_size` instead of its result; Redis never sends the
+        results over the cap (core/views.py). For a key other than an admin's, others'
+        executions are None."""
+        wanted = list(dict.fromkeys(safe_ids(execution_ids)))
+        found = await self._views.read(wanted, owner, bounded=True) if wanted else {}
+        return [found.get(i) for i in execution_ids]
 
     async def claim(
         self,
@@ -598,6 +577,7 @@ class ExecutionStore:
                 k.index_status(Status.WAITING),
                 k.history(execution_id),
                 k.stats_agent_calls,
+                k.large_docs,
             ],
             [
                 status,
@@ -619,6 +599,7 @@ class ExecutionStore:
                 tell_agent_job_payload(execution_id, now_ms),
                 "1" if want_doc else "0",
                 call_outcome,
+                self.settings.batch_result_max_bytes,
             ],
         )
         return _transition(reply)
@@ -651,14 +632,23 @@ class ExecutionStore:
         if not safe_id(execution_id):
             return False
         k = self.keys
+        at = now_ms()
         reply = await self._add_note(
             keys=[
                 k.execution(execution_id),
                 k.notes(execution_id),
                 k.notes_view(execution_id),
                 k.events,
+                k.noted,
             ],
-            args=[note, NOTES_MAX, self.settings.stream_maxlen, execution_id],
+            args=[
+                note,
+                NOTES_MAX,
+                self.settings.stream_maxlen,
+                execution_id,
+                at,
+                at + self.record_lifetime_s * 1000,
+            ],
         )
         return text(reply[0]) == Outcome.OK
 
@@ -741,15 +731,6 @@ class ExecutionStore:
     async def forget_deadline(self, execution_id: str) -> None:
         """Drop a deadline whose execution record no longer exists."""
         await self.redis.zrem(self.keys.deadlines, execution_id)
-
-
-def splice(doc: bytes, view: bytes | None) -> bytes:
-    """Join the members of a view object (webhook delivery fields, notes) into the status
-    document object, so that neither (nor the result inside the document) is decoded and
-    encoded again."""
-    if not view:
-        return doc
-    return doc[:-1] + b"," + view[1:]
 
 
 def _transition(reply: list[Any]) -> Transition:

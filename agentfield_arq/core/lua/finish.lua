@@ -11,14 +11,15 @@
 --       children set, tell-agent arq job, holders,
 --       index status queued, index status running, index of the new status (unused for
 --       UNINDEXED_STATUS), start-to-end histogram, execution counters, index status waiting,
---       history, agent-call counters
+--       history, agent-call counters, large documents
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
 --       prefix of the submitting keys' sets of unfinished executions,
---       tell-agent job id, tell-agent job payload, '1' to have the document sent back (up to 10 MiB with its result: only for a caller
---       that answers with it), the outcome of the agent call that brought this report, counted
---       whatever this step does ('' none: counted apart, or no call)
+--       tell-agent job id, tell-agent job payload, '1' to have the document sent back (up to
+--       10 MiB with its result: only for a caller that answers with it), the outcome of the agent
+--       call that brought this report, counted whatever this step does ('' none: counted apart,
+--       or no call), per-document cap of batch reads (bytes)
 if ARGV[19] ~= '' then redis.call('HINCRBY', KEYS[20], ARGV[19], 1) end
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
@@ -54,6 +55,12 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[19], ARGV[4])
 local doc = build_doc(h, outcome)
 redis.call('SET', KEYS[2], doc, 'EX', ARGV[4])
+-- Batch reads send a document over their cap without its result, and look here first (views.py).
+if #doc > tonumber(ARGV[20]) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[21], '-inf', ARGV[3])
+  redis.call('ZADD', KEYS[21], tonumber(ARGV[3]) + tonumber(ARGV[4]) * 1000, h.execution_id)
+  redis.call('EXPIRE', KEYS[21], ARGV[4])
+end
 if h.started_ms then observe(KEYS[16], math.max(tonumber(ARGV[3]) - tonumber(h.started_ms), 0)) end
 redis.call('HINCRBY', KEYS[17], 'ended|' .. (h.target or '') .. '|' .. ARGV[1], 1)
 redis.call('ZREM', KEYS[3], h.execution_id)
