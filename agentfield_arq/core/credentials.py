@@ -104,7 +104,11 @@ class KeyStore:
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self.rate_limit = settings.key_rate_limit
-        self._bootstrap = digest(settings.admin_key) if settings.admin_key else None
+        self._bootstrap = (
+            Identity(key_id=BOOTSTRAP_KEY_ID, role=Role.ADMIN, digest=digest(settings.admin_key))
+            if settings.admin_key
+            else None
+        )
         self._authenticate = load_script(redis, "authenticate")
         self._store = load_script(redis, "store_key")
         self._revoke = load_script(redis, "revoke_key")
@@ -114,8 +118,8 @@ class KeyStore:
         if not well_formed(plain):
             return Lookup.UNKNOWN
         found = digest(plain)
-        if self._bootstrap is not None and hmac.compare_digest(found, self._bootstrap):
-            return Identity(key_id=BOOTSTRAP_KEY_ID, role=Role.ADMIN, digest=found)
+        if self._bootstrap is not None and hmac.compare_digest(found, self._bootstrap.digest):
+            return self._bootstrap
         window = now_ms() // (RATE_WINDOW_S * 1000)
         reply = await self._authenticate(
             keys=[self.keys.api_key(found), self.keys.api_key_rate(found, window)],
