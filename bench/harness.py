@@ -40,6 +40,9 @@ BASELINE_QUEUE = "baseline:arq"
 # nothing drains the queue while the enqueue figure is measured, and the memory figure queues
 # 100,000 at once; neither must meet the safety cap.
 MAX_QUEUED = 10_000_000
+# A stored key's rate, far above what the enqueue load sends: its requests are still counted
+# (the lookup's INCR), never refused.
+KEY_RATE_LIMIT = 100_000_000
 # The per-node cap, above any fleet the bench starts (workers x concurrency).
 NODE_CAP = 1_000_000
 # The bench's agent registers once and sends no heartbeat: its node stays live this long (a
@@ -153,6 +156,7 @@ class Harness:
             f"{ENV_PREFIX}REDIS_URL": self.url,
             f"{ENV_PREFIX}KEY_PREFIX": PREFIX,
             f"{ENV_PREFIX}MAX_QUEUED": str(MAX_QUEUED),
+            f"{ENV_PREFIX}KEY_RATE_LIMIT": str(KEY_RATE_LIMIT),
             f"{ENV_PREFIX}ADMIN_KEY": ADMIN_KEY,
             f"{ENV_PREFIX}AGENT_ALLOW_LOOPBACK": "true",
             # One node takes every execution here: its cap would only halve the fleet that
