@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from starlette.requests import Request
 
 from agentfield_arq.api.deps import deps
+from agentfield_arq.api.params import headers
 from agentfield_arq.core.credentials import ANONYMOUS_ADMIN, Identity, Lookup, Role
 from agentfield_arq.kernel.errors import (
     ApiError,
@@ -69,7 +70,7 @@ async def authenticate(request: Request, access: Access) -> Identity | None:
     d = deps(request)
     if not d.settings.auth:
         return ANONYMOUS_ADMIN
-    plain = presented_key(request.headers)
+    plain = presented_key(headers(request))
     if plain is None:
         if access is Access.REPORT:
             return None

@@ -151,5 +151,5 @@ class Deps:
 
 def deps(connection: HTTPConnection) -> Deps:
     """The Deps of the app serving a request (or a WebSocket)."""
-    value: Deps = connection.state.deps
+    value: Deps = connection.scope["state"]["deps"]  # `connection.state` wraps it anew each time
     return value

@@ -14,7 +14,7 @@ from agentfield_arq.api.access import identity, identity_if_any
 from agentfield_arq.api.body import read_json
 from agentfield_arq.api.deps import deps
 from agentfield_arq.api.owners import authorize_agent, authorize_restart
-from agentfield_arq.api.params import int_param
+from agentfield_arq.api.params import headers, int_param
 from agentfield_arq.core import notes
 from agentfield_arq.core.dispatch import TOKEN_HEADER
 from agentfield_arq.core.execution import (
@@ -75,7 +75,7 @@ async def execute_async(request: Request) -> Response:
                 store,
                 target,
                 body,
-                request.headers,
+                headers(request),
                 execution_id,
                 traceparent=traceparent,
                 owner=identity(request),
@@ -92,7 +92,7 @@ async def execute_async(request: Request) -> Response:
 
 def _span(request: Request, name: str) -> contextlib.AbstractContextManager[str | None]:
     """This hop's span, under the caller's `traceparent` (ignored when invalid)."""
-    parent = parse_traceparent(request.headers.get(TRACEPARENT))
+    parent = parse_traceparent(headers(request).get(TRACEPARENT))
     return deps(request).tracing.span(name, parent, "SERVER")
 
 
@@ -125,7 +125,7 @@ async def execute_sync(request: Request) -> Response:
                 shard.completions,
                 target,
                 body,
-                request.headers,
+                headers(request),
                 traceparent,
                 owner=identity(request),
                 execution_id=execution_id,

@@ -40,6 +40,9 @@ BASELINE_QUEUE = "baseline:arq"
 # nothing drains the queue while the enqueue figure is measured, and the memory figure queues
 # 100,000 at once; neither must meet the safety cap.
 MAX_QUEUED = 10_000_000
+# A stored caller key's rate and unfinished executions, far above what the enqueue load sends:
+# its requests and executions are still counted (the lookup's INCR, create.lua's), never refused.
+KEY_RATE_LIMIT = 100_000_000
 # The per-node cap, above any fleet the bench starts (workers x concurrency).
 NODE_CAP = 1_000_000
 # The bench's agent registers once and sends no heartbeat: its node stays live this long (a
@@ -153,6 +156,8 @@ class Harness:
             f"{ENV_PREFIX}REDIS_URL": self.url,
             f"{ENV_PREFIX}KEY_PREFIX": PREFIX,
             f"{ENV_PREFIX}MAX_QUEUED": str(MAX_QUEUED),
+            f"{ENV_PREFIX}KEY_RATE_LIMIT": str(KEY_RATE_LIMIT),
+            f"{ENV_PREFIX}KEY_MAX_ACTIVE": str(MAX_QUEUED),
             f"{ENV_PREFIX}ADMIN_KEY": ADMIN_KEY,
             f"{ENV_PREFIX}AGENT_ALLOW_LOOPBACK": "true",
             # One node takes every execution here: its cap would only halve the fleet that

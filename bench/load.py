@@ -112,7 +112,8 @@ class Connection(asyncio.Protocol):
 
 
 def build_request(method: str, port: int, path: str, body: bytes, key: str = ADMIN_KEY) -> bytes:
-    """The raw bytes of one keep-alive request (sent again and again), with the run's key."""
+    """The raw bytes of one keep-alive request (sent again and again), with `key` (the run's
+    admin key unless told)."""
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
         f"Authorization: Bearer {key}\r\n"
@@ -158,7 +159,7 @@ class KeepAlive:
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     """Open the connections, let them run through warm-up and the window, summarise."""
-    request = build_request(args.method, args.port, args.path, args.body.encode())
+    request = build_request(args.method, args.port, args.path, args.body.encode(), args.key)
     generator = Generator(request, args.warmup, args.duration)
     loop = asyncio.get_running_loop()
     generator.open = args.connections
@@ -182,14 +183,21 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def measure(
-    port: int, path: str, body: bytes, *, connections: int, duration_s: float, warmup_s: float
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    connections: int,
+    duration_s: float,
+    warmup_s: float,
+    key: str = ADMIN_KEY,
 ) -> dict[str, Any]:
     """Run the generator in a process of its own against 127.0.0.1:`port`; its summary."""
     python_path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.load", "--port", str(port), "--path", path,
         "--body", body.decode(), "--connections", str(connections),
-        "--duration", str(duration_s), "--warmup", str(warmup_s),
+        "--duration", str(duration_s), "--warmup", str(warmup_s), "--key", key,
         stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": python_path},
     )  # fmt: skip
     out, _ = await process.communicate()
@@ -209,6 +217,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--key", default=ADMIN_KEY, help="the API key every request carries")
     args = parser.parse_args()
     print(json.dumps(uvloop.run(run(args))), flush=True)
 

@@ -2,8 +2,15 @@
 
 A key is `afk_` and 43 random URL-safe characters, shown once when it is made; Redis keeps only
 its SHA-256 (a key this random needs no slow hash), under which the key's id, role and owned
-node ids are found. Every request is looked up there, so a revocation holds on every replica at
-the next request. The same lookup counts the request against the key's rate.
+node ids are found. The same lookup counts the request against the key's rate.
+
+An API process trusts a key it has found for `key_cache_s` (1 s) before it looks it up again,
+so a revocation holds on every replica within that bound (at the next request with 0). Meanwhile
+it counts the key's requests in Redis a block at a time (a hundredth of the rate, at least one):
+one round trip per block instead of one per request. A block a process has not used up when the
+second ends is lost, so with several replicas a key may be refused up to one block per replica
+below its rate, never above it. The lookup was one more round trip per request: with a stored
+caller key the enqueue throughput was 0.6 x that with the admin key (bench/, same run).
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import msgspec
 from redis.asyncio import Redis
@@ -30,6 +38,10 @@ RATE_WINDOW_S = 1
 # The id of the admin key a deployment provides in AGENTFIELD_ARQ_ADMIN_KEY: known from the
 # environment, compared in memory, never stored (rotated by changing the variable).
 BOOTSTRAP_KEY_ID = "admin"
+# A process takes a key's rate from Redis in blocks of this share of it (see the docstring).
+RATE_BLOCK_SHARE = 100
+# Keys a process remembers at most (the oldest is forgotten first).
+MAX_CACHED_KEYS = 10_000
 
 
 class Role(enum.StrEnum):
@@ -100,11 +112,23 @@ def well_formed(plain: str) -> bool:
 class KeyStore:
     """Creation, lookup, listing and revocation of API keys in Redis."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.redis = redis
         self.keys = Keys(settings.key_prefix)
         self.rate_limit = settings.key_rate_limit
-        self._bootstrap = digest(settings.admin_key) if settings.admin_key else None
+        self.cache_s = settings.key_cache_s
+        self._clock = clock
+        self._block = max(1, self.rate_limit // RATE_BLOCK_SHARE)
+        # digest -> (trusted until, on `clock`), identity; digest -> (window, requests left)
+        self._known: dict[str, tuple[float, Identity]] = {}
+        self._allowance: dict[str, tuple[int, int]] = {}
+        self._bootstrap = (
+            Identity(key_id=BOOTSTRAP_KEY_ID, role=Role.ADMIN, digest=digest(settings.admin_key))
+            if settings.admin_key
+            else None
+        )
         self._authenticate = load_script(redis, "authenticate")
         self._store = load_script(redis, "store_key")
         self._revoke = load_script(redis, "revoke_key")
@@ -114,8 +138,16 @@ class KeyStore:
         if not well_formed(plain):
             return Lookup.UNKNOWN
         found = digest(plain)
-        if self._bootstrap is not None and hmac.compare_digest(found, self._bootstrap):
-            return Identity(key_id=BOOTSTRAP_KEY_ID, role=Role.ADMIN, digest=found)
+        if self._bootstrap is not None and hmac.compare_digest(found, self._bootstrap.digest):
+            return self._bootstrap
+        now = self._clock()
+        known = self._known.get(found)
+        if known is not None and known[0] > now:
+            return await self._counted(known[1])
+        return await self._looked_up(found, now)
+
+    async def _looked_up(self, found: str, now: float) -> Identity | Lookup:
+        """Ask Redis (counting this request), and trust the answer for `cache_s`."""
         window = now_ms() // (RATE_WINDOW_S * 1000)
         reply = await self._authenticate(
             keys=[self.keys.api_key(found), self.keys.api_key_rate(found, window)],
@@ -123,14 +155,41 @@ class KeyStore:
         )
         state = text(reply[0])
         if state != "ok":
+            self._known.pop(found, None)
             return Lookup(state)
         flat = [text(v) for v in reply[1:]]
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return Identity(
-            key_id=fields["id"],
-            role=Role(fields["role"]),
-            digest=found,
-        )
+        identity = Identity(key_id=fields["id"], role=Role(fields["role"]), digest=found)
+        if self.cache_s > 0:
+            self._known.pop(found, None)
+            if len(self._known) >= MAX_CACHED_KEYS:
+                del self._known[next(iter(self._known))]
+            self._known[found] = (now + self.cache_s, identity)
+        return identity
+
+    async def _counted(self, identity: Identity) -> Identity | Lookup:
+        """A known key's request, counted against its rate from this process's block."""
+        if identity.is_admin or not self.rate_limit:
+            return identity
+        window = now_ms() // (RATE_WINDOW_S * 1000)
+        held, left = self._allowance.get(identity.digest, (window, 0))
+        if held != window or left <= 0:
+            left = await self._take_block(identity.digest, window)
+            if left <= 0:
+                return Lookup.LIMITED
+        if len(self._allowance) >= MAX_CACHED_KEYS and identity.digest not in self._allowance:
+            self._allowance.clear()
+        self._allowance[identity.digest] = (window, left - 1)
+        return identity
+
+    async def _take_block(self, found: str, window: int) -> int:
+        """Count a block of the key's requests in this window; how many of it fit its rate."""
+        counter = self.keys.api_key_rate(found, window)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incrby(counter, self._block)
+            pipe.expire(counter, RATE_WINDOW_S * 2)
+            total, _ = await pipe.execute()
+        return min(self._block, self.rate_limit - (int(total) - self._block))
 
     async def create(
         self, role: Role, nodes: Iterable[str] = (), name: str = ""
@@ -208,7 +267,11 @@ class KeyStore:
         return {i: text(n) for (i, _), n in zip(known, names, strict=True) if n}
 
     async def revoke(self, key_id: str) -> bool:
-        """Revoke a key at once everywhere, freeing its node ids; False if there is none."""
+        """Revoke a key, freeing its node ids; False if there is none. This process refuses it
+        at once, other API processes within their `key_cache_s`."""
+        for found, (_, identity) in list(self._known.items()):
+            if identity.key_id == key_id:
+                del self._known[found]
         k = self.keys
         reply = await self._revoke(
             keys=[k.api_keys], args=[key_id, k.api_key(""), k.node_owner("")]

@@ -84,6 +84,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Per key, admin keys excepted: requests per second, and executions not yet ended (0: none).
     key_rate_limit: int = 1000
     key_max_active: int = 10_000
+    # How long an API process trusts a stored key it has looked up (0: every request asks
+    # Redis): a revoked key is refused on every replica at most this long after `keys revoke`.
+    key_cache_s: float = 1.0
     # Node ids (comma-separated) whose callbacks are taken without proof when they come from
     # the node's own base_url address: the weaker guarantee, for agents that send no key.
     unproven_callback_nodes: str = ""
@@ -340,7 +343,7 @@ def _check(settings: Settings) -> None:
         raise ConfigurationError(f"invalid setting: {ENV_PREFIX}SWEEP_INTERVAL_S must be 1..59")
     _check_webhooks(settings)
     _check_redis(settings)
-    for name in ("key_rate_limit", "key_max_active"):
+    for name in ("key_rate_limit", "key_max_active", "key_cache_s"):
         if getattr(settings, name) < 0:
             raise ConfigurationError(f"invalid setting: {ENV_PREFIX}{name.upper()} must be >= 0")
     _check_networks(settings)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -13,6 +13,11 @@ json_encoder = msgspec.json.Encoder()
 any_decoder = msgspec.json.Decoder()
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+# Every pair of digits, by the 10 bits it spells: ids are spelled two digits at a time.
+_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+_ID_SHIFTS = tuple(range(120, -1, -10))  # an id's 26 digits (130 bits), most significant first
+_TIME_SHIFTS = _ID_SHIFTS[:5]  # its first 10: the time part
+_TIME_MASK = (1 << 50) - 1
 
 
 def encode(value: Any) -> bytes:
@@ -45,8 +50,13 @@ def now_ms() -> int:
 
 def rfc3339(ms: int) -> str:
     """Format unix milliseconds as RFC 3339 UTC with millisecond precision."""
-    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return f"{_second(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(s: int) -> str:
+    # Every request stamps the time at least once: each second is formatted once.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
 
 
 def new_id(prefix: str, ms: int | None = None) -> str:
@@ -55,23 +65,17 @@ def new_id(prefix: str, ms: int | None = None) -> str:
     The time part is the unix millisecond in Crockford base32 (as in ULID), so ids from different
     API replicas interleave by creation time; 80 random bits make collisions negligible.
     """
-    rand = int.from_bytes(os.urandom(10), "big")
-    tail = []
-    for _ in range(16):
-        tail.append(_CROCKFORD[rand & 31])
-        rand >>= 5
-    return id_floor(prefix, now_ms() if ms is None else ms) + "".join(tail)
+    value = (((now_ms() if ms is None else max(ms, 0)) & _TIME_MASK) << 80) | int.from_bytes(
+        os.urandom(10)
+    )
+    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _ID_SHIFTS])
 
 
 def id_floor(prefix: str, ms: int) -> str:
     """The time part of the ids made at `ms`, `prefix_` included: every id made at `ms` or later
     sorts at or after it, every id made earlier sorts before it."""
-    stamp = max(ms, 0)
-    chars = []
-    for _ in range(10):
-        chars.append(_CROCKFORD[stamp & 31])
-        stamp >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    value = (max(ms, 0) & _TIME_MASK) << 80
+    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _TIME_SHIFTS])
 
 
 def id_ms(value: str, prefix: str) -> int | None:

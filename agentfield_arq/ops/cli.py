@@ -16,6 +16,7 @@ import msgspec
 from agentfield_arq.core.routing import CODES
 from agentfield_arq.core.settings import Settings, from_env
 from agentfield_arq.kernel.errors import ApiError, ConfigurationError
+from agentfield_arq.ops import logs
 from agentfield_arq.ops.console import NoRedis, add_commands, find_redis_url, guarded
 from agentfield_arq.ops.embedded import EmbeddedRedis, free_port
 from agentfield_arq.ops.supervisor import Child, Supervisor, child_env, python_module
@@ -506,13 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"agentfield-arq: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s [{args.command}] %(name)s: %(message)s",
-    )
-    # Per-request lines of these libraries drown ours (which name every execution_id).
-    for noisy in ("httpx", "arq.worker"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    logs.configure(settings.log_level, args.command)
     try:
         if args.command in operators:
             return guarded(operators[args.command], settings, args)

@@ -1,5 +1,5 @@
-"""API keys at the door: missing and unknown keys, both headers, roles, revocation at once,
-the per-key rate, and auth off only on loopback."""
+"""API keys at the door: missing and unknown keys, both headers, roles, revocation (at once,
+or within the key cache's bound), the per-key rate, and auth off only on loopback."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import msgspec
 import pytest
 
 from agentfield_arq.api.app import create_app
+from agentfield_arq.core import credentials
 from agentfield_arq.core.connection import connect
-from agentfield_arq.core.credentials import KeyStore, Role
+from agentfield_arq.core.credentials import Identity, KeyStore, Lookup, Role
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel.errors import ConfigurationError
 from tests.integration.served import served
@@ -59,7 +60,10 @@ async def test_a_caller_key_on_an_admin_route_is_403_forbidden(settings: Setting
     assert answer.json()["code"] == "forbidden"
 
 
-async def test_a_revoked_key_is_refused_from_the_next_request_on(settings: Settings) -> None:
+async def test_without_the_key_cache_a_revoked_key_is_refused_from_the_next_request_on(
+    settings: Settings,
+) -> None:
+    settings = msgspec.structs.replace(settings, key_cache_s=0)
     redis = connect(settings.redis_url)
     store = KeyStore(redis, settings)
     record, key = await store.create(Role.CALLER)
@@ -68,6 +72,53 @@ async def test_a_revoked_key_is_refused_from_the_next_request_on(settings: Setti
         assert await store.revoke(record.id)
         assert (await client.get(NODES)).status_code == 401
     assert [r.id for r in await store.list()] == []
+    await redis.aclose()
+
+
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_another_process_refuses_a_revoked_key_once_its_cache_bound_has_passed(
+    settings: Settings,
+) -> None:
+    settings = msgspec.structs.replace(settings, key_cache_s=1.0)
+    redis = connect(settings.redis_url)
+    clock = Clock()
+    replica, admin = KeyStore(redis, settings, clock), KeyStore(redis, settings)
+    record, key = await admin.create(Role.CALLER)
+    assert isinstance(await replica.lookup(key), Identity)
+    assert await admin.revoke(record.id)
+    assert await admin.lookup(key) is Lookup.UNKNOWN  # the revoking process: at once
+    clock.now += 0.9
+    assert isinstance(await replica.lookup(key), Identity)  # trusted within the bound
+    clock.now += 0.1
+    assert await replica.lookup(key) is Lookup.UNKNOWN
+    await redis.aclose()
+
+
+async def test_a_known_key_is_counted_in_blocks_and_never_past_its_rate(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = msgspec.structs.replace(settings, key_rate_limit=300, key_cache_s=60.0)
+    monkeypatch.setattr(credentials, "now_ms", lambda: 1_764_609_600_000)  # one rate window
+    redis = connect(settings.redis_url)
+    store = KeyStore(redis, settings)
+    _, key = await store.create(Role.CALLER)
+    before = await redis.info("commandstats")
+    answers = [await store.lookup(key) for _ in range(320)]
+    after = await redis.info("commandstats")
+    assert [isinstance(a, Identity) for a in answers] == [True] * 300 + [False] * 20
+    assert set(answers[300:]) == {Lookup.LIMITED}
+    # A block is 3 requests: one lookup, then about one INCRBY per block.
+    incrby = after["cmdstat_incrby"]["calls"] - before.get("cmdstat_incrby", {}).get("calls", 0)
+    assert incrby <= 300 // 3 + 20
     await redis.aclose()
 
 

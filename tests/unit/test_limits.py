@@ -3,16 +3,19 @@ decoder recurses, and the API's edge refuses or answers what no route should see
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from agentfield_arq.api.edge import Edge, host_name
+from agentfield_arq.api.errors import error_response
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.kernel.body import json_depth_over, read_body
-from agentfield_arq.kernel.errors import PayloadTooLarge
+from agentfield_arq.kernel.errors import PayloadTooLarge, RequestTimeout
 
 
 class Peer:
@@ -109,3 +112,69 @@ async def test_the_edge_answers_an_unexpected_exception_itself_so_the_connection
     assert sent[0]["status"] == 500
     assert (b"connection", b"close") not in sent[0]["headers"]
     assert b'"code":"internal_error"' in sent[1]["body"]
+
+
+async def _reader(scope: Scope, receive: Receive, send: Send) -> None:
+    """An app that reads the whole body, then waits for the next message (a disconnect), then
+    answers the body's size; a RequestTimeout is answered 408, as the app's handlers do."""
+    size = 0
+    try:
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await receive()
+    except RequestTimeout as exc:
+        await error_response(408, exc.code, exc.message)(scope, receive, send)
+        return
+    await Response(str(size).encode())(scope, receive, send)
+
+
+BODY_HEADERS = [(b"host", b"localhost"), (b"content-type", b"application/json"),
+                (b"content-length", b"2")]  # fmt: skip
+BODY_TIMEOUT_S = 0.05
+
+
+async def _through_edge(receive: Receive) -> list[Message]:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    edge = Edge(_reader, from_env({}, body_timeout_s=BODY_TIMEOUT_S))
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": BODY_HEADERS}
+    async with asyncio.timeout(10):
+        await edge(scope, receive, send)
+    return sent
+
+
+async def test_a_body_that_stops_arriving_is_408_and_the_connection_closes() -> None:
+    messages = [{"type": "http.request", "body": b"{", "more_body": True}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # the rest never comes
+        raise AssertionError("unreachable")
+
+    sent = await _through_edge(receive)
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert b"body_timeout_s" in sent[1]["body"]
+
+
+async def test_once_the_body_is_in_its_deadline_no_longer_applies() -> None:
+    messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        # The peer goes away well after the body's deadline, which must not cut this wait.
+        await asyncio.sleep(BODY_TIMEOUT_S * 4)
+        return {"type": "http.disconnect"}
+
+    sent = await _through_edge(receive)
+    assert sent[0]["status"] == 200
+    assert (b"connection", b"close") not in sent[0]["headers"]
+    assert sent[1]["body"] == b"2"
