@@ -35,7 +35,7 @@ from agentfield_arq.kernel.models import (
     BatchStatusRequest,
     CallbackRequest,
     CancelRequest,
-    ExecuteRequest,
+    ExecuteBody,
     Execution,
     ExecutionNote,
     NoteAdded,
@@ -63,7 +63,7 @@ async def execute_async(request: Request) -> Response:
     would have (body and `X-Execution-ID`), so that the caller can look before sending again.
     """
     d = deps(request)
-    body = await read_json(request, ExecuteRequest, d.settings)
+    body = await read_json(request, ExecuteBody, d.settings)
     target = request.path_params["target"]
     shard = d.shards.for_node(target.partition(".")[0])
     store = shard.store
@@ -113,7 +113,7 @@ async def execute_sync(request: Request) -> Response:
     503 names its id, as the async route's does.
     """
     d = deps(request)
-    body = await read_json(request, ExecuteRequest, d.settings)
+    body = await read_json(request, ExecuteBody, d.settings)
     target = request.path_params["target"]
     shard = d.shards.for_node(target.partition(".")[0])
     parent_store = await d.shards.parent_store(request.headers.get(PARENT_HEADER), shard)

@@ -193,8 +193,18 @@ def _request_digest(target: str, request: ExecuteRequest, headers: Mapping[str, 
     """What makes two requests "the same" for an Idempotency-Key: the target, the body (keys
     sorted) and the headers that shape the execution."""
     shaping = {h: headers.get(h, "") for h in ("x-run-id", "x-workflow-id", *FORWARDED_HEADERS)}
-    body = msgspec.json.encode([target, request, shaping], order="sorted")
+    body = msgspec.json.encode([target, _decoded(request), shaping], order="sorted")
     return hashlib.sha256(body).hexdigest()
+
+
+def _decoded(request: ExecuteRequest) -> ExecuteRequest:
+    """`request` with its input decoded, when it came as bytes (`ExecuteBody`), so that the
+    digest sorts the input's keys too."""
+    if not isinstance(request.input, msgspec.Raw):
+        return request
+    fields = msgspec.structs.asdict(request)
+    fields["input"] = msgspec.json.decode(request.input)
+    return ExecuteRequest(**fields)
 
 
 async def _replayed(store: ExecutionStore, execution_id: str) -> Submitted:

@@ -147,6 +147,19 @@ async def test_the_input_is_answered_as_it_was_submitted(api: httpx.AsyncClient)
     assert found.json() == {"quarter": "Q3", "n": [1, 2]}
 
 
+async def test_the_input_is_stored_as_the_bytes_sent_not_decoded_and_encoded_again(
+    api: httpx.AsyncClient,
+) -> None:
+    sent = b'{ "n": [1,  2], "quarter" :"Q3", "big": 1.50 }'
+    answer = await api.post(
+        "/api/v1/execute/async/e2e.echo",
+        content=b'{"input": ' + sent + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    found = await api.get(f"/api/v1/executions/{answer.json()['execution_id']}/input")
+    assert found.content == sent
+
+
 async def test_another_keys_execution_has_no_input_and_no_history_for_a_caller(
     api: httpx.AsyncClient, settings: Settings, redis_client: Redis
 ) -> None:

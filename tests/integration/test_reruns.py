@@ -65,6 +65,20 @@ async def test_the_same_key_with_another_body_or_target_is_422_idempotency_key_r
         assert "Idempotency-Key" in answer.json()["error"]
 
 
+async def test_the_same_input_with_its_keys_in_another_order_is_the_same_request(
+    api: httpx.AsyncClient,
+) -> None:
+    # The input is kept as the bytes sent; the request's digest still reads it as JSON.
+    bodies = (b'{"input": {"a": 1, "b": [2, 3]}}', b'{"input":{"b":[2,3],"a":1}}')
+    headers = {"Idempotency-Key": "order-3", "Content-Type": "application/json"}
+    first, again = [
+        await api.post("/api/v1/execute/async/e2e.echo", content=body, headers=headers)
+        for body in bodies
+    ]
+    assert again.json()["execution_id"] == first.json()["execution_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
 async def test_without_a_key_each_request_is_a_new_execution(
     api: httpx.AsyncClient,
 ) -> None:
