@@ -27,14 +27,16 @@ lapsed, another worker's reaper handed the executions back, and they ran twice (
 agent calls over two slow drains of the bench under load). The reaper stays on the loop: what
 it does is no liveness, and a late reap only delays a recovery.
 
-The thread renews only while the loop still runs: the loop ticks (`tick`) at every turn of
-`run`, and a beat finds the last tick no older than `worker_stall_s` (30 s), or skips. A loop
-merely busy ticks late, by the seconds its queued work takes; a loop that is wedged (a
-blocking call, a deadlock) does not tick at all, and its worker then loses its lease as a dead
-one would, only `worker_stall_s` later. The bound is ten leases: far beyond the stalls of a
-busy worker (the longest is logged), and short beside the agent calls a wedged worker would
-keep from running again. The lock renewals go with the beat, for the run jobs of the loop's
-last tick (`jobs`, a snapshot the loop writes and the thread only reads): a job started since
+The thread renews only while the loop still runs: each beat asks the loop to tick
+(`call_soon_threadsafe(tick)`), and finds the last tick no older than `worker_stall_s` (30 s),
+or skips. A tick is a single callback, so a loop merely busy ticks late by one pass over its
+ready work (a turn of `run` takes several, each awaiting Redis behind thousands of calls, and
+was seen 30 s late in a drain under load); a loop that is wedged (a blocking call, a deadlock)
+does not tick at all, and its worker then loses its lease as a dead one would, only
+`worker_stall_s` later. The bound is ten leases: far beyond the stalls of a busy worker (the
+longest is logged), and short beside the agent calls a wedged worker would keep from running
+again. The lock renewals go with the beat, for the run jobs of the loop's last tick (`jobs`, a
+snapshot the loop writes and the thread only reads): a job started since
 holds a fresh lock, and renewing one that ended is a no-op.
 """
 
@@ -123,9 +125,9 @@ class WorkerLease:
 
     def start_heartbeat(self, client: redis.Redis) -> None:
         """From now on the beats come from a thread of their own, on `client` (synchronous:
-        `connection.connect_sync`), while the loop ticks; `run` only ticks and reaps."""
+        `connection.connect_sync`), while the running loop ticks; `run` only reaps."""
         self.tick()
-        self.heartbeat = Heartbeat(self, client)
+        self.heartbeat = Heartbeat(self, client, asyncio.get_running_loop())
         self.heartbeat.start()
 
     async def reap(self) -> int:
@@ -157,9 +159,8 @@ class WorkerLease:
             await asyncio.sleep(self.interval_s)
 
     async def turn(self) -> None:
-        """Tick, beat (unless the heartbeat thread does) and reap; a Redis error skips the rest
-        of the turn, it does not stop the lease, and has the next turn read the holders."""
-        self.tick()
+        """Beat (unless the heartbeat thread does) and reap; a Redis error skips the rest of the
+        turn, it does not stop the lease, and has the next turn read the holders."""
         try:
             if self.heartbeat is None:
                 await self.beat()
@@ -180,11 +181,14 @@ class WorkerLease:
 
 class Heartbeat:
     """The beats of a `WorkerLease`, every `interval_s` from a thread of its own, while its
-    loop has ticked within `worker_stall_s`."""
+    loop has ticked within `worker_stall_s` (each beat asks it to tick)."""
 
-    def __init__(self, lease: WorkerLease, client: redis.Redis) -> None:
+    def __init__(
+        self, lease: WorkerLease, client: redis.Redis, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.lease = lease
         self.client = client
+        self.loop = loop
         self.stall_s = lease.settings.worker_stall_s
         # The longest the loop went without a tick, as a beat saw it.
         self.longest_stall_s = 0.0
@@ -212,6 +216,8 @@ class Heartbeat:
         """One beat, unless the loop has not ticked within `stall_s`; True if it was sent.
         A Redis error is counted (the next reap reads the holders), not raised."""
         stalled_s = time.monotonic() - self.lease.ticked
+        with contextlib.suppress(RuntimeError):  # the loop closed: no tick ever again
+            self.loop.call_soon_threadsafe(self.lease.tick)
         if stalled_s > self.stall_s:
             if not self._lapsing:
                 logger.error("event loop stalled %.1fs: its lease is left to lapse", stalled_s)

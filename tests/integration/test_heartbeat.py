@@ -3,6 +3,7 @@ one loses it, and a released lease stays released."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 
@@ -61,6 +62,21 @@ async def test_a_loop_blocked_for_longer_than_the_lease_keeps_its_lease(
     await lease.release()
 
 
+async def test_a_running_loop_is_ticked_by_each_beat_without_a_turn_of_the_lease(
+    redis_client: redis.asyncio.Redis, settings: Settings, sync_client: redis.Redis
+) -> None:
+    # Its turns (the reaper) may wait behind thousands of calls: liveness is one callback run.
+    settings = msgspec.structs.replace(settings, worker_lease_s=0.3)
+    lease = WorkerLease(redis_client, settings, "wrk_running")
+    lease.start_heartbeat(sync_client)
+    first = lease.ticked
+    deadline = time.monotonic() + WAIT_S
+    while lease.ticked == first:
+        assert time.monotonic() < deadline, f"no tick within {WAIT_S}s"
+        await asyncio.sleep(0.01)
+    await lease.release()
+
+
 async def test_a_loop_wedged_past_the_stall_bound_loses_its_lease(
     redis_client: redis.asyncio.Redis, settings: Settings, sync_client: redis.Redis
 ) -> None:
@@ -104,6 +120,7 @@ async def test_a_failed_beat_of_the_thread_has_the_next_reap_read_the_holders(
     assert claim.outcome is Outcome.OK
     assert await lease.reap() == 0  # not a full scan: the holders are not read
     gone = redis.Redis(port=1, socket_connect_timeout=0.5)  # nothing listens on port 1
-    assert not Heartbeat(lease, gone).beat()  # the thread's beat, called here: not started
+    beat = Heartbeat(lease, gone, asyncio.get_running_loop())
+    assert not beat.beat()  # the thread's beat, called here: not started
     gone.close()
     assert await lease.reap() == 1  # the hold whose settle may have been lost, handed back
