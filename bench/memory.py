@@ -93,7 +93,7 @@ async def measure(h: Harness, plan: Plan, agent_url: str) -> tuple[list[Figure],
             ratio_of=f"after {last.executions:,} / after {warm.executions:,}",
             target=Target(op="<=", limit=1.05, text="flat (<= 1.05 x)"),
             note=f"{plan.memory_workers} worker(s); 'baseline' column = the same workers after "
-            f"{warm.executions:,}, the first checkpoint past {WARM_SLOTS} x their slots",
+            f"{warm.executions:,}, {_warm_text(warm, h.settings.worker_concurrency)}",
         ),
         figure(
             "worker_rss_cold", f"  the same vs after {first.executions:,}", "MB",
@@ -103,6 +103,13 @@ async def measure(h: Harness, plan: Plan, agent_url: str) -> tuple[list[Figure],
             note=f"after {first.executions:,} the worker has not yet used all its slots at once",
         ),
     ], points  # fmt: skip
+
+
+def _warm_text(warm: Checkpoint, slots: int) -> str:
+    """Why `warm` is the baseline checkpoint."""
+    if warm.executions >= WARM_SLOTS * slots:
+        return f"the first checkpoint past {WARM_SLOTS} x their slots"
+    return f"the last checkpoint (none reaches {WARM_SLOTS} x their slots)"
 
 
 def _growth(before: Checkpoint, after: Checkpoint) -> list[float]:

@@ -34,7 +34,7 @@ from typing import Any
 import hiredis
 import redis
 import redis.sentinel
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import DataError
@@ -90,25 +90,18 @@ def timeouts(settings: Settings, block_s: float = 0.0) -> dict[str, Any]:
 
 
 def connection_pool(
-    url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0, most: int | None = None
+    url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0
 ) -> ConnectionPool:
     """The connection pool of `connect` (bytes, hiredis packing, the timeouts of `settings`),
     also arq's in the workers; a Sentinel-managed one for a `redis+sentinel://` URL, whose
-    sentinels are asked with the same timeouts. With `most`, a plain URL's pool opens at most
-    that many connections, and a caller waits for a free one up to the command timeout."""
+    sentinels are asked with the same timeouts."""
     address = sentinel_address(url)
     if address is None:
-        kind: type[ConnectionPool] = ConnectionPool
-        bounded: dict[str, Any] = {}
-        if most is not None:
-            kind = BlockingConnectionPool
-            bounded = {"max_connections": most, "timeout": settings.redis_command_timeout_s}
-        pool: ConnectionPool = kind.from_url(
+        pool: ConnectionPool = ConnectionPool.from_url(
             url,
             decode_responses=False,
             health_check_interval=30,
             connection_class=PackedConnection,
-            **bounded,
             **timeouts(settings, block_s),
         )
         return pool

@@ -102,9 +102,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Workers.
     workers: int = 2
     worker_concurrency: int = 2000
-    # Redis connections one worker process opens at most (its slots share them; a step of a slot
-    # holds one for a command or a pipeline only): unbounded, the pool grew towards one per slot.
-    worker_redis_connections: int = 256
     worker_poll_delay_s: float = 0.05
     # The inline call's limit when neither the request nor the node sets one, and the most
     # either may set.
@@ -311,7 +308,6 @@ def _check(settings: Settings) -> None:
         "stream_maxlen",
         "max_queued",
         "worker_concurrency",
-        "worker_redis_connections",
         "agent_timeout_s",
         "agent_max_timeout_s",
         "agent_wait_max_s",

@@ -132,20 +132,6 @@ async def test_an_agent_answering_200_inline_succeeds_the_execution_with_its_res
     assert (worker.jobs_retried, worker.jobs_failed) == (0, 0)
 
 
-async def test_a_worker_runs_more_executions_at_once_than_it_has_redis_connections(
-    store: ExecutionStore, settings: Settings
-) -> None:
-    ids = [await _submit(store) for _ in range(20)]
-    few = msgspec.structs.replace(settings, worker_redis_connections=2, worker_concurrency=20)
-    worker = _worker(few, Scripted((200, {"ok": True})))
-    try:
-        await worker.main()
-        assert worker.pool.connection_pool.max_connections == 2
-    finally:
-        await worker.close()
-    assert {(await _doc(store, i))["status"] for i in ids} == {"succeeded"}
-
-
 async def test_an_agent_answering_4xx_fails_the_execution_at_once(
     store: ExecutionStore, settings: Settings
 ) -> None:

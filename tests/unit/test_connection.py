@@ -5,17 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 from agentfield_arq.core.arq_bridge import redis_settings
-from agentfield_arq.core.connection import (
-    PackedConnection,
-    PackedSentinelConnection,
-    connect,
-    connection_pool,
-)
+from agentfield_arq.core.connection import PackedConnection, PackedSentinelConnection, connect
 from agentfield_arq.core.sentinel import SentinelAddress, sentinel_address
 from agentfield_arq.core.settings import Settings
 
@@ -109,13 +103,3 @@ async def test_closing_a_client_closes_its_pool() -> None:
         client = connect(url)
         assert client.auto_close_connection_pool
         await client.aclose()
-
-
-def test_a_pool_with_a_most_waits_for_one_of_that_many_connections() -> None:
-    settings = Settings(redis_command_timeout_s=1.5)
-    pool = connection_pool("redis://127.0.0.1:1/0", settings, most=7)
-    assert isinstance(pool, BlockingConnectionPool)
-    assert (pool.max_connections, pool.timeout) == (7, 1.5)
-    assert not isinstance(
-        connection_pool("redis://127.0.0.1:1/0", settings), BlockingConnectionPool
-    )
