@@ -23,7 +23,10 @@ local function summary(doc_key, hash_key, size)
   -- No result: a small document goes whole (GETRANGE read all of it); a large one is large
   -- for another reason (an agent's long error), and is summarised from the hash.
   if size <= cap then return head end
-  local h = hmget(hash_key, {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at'})
+  local h = hmget(hash_key, {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
+    'created_ms'})
+  h.created_at = created_at(h)
+  h.created_ms = nil
   h.result_truncated = true
   return cjson.encode(h)
 end

@@ -18,6 +18,7 @@
 local flat = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+of_key(KEYS[1], h)
 if not h.status then return {'missing'} end
 if TERMINAL[h.status] then return {'terminal', h.status} end
 if h.phase == 'awaiting_callback' then return {'awaiting', h.status} end
