@@ -26,7 +26,7 @@ from agentfield_arq.core.execution import (
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import from_env
 from agentfield_arq.core.store import ExecutionStore
-from agentfield_arq.kernel.codec import new_id
+from agentfield_arq.kernel.codec import new_id, rfc3339
 from agentfield_arq.kernel.errors import ExecutionNotFound, InvalidRequest, InvalidTransition
 from agentfield_arq.kernel.models import (
     CallbackRequest,
