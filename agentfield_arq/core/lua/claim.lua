@@ -32,9 +32,10 @@ if holder then
 end
 local attempt = tostring(tonumber(h.attempt or '0') + 1)
 local set = {'status', 'running', 'phase', 'invoking', 'attempt', attempt}
-if not h.started_at then
-  set[#set + 1] = 'started_at'; set[#set + 1] = ARGV[1]
+if not (h.started_ms or h.started_at) then
+  -- The hash keeps the start in ms only; its RFC 3339 goes into the document.
   set[#set + 1] = 'started_ms'; set[#set + 1] = ARGV[2]
+  h.started_ms = ARGV[2]
   h.started_at = ARGV[1]
 end
 redis.call('HSET', KEYS[1], unpack(set))

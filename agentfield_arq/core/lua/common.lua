@@ -23,7 +23,8 @@ local function rfc3339(ms)
     math.floor(t / 3600), math.floor(t % 3600 / 60), t % 60, ms % 1000)
 end
 
--- The creation time: written in RFC 3339 by records before, now told by `created_ms` alone.
+-- The creation time: written in RFC 3339 by records before, now told by `created_ms` alone (the
+-- start's likewise by `started_ms`).
 local function created_at(h)
   return h.created_at or (h.created_ms and rfc3339(tonumber(h.created_ms))) or nil
 end
@@ -36,7 +37,8 @@ local function build_doc(h, outcome)
     target = h.target,
     type = h.type,
     created_at = created_at(h),
-    started_at = h.started_at or cjson.null,  -- the contract lists it even before a start
+    -- The contract lists it even before a start; records before kept it in RFC 3339.
+    started_at = h.started_at or (h.started_ms and rfc3339(tonumber(h.started_ms))) or cjson.null,
     webhook_registered = (h.webhook_url ~= nil and h.webhook_url ~= ''),
     parent_execution_id = h.parent_execution_id,
     progress_message = h.progress_message,
