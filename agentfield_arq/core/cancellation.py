@@ -98,7 +98,7 @@ class Cancellation:
             return
         doc = await self.store.get_doc(execution_id)
         reason = (_ended.decode(doc).error if doc else None) or status
-        if "started_at" in fields and TOLD_FIELD not in fields:
+        if ("started_ms" in fields or "started_at" in fields) and TOLD_FIELD not in fields:
             told = await self._call(execution_id, fields, status, reason)
             await self.store.note(execution_id, TOLD_FIELD, told)
         if status == Status.CANCELLED:

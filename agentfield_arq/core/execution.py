@@ -115,12 +115,10 @@ async def accept(
         or own_run_id(execution_id)
     )
     fields = {
-        "execution_id": execution_id,
         "run_id": run_id,
         "target": target,
         "node_id": node_id,
         "name": name,
-        "created_at": rfc3339(created),
         "created_ms": str(created),
         "owner": owner.key_id,
     }
@@ -172,8 +170,8 @@ async def accept(
         status=Status.QUEUED,
         target=target,
         type=made.kind,
-        created_at=fields["created_at"],
-        enqueued_at=fields["created_at"],
+        created_at=rfc3339(created),
+        enqueued_at=rfc3339(created),
         webhook_registered="webhook_url" in fields,
         webhook_error=msgspec.UNSET if webhook_error is None else webhook_error,
     )

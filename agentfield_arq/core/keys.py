@@ -257,8 +257,9 @@ class Keys:
         return f"{self.prefix}:memory-events"
 
     def history(self, execution_id: str) -> str:
-        """List: the execution's lifecycle entries, one JSON object each (`HistoryEntry`),
-        oldest first, capped at HISTORY_MAX (the first kept); expires with the hash."""
+        """List: the execution's lifecycle entries, one JSON object each (core/history.py's
+        `Stored`), oldest first, capped at HISTORY_MAX (the first kept); made with the hash's
+        TTL by create.lua, and given it again by each step that changes the hash's."""
         return f"{self.prefix}:exec:{execution_id}:history"
 
     def notes(self, execution_id: str) -> str:

@@ -73,9 +73,7 @@ async def rerun(
     retry_id = to.new_execution_id(created)
     fields = {name: old[name] for name in _COPIED if name in old}
     fields.update(
-        execution_id=retry_id,
         retry_of=execution_id,
-        created_at=rfc3339(created),
         created_ms=str(created),
         owner=owner.key_id,
     )
@@ -101,7 +99,7 @@ async def rerun(
         status=Status.QUEUED,
         target=fields["target"],
         type=made.kind,
-        created_at=fields["created_at"],
-        enqueued_at=fields["created_at"],
+        created_at=rfc3339(created),
+        enqueued_at=rfc3339(created),
         webhook_registered="webhook_url" in fields,
     )

@@ -605,11 +605,13 @@ class ExecutionStore:
         return _transition(reply)
 
     async def fields(self, execution_id: str) -> dict[str, str]:
-        """The execution's hash (request and scheduling facts), {} when it is gone."""
+        """The execution's hash (request and scheduling facts) with its id (the key's, as
+        the scripts read it), {} when it is gone."""
         if not safe_id(execution_id):
             return {}
         flat = await self.redis.hgetall(self.keys.execution(execution_id))  # type: ignore[misc]  # redis-py's async stubs
-        return {text(k): text(v) for k, v in flat.items()}
+        found = {text(k): text(v) for k, v in flat.items()}
+        return {"execution_id": execution_id, **found} if found else {}
 
     async def webhook_secret(self, execution_id: str) -> str:
         """The execution's webhook signing secret ('' for none), kept beside its hash."""

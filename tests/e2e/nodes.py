@@ -67,6 +67,7 @@ def children(system: System, parent_id: str) -> dict[str, dict[str, str]]:
         for key in client.scan_iter(match=f"{system.prefix}:exec:*", count=1000):
             if key.count(":") == 2 and client.hget(key, "parent_execution_id") == parent_id:
                 fields: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
+                fields["execution_id"] = key.rpartition(":")[2]  # the key names it, not a field
                 found[fields["target"]] = fields
     finally:
         client.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 
 import pytest
 from redis.asyncio import Redis
 
 from agentfield_arq.core.scripts import Script
+from agentfield_arq.kernel.codec import rfc3339
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +37,12 @@ async def test_a_script_lost_by_redis_is_loaded_again_on_its_next_call(
     assert await script(keys=["a"]) == b"a"
     await redis_client.script_flush()
     assert await script(keys=["b"]) == b"b"
+
+
+async def test_the_scripts_rfc3339_is_the_codecs_to_the_millisecond(redis_client: Redis) -> None:
+    prelude = (resources.files("agentfield_arq.core") / "lua" / "common.lua").read_text()
+    script = Script(redis_client, prelude + "\nreturn rfc3339(tonumber(ARGV[1]))")
+    # The epoch, leap days (a century's that is one, and one's that is not), a year's end.
+    moments = [0, 951_782_400_123, 4_107_542_400_000 - 1, 1_709_164_800_999, 1_796_145_382_352]
+    for ms in moments:
+        assert (await script(args=[ms])).decode() == rfc3339(ms)

@@ -49,13 +49,11 @@ class ExecutionRules(MachineBase):
         or, for a target not registered or a full queue, nothing at all."""
         execution_id = f"exec_m{len(self.runs)}"
         fields = {
-            "execution_id": execution_id,
             "run_id": f"run_m{len(self.runs)}",
             "target": f"{node}.{name}",
             "node_id": node,
             "name": name,
             "input": "{}",
-            "created_at": self.iso,
             "created_ms": str(self.now),
         }
         if webhook:

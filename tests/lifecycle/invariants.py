@@ -46,7 +46,8 @@ class Invariants(MachineBase):
             view = snap.views[r.id]
             parsed = _doc_decoder.decode(doc if not view else doc[:-1] + b"," + view[1:])
             assert parsed.status == r.status
-            assert (parsed.execution_id, parsed.run_id) == (h["execution_id"], h["run_id"])
+            assert (parsed.execution_id, parsed.run_id) == (r.id, h["run_id"])
+            assert "execution_id" not in h  # the hash's key names it
             assert parsed.webhook_registered is r.webhook
             assert parsed.type == r.kind
             assert (parsed.started_at is not None) == r.started, (parsed, r)

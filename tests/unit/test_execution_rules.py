@@ -88,15 +88,13 @@ async def test_submit_stores_the_request_its_context_and_the_forwarded_headers(
     accepted = await submit(store, TARGET, request, headers, execution_id="exec_given")
     fields = await _fields(store, "exec_given")
     created = int(fields["created_ms"])
-    assert fields == {
-        "execution_id": "exec_given",
+    assert fields == {  # the id and the creation time in RFC 3339 are the key's and created_ms'
         "run_id": "run_7",
         "target": TARGET,
         "node_id": "finance",
         "name": "deep_analysis",
         "input": '{"q":3}',
         "context": '{"lang":"en"}',
-        "created_at": rfc3339(created),
         "created_ms": str(created),
         "parent_execution_id": "exec_parent",
         "session_id": "alice@example.com",
@@ -113,7 +111,7 @@ async def test_submit_stores_the_request_its_context_and_the_forwarded_headers(
         "run_7",
     )
     assert (accepted.status, accepted.target, accepted.type) == ("queued", TARGET, "reasoner")
-    assert accepted.created_at == accepted.enqueued_at == fields["created_at"]
+    assert accepted.created_at == accepted.enqueued_at == rfc3339(created)
     assert accepted.webhook_registered is False
     assert accepted.webhook_error is msgspec.UNSET
     assert await store.redis.zscore(store.keys.deadlines, "exec_given") == created + 60_000

@@ -13,7 +13,7 @@ local MARK = ',"result":'
 local function summary(doc_key, hash_key, size)
   local head = redis.call('GETRANGE', doc_key, 0, cap - 1)
   local h = hmget(hash_key, {'execution_id', 'run_id', 'status', 'target', 'type', 'created_at',
-    'progress'})
+    'created_ms', 'progress'})
   -- The result's mark is the first past the progress (raw JSON, which may hold one of its own).
   local from = 1
   if h.progress then
@@ -27,6 +27,8 @@ local function summary(doc_key, hash_key, size)
   end
   -- No result: large for another reason (an agent's long error), summarised from the hash.
   h.progress = nil
+  h.created_at = created_at(h)
+  h.created_ms = nil
   h.result_truncated = true
   return cjson.encode(h)
 end

@@ -18,6 +18,7 @@
 local flat = redis.call('HGETALL', KEYS[1])
 local h = {}
 for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+of_key(KEYS[1], h)
 if not h.status then return {'missing'} end
 if TERMINAL[h.status] then return {'terminal', h.status} end
 if h.phase == 'awaiting_callback' then return {'awaiting', h.status} end
@@ -31,9 +32,10 @@ if holder then
 end
 local attempt = tostring(tonumber(h.attempt or '0') + 1)
 local set = {'status', 'running', 'phase', 'invoking', 'attempt', attempt}
-if not h.started_at then
-  set[#set + 1] = 'started_at'; set[#set + 1] = ARGV[1]
+if not (h.started_ms or h.started_at) then
+  -- The hash keeps the start in ms only; its RFC 3339 goes into the document.
   set[#set + 1] = 'started_ms'; set[#set + 1] = ARGV[2]
+  h.started_ms = ARGV[2]
   h.started_at = ARGV[1]
 end
 redis.call('HSET', KEYS[1], unpack(set))

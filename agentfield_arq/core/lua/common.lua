@@ -3,6 +3,32 @@
 -- any JSON value (null, a list, a big integer) survives byte for byte.
 local TERMINAL = {succeeded = true, failed = true, cancelled = true, timeout = true}
 
+-- Unix milliseconds in RFC 3339, UTC, to the millisecond (kernel/codec.py's rfc3339).
+local function rfc3339(ms)
+  local s = math.floor(ms / 1000)
+  local days = math.floor(s / 86400)
+  local t = s - days * 86400
+  -- Days to a civil date (H. Hinnant's algorithm), in March-based years.
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', year, month, day,
+    math.floor(t / 3600), math.floor(t % 3600 / 60), t % 60, ms % 1000)
+end
+
+-- The creation time: written in RFC 3339 by records before, now told by `created_ms` alone (the
+-- start's likewise by `started_ms`).
+local function created_at(h)
+  return h.created_at or (h.created_ms and rfc3339(tonumber(h.created_ms))) or nil
+end
+
 local function build_doc(h, outcome)
   local doc = {
     execution_id = h.execution_id,
@@ -10,8 +36,9 @@ local function build_doc(h, outcome)
     status = h.status,
     target = h.target,
     type = h.type,
-    created_at = h.created_at,
-    started_at = h.started_at or cjson.null,  -- the contract lists it even before a start
+    created_at = created_at(h),
+    -- The contract lists it even before a start; records before kept it in RFC 3339.
+    started_at = h.started_at or (h.started_ms and rfc3339(tonumber(h.started_ms))) or cjson.null,
     webhook_registered = (h.webhook_url ~= nil and h.webhook_url ~= ''),
     parent_execution_id = h.parent_execution_id,
     progress_message = h.progress_message,
@@ -35,13 +62,20 @@ local function build_doc(h, outcome)
   return s
 end
 
+-- The execution's id is its hash key's last part (keys.py), not a field of the hash (records
+-- written before kept it as one): `of_key` adds it to a hash read, when there is one.
+local function of_key(key, h)
+  if next(h) ~= nil and not h.execution_id then h.execution_id = string.match(key, ':exec:([^:]+)$') end
+  return h
+end
+
 local function hmget(key, names)
   local values = redis.call('HMGET', key, unpack(names))
   local h = {}
   for i, name in ipairs(names) do
     if values[i] then h[name] = values[i] end
   end
-  return h
+  return of_key(key, h)
 end
 
 -- Queue an arq job (its record layout is arq_bridge.py's): the record, expiring after `ttl_ms`,

@@ -57,7 +57,7 @@ if parent_children then
   if parent.status == 'cancelled' then return {'parent_cancelled'} end
 end
 local fields = {'type', kind, 'status', 'queued', 'attempt', '0', 'deadline_ms', ARGV[4]}
-local h = {type = kind, status = 'queued'}
+local h = {type = kind, status = 'queued', execution_id = ARGV[2]}
 for i = 19, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]

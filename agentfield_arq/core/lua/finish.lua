@@ -72,7 +72,7 @@ local delivers = h.webhook_url and h.webhook_url ~= ''
 -- `job`: this step queues a delivery, so the entry wakes idle workers for it.
 append_event(KEYS[4], ARGV[5], h, ARGV[1], delivers and 'webhook' or nil, nil, KEYS[19])
 if (ARGV[1] == 'cancelled' or ARGV[1] == 'timeout')
-    and (h.started_at or redis.call('EXISTS', KEYS[10]) == 1) then
+    and (h.started_ms or h.started_at or redis.call('EXISTS', KEYS[10]) == 1) then
   enqueue_job(KEYS[8], KEYS[11], ARGV[16], ARGV[17], ARGV[14], ARGV[3], false)
 end
 if delivers then

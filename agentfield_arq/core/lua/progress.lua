@@ -26,8 +26,8 @@ local reported = #set > 0
 local starting = h.status == 'queued'
 if starting then
   keep('status', 'running')
-  keep('started_at', ARGV[1])
   keep('started_ms', ARGV[2])
+  h.started_at = ARGV[1]  -- in the document; the hash keeps the start in ms only
 end
 if #set == 0 then return {'ok', redis.call('GET', KEYS[2])} end
 local job = nil
