@@ -46,13 +46,6 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
 - Job starts: `WakingWorker.start_jobs` replaces arq's (start_jobs.lua takes the in-progress
   locks of a whole poll in one script) and keeps its bookkeeping: `sem`, `job_counter`,
   `tasks`, `run_job(job_id, score)` and `_release_sem_dec_counter_on_complete`.
-- Run jobs hidden while they run: start_jobs.lua moves a started run job's queue score to when
-  its lock may lapse, so that polls stop reading it (it stays queued: arq runs a job again
-  after a crash only while it is). That relies on arq's `finish_job` and `finish_failed_job`
-  removing a finished job by id (ZREM) whatever its score, and on `finish_job(job_id, finish,
-  ..., incr_score, ...)` being the only step that moves the score of a job to run again
-  (`Retry`: ZINCRBY by the defer plus the time since its score; cancelled: left as it is):
-  `WakingWorker.finish_job` writes that score from the one the job started at instead.
 - arq 0.28's `Worker.close` calls redis-py's deprecated `close()`; those tests ignore that
   warning, and the filter can go once arq calls `aclose()`.
 - Redis outages: arq's `Worker.main` runs `_poll_iteration` in a bare loop, so a Redis error
@@ -99,10 +92,6 @@ DELIVER_WEBHOOK = "deliver_webhook"
 NOTIFY_WEBHOOK = "notify_webhook"
 SWEEP_DEADLINES = "sweep_deadlines"
 TELL_AGENT = "tell_agent"
-
-# Every run job's id starts with it: an execution id (ExecutionStore.new_execution_id), or one
-# of `run_job_id`.
-RUN_JOB_PREFIX = "exec_"
 
 # arq's own key prefixes (keys.py spells the keys).
 JOB_KEY_PREFIX = job_key_prefix
@@ -164,11 +153,6 @@ def run_job_id(execution_id: str, token: str) -> str:
     `finish_job` deletes its job's record and queue entry) cannot touch the new one; the first
     run job's id is the execution id itself."""
     return f"{execution_id}~{token}"
-
-
-def is_run_job(job_id: str) -> bool:
-    """Whether `job_id` is a run job's (every other job's id starts with its own prefix)."""
-    return job_id.startswith(RUN_JOB_PREFIX)
 
 
 def run_job_execution(job_id: str) -> str:
@@ -295,8 +279,6 @@ class WakingWorker(Worker):
         # Registered on the wake-up client for its encoding; run on arq's pool.
         self.start_script = load_script(self.wake_redis, "start_jobs")
         self.failed_polls = 0
-        # The queue score each run job in progress here had when it started.
-        self.scores: dict[str, int] = {}
 
     async def _poll_iteration(self) -> None:
         try:
@@ -315,64 +297,25 @@ class WakingWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's job starts, for all the ids of a poll in one script (start_jobs.lua) instead of
-        four round trips per id. The script hides a started run job from polls until its lock
-        may lapse (it stays queued, at a later score). The ids of the jobs this worker runs are
-        not started again, only hidden again (their lock was renewed). A slot is taken only for
-        a job the script started, so a start that Redis failed holds none."""
+        four round trips per id. The ids of the jobs this worker runs are skipped without asking
+        Redis: arq keeps a job in its queue until it ends, so with thousands of slots most of
+        what a poll reads is running already, here or elsewhere. A slot is taken only for a job
+        the script started, so a start that Redis failed holds none."""
         free = self.max_jobs - self.job_counter
-        ids = [text(job_id) for job_id in job_ids]
-        here = [job_id for job_id in ids if self._running_here(job_id) and is_run_job(job_id)]
-        candidates = [job_id for job_id in ids if not self._running_here(job_id)]
-        if free <= 0 or not ids:
+        candidates = [job_id for job_id in job_ids if not self._running_here(text(job_id))]
+        if free <= 0 or not candidates:
             return
         lock_ms = int(self.in_progress_timeout_s * 1000)
-        args: list[str | int] = [timestamp_ms(), lock_ms, free, IN_PROGRESS_KEY_PREFIX]
-        args += [RUN_JOB_PREFIX, len(candidates), *candidates, *here]
+        args: list[bytes | str | int] = [timestamp_ms(), lock_ms, free, IN_PROGRESS_KEY_PREFIX]
+        args += candidates
         taken = await self.start_script(keys=[self.queue_name], args=args, client=self.pool)
-        for raw_id, raw_score in zip(taken[::2], taken[1::2], strict=True):
+        for raw_id, score in zip(taken[::2], taken[1::2], strict=True):
             await self.sem.acquire()
             self.job_counter += 1
-            job_id, score = text(raw_id), int(float(raw_score))
-            if is_run_job(job_id):
-                self.scores[job_id] = score
-            task = self.loop.create_task(self.run_job(job_id, score))
+            job_id = text(raw_id)
+            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
-
-    async def finish_job(
-        self,
-        job_id: str,
-        finish: bool,
-        result_data: bytes | None,
-        result_timeout_s: float | None,
-        keep_result_forever: bool,
-        incr_score: int | None,
-        keep_in_progress: float | None,
-    ) -> None:
-        """arq's end of a job; a run job that is to run again (arq's `Retry`, or cancelled)
-        goes back to the score arq means, from the later one its start hid it at."""
-        score = self.scores.pop(job_id, None)
-        if finish or score is None:
-            await super().finish_job(
-                job_id,
-                finish,
-                result_data,
-                result_timeout_s,
-                keep_result_forever,
-                incr_score,
-                keep_in_progress,
-            )
-            return
-        async with self.pool.pipeline(transaction=True) as tr:
-            tr.delete(IN_PROGRESS_KEY_PREFIX + job_id)
-            # XX: a run job handed back meanwhile (requeue.lua) left the queue for good.
-            tr.zadd(self.queue_name, {job_id: score + (incr_score or 0)}, xx=True)
-            await tr.execute()
-
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq's end of a job that could not run (expired, tries spent)."""
-        self.scores.pop(job_id, None)
-        await super().finish_failed_job(job_id, result_data)
 
     def _running_here(self, job_id: str) -> bool:
         task = self.tasks.get(job_id)
