@@ -111,7 +111,11 @@ class Runner:
                 if not again:
                     self.running.discard(job)
                 if slot is not None:
-                    await self.slots.give_back(slot.node_id, execution_id)
+                    try:
+                        await self.slots.give_back(slot.node_id, execution_id)
+                    except REDIS_AWAY:
+                        self.slots.give_back_later(slot.node_id, execution_id)
+                        raise
         except (*REDIS_AWAY, NotReplicated):
             raise
         except Exception as exc:

@@ -8,15 +8,21 @@ grows with each deferral, without counting as one of arq's tries or as an attemp
 execution, and without holding a worker slot meanwhile. A freed slot wakes the oldest waiter
 of its node at once (`node_slot_free.lua`), so the wait is a fallback, not the pace. A slot
 lapses on its own after the longest a job may run, so that the slots of a worker that died
-free themselves.
+free themselves. A give-back that Redis failed (an outage during the call) is tried again in the
+background until Redis takes it (`give_back_later`): without that, each call in flight when
+Redis went away kept its slot for the longest job, and a node whose slots were all in flight then
+ran a call or two at a time, held by the slots that lapse on their own only after an hour.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.scripts import load_script
@@ -34,6 +40,9 @@ LEASE_GRACE_S = 5.0
 NOT_NEEDED = 2
 # Waiters a freed slot looks at for one to wake (the ones before it may be running already).
 WAKE_SCAN = 10
+# A give-back Redis failed is tried again after this, doubling up to the cap.
+RETRY_BASE_S = 0.2
+RETRY_CAP_S = 5.0
 
 
 class Slot(msgspec.Struct, kw_only=True):
@@ -55,6 +64,8 @@ class NodeSlots:
         self.lease_ms = int((settings.job_timeout_s + LEASE_GRACE_S) * 1000)
         self._take = load_script(redis, "node_slot")
         self._free = load_script(redis, "node_slot_free")
+        # The give-backs being tried again (kept referenced until they end).
+        self._owed: set[asyncio.Task[None]] = set()
 
     async def take(self, execution_id: str, now: int, job_id: str | None = None) -> Slot | None:
         """A slot of the execution's node for its run job `job_id` (its first by default), or
@@ -105,6 +116,26 @@ class NodeSlots:
             return None
         logger.debug("slot freed execution_id=%s woke execution_id=%s", execution_id, text(woken))
         return text(woken)
+
+    def give_back_later(self, node_id: str, execution_id: str) -> None:
+        """A give-back that Redis failed: try it again in the background, with a growing
+        delay, until Redis takes it or the slot has lapsed on its own."""
+        task = asyncio.create_task(self._give_back_until_taken(node_id, execution_id))
+        self._owed.add(task)
+        task.add_done_callback(self._owed.discard)
+
+    async def _give_back_until_taken(self, node_id: str, execution_id: str) -> None:
+        lapsed = time.monotonic() + self.lease_ms / 1000
+        tries = 0
+        while time.monotonic() < lapsed:
+            tries += 1
+            await asyncio.sleep(backoff_s(tries, RETRY_BASE_S, RETRY_CAP_S))
+            try:
+                await self.give_back(node_id, execution_id)
+            except RedisError:
+                continue
+            logger.info("slot given back execution_id=%s after %d tries", execution_id, tries)
+            return
 
     async def in_flight(self, node_id: str, now: int) -> int:
         """How many slots of the node are held at `now` (lapsed ones not counted)."""

@@ -3,9 +3,12 @@ no try of arq's, slots that lapse when their worker is gone, and a node's own lo
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import Settings
@@ -184,3 +187,32 @@ async def test_a_freed_slot_with_nobody_waiting_wakes_nothing(
     assert (await slots.take("exec_0", NOW_MS)).taken  # type: ignore[union-attr]
     assert await slots.give_back("hang", "exec_0") is None
     assert await slots.in_flight("hang", NOW_MS) == 0
+
+
+async def test_a_give_back_that_redis_failed_is_tried_again_until_the_slot_is_free(
+    redis_client: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A call in flight when Redis went away: its give-back fails, and the slot must not stay
+    # held until it lapses (the longest job) while the node's other executions wait.
+    settings = msgspec.structs.replace(settings, node_max_in_flight=1)
+    slots = await _node(redis_client, settings, 2)
+    assert (await slots.take("exec_0", NOW_MS)).taken  # type: ignore[union-attr]
+    real = slots._free
+    failures: list[dict[str, object]] = []
+    freed = asyncio.Event()
+
+    async def down_then_back(**kwargs: object) -> object:
+        if len(failures) < 2:
+            failures.append(kwargs)
+            raise RedisConnectionError("redis is away")
+        woken = await real(**kwargs)  # type: ignore[arg-type]
+        freed.set()
+        return woken
+
+    monkeypatch.setattr(slots, "_free", down_then_back)
+    with pytest.raises(RedisConnectionError):
+        await slots.give_back("hang", "exec_0")
+    slots.give_back_later("hang", "exec_0")
+    await asyncio.wait_for(freed.wait(), 10)
+    assert len(failures) == 2
+    assert (await slots.take("exec_1", now_ms())).taken  # type: ignore[union-attr]
