@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -24,14 +22,6 @@ from agentfield_arq.ops.cli import main
 from agentfield_arq.ops.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def shard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("shard-1")), appendonly=False)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

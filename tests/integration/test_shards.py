@@ -6,8 +6,7 @@ routes were set."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import msgspec
@@ -31,14 +30,6 @@ from agentfield_arq.workers.worker import create_worker
 from tests.e2e.agent_app import registration
 from tests.integration.served import served
 from tests.keys import issue
-
-
-@pytest.fixture(scope="module")
-def shard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("shard-1")), appendonly=False)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
