@@ -36,22 +36,32 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_run_serves_the_seed_flow_and_ctrl_c_stops_every_child(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
+def _start(
+    tmp_path: Path, port: int, *args: str, env: dict[str, str], drop: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], Output]:
+    """`agentfield-arq run *args` serving on `port` with its data under `tmp_path`, the
+    `AGENTFIELD_ARQ_` settings `drop` left out of its environment; its output followed."""
+    full = {
         **os.environ,
         "AGENTFIELD_ARQ_API_PORT": str(port),
         "AGENTFIELD_ARQ_DATA_DIR": str(tmp_path / "data"),
+        **env,
     }
-    env.pop("AGENTFIELD_ARQ_REDIS_URL", None)
+    for name in drop:
+        full.pop(f"AGENTFIELD_ARQ_{name}", None)
     run = subprocess.Popen(
-        [sys.executable, "-m", "agentfield_arq", "run"],
-        env=env,
+        [sys.executable, "-m", "agentfield_arq", "run", *args],
+        env=full,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     assert run.stdout is not None
-    output = Output(run.stdout, tmp_path / "run.log")
+    return run, Output(run.stdout, tmp_path / "run.log")
+
+
+def test_run_serves_the_seed_flow_and_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+    port = free_port()
+    run, output = _start(tmp_path, port, env={}, drop=("REDIS_URL",))
     try:
         output.wait_for("Ctrl-C stops everything", READY_TIMEOUT_S)
         url = f"http://127.0.0.1:{port}"
@@ -73,7 +83,7 @@ def test_run_serves_the_seed_flow_and_ctrl_c_stops_every_child(tmp_path: Path) -
         execution_id = answer.json()["execution_id"]
         doc = terminal(
             redis_url,
-            from_env(env).key_prefix,
+            from_env().key_prefix,
             execution_id,
             lambda: httpx.get(f"{url}/api/v1/executions/{execution_id}", headers=auth).json(),
             RESULT_TIMEOUT_S,
@@ -95,23 +105,10 @@ MID_WORK = 40
 def test_ctrl_c_mid_work_leaves_no_execution_running(tmp_path: Path, e2e_redis: str) -> None:
     port = free_port()
     prefix = "ctrlc"
-    env = {
-        **os.environ,
-        "AGENTFIELD_ARQ_API_PORT": str(port),
-        "AGENTFIELD_ARQ_DATA_DIR": str(tmp_path / "data"),
-        # The session's Redis (under a prefix of its own), so that what was left can be read
-        # after the run command is gone.
-        "AGENTFIELD_ARQ_REDIS_URL": e2e_redis,
-        "AGENTFIELD_ARQ_KEY_PREFIX": prefix,
-    }
-    run = subprocess.Popen(
-        [sys.executable, "-m", "agentfield_arq", "run"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert run.stdout is not None
-    output = Output(run.stdout, tmp_path / "run.log")
+    # The session's Redis (under a prefix of its own), so that what was left can be read after
+    # the run command is gone.
+    env = {"AGENTFIELD_ARQ_REDIS_URL": e2e_redis, "AGENTFIELD_ARQ_KEY_PREFIX": prefix}
+    run, output = _start(tmp_path, port, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         output.wait_for("Ctrl-C stops everything", READY_TIMEOUT_S)
@@ -138,22 +135,14 @@ def test_ctrl_c_mid_work_leaves_no_execution_running(tmp_path: Path, e2e_redis: 
 
 def test_run_with_a_shard_serves_the_quarterly_report_across_both_redis(tmp_path: Path) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "AGENTFIELD_ARQ_API_PORT": str(port),
-        "AGENTFIELD_ARQ_DATA_DIR": str(tmp_path / "data"),
-        "AGENTFIELD_ARQ_WORKERS": "1",
-    }
-    for name in ("REDIS_URL", "REDIS_SHARDS", "REDIS_ROUTES"):
-        env.pop(f"AGENTFIELD_ARQ_{name}", None)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "agentfield_arq", "run", "--shards", "1"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    run, output = _start(
+        tmp_path,
+        port,
+        "--shards",
+        "1",
+        env={"AGENTFIELD_ARQ_WORKERS": "1"},
+        drop=("REDIS_URL", "REDIS_SHARDS", "REDIS_ROUTES"),
     )
-    assert run.stdout is not None
-    output = Output(run.stdout, tmp_path / "run.log")
     try:
         output.wait_for("Ctrl-C stops everything", READY_TIMEOUT_S)
         output.wait_for("AGENTFIELD_ARQ_REDIS_ROUTES=", 10.0)
@@ -170,7 +159,7 @@ def test_run_with_a_shard_serves_the_quarterly_report_across_both_redis(tmp_path
         execution_id, run_id = answer.json()["execution_id"], answer.json()["run_id"]
         doc = terminal(
             redis_url,
-            from_env(env).key_prefix,
+            from_env().key_prefix,
             execution_id,
             lambda: httpx.get(f"{url}/api/v1/executions/{execution_id}", headers=auth).json(),
             RESULT_TIMEOUT_S,
