@@ -116,12 +116,22 @@ POLL_ERRORS = (RedisError, OSError)
 OUTAGE_BASE_S = 0.1
 OUTAGE_CAP_S = 1.0
 
-_encoder = msgspec.msgpack.Encoder()
+
+def _exception_text(obj: Any) -> str:
+    # arq writes the exception a job failed with into its result (`serialize_result`, as for
+    # "job expired"); msgpack has no type for it, and arq would log a traceback and write
+    # "unable to serialize result" instead. Its text is what a reader of the result needs.
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__name__}: {obj}"
+    raise NotImplementedError(f"arq_serialize cannot encode {type(obj).__name__}")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_exception_text)
 _decoder = msgspec.msgpack.Decoder()
 
 
 def arq_serialize(obj: dict[str, Any]) -> bytes:
-    """arq's job serializer: msgpack, never pickle."""
+    """arq's job serializer: msgpack, never pickle (an exception is written as its text)."""
     return _encoder.encode(obj)
 
 

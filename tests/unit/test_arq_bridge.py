@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from arq.constants import in_progress_key_prefix, job_key_prefix
-from arq.jobs import deserialize_job, deserialize_job_raw, serialize_job
-from arq.worker import Worker
+from arq.jobs import deserialize_job, deserialize_job_raw, serialize_job, serialize_result
+from arq.worker import JobExecutionFailed, Worker
 
 from agentfield_arq.core.arq_bridge import (
     DELIVER_WEBHOOK,
@@ -92,3 +92,27 @@ def test_job_records_and_locks_are_at_arqs_own_keys() -> None:
 
 def test_a_delivery_job_has_an_id_of_its_own_beside_the_run_job() -> None:
     assert delivery_job_id(EXECUTION_ID) != EXECUTION_ID
+
+
+def test_a_failed_jobs_result_is_written_with_the_text_of_its_exception() -> None:
+    # arq serializes the exception a job failed with ("job expired", tries spent); without
+    # a way to encode it, arq logs a traceback and writes "unable to serialize result".
+    data = serialize_result(
+        function=RUN_EXECUTION,
+        args=(EXECUTION_ID,),
+        kwargs={},
+        job_try=1,
+        enqueue_time_ms=ENQUEUE_MS,
+        success=False,
+        result=JobExecutionFailed("job expired"),
+        start_ms=ENQUEUE_MS,
+        finished_ms=ENQUEUE_MS,
+        ref=f"{EXECUTION_ID}:{RUN_EXECUTION}",
+        queue_name="arq:queue",
+        job_id=EXECUTION_ID,
+        serializer=arq_serialize,
+    )
+    assert data is not None
+    result = arq_deserialize(data)
+    assert result["r"] == "JobExecutionFailed: job expired"
+    assert result["s"] is False
