@@ -29,6 +29,7 @@ of requests in flight (measured: a health probe answered after 1.8 s with a 1 s 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import hiredis
@@ -37,7 +38,7 @@ import redis.sentinel
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
-from redis.exceptions import DataError
+from redis.exceptions import ConnectionError, DataError
 from redis.typing import EncodableT
 
 from agentfield_arq.core.sentinel import sentinel_address
@@ -61,6 +62,28 @@ def _pack(args: tuple[EncodableT, ...]) -> list[bytes]:
         raise DataError(str(exc)) from exc
 
 
+# uvloop's words for a write to a transport it has closed (a reset from a killed Redis).
+_CLOSED_TRANSPORT = "the handler is closed"
+
+
+async def _send(
+    connection: Connection, command: bytes | str | Iterable[bytes], health: bool
+) -> None:
+    """redis-py's send, with uvloop's closed transport raised as the `ConnectionError` it is.
+
+    When Redis dies, uvloop closes the connection's transport as soon as it reads the reset;
+    redis-py learns of it only at its next write, which uvloop refuses with a RuntimeError that
+    redis-py passes on (asyncio's own loop drops the write, and the read fails with
+    `ConnectionError`). A request would then be answered 500 instead of 503, and a worker would
+    take an outage for a bug."""
+    try:
+        await Connection.send_packed_command(connection, command, health)
+    except RuntimeError as exc:
+        if _CLOSED_TRANSPORT not in str(exc):
+            raise
+        raise ConnectionError(f"Error while writing to socket: {exc}") from exc
+
+
 class PackedConnection(Connection):
     """`redis.asyncio.Connection` with hiredis' command packer (plain TCP; TLS and Unix-socket
     URLs keep redis-py's own connection classes)."""
@@ -69,6 +92,12 @@ class PackedConnection(Connection):
         """The command in the Redis protocol, as one buffer."""
         return _pack(args)
 
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """redis-py's send; a closed transport is a `ConnectionError` (see `_send`)."""
+        await _send(self, command, check_health)
+
 
 class PackedSentinelConnection(SentinelManagedConnection):
     """A connection to the primary that Sentinel names, with hiredis' command packer."""
@@ -76,6 +105,12 @@ class PackedSentinelConnection(SentinelManagedConnection):
     def pack_command(self, *args: EncodableT) -> list[bytes]:
         """The command in the Redis protocol, as one buffer."""
         return _pack(args)
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """redis-py's send; a closed transport is a `ConnectionError` (see `_send`)."""
+        await _send(self, command, check_health)
 
 
 def timeouts(settings: Settings, block_s: float = 0.0) -> dict[str, Any]:
