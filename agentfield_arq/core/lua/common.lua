@@ -254,3 +254,24 @@ local function mark_webhook_dead(hash, dead, execution_id, now_iso, now_ms, cuto
   redis.call('ZADD', dead, 0, member)
   redis.call('ZREMRANGEBYLEX', dead, '-', '(' .. string.rep('0', 13 - #cutoff_ms) .. cutoff_ms)
 end
+
+-- A call to a node has ended: free its slot (slots.py), and wake the oldest execution waiting
+-- for one by making its deferred run job due now. Only a job whose queue score is in the future
+-- is moved (LT: never later), so that a job a worker is running, whose score is in the past, is
+-- left to arq; an execution whose job is gone leaves the list. A waiter not woken still asks
+-- again at the end of its own wait. Returns the run job woken, or false.
+local function free_slot(slots, waiting, queue, execution_id, now_ms, scan)
+  redis.call('ZREM', slots, execution_id)
+  local now = tonumber(now_ms)
+  for _, waiter in ipairs(redis.call('ZRANGE', waiting, 0, tonumber(scan) - 1)) do
+    local score = redis.call('ZSCORE', queue, waiter)
+    if not score then
+      redis.call('ZREM', waiting, waiter)
+    elseif tonumber(score) > now then
+      redis.call('ZADD', queue, 'XX', 'LT', now, waiter)
+      redis.call('ZREM', waiting, waiter)
+      return waiter
+    end
+  end
+  return false
+end
