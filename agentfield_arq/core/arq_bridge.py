@@ -36,11 +36,11 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
 - The try counter: arq INCRs `arq:retry:{job id}` when a run of a job starts and keeps it when
   the job raises `Retry`; node_slot.lua DECRs it when a node is at its cap, so that waiting for
   a slot is not counted as one of the job's tries (`max_tries`, `job_try`).
-- Job ends: `WakingWorker.finish_job` skips arq's for a run job whose settle ended it:
-  finish.lua deletes what arq's `finish_job` would (the record, the in-progress lock, the try
-  count, the queue entry; `arq:abort` is unused, results are not kept) in the settle's step,
-  one round trip fewer per execution. `run_job` must still call `finish_job(job_id, ...)` once
-  after each job function returns or raises.
+- Job ends: `WakingWorker.finish_job` skips arq's for a run job whose own step ended it:
+  finish.lua (or await_callback.lua, for a 202) deletes what arq's `finish_job` would (the
+  record, the in-progress lock, the try count, the queue entry; `arq:abort` is unused, results
+  are not kept) in that step, one round trip fewer per execution. `run_job` must still call
+  `finish_job(job_id, ...)` once after each job function returns or raises.
 - Drains: `job_completion_wait` (SIGTERM stops picking jobs, waits, then cancels the tasks);
   arq leaves a cancelled job queued to run again, which for a run job that handed its
   execution back first is a no-op (its record and queue entry are gone).

@@ -275,7 +275,12 @@ class Runner:
             return
         await self.store.count_call(_outcome_of(status))
         if status == 202:
-            if await self.store.await_callback(execution_id, attempt, fields["node_id"]):
+            end = _RUN_END.get()
+            accepted = await self.store.await_callback(
+                execution_id, attempt, fields["node_id"], run_end=end
+            )
+            self._ended(end)
+            if accepted:
                 logger.info("awaiting callback execution_id=%s", execution_id)
             return
         shown = answer[:AGENT_ERROR_BODY_CHARS].decode(errors="replace")
@@ -380,9 +385,13 @@ class Runner:
             call_outcome=call_outcome,
             run_end=end,
         )
+        self._ended(end)
+        return transition
+
+    def _ended(self, end: RunEnd | None) -> None:
+        """A step that ended this task's run job (`end`) came back: arq is left nothing to do."""
         if end is not None and self.settled is not None:
             self.settled.add(end.job_id)
-        return transition
 
     async def _fail(
         self, execution_id: str, attempt: int | None, error: str, counted: str = ""

@@ -148,10 +148,11 @@ class HandBack(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class RunEnd(msgspec.Struct, kw_only=True, frozen=True):
-    """What a worker's settle of its own run ends in the same step (finish.lua): its arq run
-    job `job_id` (record, lock, try count and queue entry, which arq's `finish_job` would
-    delete in a round trip of its own), and the call slot it holds of node `node_id` ('' none:
-    slots.py's give-back, also a round trip of its own)."""
+    """What a worker's settle of its own run (finish.lua), or its record of an agent's 202
+    (await_callback.lua), ends in the same step: its arq run job `job_id` (record, lock, try
+    count and queue entry, which arq's `finish_job` would delete in a round trip of its own),
+    and the call slot it holds of node `node_id` ('' none: slots.py's give-back, also a round
+    trip of its own)."""
 
     job_id: str
     node_id: str = ""
@@ -411,8 +412,12 @@ class ExecutionStore:
         """Count one agent call by its outcome (for /metrics; not an execution's state)."""
         await self.redis.hincrby(self.keys.stats_agent_calls, outcome, 1)  # type: ignore[misc]  # redis-py's async stubs
 
-    async def await_callback(self, execution_id: str, attempt: str, node_id: str) -> bool:
-        """Record that the agent answered 202; False if the attempt is no longer current."""
+    async def await_callback(
+        self, execution_id: str, attempt: str, node_id: str, run_end: RunEnd | None = None
+    ) -> bool:
+        """Record that the agent answered 202; False if the attempt is no longer current.
+        `run_end`: the worker's run job and call slot, ended in the same step (whatever its
+        outcome)."""
         k = self.keys
         reply = await self._await_callback(
             keys=[
@@ -420,8 +425,15 @@ class ExecutionStore:
                 k.holders,
                 k.node_awaiting(node_id),
                 k.history(execution_id),
+                *_run_end_keys(k, run_end),
             ],
-            args=[attempt, now_ms(), self._record_ttl_s],
+            args=[
+                attempt,
+                now_ms(),
+                self._record_ttl_s,
+                run_end.job_id if run_end else "",
+                WAKE_SCAN,
+            ],
         )
         return text(reply[0]) == Outcome.OK
 
@@ -755,7 +767,7 @@ def _run_end_keys(k: Keys, run_end: RunEnd | None) -> list[str]:
     if run_end is None:
         return []
     job = run_end.job_id
-    ended = [k.arq_job(job), k.arq_in_progress(job), k.arq_retry(job)]
+    ended = [k.queue, k.arq_job(job), k.arq_in_progress(job), k.arq_retry(job)]
     if run_end.node_id:
         ended += [k.node_slots(run_end.node_id), k.node_waiting(run_end.node_id)]
     return ended

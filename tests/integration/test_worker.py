@@ -186,8 +186,16 @@ async def test_an_agent_answering_202_leaves_the_execution_running_and_frees_the
     assert await redis_client.exists(store.keys.arq_in_progress(execution_id)) == 0
 
 
-async def test_a_run_job_is_ended_by_the_settle_of_its_execution_not_by_arqs_finish(
-    store: ExecutionStore, settings: Settings, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("answer", "status"), [(200, "succeeded"), (422, "failed"), (202, "running")]
+)
+async def test_a_run_job_is_ended_by_the_step_that_records_the_answer_not_by_arqs_finish(
+    store: ExecutionStore,
+    settings: Settings,
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: int,
+    status: str,
 ) -> None:
     finished: list[str] = []
     arq_finish = Worker.finish_job
@@ -204,10 +212,10 @@ async def test_a_run_job_is_ended_by_the_settle_of_its_execution_not_by_arqs_fin
 
     monkeypatch.setattr(NodeSlots, "give_back", give_back)
     execution_id = await _submit(store)
-    worker = await _burst(settings, Scripted((200, {"revenue": 42})))
-    assert (await _doc(store, execution_id))["status"] == "succeeded"
+    worker = await _burst(settings, Scripted((answer, {"revenue": 42})))
+    assert (await _doc(store, execution_id))["status"] == status
     assert execution_id not in finished
-    assert given_back == []  # the settle freed the slot
+    assert given_back == []  # the step freed the slot
     assert worker.settled == set()
     k = store.keys
     ended = (k.arq_job(execution_id), k.arq_in_progress(execution_id), k.arq_retry(execution_id))

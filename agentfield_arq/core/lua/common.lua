@@ -275,3 +275,14 @@ local function free_slot(slots, waiting, queue, execution_id, now_ms, scan)
   end
   return false
 end
+
+-- A worker's run job ends with the step that calls this (store.py, RunEnd), whatever that step's
+-- outcome: its arq record, lock and try count and its queue entry go (arq's finish_job would
+-- delete them next, in a round trip of its own; WakingWorker skips it), and its node call slot
+-- is freed (`slots`, `waiting`: nil when it holds none), in the same round trip.
+local function end_run(queue, job_key, lock_key, retry_key, slots, waiting, job_id, execution_id,
+    now_ms, scan)
+  redis.call('DEL', job_key, lock_key, retry_key)
+  redis.call('ZREM', queue, job_id)
+  if slots then free_slot(slots, waiting, queue, execution_id, now_ms, scan) end
+end

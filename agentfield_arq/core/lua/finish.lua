@@ -12,8 +12,8 @@
 --       index status queued, index status running, index of the new status (unused for
 --       UNINDEXED_STATUS), start-to-end histogram, execution counters, index status waiting,
 --       history, agent-call counters, large documents, then for a worker settling its own run
---       (store.py, RunEnd): the run job's arq record, lock and try count, and, when it holds a
---       call slot, the node's slots and waiting list
+--       (store.py, RunEnd): the queue, the run job's arq record, lock and try count, and, when it
+--       holds a call slot, the node's slots and waiting list
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
@@ -24,15 +24,9 @@
 --       or no call), per-document cap of batch reads (bytes), the run job's id ('' none), most
 --       waiters of the node looked at
 if ARGV[19] ~= '' then redis.call('HINCRBY', KEYS[20], ARGV[19], 1) end
--- The worker's run job ends with this step, whatever its outcome: its arq keys and queue entry
--- go here (arq's finish_job, in a round trip of its own, would delete them next; WakingWorker
--- skips it), and so does its node call slot (node_slot_free.lua's step, in the same round trip).
 if ARGV[21] ~= '' then
-  redis.call('DEL', KEYS[22], KEYS[23], KEYS[24])
-  redis.call('ZREM', KEYS[8], ARGV[21])
-  if KEYS[25] then
-    free_slot(KEYS[25], KEYS[26], KEYS[8], string.match(KEYS[1], ':exec:([^:]+)$'), ARGV[3], ARGV[22])
-  end
+  end_run(KEYS[22], KEYS[23], KEYS[24], KEYS[25], KEYS[26], KEYS[27], ARGV[21],
+    string.match(KEYS[1], ':exec:([^:]+)$'), ARGV[3], ARGV[22])
 end
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
