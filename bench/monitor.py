@@ -22,6 +22,8 @@ from bench.harness import Harness
 from bench.load import JSON_AUTH
 from bench.plan import Plan
 
+STOP_MARK = "bench-monitor-stop"
+
 
 class Commands(msgspec.Struct, kw_only=True):
     """Per-execution command counts of one phase, by command name."""
@@ -46,7 +48,6 @@ class _Recorder:
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url)
         self.counts: Counter[tuple[str, str]] = Counter()
-        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._listen, daemon=True)
         self.ready = threading.Event()
 
@@ -55,9 +56,9 @@ class _Recorder:
             self.ready.set()
             while True:
                 entry = monitor.next_command()
-                if self.stopping.is_set():
-                    return
                 name = entry["command"].split(" ", 1)[0].upper()
+                if name == "ECHO" and STOP_MARK in entry["command"]:
+                    return
                 self.counts[(entry["client_type"], name)] += 1
 
     def __enter__(self) -> _Recorder:
@@ -66,8 +67,9 @@ class _Recorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.client.ping()  # wakes the listener so that it sees the flag
+        # MONITOR's stream lags behind the commands: the listener stops at this mark, once it
+        # has read everything sent before it (a flag would drop what the stream still held).
+        self.client.echo(STOP_MARK)
         self.thread.join(10)
         self.client.close()
 

@@ -14,6 +14,7 @@ from agentfield_arq.core.arq_bridge import (
     DELIVER_WEBHOOK,
     NOTIFY_WEBHOOK,
     RUN_EXECUTION,
+    SETTLED_JOBS,
     TELL_AGENT,
     arq_deserialize,
     arq_serialize,
@@ -108,7 +109,15 @@ def _lifecycle(
         ctx["http"] = agent_client(settings, agent_transport)
         store, nodes = ExecutionStore(redis, settings), NodeRegistry(redis, settings)
         ctx["runner"] = Runner(
-            store, nodes, ctx["http"], settings, lease.worker_id, running, tracing
+            store,
+            nodes,
+            ctx["http"],
+            settings,
+            lease.worker_id,
+            running,
+            tracing,
+            # Under WakingWorker, whose finish_job skips the run jobs their settle ended.
+            settled=ctx.get(SETTLED_JOBS),
         )
         ctx["elsewhere"] = [connect(url, settings) for url in elsewhere]
         ctx["cancellation"] = Cancellation(

@@ -36,6 +36,11 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
 - The try counter: arq INCRs `arq:retry:{job id}` when a run of a job starts and keeps it when
   the job raises `Retry`; node_slot.lua DECRs it when a node is at its cap, so that waiting for
   a slot is not counted as one of the job's tries (`max_tries`, `job_try`).
+- Job ends: `WakingWorker.finish_job` skips arq's for a run job whose own step ended it:
+  finish.lua (or await_callback.lua, for a 202) deletes what arq's `finish_job` would (the
+  record, the in-progress lock, the try count, the queue entry; `arq:abort` is unused, results
+  are not kept) in that step, one round trip fewer per execution. `run_job` must still call
+  `finish_job(job_id, ...)` once after each job function returns or raises.
 - Drains: `job_completion_wait` (SIGTERM stops picking jobs, waits, then cancels the tasks);
   arq leaves a cancelled job queued to run again, which for a run job that handed its
   execution back first is a no-op (its record and queue entry are gone).
@@ -104,6 +109,9 @@ JOB_PAYLOAD_TTL_MS = 86_400_000
 
 # Lifecycle entries read per XREAD while waiting to be woken.
 READ_COUNT = 100
+# The job context's set of run jobs that their settle ended (core/runner.py, finish.lua): made
+# by WakingWorker, filled by the Runner, emptied by WakingWorker.finish_job.
+SETTLED_JOBS = "settled_jobs"
 _QUEUED = Status.QUEUED.value.encode()
 # Redis is unreachable, stalled or still loading its data, or no replica confirmed a write that
 # REDIS_WAIT_REPLICAS wanted confirmed: what a job retries (redis-py raises WatchError for a
@@ -289,6 +297,8 @@ class WakingWorker(Worker):
         # Registered on the wake-up client for its encoding; run on arq's pool.
         self.start_script = load_script(self.wake_redis, "start_jobs")
         self.failed_polls = 0
+        self.settled: set[str] = set()
+        self.ctx[SETTLED_JOBS] = self.settled
 
     async def _poll_iteration(self) -> None:
         try:
@@ -326,6 +336,32 @@ class WakingWorker(Worker):
             task = self.loop.create_task(self.run_job(job_id, int(float(score))))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """arq's, but for a run job that its settle ended (finish.lua deleted its record, lock
+        and try count and took it out of the queue in the same step): nothing is left to do,
+        and a round trip is saved per execution."""
+        if job_id in self.settled:
+            self.settled.discard(job_id)
+            return
+        await super().finish_job(
+            job_id,
+            finish,
+            result_data,
+            result_timeout_s,
+            keep_result_forever,
+            incr_score,
+            keep_in_progress,
+        )
 
     def _running_here(self, job_id: str) -> bool:
         task = self.tasks.get(job_id)

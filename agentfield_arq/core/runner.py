@@ -17,6 +17,7 @@ What is tried again, and what is not:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 
 import httpx
@@ -30,7 +31,7 @@ from agentfield_arq.core.execution import FORWARDED_HEADERS, truncate
 from agentfield_arq.core.nodes import Dispatch, NodeRegistry, read_base_url
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.core.slots import NodeSlots
-from agentfield_arq.core.store import Claim, ExecutionStore, HandBack, Outcome
+from agentfield_arq.core.store import Claim, ExecutionStore, HandBack, Outcome, RunEnd, Transition
 from agentfield_arq.core.tracing import TRACEPARENT, Tracing
 from agentfield_arq.kernel.backoff import backoff_s
 from agentfield_arq.kernel.codec import canonical_json, now_ms, rfc3339
@@ -56,6 +57,9 @@ REFUSED_STATUSES = frozenset({429, 502, 503})
 # Connecting to an agent takes at most this long, whatever the call's limit.
 CONNECT_TIMEOUT_S = 5.0
 DEADLINE_ERROR = "execution deadline exceeded"
+# What the settle of the run in this task ends in the same step (`Runner.run` sets it for its
+# job; a sweep's task has none, and its settles end no job).
+_RUN_END: contextvars.ContextVar[RunEnd | None] = contextvars.ContextVar("run_end", default=None)
 
 
 class Runner:
@@ -70,6 +74,7 @@ class Runner:
         worker_id: str = "",
         running: set[str] | None = None,
         tracing: Tracing | None = None,
+        settled: set[str] | None = None,
     ) -> None:
         self.store = store
         self.nodes = nodes
@@ -81,6 +86,10 @@ class Runner:
         self.slots = NodeSlots(store.redis, settings)
         self.tokens = DispatchTokens(store.redis, store.keys)
         self.tracing = tracing or Tracing()
+        # The run jobs whose settle ended them (finish.lua deleted their arq keys and freed
+        # their slot), for the worker to skip arq's own finish of them (WakingWorker); None: a
+        # worker that finishes every job itself, and settles that end none.
+        self.settled = settled
 
     async def run(
         self, execution_id: str, job_id: str | None = None, last_try: bool = False
@@ -105,12 +114,18 @@ class Runner:
             # there is one arq started again while this worker still runs it.
             again = job in self.running
             self.running.add(job)
+            end = None
+            if self.settled is not None and not again:
+                end = RunEnd(job_id=job, node_id=slot.node_id if slot is not None else "")
+            reset = _RUN_END.set(end)
             try:
                 await self._claimed(execution_id, job, last_try, again)
             finally:
+                _RUN_END.reset(reset)
                 if not again:
                     self.running.discard(job)
-                if slot is not None:
+                ended = end is not None and self.settled is not None and job in self.settled
+                if slot is not None and not ended:
                     try:
                         await self.slots.give_back(slot.node_id, execution_id)
                     except REDIS_AWAY:
@@ -260,7 +275,12 @@ class Runner:
             return
         await self.store.count_call(_outcome_of(status))
         if status == 202:
-            if await self.store.await_callback(execution_id, attempt, fields["node_id"]):
+            end = _RUN_END.get()
+            accepted = await self.store.await_callback(
+                execution_id, attempt, fields["node_id"], run_end=end
+            )
+            self._ended(end)
+            if accepted:
                 logger.info("awaiting callback execution_id=%s", execution_id)
             return
         shown = answer[:AGENT_ERROR_BODY_CHARS].decode(errors="replace")
@@ -328,10 +348,9 @@ class Runner:
             await self._fail(execution_id, int(attempt), error, counted)
             return
         now = now_ms()
-        transition = await self.store.finish(
+        transition = await self._settle(
             execution_id,
             Status.SUCCEEDED,
-            rfc3339(now),
             now,
             result=result,
             attempt=attempt,
@@ -339,14 +358,48 @@ class Runner:
         )
         logger.info("succeeded execution_id=%s (%s)", execution_id, transition.outcome)
 
+    async def _settle(
+        self,
+        execution_id: str,
+        status: Status,
+        now: int,
+        *,
+        error: str | None = None,
+        result: bytes | None = None,
+        attempt: str | None = None,
+        only_if_overdue: bool = False,
+        call_outcome: str = "",
+    ) -> Transition:
+        """`store.finish`, ending in the same step the run job of this task and its slot, if
+        any (`_RUN_END`), whatever the step's outcome."""
+        end = _RUN_END.get()
+        transition = await self.store.finish(
+            execution_id,
+            status,
+            rfc3339(now),
+            now,
+            error=error,
+            result=result,
+            attempt=attempt,
+            only_if_overdue=only_if_overdue,
+            call_outcome=call_outcome,
+            run_end=end,
+        )
+        self._ended(end)
+        return transition
+
+    def _ended(self, end: RunEnd | None) -> None:
+        """A step that ended this task's run job (`end`) came back: arq is left nothing to do."""
+        if end is not None and self.settled is not None:
+            self.settled.add(end.job_id)
+
     async def _fail(
         self, execution_id: str, attempt: int | None, error: str, counted: str = ""
     ) -> None:
         now = now_ms()
-        transition = await self.store.finish(
+        transition = await self._settle(
             execution_id,
             Status.FAILED,
-            rfc3339(now),
             now,
             error=truncate(error),
             attempt=None if attempt is None else str(attempt),
@@ -355,13 +408,8 @@ class Runner:
         logger.warning("failed execution_id=%s (%s): %s", execution_id, transition.outcome, error)
 
     async def _time_out(self, execution_id: str, now: int) -> int:
-        transition = await self.store.finish(
-            execution_id,
-            Status.TIMEOUT,
-            rfc3339(now),
-            now,
-            error=DEADLINE_ERROR,
-            only_if_overdue=True,
+        transition = await self._settle(
+            execution_id, Status.TIMEOUT, now, error=DEADLINE_ERROR, only_if_overdue=True
         )
         if transition.outcome is Outcome.OK:
             logger.warning("timeout execution_id=%s", execution_id)

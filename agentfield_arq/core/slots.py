@@ -1,17 +1,19 @@
 """Per-node call slots: how many agent calls to one node may be in flight across the fleet.
 
 Without a cap, a node that never answers takes every worker slot it is sent work for, and work
-for every other node waits in the queue behind it. A worker takes a slot of the execution's
-node before it claims the execution (`node_slot.lua`) and gives it back when its call ends. A
-node at its cap gets no more calls: the job goes back to arq's queue for a short wait that
-grows with each deferral, without counting as one of arq's tries or as an attempt of the
-execution, and without holding a worker slot meanwhile. A freed slot wakes the oldest waiter
-of its node at once (`node_slot_free.lua`), so the wait is a fallback, not the pace. A slot
-lapses on its own after the longest a job may run, so that the slots of a worker that died
-free themselves. A give-back that Redis failed (an outage during the call) is tried again in the
-background until Redis takes it (`give_back_later`): without that, each call in flight when
-Redis went away kept its slot for the longest job, and a node whose slots were all in flight then
-ran a call or two at a time, held by the slots that lapse on their own only after an hour.
+for every other node waits in the queue behind it. A worker takes a slot of the execution's node
+before it claims the execution (`node_slot.lua`) and gives it back when its call ends. A node at
+its cap gets no more calls: the job goes back to arq's queue for a short wait that grows with
+each deferral, without counting as one of arq's tries or as an attempt of the execution, and
+without holding a worker slot meanwhile. A freed slot wakes the oldest waiter of its node at
+once (`node_slot_free.lua`; when the worker's own step records the call's answer, `finish.lua`
+or `await_callback.lua` frees it in that step: `store.RunEnd`), so the wait is a fallback, not
+the pace. A slot lapses on its own after the longest a job may run, so that the slots of a
+worker that died free themselves. A give-back that Redis failed (an outage during the call) is
+tried again in the background until Redis takes it (`give_back_later`): without that, each call
+in flight when Redis went away kept its slot for the longest job, and a node whose slots were
+all in flight then ran a call or two at a time, held by the slots that lapse on their own only
+after an hour.
 """
 
 from __future__ import annotations

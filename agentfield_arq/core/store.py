@@ -40,6 +40,7 @@ from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.routing import stamp
 from agentfield_arq.core.scripts import load_script
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.slots import WAKE_SCAN
 from agentfield_arq.core.views import Views
 from agentfield_arq.kernel.codec import encode, id_floor, id_ms, new_id, now_ms, text
 from agentfield_arq.kernel.errors import (
@@ -144,6 +145,17 @@ class HandBack(msgspec.Struct, kw_only=True, frozen=True):
     phase: str = "invoking"
     holder: str = ""
     lapsed_only: bool = False
+
+
+class RunEnd(msgspec.Struct, kw_only=True, frozen=True):
+    """What a worker's settle of its own run (finish.lua), or its record of an agent's 202
+    (await_callback.lua), ends in the same step: its arq run job `job_id` (record, lock, try
+    count and queue entry, which arq's `finish_job` would delete in a round trip of its own),
+    and the call slot it holds of node `node_id` ('' none: slots.py's give-back, also a round
+    trip of its own)."""
+
+    job_id: str
+    node_id: str = ""
 
 
 class ExecutionStore:
@@ -400,8 +412,12 @@ class ExecutionStore:
         """Count one agent call by its outcome (for /metrics; not an execution's state)."""
         await self.redis.hincrby(self.keys.stats_agent_calls, outcome, 1)  # type: ignore[misc]  # redis-py's async stubs
 
-    async def await_callback(self, execution_id: str, attempt: str, node_id: str) -> bool:
-        """Record that the agent answered 202; False if the attempt is no longer current."""
+    async def await_callback(
+        self, execution_id: str, attempt: str, node_id: str, run_end: RunEnd | None = None
+    ) -> bool:
+        """Record that the agent answered 202; False if the attempt is no longer current.
+        `run_end`: the worker's run job and call slot, ended in the same step (whatever its
+        outcome)."""
         k = self.keys
         reply = await self._await_callback(
             keys=[
@@ -409,8 +425,15 @@ class ExecutionStore:
                 k.holders,
                 k.node_awaiting(node_id),
                 k.history(execution_id),
+                *_run_end_keys(k, run_end),
             ],
-            args=[attempt, now_ms(), self._record_ttl_s],
+            args=[
+                attempt,
+                now_ms(),
+                self._record_ttl_s,
+                run_end.job_id if run_end else "",
+                WAKE_SCAN,
+            ],
         )
         return text(reply[0]) == Outcome.OK
 
@@ -544,12 +567,14 @@ class ExecutionStore:
         duration_ms: int | None = None,
         want_doc: bool = False,
         call_outcome: str = "",
+        run_end: RunEnd | None = None,
     ) -> Transition:
         """Make an execution terminal (once), queueing its webhook delivery if it has one;
         see finish.lua for the rules. The terminal document comes back only with `want_doc`
         (for a caller that answers with it): it holds the result, up to `max_result_bytes`.
         `call_outcome`: the agent call that brought the report, counted in the same step as
-        `count_call` would (whatever the step's outcome)."""
+        `count_call` would (whatever the step's outcome). `run_end`: the worker's run job and
+        call slot, ended in the same step (whatever its outcome)."""
         if not safe_id(execution_id):
             return Transition(outcome=Outcome.MISSING)
         k = self.keys
@@ -578,6 +603,7 @@ class ExecutionStore:
                 k.history(execution_id),
                 k.stats_agent_calls,
                 k.large_docs,
+                *_run_end_keys(k, run_end),
             ],
             [
                 status,
@@ -600,6 +626,8 @@ class ExecutionStore:
                 "1" if want_doc else "0",
                 call_outcome,
                 self.settings.batch_result_max_bytes,
+                run_end.job_id if run_end else "",
+                WAKE_SCAN,
             ],
         )
         return _transition(reply)
@@ -733,6 +761,16 @@ class ExecutionStore:
     async def forget_deadline(self, execution_id: str) -> None:
         """Drop a deadline whose execution record no longer exists."""
         await self.redis.zrem(self.keys.deadlines, execution_id)
+
+
+def _run_end_keys(k: Keys, run_end: RunEnd | None) -> list[str]:
+    if run_end is None:
+        return []
+    job = run_end.job_id
+    ended = [k.queue, k.arq_job(job), k.arq_in_progress(job), k.arq_retry(job)]
+    if run_end.node_id:
+        ended += [k.node_slots(run_end.node_id), k.node_waiting(run_end.node_id)]
+    return ended
 
 
 def _transition(reply: list[Any]) -> Transition:

@@ -14,7 +14,8 @@ from agentfield_arq.core.execution import submit
 from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.settings import Settings
-from agentfield_arq.core.store import ExecutionStore, Outcome
+from agentfield_arq.core.slots import NodeSlots
+from agentfield_arq.core.store import ExecutionStore, Outcome, RunEnd
 from agentfield_arq.kernel.codec import now_ms, rfc3339
 from agentfield_arq.kernel.errors import QueueFull, TargetNotFound
 from agentfield_arq.kernel.models import ExecuteRequest, NodeRegistration, TargetSpec
@@ -146,6 +147,65 @@ async def test_a_stale_worker_attempt_cannot_settle_the_execution(store: Executi
     assert stale.outcome is Outcome.STALE
     current = await store.finish(execution_id, "succeeded", *_now(), result=b"2", attempt="2")
     assert current.outcome is Outcome.OK
+
+
+async def _running_with_a_slot(
+    store: ExecutionStore, settings: Settings
+) -> tuple[str, str, NodeSlots]:
+    """A claimed execution whose run job arq started (its lock and try count set) and which
+    holds its node's one slot, and a second execution waiting for that slot, its job deferred
+    a minute as arq's Retry defers it."""
+    slots = NodeSlots(store.redis, msgspec.structs.replace(settings, node_max_in_flight=1))
+    running, waiting = await _queued(store), await _queued(store)
+    k, now = store.keys, now_ms()
+    assert (await slots.take(running, now)).taken  # type: ignore[union-attr]
+    assert not (await slots.take(waiting, now)).taken  # type: ignore[union-attr]
+    await store.redis.zadd(k.queue, {waiting: now + 60_000})
+    await store.redis.set(k.arq_in_progress(running), b"1")
+    await store.redis.incr(k.arq_retry(running))
+    await store.claim(running, *_now())
+    return running, waiting, slots
+
+
+async def _run_job_ended(store: ExecutionStore, job_id: str) -> bool:
+    k = store.keys
+    left = await store.redis.exists(
+        k.arq_job(job_id), k.arq_in_progress(job_id), k.arq_retry(job_id)
+    )
+    return left == 0 and await store.redis.zscore(k.queue, job_id) is None
+
+
+async def test_a_workers_settle_ends_its_run_job_and_gives_its_slot_to_the_oldest_waiter(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    running, waiting, slots = await _running_with_a_slot(store, settings)
+    end = RunEnd(job_id=running, node_id="finance")
+    done = await store.finish(running, "succeeded", *_now(), result=b"1", attempt="1", run_end=end)
+    assert done.outcome is Outcome.OK
+    assert await _run_job_ended(store, running)
+    assert await slots.in_flight("finance", now_ms()) == 0
+    assert (await store.redis.zscore(store.keys.queue, waiting) or 0) <= now_ms()
+
+
+async def test_a_workers_settle_ends_its_run_job_even_when_the_attempt_was_stale(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    running, _, slots = await _running_with_a_slot(store, settings)
+    end = RunEnd(job_id=running, node_id="finance")
+    stale = await store.finish(running, "succeeded", *_now(), result=b"1", attempt="7", run_end=end)
+    assert stale.outcome is Outcome.STALE
+    assert await _run_job_ended(store, running)
+    assert await slots.in_flight("finance", now_ms()) == 0
+
+
+async def test_a_settle_without_a_run_end_leaves_arqs_job_and_the_slot_alone(
+    store: ExecutionStore, settings: Settings
+) -> None:
+    running, _, slots = await _running_with_a_slot(store, settings)
+    done = await store.finish(running, "succeeded", *_now(), result=b"1", attempt="1")
+    assert done.outcome is Outcome.OK
+    assert await store.redis.exists(store.keys.arq_in_progress(running)) == 1
+    assert await slots.in_flight("finance", now_ms()) == 1
 
 
 async def test_any_json_result_is_kept_byte_for_byte(store: ExecutionStore) -> None:

@@ -18,6 +18,7 @@ import httpx
 import msgspec
 import pytest
 from arq.connections import RedisSettings, create_pool
+from arq.worker import Worker
 from redis.asyncio import Redis
 
 from agentfield_arq.core.arq_bridge import (
@@ -31,6 +32,7 @@ from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import webhook_id
 from agentfield_arq.core.roster import Roster
 from agentfield_arq.core.settings import Settings
+from agentfield_arq.core.slots import NodeSlots
 from agentfield_arq.core.store import ExecutionStore
 from agentfield_arq.kernel.codec import now_ms
 from agentfield_arq.kernel.errors import InvalidTransition
@@ -182,6 +184,44 @@ async def test_an_agent_answering_202_leaves_the_execution_running_and_frees_the
     # The run job is over: its record is gone and no worker holds its lock.
     assert await redis_client.exists(store.keys.arq_job(execution_id)) == 0
     assert await redis_client.exists(store.keys.arq_in_progress(execution_id)) == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"), [(200, "succeeded"), (422, "failed"), (202, "running")]
+)
+async def test_a_run_job_is_ended_by_the_step_that_records_the_answer_not_by_arqs_finish(
+    store: ExecutionStore,
+    settings: Settings,
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: int,
+    status: str,
+) -> None:
+    finished: list[str] = []
+    arq_finish = Worker.finish_job
+
+    async def recorded(self: Worker, job_id: str, *args: Any) -> None:
+        finished.append(job_id)
+        await arq_finish(self, job_id, *args)
+
+    monkeypatch.setattr(Worker, "finish_job", recorded)
+    given_back: list[str] = []
+
+    async def give_back(self: NodeSlots, node_id: str, execution_id: str) -> None:
+        given_back.append(execution_id)
+
+    monkeypatch.setattr(NodeSlots, "give_back", give_back)
+    execution_id = await _submit(store)
+    worker = await _burst(settings, Scripted((answer, {"revenue": 42})))
+    assert (await _doc(store, execution_id))["status"] == status
+    assert execution_id not in finished
+    assert given_back == []  # the step freed the slot
+    assert worker.settled == set()
+    k = store.keys
+    ended = (k.arq_job(execution_id), k.arq_in_progress(execution_id), k.arq_retry(execution_id))
+    assert await redis_client.exists(*ended) == 0
+    assert await redis_client.zscore(k.queue, execution_id) is None
+    assert await redis_client.zcard(k.node_slots("finance")) == 0
 
 
 async def test_a_finished_execution_has_its_webhook_delivered_by_a_delivery_job(

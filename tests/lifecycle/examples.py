@@ -129,6 +129,28 @@ def _a_freed_slot_wakes_the_oldest_deferred_waiter(m: LifecycleMachine) -> None:
     assert m.held[NODE] == {m.runs[1].id: m.now + m.slots.lease_ms}
 
 
+def _a_workers_settle_ends_its_run_job_and_wakes_its_slots_waiter(m: LifecycleMachine) -> None:
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.worker_takes_a_slot(worker=0, index=0)  # the node's one slot
+    m.worker_takes_a_slot(worker=1, index=1)  # at the cap: deferred, waiting
+    m.arq_defers_a_run_job(index=1, step=4)
+    m.claim(worker=0, index=0)
+    m.worker_settles(worker=0, succeeded=True, answer=1, ends_run=True)
+    assert m.runs[0].id not in m.queued  # arq's finish_job has nothing left to do
+    assert m.queued[m.runs[1].id] == m.now
+    assert not m.held[NODE]
+
+
+def _an_agents_202_ends_the_run_job_and_frees_its_slot(m: LifecycleMachine) -> None:
+    m.create(webhook=False, node=NODE, name=NAME)
+    m.worker_takes_a_slot(worker=0, index=0)
+    m.claim(worker=0, index=0)
+    m.agent_accepts(worker=0, ends_run=True)
+    assert m.runs[0].id not in m.queued
+    assert not m.held[NODE]
+
+
 def _an_ended_execution_leaves_the_waiting_list(m: LifecycleMachine) -> None:
     m.create(webhook=False, node=NODE, name=NAME)
     m.create(webhook=False, node=NODE, name=NAME)
@@ -196,6 +218,8 @@ REGRESSIONS: dict[str, Callable[[LifecycleMachine], None]] = {
         _a_full_queue_refuses_without_writing,
         _a_freed_slot_wakes_the_oldest_deferred_waiter,
         _an_ended_execution_leaves_the_waiting_list,
+        _a_workers_settle_ends_its_run_job_and_wakes_its_slots_waiter,
+        _an_agents_202_ends_the_run_job_and_frees_its_slot,
         _a_lapsed_workers_execution_is_handed_back_unspent,
         _a_live_holder_keeps_its_execution_until_its_lease_lapses,
         _an_overdue_or_parked_execution_is_not_the_workers,

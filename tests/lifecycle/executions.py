@@ -135,6 +135,7 @@ class ExecutionRules(MachineBase):
             r.status = "running"
             assert got.fields["attempt"] == str(r.attempt)
             self.workers[worker] = (r, str(r.attempt))
+            self.job_of[worker] = job
             self.holders[r.id] = me
         assert got.outcome is expected, (got, expected)
         self._stepped(f"claim: {expected}")
@@ -147,18 +148,21 @@ class ExecutionRules(MachineBase):
             self._check_finish(r, ended, "timeout", DEADLINE_ERROR, "")
 
     @precondition(lambda self: self.workers)
-    @rule(worker=st.integers(0, WORKERS - 1))
-    def agent_accepts(self, worker: int) -> None:
-        """The agent answered 202: the attempt parks until the callback or the deadline."""
-        r, attempt = self.workers[self._held(worker)]
+    @rule(worker=st.integers(0, WORKERS - 1), ends_run=st.booleans())
+    def agent_accepts(self, worker: int, ends_run: bool = False) -> None:
+        """The agent answered 202: the attempt parks until the callback or the deadline; under
+        WakingWorker the same step ends the worker's run job and frees its slot."""
+        held = self._held(worker)
+        r, attempt = self.workers[held]
         ok = (
             not r.expired
             and r.status == "running"
             and str(r.attempt) == attempt
             and r.phase == "invoking"
         )
+        end = self._end_run(held, r) if ends_run else None
         with mock.patch("agentfield_arq.core.store.now_ms", return_value=self.now):
-            assert self.run(self.store.await_callback(r.id, attempt, r.node)) is ok
+            assert self.run(self.store.await_callback(r.id, attempt, r.node, end)) is ok
         if ok:
             r.phase = "awaiting_callback"
             self.holders.pop(r.id, None)
@@ -169,10 +173,17 @@ class ExecutionRules(MachineBase):
         worker=st.integers(0, WORKERS - 1),
         succeeded=st.booleans(),
         answer=st.integers(0, len(RESULTS) - 1),
+        ends_run=st.booleans(),
     )
-    def worker_settles(self, worker: int, succeeded: bool, answer: int) -> None:
-        """The worker records the agent's answer, fenced by its attempt."""
-        r, attempt = self.workers.pop(self._held(worker))
+    def worker_settles(
+        self, worker: int, succeeded: bool, answer: int, ends_run: bool = False
+    ) -> None:
+        """The worker records the agent's answer, fenced by its attempt; under WakingWorker
+        the same step ends its run job and frees its slot, whatever the step's outcome."""
+        held = self._held(worker)
+        r, attempt = self.workers.pop(held)
+        end = self._end_run(held, r) if ends_run else None
+        self.job_of.pop(held, None)
         if succeeded:
             status, error, result = "succeeded", "", RESULTS[answer]
         else:
@@ -186,6 +197,7 @@ class ExecutionRules(MachineBase):
                 error=error or None,
                 result=result or None,
                 attempt=attempt,
+                run_end=end,
             )
         )
         self._check_finish(r, got, status, error, text(result), attempt=attempt)
@@ -197,6 +209,7 @@ class ExecutionRules(MachineBase):
         lease lapses in its time, and it comes back as a new process, under a new id."""
         crashed = self._held(worker)
         del self.workers[crashed]
+        self.job_of.pop(crashed, None)
         self.generation[crashed] = self.generation.get(crashed, 0) + 1
         self._stepped()
 

@@ -17,8 +17,8 @@ from agentfield_arq.core.keys import Keys
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import Attempt, Outbox
 from agentfield_arq.core.runner import DEADLINE_ERROR, Runner
-from agentfield_arq.core.slots import NodeSlots
-from agentfield_arq.core.store import ExecutionStore, Outcome
+from agentfield_arq.core.slots import WAKE_SCAN, NodeSlots
+from agentfield_arq.core.store import ExecutionStore, Outcome, RunEnd
 from agentfield_arq.kernel.codec import rfc3339
 from agentfield_arq.kernel.models import NodeRegistration, TargetSpec
 from agentfield_arq.kernel.status import TargetKind
@@ -67,6 +67,8 @@ class MachineBase(RuleBasedStateMachine):
         self.runs: list[Run] = []
         self.backend.sequences += 1
         self.workers: dict[int, tuple[Run, str]] = {}
+        # The run job each worker with a claim runs (the claim's job id).
+        self.job_of: dict[int, str] = {}
         self.couriers: dict[int, Attempt] = {}
         # arq's queue: job id -> when it may run (unix ms).
         self.queued: dict[str, int] = {}
@@ -189,6 +191,37 @@ class MachineBase(RuleBasedStateMachine):
                 r.doc = self.run(self.store.get_doc(r.id))
         assert changed == expected, (changed, expected)
         self.backend.outcomes[f"sweep: {'some' if expected else 'none'} timed out"] += 1
+
+    def _end_run(self, worker: int, r: Run) -> RunEnd | None:
+        """What a worker's step (finish.lua, await_callback.lua) ends with it: the run job it
+        claimed leaves the queue with its record and lock, and the slot it holds of the
+        execution's node, if any, is freed (`_free_slot`). None once its run job has ended."""
+        job = self.job_of.pop(worker, None)
+        if job is None:
+            return None
+        self.queued.pop(job, None)
+        self.locks.discard(job)
+        self.dead_jobs.discard(job)
+        if self.slot_of.get(worker) != (r.node, r.id):
+            return RunEnd(job_id=job)
+        del self.slot_of[worker]
+        self._free_slot(r.node, r.id)
+        return RunEnd(job_id=job, node_id=r.node)
+
+    def _free_slot(self, node: str, execution_id: str) -> str | None:
+        """A call's slot is freed and the oldest waiter whose job is deferred is made due now
+        (returned); waiters whose job is gone leave the list."""
+        self.held.get(node, {}).pop(execution_id, None)
+        waiting = self.waiting.get(node, {})
+        for waiter, _ in sorted(waiting.items(), key=lambda item: (item[1], item[0]))[:WAKE_SCAN]:
+            due = self.queued.get(waiter)
+            if due is None:
+                del waiting[waiter]
+            elif due > self.now:
+                self.queued[waiter] = self.now
+                del waiting[waiter]
+                return waiter
+        return None
 
     def _expire_slot_keys(self) -> None:
         """Redis drops a node's slot set or waiting list a lease after its last renewal."""

@@ -8,7 +8,7 @@ from unittest import mock
 from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
-from agentfield_arq.core.slots import WAIT_BASE_S, WAKE_SCAN
+from agentfield_arq.core.slots import WAIT_BASE_S
 from tests.lifecycle.machine import MachineBase
 from tests.lifecycle.model import MAX_RUNS, WORKERS, unfinished
 
@@ -63,18 +63,7 @@ class SlotRules(MachineBase):
         )
         with mock.patch("agentfield_arq.core.slots.now_ms", return_value=self.now):
             woken = self.run(self.slots.give_back(node, execution_id))
-        self.held.get(node, {}).pop(execution_id, None)
-        waiting = self.waiting.get(node, {})
-        expected = None
-        for waiter, _ in sorted(waiting.items(), key=lambda item: (item[1], item[0]))[:WAKE_SCAN]:
-            due = self.queued.get(waiter)
-            if due is None:
-                del waiting[waiter]
-            elif due > self.now:
-                self.queued[waiter] = self.now
-                del waiting[waiter]
-                expected = waiter
-                break
+        expected = self._free_slot(node, execution_id)
         assert woken == expected, (woken, expected)
         self._stepped(f"slot freed: {'woke' if expected else 'none woken'}")
 

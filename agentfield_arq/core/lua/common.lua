@@ -254,3 +254,35 @@ local function mark_webhook_dead(hash, dead, execution_id, now_iso, now_ms, cuto
   redis.call('ZADD', dead, 0, member)
   redis.call('ZREMRANGEBYLEX', dead, '-', '(' .. string.rep('0', 13 - #cutoff_ms) .. cutoff_ms)
 end
+
+-- A call to a node has ended: free its slot (slots.py), and wake the oldest execution waiting
+-- for one by making its deferred run job due now. Only a job whose queue score is in the future
+-- is moved (LT: never later), so that a job a worker is running, whose score is in the past, is
+-- left to arq; an execution whose job is gone leaves the list. A waiter not woken still asks
+-- again at the end of its own wait. Returns the run job woken, or false.
+local function free_slot(slots, waiting, queue, execution_id, now_ms, scan)
+  redis.call('ZREM', slots, execution_id)
+  local now = tonumber(now_ms)
+  for _, waiter in ipairs(redis.call('ZRANGE', waiting, 0, tonumber(scan) - 1)) do
+    local score = redis.call('ZSCORE', queue, waiter)
+    if not score then
+      redis.call('ZREM', waiting, waiter)
+    elseif tonumber(score) > now then
+      redis.call('ZADD', queue, 'XX', 'LT', now, waiter)
+      redis.call('ZREM', waiting, waiter)
+      return waiter
+    end
+  end
+  return false
+end
+
+-- A worker's run job ends with the step that calls this (store.py, RunEnd), whatever that step's
+-- outcome: its arq record, lock and try count and its queue entry go (arq's finish_job would
+-- delete them next, in a round trip of its own; WakingWorker skips it), and its node call slot
+-- is freed (`slots`, `waiting`: nil when it holds none), in the same round trip.
+local function end_run(queue, job_key, lock_key, retry_key, slots, waiting, job_id, execution_id,
+    now_ms, scan)
+  redis.call('DEL', job_key, lock_key, retry_key)
+  redis.call('ZREM', queue, job_id)
+  if slots then free_slot(slots, waiting, queue, execution_id, now_ms, scan) end
+end

@@ -11,7 +11,9 @@
 --       children set, tell-agent arq job, holders,
 --       index status queued, index status running, index of the new status (unused for
 --       UNINDEXED_STATUS), start-to-end histogram, execution counters, index status waiting,
---       history, agent-call counters, large documents
+--       history, agent-call counters, large documents, then for a worker settling its own run
+--       (store.py, RunEnd): the queue, the run job's arq record, lock and try count, and, when it
+--       holds a call slot, the node's slots and waiting list
 -- ARGV: status, now_iso, now_ms, retention_s, stream_maxlen, expected_attempt ('' any),
 --       require_overdue ('1'/'0'), error ('' none), result_json ('' none), duration_ms ('' derive),
 --       webhook_id, delivery job id, delivery job payload, delivery job ttl_ms,
@@ -19,8 +21,13 @@
 --       tell-agent job id, tell-agent job payload, '1' to have the document sent back (up to
 --       10 MiB with its result: only for a caller that answers with it), the outcome of the agent
 --       call that brought this report, counted whatever this step does ('' none: counted apart,
---       or no call), per-document cap of batch reads (bytes)
+--       or no call), per-document cap of batch reads (bytes), the run job's id ('' none), most
+--       waiters of the node looked at
 if ARGV[19] ~= '' then redis.call('HINCRBY', KEYS[20], ARGV[19], 1) end
+if ARGV[21] ~= '' then
+  end_run(KEYS[22], KEYS[23], KEYS[24], KEYS[25], KEYS[26], KEYS[27], ARGV[21],
+    string.match(KEYS[1], ':exec:([^:]+)$'), ARGV[3], ARGV[22])
+end
 local h = hmget(KEYS[1], DOC_FIELDS)
 if not h.status then return {'missing'} end
 -- 64 bits of SHA-1 tell a repeat from another report; a digest stored whole before compares
