@@ -36,9 +36,11 @@ import hiredis
 import redis
 import redis.sentinel
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
-from redis.exceptions import ConnectionError, DataError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from agentfield_arq.core.sentinel import sentinel_address
@@ -66,25 +68,79 @@ def _pack(args: tuple[EncodableT, ...]) -> list[bytes]:
 _CLOSED_TRANSPORT = "the handler is closed"
 
 
-async def _send(
-    connection: Connection, command: bytes | str | Iterable[bytes], health: bool
-) -> None:
-    """redis-py's send, with uvloop's closed transport raised as the `ConnectionError` it is.
+class _Lean(AbstractConnection):
+    """redis-py's command round trip without the two loop turns it adds to every command.
 
-    When Redis dies, uvloop closes the connection's transport as soon as it reads the reset;
-    redis-py learns of it only at its next write, which uvloop refuses with a RuntimeError that
-    redis-py passes on (asyncio's own loop drops the write, and the read fails with
-    `ConnectionError`). A request would then be answered 500 instead of 503, and a worker would
-    take an outage for a bug."""
-    try:
-        await Connection.send_packed_command(connection, command, health)
-    except RuntimeError as exc:
-        if _CLOSED_TRANSPORT not in str(exc):
+    - Sending: redis-py runs each write under `asyncio.wait_for`, a task of its own per
+      command. A write the socket takes at once has nothing to wait for; only one that leaves
+      bytes buffered (or meets a closing transport) waits for the drain, under the same
+      timeout and with the same errors.
+    - A write to a transport uvloop has closed: when Redis dies, uvloop closes the transport
+      as soon as it reads the reset, and refuses the next write with a RuntimeError (asyncio's
+      own loop drops it, and the read fails with `ConnectionError`). It is raised as the
+      `ConnectionError` it is: a request is answered 503, not 500, and a worker does not take
+      an outage for a bug.
+    - Taking a connection from the pool: redis-py checks that nothing is left to read with a
+      read under a zero timeout, which suspends the request until the next loop turn and then
+      cancels it. Whatever a closed or dirty connection left is already in the stream or the
+      parser's buffer (the loop fed it there), so those are looked at without reading.
+    """
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """Send `command` (as redis-py does), waiting only if the socket did not take it all."""
+        writer = self._writer
+        try:
+            if (
+                writer is None
+                or not isinstance(command, list)
+                or (check_health and self._health_check_due())
+            ):
+                await super().send_packed_command(command, check_health)
+                return
+            writer.writelines(command)
+        except RuntimeError as exc:
+            if _CLOSED_TRANSPORT not in str(exc):
+                raise
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+        transport = writer.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            await self._drain()
+
+    def _health_check_due(self) -> bool:
+        return bool(self.health_check_interval) and (
+            asyncio.get_running_loop().time() > self.next_health_check
+        )
+
+    async def _drain(self) -> None:
+        assert self._writer is not None
+        try:
+            await asyncio.wait_for(self._writer.drain(), self.socket_timeout)
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as e:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {e}") from e
+        except BaseException:
+            await self.disconnect(nowait=True)
             raise
-        raise ConnectionError(f"Error while writing to socket: {exc}") from exc
+
+    async def can_read_destructive(self) -> bool:
+        """Whether anything waits to be read (a reply nobody read, or the server's close)."""
+        stream = self._reader
+        parser = getattr(self._parser, "_reader", None)
+        if stream is None or not isinstance(parser, hiredis.Reader):
+            found: bool = await super().can_read_destructive()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            return found
+        return bool(
+            parser.has_data() or stream.at_eof() or stream.exception() is not None or stream._buffer  # type: ignore[attr-defined]  # asyncio keeps no public count of it
+        )
 
 
-class PackedConnection(Connection):
+class PackedConnection(_Lean, Connection):
     """`redis.asyncio.Connection` with hiredis' command packer (plain TCP; TLS and Unix-socket
     URLs keep redis-py's own connection classes)."""
 
@@ -92,25 +148,13 @@ class PackedConnection(Connection):
         """The command in the Redis protocol, as one buffer."""
         return _pack(args)
 
-    async def send_packed_command(
-        self, command: bytes | str | Iterable[bytes], check_health: bool = True
-    ) -> None:
-        """redis-py's send; a closed transport is a `ConnectionError` (see `_send`)."""
-        await _send(self, command, check_health)
 
-
-class PackedSentinelConnection(SentinelManagedConnection):
+class PackedSentinelConnection(_Lean, SentinelManagedConnection):
     """A connection to the primary that Sentinel names, with hiredis' command packer."""
 
     def pack_command(self, *args: EncodableT) -> list[bytes]:
         """The command in the Redis protocol, as one buffer."""
         return _pack(args)
-
-    async def send_packed_command(
-        self, command: bytes | str | Iterable[bytes], check_health: bool = True
-    ) -> None:
-        """redis-py's send; a closed transport is a `ConnectionError` (see `_send`)."""
-        await _send(self, command, check_health)
 
 
 def timeouts(settings: Settings, block_s: float = 0.0) -> dict[str, Any]:
