@@ -103,7 +103,9 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
 
     return Starlette(
         routes=[*routes.table(), *routes.SOCKETS, *static_routes()],
-        middleware=[Middleware(Edge, settings=settings)],
+        middleware=[
+            Middleware(Edge, settings=settings, express=routes.Express(routes.OPERATIONS, HANDLERS))
+        ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

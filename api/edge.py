@@ -15,6 +15,7 @@ a body may take, and answers anything unexpected itself.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentfield_arq.api.errors import error_response, internal_error
 from agentfield_arq.core.settings import Settings
 from agentfield_arq.kernel import errors
+
+if TYPE_CHECKING:
+    from agentfield_arq.api.routes import Express
 
 JSON = "application/json"
 CLOSE = (b"connection", b"close")
@@ -62,10 +66,11 @@ def _refusal(headers: dict[bytes, bytes], hosts: frozenset[str] | None) -> error
 class Edge:
     """See the module's docstring; one instance wraps the app's router."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, express: Express | None = None) -> None:
         self.app = app
         self.hosts = settings.allowed_host_names
         self.body_timeout_s = settings.body_timeout_s
+        self.express = express
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse, or serve `scope` with a body deadline and a last-resort error answer."""
@@ -81,8 +86,13 @@ class Edge:
             await response(scope, receive, send)
             return
         exchange = _Exchange(receive, send, self.body_timeout_s if _has_body(headers) else None)
+        express = self.express
+        found = None if express is None else express.match(scope)
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            if express is None or found is None:
+                await self.app(scope, exchange.receive, exchange.send)
+            else:
+                await express.serve(*found, scope, exchange.receive, exchange.send)
         except Exception as exc:
             if exchange.started:
                 raise  # the answer is half sent: only closing the connection can end it

@@ -126,6 +126,7 @@ OPERATIONS: list[Operation] = [
         query=(_IDEMPOTENCY_KEY,),
         errors=(*_EXECUTE_ERRORS, *DURABLE),
         access=Access.CALLER,
+        express=True,
     ),
     Operation(
         "POST",
