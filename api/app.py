@@ -48,11 +48,12 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         routes_table = settings.routes
-        home_redis = connect(settings.redis_url, settings)
+        # Requests' scripts pipelined on one connection per Redis (core/channel.py).
+        home_redis = connect(settings.redis_url, settings, channel=True)
         clients: list[Redis] = [home_redis]
         shards: dict[str, Shard] = {}
         for code, url in routes_table.urls.items():
-            redis = home_redis if code == HOME else connect(url, settings)
+            redis = home_redis if code == HOME else connect(url, settings, channel=True)
             # XREAD BLOCK holds its connection, so each stream reader gets a client of its
             # own, whose command timeout allows for the block.
             reader = connect(url, settings, block_s=BLOCK_MS / 1000)

@@ -43,6 +43,7 @@ from redis.exceptions import DataError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
+from agentfield_arq.core.channel import Channel
 from agentfield_arq.core.sentinel import sentinel_address
 from agentfield_arq.core.settings import Settings
 
@@ -200,12 +201,31 @@ def connection_pool(
     )
 
 
-def connect(url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0) -> Redis:
+class Client(Redis):
+    """A client whose Lua scripts may travel on a `Channel` (core/channel.py) beside its pool."""
+
+    channel: Channel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the channel, then the pool as redis-py does."""
+        if self.channel is not None:
+            self.channel.close()
+        await super().aclose(close_connection_pool)
+
+
+def connect(
+    url: str, settings: Settings = DEFAULTS, *, block_s: float = 0.0, channel: bool = False
+) -> Redis:
     """A Redis client returning bytes, so that stored JSON documents pass through untouched,
     with the timeouts of `settings` (see `timeouts`); through Sentinel when `url` is a
-    `redis+sentinel://` URL."""
+    `redis+sentinel://` URL. With `channel`, its scripts are pipelined on one connection
+    (core/channel.py; plain TCP only: over TLS, a Unix socket or Sentinel, they use the pool)."""
     # from_pool: closing the client closes its pool, as with Redis.from_url.
-    client: Redis = Redis.from_pool(connection_pool(url, settings, block_s=block_s))
+    pool = connection_pool(url, settings, block_s=block_s)
+    client = Client(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as Redis.from_pool
+    if channel and pool.connection_class is PackedConnection:
+        client.channel = Channel(pool.connection_kwargs, settings)
     return client
 
 

@@ -15,6 +15,7 @@ came back.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any
@@ -24,6 +25,8 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, KeyT
+
+from agentfield_arq.core.connection import Client
 
 PRELUDE = "common"
 
@@ -55,11 +58,13 @@ class Script(AsyncScript):
         count = len(keys or ())
         words: list[Any] = [*(keys or ()), *(args or ())]
         loads = self._loads
+        channel = client.channel if isinstance(client, Client) else None
+        run = client.evalsha if channel is None else functools.partial(channel.call, "EVALSHA")
         try:
-            return await client.evalsha(self.sha, count, *words)  # type: ignore[misc]  # redis-py's async stubs
+            return await run(self.sha, count, *words)  # type: ignore[misc]  # redis-py's async stubs
         except NoScriptError:
             await self._load(client, loads)
-            return await client.evalsha(self.sha, count, *words)  # type: ignore[misc]  # redis-py's async stubs
+            return await run(self.sha, count, *words)  # type: ignore[misc]  # redis-py's async stubs
 
     async def _load(self, client: Redis, seen: int) -> None:
         """Load the script, unless another caller did since this one's call went out."""

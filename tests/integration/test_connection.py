@@ -67,9 +67,14 @@ async def test_a_pooled_connection_that_the_server_closed_is_replaced_before_the
 
 
 async def test_a_write_the_socket_cannot_take_at_once_waits_within_the_command_timeout() -> None:
+    done = asyncio.Event()
+    handlers: list[asyncio.Task[None] | None] = []
+
     async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())
         writer.write(b"+PONG\r\n+PONG\r\n")  # the first PING's and its health check's
-        await asyncio.Event().wait()
+        await done.wait()
+        writer.close()
 
     server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -84,5 +89,7 @@ async def test_a_write_the_socket_cannot_take_at_once_waits_within_the_command_t
     finally:
         transport.abort()  # its buffer would never drain, nor the socket close
         await client.aclose()
+        done.set()
+        await asyncio.gather(*(h for h in handlers if h is not None))
         server.close()
         await server.wait_closed()
