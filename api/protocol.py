@@ -111,10 +111,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        """The headers are in: stop their clock, hand the request to uvicorn."""
+        """The headers are in: stop their clock, hand the request to uvicorn (whose response
+        cycle writes through `_Coalesced`)."""
         self._reading_headers = False
         self._cancel_header_timer()
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not before:  # a new cycle (not an upgrade), whose task has not run yet
+            self.cycle.transport = _Coalesced(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         """The next bytes on this connection are the next request's headers."""
@@ -154,6 +158,42 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             )
             self.transport.write(_answer(408, RequestTimeout.code, message))
         self.transport.close()
+
+
+class _Coalesced:
+    """The connection's transport as one response cycle writes to it: what the cycle writes in
+    one loop turn goes out in one write. uvicorn writes the status line and headers, then the
+    body, each with a system call of its own (and the peer reads two segments): ~8% of the API's
+    CPU per enqueue (bench/). A streamed body still goes out as it comes, a turn at most later.
+    """
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        """Queue `data` for this turn's write."""
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def close(self) -> None:
+        """Write what is queued, then close the connection."""
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        """Whether the connection is closing (or closed)."""
+        return self._transport.is_closing()
+
+    def _flush(self) -> None:
+        if self._pending:
+            if not self._transport.is_closing():
+                self._transport.write(b"".join(self._pending))
+            self._pending.clear()
 
 
 def protocol_class(settings: Settings) -> type[BoundedHttpToolsProtocol]:
