@@ -25,7 +25,7 @@ from typing import Any, cast
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import DataError, InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
@@ -51,10 +51,14 @@ class Channel:
 
     async def call(self, *args: EncodableT) -> Any:
         """Send one command and wait for its reply (raised, if Redis answered an error)."""
+        try:
+            packed = hiredis.pack_command(args)  # type: ignore[arg-type]  # its stub types a 1-tuple
+        except TypeError as exc:  # None, bool, or a type Redis cannot hold: as redis-py says
+            raise DataError(str(exc)) from exc
         line = self._line
         if line is None or line.lost:
             line = await self._connected()
-        return await line.send(hiredis.pack_command(args))  # type: ignore[arg-type]  # its stub types a 1-tuple
+        return await line.send(packed)
 
     async def _connected(self) -> _Line:
         # One connect for every caller that finds the channel without a connection.

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentfield_arq.core.channel import Channel
@@ -56,6 +56,11 @@ async def test_a_script_of_a_channel_client_runs_on_the_channel_and_loads_itself
         assert await client.channel.call("PING") == b"PONG"
     finally:
         await client.aclose()
+
+
+async def test_a_value_redis_cannot_hold_is_a_data_error_as_with_redis_py() -> None:
+    with pytest.raises(DataError):
+        await Channel({"host": "127.0.0.1", "port": 1}, Settings()).call("SET", "k", None)  # type: ignore[arg-type]
 
 
 def test_only_plain_tcp_clients_get_a_channel() -> None:
