@@ -134,8 +134,11 @@ class _Line(asyncio.Protocol):
         return future
 
     def _flush(self) -> None:
-        if self.transport is not None and not self.lost and self.out:
-            self.transport.write(b"".join(self.out))
+        # A transport uvloop has closed refuses writes (RuntimeError); connection_lost follows
+        # and fails the commands queued.
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and not self.lost and self.out:
+            transport.write(b"".join(self.out))
         self.out.clear()
 
     def data_received(self, data: bytes) -> None:

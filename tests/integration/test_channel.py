@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -173,3 +175,26 @@ async def test_a_password_and_database_are_sent_before_the_first_command(
     assert await channel.call("PING") == b"PONG"
     assert seen == [b"AUTH pw", b"SELECT 2", b"PING"]
     channel.close()
+
+
+def test_a_command_on_a_transport_uvloop_closed_is_a_connection_error(redis_url: str) -> None:
+    # As when a killed Redis resets the socket: uvloop closes the transport, and refuses writes.
+    async def scenario() -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+        client = connect(redis_url, channel=True)
+        assert isinstance(client, Client)
+        assert client.channel is not None
+        try:
+            assert await client.channel.call("PING") == b"PONG"
+            assert client.channel._line is not None
+            assert client.channel._line.transport is not None
+            client.channel._line.transport.abort()
+            with pytest.raises(RedisConnectionError):
+                await client.channel.call("PING")
+            assert await client.channel.call("PING") == b"PONG"  # connected anew
+        finally:
+            await client.aclose()
+        return errors
+
+    assert uvloop.run(scenario()) == []
