@@ -288,7 +288,8 @@ class WakingWorker(Worker):
         # The jobs another worker was found running, each with the loop time before which its
         # lock cannot lapse (the lock's PTTL when asked; renewed by its worker's lease beats,
         # core/lease.py, it may outlast that, and is then found held again). Kept for the ids
-        # of the last poll only: a job that ended has left the queue.
+        # of the last poll only (a job that ended has left the queue), and forgotten when a
+        # poll fails.
         self.held: dict[str, float] = {}
 
     async def _poll_iteration(self) -> None:
@@ -300,6 +301,9 @@ class WakingWorker(Worker):
             if self.failed_polls == 1:
                 logger.warning("redis unavailable, polling again until it answers: %s", exc)
             self.wake.cursor = None
+            # Redis may come back without the locks it answered held (restarted from an older
+            # append-only file, or a replica promoted): ask about those ids again.
+            self.held.clear()
             await asyncio.sleep(backoff_s(self.failed_polls, OUTAGE_BASE_S, OUTAGE_CAP_S))
             return
         if self.failed_polls:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import NoReturn
 
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from agentfield_arq.core.arq_bridge import IN_PROGRESS_KEY_PREFIX, WakingWorker
 from agentfield_arq.core.keys import Keys
@@ -157,3 +159,28 @@ async def test_a_job_that_left_the_queue_and_came_back_is_asked_about_at_once(
     await _poll(worker, JOB)
     assert fake.jobs == [JOB]
     assert worker.held == {}
+
+
+async def test_a_job_found_held_before_a_redis_outage_is_asked_about_again_after_it(
+    workers: Callable[[], WakingWorker],
+    started: Callable[[WakingWorker], Started],
+    redis_client: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = workers()
+    fake = started(worker)
+    await _queue(redis_client, JOB)
+    lock = IN_PROGRESS_KEY_PREFIX + JOB
+    await redis_client.set(lock, b"1", px=60_000)
+    await _poll(worker, JOB)
+    with monkeypatch.context() as outage:
+        outage.setattr(worker.pool, "zrangebyscore", _unreachable)
+        await worker._poll_iteration()
+    assert worker.failed_polls == 1
+    await redis_client.delete(lock)  # Redis came back without it (a lost write)
+    await _poll(worker, JOB)
+    assert fake.jobs == [JOB]
+
+
+async def _unreachable(*args: object, **kwargs: object) -> NoReturn:
+    raise RedisConnectionError("Redis is away")
