@@ -47,11 +47,11 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   locks of a whole poll in one script) and keeps its bookkeeping: `sem`, `job_counter`,
   `tasks`, `run_job(job_id, score)` and `_release_sem_dec_counter_on_complete`. An id that
   the script found held by another worker is not sent again until its lock's PTTL (as asked)
-  has passed or a poll no longer reads it. That relies on arq removing a job's lock only when
-  the job ends (it then leaves the queue too) or is to run again (`finish_job` with
-  `incr_score`: the worker that ran it starts it again, not having skipped it), so that a job
-  skipped so is at worst started by this worker once its lock may lapse, which is also when
-  arq's crash recovery would start it (`Settings.recovery_bound_s`).
+  has passed, a poll no longer reads it, or a poll failed. That relies on arq removing a
+  job's lock only when the job ends (it then leaves the queue too) or is to run again
+  (`finish_job` with `incr_score`: the worker that ran it starts it again, not having skipped
+  it), so that a job skipped so is at worst started by this worker once its lock may lapse,
+  which is also when arq's crash recovery would start it (`Settings.recovery_bound_s`).
 - arq 0.28's `Worker.close` calls redis-py's deprecated `close()`; those tests ignore that
   warning, and the filter can go once arq calls `aclose()`.
 - Redis outages: arq's `Worker.main` runs `_poll_iteration` in a bare loop, so a Redis error
@@ -59,7 +59,9 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   worker process (exit code 1). `WakingWorker._poll_iteration` catches those errors and polls
   again with a growing delay; `start_jobs` takes a slot (arq's `job_counter` and semaphore)
   only for a job whose start Redis confirmed. arq's
-  `create_pool` sets no command timeout, so `arq_pool` builds the worker's pool itself.
+  `create_pool` sets no command timeout, so `arq_pool` builds the worker's pool itself. What
+  `Worker.main` does before its loop (`log_redis_info`, `on_startup`) is not covered: a worker
+  that Redis fails while it starts exits with code 1.
 """
 
 from __future__ import annotations
