@@ -50,7 +50,13 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   in-process tests, tests/integration/test_worker.py, rely on that).
 - Job starts: `WakingWorker.start_jobs` replaces arq's (start_jobs.lua takes the in-progress
   locks of a whole poll in one script) and keeps its bookkeeping: `sem`, `job_counter`,
-  `tasks`, `run_job(job_id, score)` and `_release_sem_dec_counter_on_complete`.
+  `tasks`, `run_job(job_id, score)` and `_release_sem_dec_counter_on_complete`. An id that
+  the script found held by another worker is not sent again until its lock's PTTL (as asked)
+  has passed, a poll no longer reads it, or a poll failed. That relies on arq removing a
+  job's lock only when the job ends (it then leaves the queue too) or is to run again
+  (`finish_job` with `incr_score`: the worker that ran it starts it again, not having skipped
+  it), so that a job skipped so is at worst started by this worker once its lock may lapse,
+  which is also when arq's crash recovery would start it (`Settings.recovery_bound_s`).
 - arq 0.28's `Worker.close` calls redis-py's deprecated `close()`; those tests ignore that
   warning, and the filter can go once arq calls `aclose()`.
 - Redis outages: arq's `Worker.main` runs `_poll_iteration` in a bare loop, so a Redis error
@@ -58,7 +64,9 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   worker process (exit code 1). `WakingWorker._poll_iteration` catches those errors and polls
   again with a growing delay; `start_jobs` takes a slot (arq's `job_counter` and semaphore)
   only for a job whose start Redis confirmed. arq's
-  `create_pool` sets no command timeout, so `arq_pool` builds the worker's pool itself.
+  `create_pool` sets no command timeout, so `arq_pool` builds the worker's pool itself. What
+  `Worker.main` does before its loop (`log_redis_info`, `on_startup`) is not covered: a worker
+  that Redis fails while it starts exits with code 1.
 """
 
 from __future__ import annotations
@@ -299,6 +307,12 @@ class WakingWorker(Worker):
         self.failed_polls = 0
         self.settled: set[str] = set()
         self.ctx[SETTLED_JOBS] = self.settled
+        # The jobs another worker was found running, each with the loop time before which its
+        # lock cannot lapse (the lock's PTTL when asked; renewed by its worker's lease beats,
+        # core/lease.py, it may outlast that, and is then found held again). Kept for the ids
+        # of the last poll only (a job that ended has left the queue), and forgotten when a
+        # poll fails.
+        self.held: dict[str, float] = {}
 
     async def _poll_iteration(self) -> None:
         try:
@@ -309,6 +323,9 @@ class WakingWorker(Worker):
             if self.failed_polls == 1:
                 logger.warning("redis unavailable, polling again until it answers: %s", exc)
             self.wake.cursor = None
+            # Redis may come back without the locks it answered held (restarted from an older
+            # append-only file, or a replica promoted): ask about those ids again.
+            self.held.clear()
             await asyncio.sleep(backoff_s(self.failed_polls, OUTAGE_BASE_S, OUTAGE_CAP_S))
             return
         if self.failed_polls:
@@ -317,18 +334,26 @@ class WakingWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's job starts, for all the ids of a poll in one script (start_jobs.lua) instead of
-        four round trips per id. The ids of the jobs this worker runs are skipped without asking
-        Redis: arq keeps a job in its queue until it ends, so with thousands of slots most of
-        what a poll reads is running already, here or elsewhere. A slot is taken only for a job
-        the script started, so a start that Redis failed holds none."""
+        four round trips per id. arq keeps a job in its queue until it ends, so with thousands
+        of slots most of what a poll reads is running already, here or elsewhere: the ids of
+        the jobs this worker runs are skipped without asking Redis, and so are those the script
+        found held elsewhere, until their lock may lapse (`held`). A slot is taken only for a
+        job the script started, so a start that Redis failed holds none."""
+        asked = self.loop.time()
+        ids = [text(job_id) for job_id in job_ids]
+        self.held = {i: until for i in ids if (until := self.held.get(i, 0.0)) > asked}
         free = self.max_jobs - self.job_counter
-        candidates = [job_id for job_id in job_ids if not self._running_here(text(job_id))]
+        candidates = [i for i in ids if i not in self.held and not self._running_here(i)]
         if free <= 0 or not candidates:
             return
         lock_ms = int(self.in_progress_timeout_s * 1000)
-        args: list[bytes | str | int] = [timestamp_ms(), lock_ms, free, IN_PROGRESS_KEY_PREFIX]
+        args: list[str | int] = [timestamp_ms(), lock_ms, free, IN_PROGRESS_KEY_PREFIX]
         args += candidates
-        taken = await self.start_script(keys=[self.queue_name], args=args, client=self.pool)
+        taken, held = await self.start_script(keys=[self.queue_name], args=args, client=self.pool)
+        for raw_id, ttl_ms in zip(held[::2], held[1::2], strict=True):
+            if ttl_ms > 0:
+                # From before the script ran: never later than the lock may lapse.
+                self.held[text(raw_id)] = asked + ttl_ms / 1000
         for raw_id, score in zip(taken[::2], taken[1::2], strict=True):
             await self.sem.acquire()
             self.job_counter += 1
