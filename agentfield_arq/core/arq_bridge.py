@@ -65,8 +65,9 @@ pyproject pins arq exactly ("arq==0.28.0"). Before moving the pin, check in the 
   again with a growing delay; `start_jobs` takes a slot (arq's `job_counter` and semaphore)
   only for a job whose start Redis confirmed. arq's
   `create_pool` sets no command timeout, so `arq_pool` builds the worker's pool itself. What
-  `Worker.main` does before its loop (`log_redis_info`, `on_startup`) is not covered: a worker
-  that Redis fails while it starts exits with code 1.
+  `Worker.main` does before its loop (`log_redis_info`, `on_startup`) fails as a whole:
+  `WakingWorker.main` runs it again after a delay, which relies on on_startup reading Redis
+  (its first lease beat) before it builds anything.
 """
 
 from __future__ import annotations
@@ -305,6 +306,9 @@ class WakingWorker(Worker):
         # Registered on the wake-up client for its encoding; run on arq's pool.
         self.start_script = load_script(self.wake_redis, "start_jobs")
         self.failed_polls = 0
+        # Failed start-ups (`main`), until the poll loop runs.
+        self.failed_starts = 0
+        self.polling = False
         self.settled: set[str] = set()
         self.ctx[SETTLED_JOBS] = self.settled
         # The jobs another worker was found running, each with the loop time before which its
@@ -314,7 +318,26 @@ class WakingWorker(Worker):
         # poll fails.
         self.held: dict[str, float] = {}
 
+    async def main(self) -> None:
+        """arq's, outlasting a Redis that fails while the worker starts. arq's start-up reads
+        Redis (`log_redis_info`, then on_startup's first lease beat, before it builds anything)
+        ahead of the poll loop that outlasts outages; a failure there is tried again with a
+        growing delay, as a failed poll is, instead of ending the process."""
+        while True:
+            try:
+                await super().main()
+                return
+            except POLL_ERRORS as exc:
+                if self.polling:
+                    raise
+                reraise_cancel()
+                self.failed_starts += 1
+                if self.failed_starts == 1:
+                    logger.warning("redis unavailable while starting, trying again: %s", exc)
+                await asyncio.sleep(backoff_s(self.failed_starts, OUTAGE_BASE_S, OUTAGE_CAP_S))
+
     async def _poll_iteration(self) -> None:
+        self.polling = True
         try:
             await self._poll_and_wait()
         except POLL_ERRORS as exc:

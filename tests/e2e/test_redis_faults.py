@@ -172,19 +172,7 @@ def loaded_system(server: EmbeddedRedis, logs: Path) -> Iterator[tuple[System, L
     ) as system:
         start_node(system, "sdk")
         # A caller's key, looked up in Redis like any request's (the admin key is not).
-        key = system.issue_key(Role.CALLER)
-        # Fault only a worker that runs: its start-up (arq's Worker.main) reads Redis before the
-        # poll loop that outlasts outages, and a fault then ends the process; under load it was
-        # still starting when the first submissions were accepted.
-        ran = httpx.post(
-            f"{system.api_url}/api/v1/execute/async/{TARGET}",
-            json=BODY,
-            headers=bearer(key),
-            timeout=CLIENT_TIMEOUT_S,
-        )
-        assert ran.status_code == 202, ran.text
-        system.wait(ran.headers["x-execution-id"], 30)
-        load = Load(system.api_url, key)
+        load = Load(system.api_url, system.issue_key(Role.CALLER))
         threads = load.run()
         try:
             yield system, load

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from agentfield_arq.core.arq_bridge import (
     arq_serialize,
     sweep_cron_name,
 )
+from agentfield_arq.core.connection import connect
 from agentfield_arq.core.execution import accept, apply_callback, cancel, submit
 from agentfield_arq.core.nodes import NodeRegistry
 from agentfield_arq.core.outbox import webhook_id
@@ -43,6 +45,7 @@ from agentfield_arq.kernel.models import (
     TargetSpec,
 )
 from agentfield_arq.kernel.signing import verify
+from agentfield_arq.ops.embedded import EmbeddedRedis
 from agentfield_arq.workers.worker import create_worker
 
 pytestmark = [
@@ -527,3 +530,38 @@ async def test_the_worker_s_lock_is_sized_for_deliveries_not_for_the_longest_age
         assert settings.lock_timeout_s < settings.job_timeout_s
     finally:
         await worker.close()
+
+
+async def test_a_worker_started_while_redis_is_away_waits_for_it_then_runs_what_is_queued(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # arq's start-up reads Redis before the poll loop that outlasts outages: without
+    # WakingWorker.main trying it again, the worker process ended with a ConnectionError.
+    server = EmbeddedRedis(tmp_path / "redis")
+    late = msgspec.structs.replace(settings, redis_url=server.start())
+    client = connect(late.redis_url)
+    try:
+        store = ExecutionStore(client, late)
+        node = NodeRegistration(id="finance", base_url="http://finance.test:8001",
+                                reasoners=[TargetSpec(id="deep_analysis")])  # fmt: skip
+        await NodeRegistry(client, late).register(b'{"id": "finance"}', node)
+        execution_id = await _submit(store)
+        server.stop()  # the append-only file keeps the execution and its job
+        agent = Scripted((200, {"ok": True}))
+        worker = _worker(late, agent)
+        running = asyncio.create_task(worker.main())
+        try:
+            async with asyncio.timeout(10):
+                while worker.failed_starts < 2:
+                    assert not running.done(), running
+                    await asyncio.sleep(0.01)
+            assert server.restart()
+            await asyncio.wait_for(running, 15)
+        finally:
+            running.cancel()
+            await worker.close()
+        assert (await _doc(store, execution_id))["status"] == "succeeded"
+        assert len(agent.requests) == 1
+    finally:
+        await client.aclose()
+        server.stop()
