@@ -25,7 +25,7 @@ from typing import Any, cast
 import hiredis
 from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, InvalidResponse, ResponseError
+from redis.exceptions import DataError, InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
@@ -149,7 +149,9 @@ class _Line(asyncio.Protocol):
             while reply is not False:
                 future, _ = self.waiting.popleft()
                 if not future.done():
-                    if isinstance(reply, ResponseError):
+                    # redis-py's parse_error makes every error reply an exception: a
+                    # ResponseError, or a ConnectionError for LOADING, auth and the like.
+                    if isinstance(reply, Exception):
                         future.set_exception(reply)
                     else:
                         future.set_result(reply)

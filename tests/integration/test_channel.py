@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import uvloop
+from redis.exceptions import BusyLoadingError, DataError, NoScriptError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agentfield_arq.core.channel import Channel
@@ -198,3 +198,18 @@ def test_a_command_on_a_transport_uvloop_closed_is_a_connection_error(redis_url:
         return errors
 
     assert uvloop.run(scenario()) == []
+
+
+async def test_a_redis_still_loading_its_data_raises_as_with_redis_py(
+    misbehaving: Callable[..., Awaitable[Channel]],
+) -> None:
+    # redis-py makes LOADING a BusyLoadingError, a ConnectionError rather than a ResponseError:
+    # it was handed back as a reply, and a request then failed on it with a 500.
+    async def loading(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _command(reader)
+        writer.write(b"-LOADING Valkey is loading the dataset in memory\r\n")
+
+    channel = await misbehaving(loading)
+    with pytest.raises(BusyLoadingError):
+        await channel.call("EVALSHA", "0" * 40, 0)
+    channel.close()
