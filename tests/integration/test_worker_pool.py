@@ -6,7 +6,7 @@ import asyncio
 
 import msgspec
 import pytest
-from redis.asyncio import Redis
+from arq.connections import ArqRedis
 
 from agentfield_arq.core.arq_bridge import arq_pool
 from agentfield_arq.core.settings import Settings
@@ -14,21 +14,22 @@ from agentfield_arq.core.settings import Settings
 pytestmark = pytest.mark.integration
 
 
+async def _get(pool: ArqRedis, key: str) -> object:
+    return await pool.get(key)
+
+
 async def test_a_command_beyond_the_workers_connections_waits_for_one_instead_of_opening_more(
-    settings: Settings, redis_client: Redis
+    settings: Settings,
 ) -> None:
     pool = arq_pool(msgspec.structs.replace(settings, worker_redis_connections=1), "q")
+    connections = pool.connection_pool
     try:
-        holding = asyncio.create_task(pool.blpop(["held"], timeout=2))
-        while not pool.connection_pool._in_use_connections:  # type: ignore[attr-defined]
-            await asyncio.sleep(0.01)
-        waiting = asyncio.create_task(pool.get("other"))
+        held = await connections.get_connection()
+        waiting = asyncio.create_task(_get(pool, "other"))
         done, _ = await asyncio.wait({waiting}, timeout=0.2)
         assert not done
-        await redis_client.lpush("held", b"x")
-        assert await asyncio.wait_for(holding, 2) == (b"held", b"x")
+        await connections.release(held)
         assert await asyncio.wait_for(waiting, 2) is None
-        opened = pool.connection_pool._available_connections  # type: ignore[attr-defined]
-        assert len(opened) == 1
+        assert connections._available_connections == [held]
     finally:
         await pool.aclose(close_connection_pool=True)
