@@ -22,13 +22,14 @@ is dropped, so that the next command connects afresh.
 
 A worker caps its pool (`Settings.worker_redis_connections`): redis-py's own pool opens one
 connection more whenever all are busy, and a worker with thousands of slots kept reaching new
-highs (bench/: 575 connections after 10,000 executions, 1,041 after 50,000, about 15 KB of the
-worker's memory each, so its RSS grew by 19 MB, 1.22 x, while nothing else did; capped at 256 it
-grew 1.03 x). A command beyond the cap waits for a connection in turn, with no limit of its own:
-every connection in use is released within its command's timeout (nothing here holds one across
-anything but its own round trips: no WATCH), so the wait is bounded by the commands ahead of it.
-A limit of its own was tried and withdrawn: on a loaded machine arq's `finish_job` waited past a
-3 s limit tens of thousands of times, failing jobs that Redis would have served.
+highs (575 connections after 10,000 executions, 1,041 after 50,000), its RSS growing with them
+(1.22 x from 10,000 to 50,000) while nothing else grew; capped at 256, 1.00 x (README, Memory).
+A command beyond the cap waits for a connection in turn, with no limit of its own: every
+connection in use is released within its command's timeout (a holder runs only its own round
+trips on it and never waits for a second one meanwhile), so the wait is bounded by the
+commands ahead of it. A limit of its own was tried and withdrawn: on a loaded machine arq's
+`finish_job` waited past a 3 s limit tens of thousands of times, failing jobs that Redis would
+have served.
 
 A new connection sends nothing before its first command (no `CLIENT SETINFO`): redis-py's pool
 sets up connections one at a time under a lock, so with a stalled Redis each handshake would
