@@ -24,9 +24,9 @@ A worker caps its pool (`Settings.worker_redis_connections`): redis-py's own poo
 connection more whenever all are busy, and a worker with thousands of slots kept reaching new
 highs (575 connections after 10,000 executions, 1,041 after 50,000), its RSS growing with them
 (1.22 x from 10,000 to 50,000) while nothing else grew; capped at 256, 1.00 x (README, Memory).
-A command beyond the cap waits for a connection in turn (`_Waiting`), with no limit of its own:
-every connection in use is released within its command's timeout (a holder runs only its own
-round trips on it and never waits for a second one meanwhile), so the wait is bounded by the
+A command beyond the cap waits for a connection in turn, with no limit of its own: every
+connection in use is released within its command's timeout (a holder runs only its own round
+trips on it and never waits for a second one meanwhile), so the wait is bounded by the
 commands ahead of it. A limit of its own was tried and withdrawn: on a loaded machine arq's
 `finish_job` waited past a 3 s limit tens of thousands of times, failing jobs that Redis would
 have served.
@@ -40,14 +40,13 @@ of requests in flight (measured: a health probe answered after 1.8 s with a 1 s 
 from __future__ import annotations
 
 import asyncio
-import collections
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hiredis
 import redis
 import redis.sentinel
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import AbstractConnection, Connection
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import Connection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import DataError
 from redis.typing import EncodableT
@@ -101,66 +100,9 @@ def timeouts(settings: Settings, block_s: float = 0.0) -> dict[str, Any]:
     }
 
 
-class _Waiting:
-    """At most `max_connections` open: a command beyond them waits for a connection, first come
-    first served, and a released connection goes straight to the next in line. No lock and no
-    condition: redis-py's own blocking pool takes a lock to get and again to release a
-    connection, and under a burst the releases queued behind the getters (bench/waiters.py:
-    the workers' CPU 24% higher than with the unbounded pool)."""
-
-    _available_connections: list[AbstractConnection]
-    _in_use_connections: set[AbstractConnection]
-    max_connections: int
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._line: collections.deque[asyncio.Future[AbstractConnection]] = collections.deque()
-
-    if TYPE_CHECKING:  # redis-py's pool's, after this class in the order of bases
-
-        def get_available_connection(self) -> AbstractConnection: ...
-
-        async def ensure_connection(self, connection: AbstractConnection) -> None: ...
-
-    async def get_connection(self, *_: Any, **__: Any) -> AbstractConnection:
-        """A connected connection: a free one, a new one below the cap, or the next released."""
-        if self._available_connections or len(self._in_use_connections) < self.max_connections:
-            connection = self.get_available_connection()
-        else:
-            connection = await self._wait()
-        try:
-            await self.ensure_connection(connection)
-        except BaseException:
-            await self.release(connection)
-            raise
-        return connection
-
-    async def _wait(self) -> AbstractConnection:
-        turn: asyncio.Future[AbstractConnection] = asyncio.get_running_loop().create_future()
-        self._line.append(turn)
-        try:
-            return await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():  # handed one, then cancelled
-                await self.release(turn.result())
-            raise
-
-    async def release(self, connection: AbstractConnection) -> None:
-        """Hand `connection` to the next in line (it stays in use), else back to the pool."""
-        while self._line:
-            turn = self._line.popleft()
-            if not turn.done():
-                turn.set_result(connection)
-                return
-        await super().release(connection)  # type: ignore[misc]  # the pool's, after this mixin
-
-
-class WaitingConnectionPool(_Waiting, ConnectionPool):
-    """redis-py's pool with a cap that makes commands wait (see `_Waiting`)."""
-
-
-class WaitingSentinelConnectionPool(_Waiting, SentinelConnectionPool):
-    """Sentinel's pool with a cap that makes commands wait (see `_Waiting`)."""
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's pool with the blocking pool's cap: a command beyond `max_connections` waits
+    for a connection."""
 
 
 def connection_pool(
@@ -177,10 +119,10 @@ def connection_pool(
     docstring)."""
     capped: dict[str, Any] = {}
     if max_connections is not None:
-        capped = {"max_connections": max_connections}
+        capped = {"max_connections": max_connections, "timeout": None}
     address = sentinel_address(url)
     if address is None:
-        kind = ConnectionPool if max_connections is None else WaitingConnectionPool
+        kind = ConnectionPool if max_connections is None else BlockingConnectionPool
         pool: ConnectionPool = kind.from_url(
             url,
             decode_responses=False,
@@ -194,7 +136,7 @@ def connection_pool(
         address.sentinels, sentinel_kwargs=timeouts(settings)
     )
     sentinel_kind = (
-        SentinelConnectionPool if max_connections is None else WaitingSentinelConnectionPool
+        SentinelConnectionPool if max_connections is None else BlockingSentinelConnectionPool
     )
     return sentinel_kind(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         address.service,

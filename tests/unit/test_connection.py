@@ -5,17 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
 from agentfield_arq.core.arq_bridge import arq_pool, redis_settings
-from agentfield_arq.core.connection import (
-    PackedConnection,
-    PackedSentinelConnection,
-    WaitingConnectionPool,
-    WaitingSentinelConnectionPool,
-    connect,
-)
+from agentfield_arq.core.connection import PackedConnection, PackedSentinelConnection, connect
 from agentfield_arq.core.sentinel import SentinelAddress, sentinel_address
 from agentfield_arq.core.settings import Settings
 
@@ -112,13 +107,14 @@ async def test_closing_a_client_closes_its_pool() -> None:
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/mymaster"])
-def test_a_workers_pool_is_capped_at_its_setting(url: str) -> None:
+def test_a_workers_pool_is_capped_and_waits_for_a_connection_without_a_limit_of_its_own(
+    url: str,
+) -> None:
     pool = arq_pool(Settings(redis_url=url, worker_redis_connections=7), "q").connection_pool
-    assert isinstance(pool, WaitingConnectionPool | WaitingSentinelConnectionPool)
-    assert pool.max_connections == 7
+    assert isinstance(pool, BlockingConnectionPool)
+    assert (pool.max_connections, pool.timeout) == (7, None)
     assert pool.connection_class in (PackedConnection, PackedSentinelConnection)
 
 
 def test_other_clients_keep_redis_pys_unbounded_pool() -> None:
-    pool = connect("redis://127.0.0.1:1/0").connection_pool
-    assert not isinstance(pool, WaitingConnectionPool)
+    assert not isinstance(connect("redis://127.0.0.1:1/0").connection_pool, BlockingConnectionPool)
