@@ -205,10 +205,13 @@ def tell_agent_job_id(execution_id: str) -> str:
 
 def arq_pool(settings: Settings, queue: str) -> ArqRedis:
     """The worker's Redis pool, as arq's `create_pool` builds it but with our connection class
-    and timeouts (arq's sets none for commands), through Sentinel for a `redis+sentinel://`
-    URL, and our msgpack serializer."""
+    and timeouts (arq's sets none for commands), at most `worker_redis_connections`
+    connections (core/connection.py), through Sentinel for a `redis+sentinel://` URL, and our
+    msgpack serializer."""
     return ArqRedis(
-        connection_pool(settings.redis_url, settings),
+        connection_pool(
+            settings.redis_url, settings, max_connections=settings.worker_redis_connections
+        ),
         job_serializer=arq_serialize,
         job_deserializer=arq_deserialize,
         default_queue_name=queue,

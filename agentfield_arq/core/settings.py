@@ -103,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 2
     worker_concurrency: int = 2000
     worker_poll_delay_s: float = 0.05
+    # Redis connections one worker process opens at most; a command beyond them waits for one
+    # in turn (connection.py says why a cap, and why the wait has no limit of its own).
+    worker_redis_connections: int = 256
     # The inline call's limit when neither the request nor the node sets one, and the most
     # either may set.
     agent_timeout_s: float = 30.0
@@ -308,6 +311,7 @@ def _check(settings: Settings) -> None:
         "stream_maxlen",
         "max_queued",
         "worker_concurrency",
+        "worker_redis_connections",
         "agent_timeout_s",
         "agent_max_timeout_s",
         "agent_wait_max_s",

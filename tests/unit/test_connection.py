@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from agentfield_arq.core.arq_bridge import redis_settings
+from agentfield_arq.core.arq_bridge import arq_pool, redis_settings
 from agentfield_arq.core.connection import PackedConnection, PackedSentinelConnection, connect
 from agentfield_arq.core.sentinel import SentinelAddress, sentinel_address
 from agentfield_arq.core.settings import Settings
@@ -103,3 +104,17 @@ async def test_closing_a_client_closes_its_pool() -> None:
         client = connect(url)
         assert client.auto_close_connection_pool
         await client.aclose()
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/mymaster"])
+def test_a_workers_pool_is_capped_and_waits_for_a_connection_without_a_limit_of_its_own(
+    url: str,
+) -> None:
+    pool = arq_pool(Settings(redis_url=url, worker_redis_connections=7), "q").connection_pool
+    assert isinstance(pool, BlockingConnectionPool)
+    assert (pool.max_connections, pool.timeout) == (7, None)
+    assert pool.connection_class in (PackedConnection, PackedSentinelConnection)
+
+
+def test_other_clients_keep_redis_pys_unbounded_pool() -> None:
+    assert not isinstance(connect("redis://127.0.0.1:1/0").connection_pool, BlockingConnectionPool)

@@ -1,13 +1,18 @@
 """The API's HTTP protocol (api/protocol.py) driven over a transport that records its writes:
-a response goes out in one write, and what a streamed one writes goes out in order."""
+a response goes out in one write, and what a streamed one writes goes out in order; and what
+each open connection costs."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
+from unittest import mock
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from agentfield_arq.api.protocol import protocol_class
@@ -80,3 +85,26 @@ async def test_a_streamed_body_goes_out_in_order_as_it_comes() -> None:
     writes = await _served(app, b"0\r\n\r\n")
     assert len(writes) == 3  # head with the first part, the second, the end
     assert b"".join(writes).endswith(b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n")
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("no request is sent")
+
+
+def _connected(kind: type[HttpToolsProtocol]) -> HttpToolsProtocol:
+    config = Config(app=_app, http="httptools", log_level="warning")
+    config.load()
+    protocol = kind(config, ServerState(), app_state={})
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+    )
+    transport.is_closing.return_value = False
+    protocol.connection_made(transport)
+    protocol.connection_lost(None)
+    return protocol
+
+
+async def test_an_open_connection_keeps_no_bigger_a_dict_than_uvicorns_own_protocol() -> None:
+    ours, theirs = _connected(protocol_class(Settings())), _connected(HttpToolsProtocol)
+    assert sys.getsizeof(vars(ours)) == sys.getsizeof(vars(theirs))
