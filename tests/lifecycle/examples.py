@@ -22,7 +22,7 @@ EXPLORED = frozenset({
     "await_callback: True", "await_callback: False",
     "finish: ok", "finish: noop", "finish: conflict",
     "progress: ok", "progress: conflict",
-    "begin: ok", "begin: done failed", "begin: missing",
+    "begin: ok", "begin: missing",
     "redrive: pending", "redrive: delivering", "redrive: WebhookNotFound",
     "redrive: ExecutionNotTerminal",
     "heartbeat: True", "heartbeat: False",
@@ -87,6 +87,8 @@ def _a_lost_last_attempt_kills_the_delivery(m: LifecycleMachine) -> None:
     m.delivery_begins(courier=1, index=0)  # records the lost last attempt: dead
     assert m.runs[0].delivery is not None
     assert m.runs[0].delivery.state == "failed"
+    # Rare in the derandomized run since runs end their own jobs (`ci` reaches it no more).
+    assert m.backend.outcomes["begin: done failed"] == 1
 
 
 def _an_expired_record_leaves_the_deadline_set_at_the_next_sweep(m: LifecycleMachine) -> None:
