@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -59,6 +60,26 @@ def _start(
     return run, Output(run.stdout, tmp_path / "run.log")
 
 
+def _executed(
+    url: str, redis_url: str, auth: dict[str, str], target: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Submit `target` with the seed input as `auth`; its 202 answer and its terminal document."""
+    answer = httpx.post(
+        f"{url}/api/v1/execute/async/{target}", json={"input": {"quarter": "Q3"}}, headers=auth
+    )
+    assert answer.status_code == 202, answer.text
+    accepted: dict[str, Any] = answer.json()
+    execution_id = accepted["execution_id"]
+    doc = terminal(
+        redis_url,
+        from_env().key_prefix,
+        execution_id,
+        lambda: httpx.get(f"{url}/api/v1/executions/{execution_id}", headers=auth).json(),
+        RESULT_TIMEOUT_S,
+    )
+    return accepted, doc
+
+
 def test_run_serves_the_seed_flow_and_ctrl_c_stops_every_child(tmp_path: Path) -> None:
     port = free_port()
     run, output = _start(tmp_path, port, env={}, drop=("REDIS_URL",))
@@ -74,20 +95,7 @@ def test_run_serves_the_seed_flow_and_ctrl_c_stops_every_child(tmp_path: Path) -
         assert f"-H 'Authorization: {auth['Authorization']}'" in output.text
         anonymous = httpx.post(f"{url}/api/v1/execute/async/finance.deep_analysis", json={})
         assert anonymous.status_code == 401
-        answer = httpx.post(
-            f"{url}/api/v1/execute/async/finance.deep_analysis",
-            json={"input": {"quarter": "Q3"}},
-            headers=auth,
-        )
-        assert answer.status_code == 202
-        execution_id = answer.json()["execution_id"]
-        doc = terminal(
-            redis_url,
-            from_env().key_prefix,
-            execution_id,
-            lambda: httpx.get(f"{url}/api/v1/executions/{execution_id}", headers=auth).json(),
-            RESULT_TIMEOUT_S,
-        )
+        _, doc = _executed(url, redis_url, auth, "finance.deep_analysis")
         assert doc["status"] == "succeeded"
     finally:
         run.send_signal(signal.SIGINT)
@@ -150,22 +158,9 @@ def test_run_with_a_shard_serves_the_quarterly_report_across_both_redis(tmp_path
         url = f"http://127.0.0.1:{port}"
         redis_url = (tmp_path / "data" / "redis.url").read_text().strip()
         auth = bearer((tmp_path / "data" / "api-key").read_text().strip())
-        answer = httpx.post(
-            f"{url}/api/v1/execute/async/orchestrator.generate_quarterly_report",
-            json={"input": {"quarter": "Q3"}},
-            headers=auth,
-        )
-        assert answer.status_code == 202, answer.text
-        execution_id, run_id = answer.json()["execution_id"], answer.json()["run_id"]
-        doc = terminal(
-            redis_url,
-            from_env().key_prefix,
-            execution_id,
-            lambda: httpx.get(f"{url}/api/v1/executions/{execution_id}", headers=auth).json(),
-            RESULT_TIMEOUT_S,
-        )
+        accepted, doc = _executed(url, redis_url, auth, "orchestrator.generate_quarterly_report")
         assert doc["status"] == "succeeded", doc
-        tree = httpx.get(f"{url}/api/v1/runs/{run_id}", headers=auth).json()
+        tree = httpx.get(f"{url}/api/v1/runs/{accepted['run_id']}", headers=auth).json()
         children = [c["execution_id"] for c in tree["roots"][0]["children"]]
         assert len(children) == 3
         assert all(child.endswith("1") for child in children)  # on shard 1's Redis
